@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+//
+// XenViridian: a Xen-to-Viridian hypercall translation layer.
+// Core modules (GuestABI, XenABI, ViridianABI, XenViridian) import no Foundation and build as
+// Embedded Swift (see .ci/embedded-build). The CLI, the generator and the tests may use Foundation.
+import PackageDescription
+
+let package = Package(
+    name: "XenViridian",
+    products: [
+        .library(name: "XenViridian", type: .static, targets: ["XenViridian"]),
+        .executable(name: "xv", targets: ["xv"]),
+        .executable(name: "xv-specgen", targets: ["xv-specgen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Core: no Foundation, Embedded-clean.
+        .target(name: "GuestABI"),
+        .target(name: "XenABI", dependencies: ["GuestABI"]),
+        .target(name: "ViridianABI", dependencies: ["GuestABI"]),
+        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI"]),
+
+        // Every spec row as data, for `xv specs` and the conformance tests (generated).
+        .target(name: "XVSpecCatalog"),
+
+        // The generator: Specs/*.tbl -> Sources/*/Generated, Tests/*/Generated.
+        .target(name: "XVSpecGen"),
+        .executableTarget(name: "xv-specgen", dependencies: ["XVSpecGen"]),
+
+        // The command-line tool.
+        .executableTarget(
+            name: "xv",
+            dependencies: [
+                "XVSpecCatalog", "XenViridian",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Test support: the C compiler's view of libxen-dev (empty when the headers are absent).
+        .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
+
+        .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"]),
+        .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenViridian", "XVSpecCatalog"]),
+        .testTarget(
+            name: "XenABIConformanceTests",
+            dependencies: ["GuestABI", "XenABI", "ViridianABI", "XVSpecCatalog", "CXenProbe"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
