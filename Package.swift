@@ -41,7 +41,8 @@ let package = Package(
         // Test support: the C compiler's view of libxen-dev (empty when the headers are absent).
         .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
 
-        .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"]),
+        .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
+        .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog"]),
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenViridian", "XVSpecCatalog"]),
         .testTarget(
             name: "XenABIConformanceTests",
