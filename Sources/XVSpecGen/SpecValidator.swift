@@ -248,12 +248,7 @@ public struct SpecValidator {
         _ t: SpecTable, tablesByID: [String: SpecTable], allTables: [SpecTable],
         viridianNames: Set<String>, errnoNames: Set<String>
     ) {
-        var covered: [String: CodeRow] = [:]
-        for id in t.covers {
-            guard let target = tablesByID[id] else { error(t.location, "@covers names table '\(id)', which does not exist"); continue }
-            // An alias shares its target's number, so it shares its disposition too.
-            for row in target.codes where row.alias == nil { covered[row.name] = row }
-        }
+        let covered = coveredRows(of: t, tablesByID: tablesByID)
         var seen: [String: DispositionRow] = [:]
         var rows = t.dispositions
         if let d = t.defaultDisposition { rows.append(d) }
@@ -290,11 +285,7 @@ public struct SpecValidator {
     }
 
     private mutating func validateErrnoMap(_ t: SpecTable, tablesByID: [String: SpecTable], errnoNames: Set<String>) {
-        var covered: [String: CodeRow] = [:]
-        for id in t.covers {
-            guard let target = tablesByID[id] else { error(t.location, "@covers names table '\(id)', which does not exist"); continue }
-            for row in target.codes where row.alias == nil { covered[row.name] = row }
-        }
+        let covered = coveredRows(of: t, tablesByID: tablesByID)
         if let d = t.defaultErrno, !errnoNames.contains(d) { error(t.location, "@default '\(d)' is no XEN_E* row") }
         var seen: [String: ErrnoMapRow] = [:]
         for row in t.errnoMaps {
@@ -306,6 +297,17 @@ public struct SpecValidator {
         for (name, row) in covered where seen[name] == nil {
             error(row.location, "\(name) has no errno mapping in table '\(t.id)' (\(t.location))")
         }
+    }
+
+    /// The rows a disposition or errno-map table must cover, by name. An alias shares its
+    /// target's number, so it shares its answer too and needs no row of its own.
+    private mutating func coveredRows(of t: SpecTable, tablesByID: [String: SpecTable]) -> [String: CodeRow] {
+        var covered: [String: CodeRow] = [:]
+        for id in t.covers {
+            guard let target = tablesByID[id] else { error(t.location, "@covers names table '\(id)', which does not exist"); continue }
+            for row in target.codes where row.alias == nil { covered[row.name] = row }
+        }
+        return covered
     }
 
     private mutating func error(_ location: SpecLocation, _ message: String) {

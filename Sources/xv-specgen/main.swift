@@ -42,7 +42,7 @@ if !output.diagnostics.isEmpty {
 if check {
     let stale = repository.stalePaths(output.files)
     if stale.isEmpty {
-        print("xv-specgen: \(output.files.count) generated files are up to date (\(inputs.count) tables files)")
+        print("xv-specgen: \(output.files.count) generated files are up to date (\(inputs.count) table files)")
         exit(0)
     }
     for path in stale { printError("stale: \(path)") }

@@ -31,3 +31,70 @@ public enum XenLimits {
     /// `XEN_LEGACY_MAX_VCPUS` = 32. vcpu_info slots in shared_info
     @inlinable public static var legacyMaxVCPUs: UInt32 { 0x20 }
 }
+
+/// First argument of __HYPERVISOR_vm_assist.
+///
+/// Spec table `xen.vmasst_cmd` (Specs/xen/domains.tbl); family `VMASST_CMD`.
+/// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+@frozen
+public struct VMAssistCommand: RawRepresentable, Hashable, Sendable {
+    public var rawValue: UInt32
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+}
+
+extension VMAssistCommand {
+    /// `VMASST_CMD_enable` = 0
+    @inlinable public static var enable: VMAssistCommand { VMAssistCommand(rawValue: 0) }
+    /// `VMASST_CMD_disable` = 1
+    @inlinable public static var disable: VMAssistCommand { VMAssistCommand(rawValue: 1) }
+
+    /// The spec (C) name of this value, or nil for a number table `xen.vmasst_cmd` does not list.
+    public var specName: StaticString? {
+        switch rawValue {
+        case 0: return "VMASST_CMD_enable"
+        case 1: return "VMASST_CMD_disable"
+        default: return nil
+        }
+    }
+}
+
+/// Second argument of __HYPERVISOR_vm_assist. HVM guests may use runstate_update_flag only.
+///
+/// Spec table `xen.vmasst_type` (Specs/xen/domains.tbl); family `VMASST_TYPE`.
+/// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+@frozen
+public struct VMAssistType: RawRepresentable, Hashable, Sendable {
+    public var rawValue: UInt32
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+}
+
+extension VMAssistType {
+    /// `VMASST_TYPE_4gb_segments` = 0
+    @inlinable public static var fourGBSegments: VMAssistType { VMAssistType(rawValue: 0) }
+    /// `VMASST_TYPE_4gb_segments_notify` = 1
+    @inlinable public static var fourGBSegmentsNotify: VMAssistType { VMAssistType(rawValue: 1) }
+    /// `VMASST_TYPE_writable_pagetables` = 2
+    @inlinable public static var writablePagetables: VMAssistType { VMAssistType(rawValue: 2) }
+    /// `VMASST_TYPE_pae_extended_cr3` = 3
+    @inlinable public static var paeExtendedCr3: VMAssistType { VMAssistType(rawValue: 3) }
+    /// `VMASST_TYPE_architectural_iopl` = 4
+    @inlinable public static var architecturalIopl: VMAssistType { VMAssistType(rawValue: 4) }
+    /// `VMASST_TYPE_runstate_update_flag` = 5
+    @inlinable public static var runstateUpdateFlag: VMAssistType { VMAssistType(rawValue: 5) }
+    /// `VMASST_TYPE_m2p_strict` = 32
+    @inlinable public static var m2pStrict: VMAssistType { VMAssistType(rawValue: 0x20) }
+
+    /// The spec (C) name of this value, or nil for a number table `xen.vmasst_type` does not list.
+    public var specName: StaticString? {
+        switch rawValue {
+        case 0: return "VMASST_TYPE_4gb_segments"
+        case 1: return "VMASST_TYPE_4gb_segments_notify"
+        case 2: return "VMASST_TYPE_writable_pagetables"
+        case 3: return "VMASST_TYPE_pae_extended_cr3"
+        case 4: return "VMASST_TYPE_architectural_iopl"
+        case 5: return "VMASST_TYPE_runstate_update_flag"
+        case 0x20: return "VMASST_TYPE_m2p_strict"
+        default: return nil
+        }
+    }
+}

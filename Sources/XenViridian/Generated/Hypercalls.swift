@@ -31,7 +31,7 @@ extension XenHypercall {
         case 0x12: return .subops // __HYPERVISOR_console_io
         case 0x13: return .rejected(.enosys) // __HYPERVISOR_physdev_op_compat
         case 0x14: return .subops // __HYPERVISOR_grant_table_op
-        case 0x15: return .rejected(.einval) // __HYPERVISOR_vm_assist
+        case 0x15: return .layer // __HYPERVISOR_vm_assist
         case 0x16: return .rejected(.enosys) // __HYPERVISOR_update_va_mapping_otherdomain
         case 0x17: return .rejected(.enosys) // __HYPERVISOR_iret
         case 0x18: return .subops // __HYPERVISOR_vcpu_op
