@@ -6,7 +6,7 @@ enum XenHeaders {
     static let available = xv_probe_have_xen_headers() != 0
 
     static let missingMessage =
-        "libxen-dev is not installed: run `apt-get install -y libxen-dev`, then rebuild from clean (`rm -rf .build`), because __has_include is evaluated at build time"
+        "libxen-dev is not installed: run `bash .ci/test`, which installs it and recompiles the probe (or `apt-get install -y libxen-dev` and `rm -rf .build`: __has_include is evaluated at build time)"
 
     static var runningInCI: Bool { ProcessInfo.processInfo.environment["CI"].map { !$0.isEmpty } ?? false }
 
