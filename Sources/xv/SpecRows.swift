@@ -7,9 +7,11 @@ enum SpecRows {
         tableKind == "flag" || tableKind == "outcome" ? "constant" : tableKind
     }
 
-    static func all() -> [JSONValue] {
+    /// Rows of every interface, or of `interface` only.
+    static func all(interface: String? = nil) -> [JSONValue] {
+        func wanted(_ i: String) -> Bool { interface == nil || interface == i }
         var rows: [JSONValue] = []
-        for c in SpecCatalog.constants {
+        for c in SpecCatalog.constants where wanted(c.interface) {
             var pairs: [(String, JSONValue)] = [
                 ("interface", .string(c.interface)), ("kind", .string(jsonKind(c.kind))), ("family", .string(c.family)),
                 ("name", .string(c.name)), ("value", .integer(magnitude: c.magnitude, negative: c.isNegative)),
@@ -19,7 +21,7 @@ enum SpecRows {
             pairs.append(("swift", .string(c.swift)))
             rows.append(.object(pairs))
         }
-        for s in SpecCatalog.structs {
+        for s in SpecCatalog.structs where wanted(s.interface) {
             rows.append(.object([
                 ("interface", .string(s.interface)), ("kind", .string("struct")), ("name", .string(s.name)),
                 ("c", .string(s.cSpelling)), ("size", .int(s.size)),
@@ -28,7 +30,7 @@ enum SpecRows {
                 })),
             ]))
         }
-        for b in SpecCatalog.bitfields {
+        for b in SpecCatalog.bitfields where wanted(b.interface) {
             rows.append(.object([
                 ("interface", .string(b.interface)), ("kind", .string("bitfield")), ("name", .string(b.name)),
                 ("width", .int(b.width)),
@@ -37,14 +39,14 @@ enum SpecRows {
                 })),
             ]))
         }
-        for d in SpecCatalog.dispositions {
+        for d in SpecCatalog.dispositions where wanted("translation") {
             rows.append(.object([
                 ("interface", .string("translation")), ("kind", .string("disposition")), ("xen", .string(d.xen)),
                 ("disposition", .string(d.disposition)), ("viridian", .array(d.viridian.map { .string($0) })),
                 ("errno", .string(d.errno)), ("note", .string(d.note)),
             ]))
         }
-        for m in SpecCatalog.errnoMappings {
+        for m in SpecCatalog.errnoMappings where wanted("translation") {
             rows.append(.object([
                 ("interface", .string("translation")), ("kind", .string("errno-map")), ("from", .string(m.from)),
                 ("errno", .string(m.errno)), ("note", .string(m.note)),

@@ -19,11 +19,7 @@ struct SpecsCommand: ParsableCommand {
         if let interface, !["xen", "viridian", "translation"].contains(interface) {
             throw ValidationError("--interface takes xen, viridian or translation")
         }
-        let rows = SpecRows.all().filter { row in
-            guard let interface, case .object(let pairs) = row else { return true }
-            if case .string(let i)? = pairs.first(where: { $0.0 == "interface" })?.1 { return i == interface }
-            return false
-        }
+        let rows = SpecRows.all(interface: interface)
         if json {
             var out = ""
             JSONValue.array(rows).write(into: &out, indent: 1)

@@ -68,4 +68,18 @@ struct SpecsJSONTests {
         let trap = try #require(rows.first { $0["xen"] as? String == "__HYPERVISOR_set_trap_table" })
         #expect(trap["disposition"] as? String == "rejected" && trap["errno"] as? String == "XEN_ENOSYS")
     }
+
+    @Test("--interface keeps exactly that interface's rows, and the three partition the whole")
+    func interfaceFilter() throws {
+        var total = 0
+        for interface in ["xen", "viridian", "translation"] {
+            var text = ""
+            JSONValue.array(SpecRows.all(interface: interface)).write(into: &text)
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+            #expect(!rows.isEmpty)
+            #expect(rows.allSatisfy { $0["interface"] as? String == interface }, "\(interface)")
+            total += rows.count
+        }
+        #expect(total == SpecRows.all().count)
+    }
 }
