@@ -9,6 +9,7 @@ let package = Package(
     name: "XenViridian",
     products: [
         .library(name: "XenViridian", type: .static, targets: ["XenViridian"]),
+        .library(name: "ViridianReference", type: .static, targets: ["ViridianReference"]),
         .executable(name: "xv", targets: ["xv"]),
         .executable(name: "xv-specgen", targets: ["xv-specgen"]),
     ],
@@ -21,6 +22,7 @@ let package = Package(
         .target(name: "XenABI", dependencies: ["GuestABI"]),
         .target(name: "ViridianABI", dependencies: ["GuestABI"]),
         .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI"]),
+        .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"]),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
@@ -40,10 +42,16 @@ let package = Package(
 
         // Test support: the C compiler's view of libxen-dev (empty when the headers are absent).
         .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
+        // Test support: per-thread malloc counting for the zero-allocation tests (Linux/glibc).
+        .target(name: "CMallocCounter", path: "Tests/Support/CMallocCounter"),
 
         .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
         .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog"]),
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenViridian", "XVSpecCatalog"]),
+        .testTarget(
+            name: "ViridianReferenceTests",
+            dependencies: ["GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter"]
+        ),
         .testTarget(
             name: "XenABIConformanceTests",
             dependencies: ["GuestABI", "XenABI", "ViridianABI", "XVSpecCatalog", "CXenProbe"]

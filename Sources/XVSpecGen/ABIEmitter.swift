@@ -97,7 +97,43 @@ struct ABIEmitter {
             }
             out += "        default: return nil\n        }\n    }\n"
         }
+        out += emitCallTraits(t)
+        out += emitMSRAccess(t)
         out += "}\n"
+        return out
+    }
+
+    /// Hypercall tables whose rows carry `simple`/`rep`/`fast` get the call class and fast form
+    /// as lookups (TLFS "Hypercall Classes" and "Fast Hypercalls").
+    private func emitCallTraits(_ t: SpecTable) -> String {
+        guard t.kind == .hypercall, t.codes.contains(where: { $0.flags.contains("simple") || $0.flags.contains("rep") }) else { return "" }
+        var out = "\n    /// The call's class (`simple` or `rep` in `\(t.location.file)`), or nil for a code the table does not list.\n"
+        out += "    public var callClass: HypercallClass? {\n        switch rawValue {\n"
+        for r in t.codes where r.alias == nil {
+            if r.flags.contains("rep") { out += "        case \(r.value.swiftLiteral): return .rep\n" }
+            else if r.flags.contains("simple") { out += "        case \(r.value.swiftLiteral): return .simple\n" }
+        }
+        out += "        default: return nil\n        }\n    }\n"
+        out += "\n    /// Whether the call has a register-input (fast) form (`fast` in `\(t.location.file)`).\n"
+        out += "    public var hasFastForm: Bool {\n        switch rawValue {\n"
+        let fast = t.codes.filter { $0.alias == nil && $0.flags.contains("fast") }
+        if !fast.isEmpty {
+            out += "        case " + fast.map(\.value.swiftLiteral).joined(separator: ", ") + ": return true\n"
+        }
+        out += "        default: return false\n        }\n    }\n"
+        return out
+    }
+
+    /// MSR tables whose rows carry `ro`/`rw`/`wo` get the access as a lookup.
+    private func emitMSRAccess(_ t: SpecTable) -> String {
+        guard t.kind == .msr, t.codes.contains(where: { !$0.flags.filter(["ro", "rw", "wo"].contains).isEmpty }) else { return "" }
+        var out = "\n    /// The MSR's access (`ro`, `rw`, `wo` in `\(t.location.file)`), or nil for an index the table does not list.\n"
+        out += "    public var access: MSRAccess? {\n        switch rawValue {\n"
+        for r in t.codes where r.alias == nil {
+            let access = r.flags.contains("ro") ? "readOnly" : r.flags.contains("wo") ? "writeOnly" : r.flags.contains("rw") ? "readWrite" : nil
+            if let access { out += "        case \(r.value.swiftLiteral): return .\(access)\n" }
+        }
+        out += "        default: return nil\n        }\n    }\n"
         return out
     }
 

@@ -26,7 +26,7 @@ struct CatalogEmitter {
         for t in set.tables where t.kind?.isCode == true {
             for r in t.codes {
                 let member = SwiftNaming.memberName(for: r.name, prefix: t.prefix, override: r.swiftName)
-                let flags = "[" + r.flags.map(Self.quoted).joined(separator: ", ") + "]"
+                let flags = "[" + (r.flags + r.gates.map { "gate=\($0)" }).map(Self.quoted).joined(separator: ", ") + "]"
                 out += "        SpecConstant(interface: \(Self.quoted(t.interface?.rawValue ?? "")), kind: \(Self.quoted(t.kind?.rawValue ?? "")), "
                 out += "family: \(Self.quoted(t.family ?? "")), name: \(Self.quoted(r.name)), magnitude: \(r.value.magnitude), isNegative: \(r.value.isNegative), "
                 out += "attributes: \(flags), alias: \(Self.quotedOrNil(r.alias)), checkedAgainstC: \(t.isCheckedAgainstC), "

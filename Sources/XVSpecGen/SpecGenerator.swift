@@ -10,6 +10,7 @@ public enum SpecGenerator {
         "Sources/XVSpecCatalog/Generated",
         "Tests/Support/CXenProbe/Generated",
         "Tests/ABITests/Generated",
+        "Sources/ViridianReference/Generated",
     ]
 
     public struct Output: Sendable {
@@ -32,6 +33,8 @@ public enum SpecGenerator {
         files["Sources/XVSpecCatalog/Generated/SpecCatalog.swift"] = CatalogEmitter(set: set).emit()
         files["Tests/Support/CXenProbe/Generated/xen_probe_table.c"] = ProbeEmitter(set: set).emit()
         files["Tests/ABITests/Generated/ABIModuleValues.swift"] = ModuleValuesEmitter(set: set).emit()
+        let reference = ReferenceEmitter(set: set)
+        if reference.hasClaims { files[ReferenceEmitter.outputPath] = reference.emit() }
         return Output(files: files, diagnostics: [])
     }
 

@@ -75,8 +75,13 @@ public struct CodeRow: Sendable {
     public var value: SpecValue
     public var swiftName: String?
     public var alias: String?
-    /// Bare attribute words: `rep`, `simple`, `fast`, `ro`, `rw`, `wo`, ...
+    /// Bare attribute words: `rep`, `simple`, `fast`, `ro`, `rw`, `wo`, `nolinux`, `ref`.
     public var flags: [String]
+    /// `gate=ROW` attributes: the flag rows (CPUID privilege, feature or recommendation bits)
+    /// that must all be set before the reference hypervisor lets a partition use this row.
+    public var gates: [String] = []
+    /// Whether the row carries `ref`: ViridianReference implements it.
+    public var isImplementedByReference: Bool { flags.contains("ref") }
     public var doc: String?
     public var location: SpecLocation
 }

@@ -155,6 +155,7 @@ public struct SpecParser {
                     switch k {
                     case "swift": row.swiftName = v
                     case "alias": row.alias = v
+                    case "gate": row.gates.append(v)
                     default: error(here, "unknown attribute '\(k)='")
                     }
                 } else {

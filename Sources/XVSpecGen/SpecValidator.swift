@@ -71,6 +71,8 @@ public struct SpecValidator {
             }
         }
 
+        validateGates(tables)
+
         let viridianNames = Set(tables.filter { $0.interface == .viridian }.flatMap { t in
             t.codes.map(\.name) + (t.cTag.map { [$0] } ?? []) + (t.kind == .bitfield ? [t.id] : [])
         })
@@ -118,6 +120,37 @@ public struct SpecValidator {
         }
     }
 
+    /// The bare attribute words a code row of this table may carry (Specs/README.md).
+    static func allowedAttributes(_ t: SpecTable) -> Set<String> {
+        var allowed: Set<String> = ["nolinux"]
+        if t.interface == .viridian, t.kind == .hypercall || t.kind == .msr || t.kind == .status
+            || t.kind == .message || t.kind == .flag {
+            allowed.insert("ref")
+        }
+        switch t.kind {
+        case .hypercall: allowed.formUnion(["simple", "rep", "fast"])
+        case .msr: allowed.formUnion(["ro", "rw", "wo"])
+        default: break
+        }
+        return allowed
+    }
+
+    /// `gate=ROW` must name a row of a Viridian flag table (a CPUID privilege, feature or
+    /// recommendation bit).
+    private mutating func validateGates(_ tables: [SpecTable]) {
+        var flagRows: Set<String> = []
+        for t in tables where t.interface == .viridian && t.kind == .flag && ReferenceEmitter.gateMembers[t.id] != nil {
+            for r in t.codes { flagRows.insert(r.name) }
+        }
+        for t in tables where t.kind?.isCode == true {
+            for row in t.codes {
+                for gate in row.gates where !flagRows.contains(gate) {
+                    error(row.location, "\(row.name): gate '\(gate)' is no row of a CPUID privilege, feature or recommendation table (\(ReferenceEmitter.gateMembers.keys.sorted().joined(separator: ", ")))")
+                }
+            }
+        }
+    }
+
     private mutating func validateCodes(_ t: SpecTable) {
         guard let raw = t.rawType, let info = SpecParser.rawTypes[raw] else { return }
         var byValue: [SpecValue: CodeRow] = [:]
@@ -147,6 +180,20 @@ public struct SpecValidator {
                 error(row.location, "\(row.name) aliases the number \(row.value) of \(first.name) (\(first.location)); declare alias=\(first.name) if intended")
             } else {
                 byValue[row.value] = row
+            }
+            // Bare attributes are data the emitters read: a misspelt one would be silently lost.
+            let allowed = Self.allowedAttributes(t)
+            for flag in row.flags where !allowed.contains(flag) {
+                error(row.location, "\(row.name): unknown attribute '\(flag)' (a \(t.kind?.rawValue ?? "?") row takes \(allowed.sorted().joined(separator: ", ")))")
+            }
+            if row.flags.contains("simple") && row.flags.contains("rep") {
+                error(row.location, "\(row.name): a call is `simple` or `rep`, not both")
+            }
+            if ["ro", "rw", "wo"].filter(row.flags.contains).count > 1 {
+                error(row.location, "\(row.name): an MSR has one access: ro, rw or wo")
+            }
+            if !row.gates.isEmpty && !row.isImplementedByReference {
+                error(row.location, "\(row.name): gate= only means something on a `ref` row")
             }
             // Swift names.
             let member = SwiftNaming.memberName(for: row.name, prefix: t.prefix, override: row.swiftName)

@@ -21,6 +21,7 @@ struct GoldenTests {
             "Sources/XVSpecCatalog/Generated/SpecCatalog.swift",
             "Tests/Support/CXenProbe/Generated/xen_probe_table.c",
             "Tests/ABITests/Generated/ABIModuleValues.swift",
+            "Sources/ViridianReference/Generated/ReferenceSurface.swift",
         ]
         #expect(Set(output.files.keys) == expectedPaths)
         let update = ProcessInfo.processInfo.environment["XV_UPDATE_GOLDEN"] == "1"

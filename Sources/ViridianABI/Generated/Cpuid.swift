@@ -176,7 +176,7 @@ extension HVFeatures {
     @inlinable public static var hypercallXMMInput: HVFeatures { HVFeatures(rawValue: 0x10) }
     /// `HV_X64_GUEST_IDLE_STATE_AVAILABLE` = 32
     @inlinable public static var guestIdleState: HVFeatures { HVFeatures(rawValue: 0x20) }
-    /// `HV_FEATURE_FREQUENCY_MSRS_AVAILABLE` = 256
+    /// `HV_FEATURE_FREQUENCY_MSRS_AVAILABLE` = 256 [ref]
     @inlinable public static var frequencyMSRs: HVFeatures { HVFeatures(rawValue: 0x100) }
     /// `HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE` = 1024
     @inlinable public static var guestCrashMSRs: HVFeatures { HVFeatures(rawValue: 0x400) }
@@ -186,11 +186,11 @@ extension HVFeatures {
     @inlinable public static var extendedGVARangesFlush: HVFeatures { HVFeatures(rawValue: 0x4000) }
     /// `HV_X64_HYPERCALL_XMM_OUTPUT_AVAILABLE` = 32768
     @inlinable public static var hypercallXMMOutput: HVFeatures { HVFeatures(rawValue: 0x8000) }
-    /// `HV_X64_SINT_POLLING_AVAILABLE` = 131072 [nolinux]
+    /// `HV_X64_SINT_POLLING_AVAILABLE` = 131072 [nolinux, ref]
     @inlinable public static var sintPolling: HVFeatures { HVFeatures(rawValue: 0x20000) }
     /// `HV_X64_HYPERCALL_MSR_LOCK_AVAILABLE` = 262144 [nolinux]
     @inlinable public static var hypercallMSRLock: HVFeatures { HVFeatures(rawValue: 0x40000) }
-    /// `HV_STIMER_DIRECT_MODE_AVAILABLE` = 524288
+    /// `HV_STIMER_DIRECT_MODE_AVAILABLE` = 524288 [ref]
     @inlinable public static var stimerDirectMode: HVFeatures { HVFeatures(rawValue: 0x80000) }
 }
 

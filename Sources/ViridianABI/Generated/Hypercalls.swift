@@ -15,17 +15,17 @@ public struct HVCallCode: RawRepresentable, Hashable, Sendable {
 extension HVCallCode {
     /// `HVCALL_SWITCH_VIRTUAL_ADDRESS_SPACE` = 1 [simple, fast, nolinux]
     @inlinable public static var switchVirtualAddressSpace: HVCallCode { HVCallCode(rawValue: 1) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE` = 2 [simple]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE` = 2 [simple, ref]
     @inlinable public static var flushVirtualAddressSpace: HVCallCode { HVCallCode(rawValue: 2) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST` = 3 [rep]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST` = 3 [rep, ref]
     @inlinable public static var flushVirtualAddressList: HVCallCode { HVCallCode(rawValue: 3) }
     /// `HVCALL_GET_LOGICAL_PROCESSOR_RUN_TIME` = 4 [simple, nolinux]
     @inlinable public static var getLogicalProcessorRunTime: HVCallCode { HVCallCode(rawValue: 4) }
-    /// `HVCALL_NOTIFY_LONG_SPIN_WAIT` = 8 [simple, fast]
+    /// `HVCALL_NOTIFY_LONG_SPIN_WAIT` = 8 [simple, fast, ref]
     @inlinable public static var notifyLongSpinWait: HVCallCode { HVCallCode(rawValue: 8) }
     /// `HVCALL_PARKED_VIRTUAL_PROCESSORS` = 9 [simple, nolinux]. appendix prints "0x00090"
     @inlinable public static var parkedVirtualProcessors: HVCallCode { HVCallCode(rawValue: 9) }
-    /// `HVCALL_SEND_IPI` = 11 [simple, fast]. HvCallSendSyntheticClusterIpi; no fast tick in the appendix, but Linux issues it fast (hv_do_fast_hypercall16) and Xen accepts it
+    /// `HVCALL_SEND_IPI` = 11 [simple, fast, ref]. HvCallSendSyntheticClusterIpi; no fast tick in the appendix, but Linux issues it fast (hv_do_fast_hypercall16) and Xen accepts it
     @inlinable public static var sendIpi: HVCallCode { HVCallCode(rawValue: 0xB) }
     /// `HVCALL_MODIFY_VTL_PROTECTION_MASK` = 12 [rep, nolinux]
     @inlinable public static var modifyVtlProtectionMask: HVCallCode { HVCallCode(rawValue: 0xC) }
@@ -41,11 +41,11 @@ extension HVCallCode {
     @inlinable public static var vtlCall: HVCallCode { HVCallCode(rawValue: 0x11) }
     /// `HVCALL_VTL_RETURN` = 18 [simple, nolinux]
     @inlinable public static var vtlReturn: HVCallCode { HVCallCode(rawValue: 0x12) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX` = 19 [simple]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX` = 19 [simple, ref]
     @inlinable public static var flushVirtualAddressSpaceEx: HVCallCode { HVCallCode(rawValue: 0x13) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX` = 20 [rep]. markdown page says Rep; the appendix lacks the tick
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX` = 20 [rep, ref]. markdown page says Rep; the appendix lacks the tick
     @inlinable public static var flushVirtualAddressListEx: HVCallCode { HVCallCode(rawValue: 0x14) }
-    /// `HVCALL_SEND_IPI_EX` = 21 [simple]. HvCallSendSyntheticClusterIpiEx
+    /// `HVCALL_SEND_IPI_EX` = 21 [simple, ref]. HvCallSendSyntheticClusterIpiEx
     @inlinable public static var sendIpiEx: HVCallCode { HVCallCode(rawValue: 0x15) }
     /// `HVCALL_CREATE_PARTITION` = 64 [simple]
     @inlinable public static var createPartition: HVCallCode { HVCallCode(rawValue: 0x40) }
@@ -59,7 +59,7 @@ extension HVCallCode {
     @inlinable public static var getPartitionProperty: HVCallCode { HVCallCode(rawValue: 0x44) }
     /// `HVCALL_SET_PARTITION_PROPERTY` = 69 [simple]
     @inlinable public static var setPartitionProperty: HVCallCode { HVCallCode(rawValue: 0x45) }
-    /// `HVCALL_GET_PARTITION_ID` = 70 [simple]
+    /// `HVCALL_GET_PARTITION_ID` = 70 [simple, ref]
     @inlinable public static var getPartitionId: HVCallCode { HVCallCode(rawValue: 0x46) }
     /// `HVCALL_GET_NEXT_CHILD_PARTITION` = 71 [simple, nolinux]
     @inlinable public static var getNextChildPartition: HVCallCode { HVCallCode(rawValue: 0x47) }
@@ -69,9 +69,9 @@ extension HVCallCode {
     @inlinable public static var withdrawMemory: HVCallCode { HVCallCode(rawValue: 0x49) }
     /// `HVCALL_GET_MEMORY_BALANCE` = 74 [simple, nolinux]
     @inlinable public static var getMemoryBalance: HVCallCode { HVCallCode(rawValue: 0x4A) }
-    /// `HVCALL_MAP_GPA_PAGES` = 75 [rep]
+    /// `HVCALL_MAP_GPA_PAGES` = 75 [rep, ref]
     @inlinable public static var mapGpaPages: HVCallCode { HVCallCode(rawValue: 0x4B) }
-    /// `HVCALL_UNMAP_GPA_PAGES` = 76 [rep]
+    /// `HVCALL_UNMAP_GPA_PAGES` = 76 [rep, ref]
     @inlinable public static var unmapGpaPages: HVCallCode { HVCallCode(rawValue: 0x4C) }
     /// `HVCALL_INSTALL_INTERCEPT` = 77 [simple]
     @inlinable public static var installIntercept: HVCallCode { HVCallCode(rawValue: 0x4D) }
@@ -99,9 +99,9 @@ extension HVCallCode {
     @inlinable public static var getPortProperty: HVCallCode { HVCallCode(rawValue: 0x5A) }
     /// `HVCALL_DISCONNECT_PORT` = 91 [simple, fast]
     @inlinable public static var disconnectPort: HVCallCode { HVCallCode(rawValue: 0x5B) }
-    /// `HVCALL_POST_MESSAGE` = 92 [simple]
+    /// `HVCALL_POST_MESSAGE` = 92 [simple, ref]
     @inlinable public static var postMessage: HVCallCode { HVCallCode(rawValue: 0x5C) }
-    /// `HVCALL_SIGNAL_EVENT` = 93 [simple, fast]
+    /// `HVCALL_SIGNAL_EVENT` = 93 [simple, fast, ref]
     @inlinable public static var signalEvent: HVCallCode { HVCallCode(rawValue: 0x5D) }
     /// `HVCALL_SAVE_PARTITION_STATE` = 94 [simple, nolinux]
     @inlinable public static var savePartitionState: HVCallCode { HVCallCode(rawValue: 0x5E) }
@@ -396,6 +396,147 @@ extension HVCallCode {
         case 0x8004: return "HV_EXT_CALL_EPF_SETUP"
         case 0x8006: return "HV_EXT_CALL_MEMORY_HEAT_HINT_ASYNC"
         default: return nil
+        }
+    }
+
+    /// The call's class (`simple` or `rep` in `Specs/viridian/hypercalls.tbl`), or nil for a code the table does not list.
+    public var callClass: HypercallClass? {
+        switch rawValue {
+        case 1: return .simple
+        case 2: return .simple
+        case 3: return .rep
+        case 4: return .simple
+        case 8: return .simple
+        case 9: return .simple
+        case 0xB: return .simple
+        case 0xC: return .rep
+        case 0xD: return .simple
+        case 0xE: return .simple
+        case 0xF: return .simple
+        case 0x10: return .simple
+        case 0x11: return .simple
+        case 0x12: return .simple
+        case 0x13: return .simple
+        case 0x14: return .rep
+        case 0x15: return .simple
+        case 0x40: return .simple
+        case 0x41: return .simple
+        case 0x42: return .simple
+        case 0x43: return .simple
+        case 0x44: return .simple
+        case 0x45: return .simple
+        case 0x46: return .simple
+        case 0x47: return .simple
+        case 0x48: return .rep
+        case 0x49: return .rep
+        case 0x4A: return .simple
+        case 0x4B: return .rep
+        case 0x4C: return .rep
+        case 0x4D: return .simple
+        case 0x4E: return .simple
+        case 0x4F: return .simple
+        case 0x50: return .rep
+        case 0x51: return .rep
+        case 0x52: return .simple
+        case 0x53: return .simple
+        case 0x54: return .simple
+        case 0x56: return .simple
+        case 0x58: return .simple
+        case 0x59: return .simple
+        case 0x5A: return .simple
+        case 0x5B: return .simple
+        case 0x5C: return .simple
+        case 0x5D: return .simple
+        case 0x5E: return .simple
+        case 0x5F: return .simple
+        case 0x60: return .simple
+        case 0x61: return .simple
+        case 0x62: return .simple
+        case 0x63: return .simple
+        case 0x64: return .simple
+        case 0x65: return .simple
+        case 0x66: return .simple
+        case 0x67: return .simple
+        case 0x68: return .simple
+        case 0x69: return .simple
+        case 0x6A: return .simple
+        case 0x6B: return .simple
+        case 0x6C: return .simple
+        case 0x6D: return .simple
+        case 0x6E: return .rep
+        case 0x6F: return .simple
+        case 0x70: return .simple
+        case 0x76: return .simple
+        case 0x77: return .simple
+        case 0x78: return .simple
+        case 0x79: return .simple
+        case 0x7A: return .simple
+        case 0x7B: return .simple
+        case 0x7C: return .simple
+        case 0x7D: return .simple
+        case 0x7E: return .simple
+        case 0x80: return .simple
+        case 0x81: return .simple
+        case 0x82: return .simple
+        case 0x83: return .simple
+        case 0x84: return .simple
+        case 0x85: return .simple
+        case 0x86: return .simple
+        case 0x87: return .simple
+        case 0x88: return .simple
+        case 0x89: return .simple
+        case 0x8A: return .simple
+        case 0x8B: return .simple
+        case 0x8C: return .simple
+        case 0x8D: return .simple
+        case 0x8E: return .simple
+        case 0x8F: return .simple
+        case 0x90: return .rep
+        case 0x91: return .simple
+        case 0x92: return .simple
+        case 0x94: return .simple
+        case 0x95: return .simple
+        case 0x96: return .simple
+        case 0x97: return .simple
+        case 0x99: return .simple
+        case 0x9A: return .rep
+        case 0xAC: return .simple
+        case 0xAD: return .simple
+        case 0xAF: return .simple
+        case 0xB0: return .rep
+        case 0xC0: return .simple
+        case 0xC1: return .simple
+        case 0xC2: return .simple
+        case 0xC9: return .rep
+        case 0xD7: return .rep
+        case 0xD8: return .rep
+        case 0xDB: return .rep
+        case 0xE1: return .simple
+        case 0xE2: return .simple
+        case 0xE3: return .simple
+        case 0xE4: return .simple
+        case 0xE5: return .simple
+        case 0xF4: return .rep
+        case 0x106: return .simple
+        case 0x107: return .simple
+        case 0x10A: return .simple
+        case 0x110: return .rep
+        case 0x11F: return .simple
+        case 0x131: return .simple
+        case 0x8001: return .simple
+        case 0x8002: return .simple
+        case 0x8003: return .simple
+        case 0x8004: return .simple
+        case 0x8006: return .simple
+        default: return nil
+        }
+    }
+
+    /// Whether the call has a register-input (fast) form (`fast` in `Specs/viridian/hypercalls.tbl`).
+    public var hasFastForm: Bool {
+        switch rawValue {
+        case 1, 8, 0xB, 0x41, 0x42, 0x43, 0x4F, 0x56, 0x58, 0x5B, 0x5D, 0x61, 0x62, 0x63, 0x65, 0x66, 0x67, 0x68, 0x6B: return true
+        default: return false
         }
     }
 }

@@ -13,23 +13,23 @@ public struct HVMSR: RawRepresentable, Hashable, Sendable {
 }
 
 extension HVMSR {
-    /// `HV_X64_MSR_GUEST_OS_ID` = 1073741824 [rw]
+    /// `HV_X64_MSR_GUEST_OS_ID` = 1073741824 [rw, ref]
     @inlinable public static var guestOsId: HVMSR { HVMSR(rawValue: 0x40000000) }
-    /// `HV_X64_MSR_HYPERCALL` = 1073741825 [rw]
+    /// `HV_X64_MSR_HYPERCALL` = 1073741825 [rw, ref]
     @inlinable public static var hypercall: HVMSR { HVMSR(rawValue: 0x40000001) }
-    /// `HV_X64_MSR_VP_INDEX` = 1073741826 [ro]
+    /// `HV_X64_MSR_VP_INDEX` = 1073741826 [ro, ref]
     @inlinable public static var vpIndex: HVMSR { HVMSR(rawValue: 0x40000002) }
     /// `HV_X64_MSR_RESET` = 1073741827 [rw]
     @inlinable public static var reset: HVMSR { HVMSR(rawValue: 0x40000003) }
     /// `HV_X64_MSR_VP_RUNTIME` = 1073741840 [ro]. 100 ns units
     @inlinable public static var vpRuntime: HVMSR { HVMSR(rawValue: 0x40000010) }
-    /// `HV_X64_MSR_TIME_REF_COUNT` = 1073741856 [ro]. 100 ns units
+    /// `HV_X64_MSR_TIME_REF_COUNT` = 1073741856 [ro, ref]. 100 ns units
     @inlinable public static var timeRefCount: HVMSR { HVMSR(rawValue: 0x40000020) }
-    /// `HV_X64_MSR_REFERENCE_TSC` = 1073741857 [rw]
+    /// `HV_X64_MSR_REFERENCE_TSC` = 1073741857 [rw, ref]
     @inlinable public static var referenceTsc: HVMSR { HVMSR(rawValue: 0x40000021) }
-    /// `HV_X64_MSR_TSC_FREQUENCY` = 1073741858 [ro]. Hz
+    /// `HV_X64_MSR_TSC_FREQUENCY` = 1073741858 [ro, ref]. Hz
     @inlinable public static var tscFrequency: HVMSR { HVMSR(rawValue: 0x40000022) }
-    /// `HV_X64_MSR_APIC_FREQUENCY` = 1073741859 [ro]. Hz
+    /// `HV_X64_MSR_APIC_FREQUENCY` = 1073741859 [ro, ref]. Hz
     @inlinable public static var apicFrequency: HVMSR { HVMSR(rawValue: 0x40000023) }
     /// `HV_X64_MSR_NPIEP_CONFIG` = 1073741888 [rw, nolinux]
     @inlinable public static var npiepConfig: HVMSR { HVMSR(rawValue: 0x40000040) }
@@ -39,67 +39,67 @@ extension HVMSR {
     @inlinable public static var icr: HVMSR { HVMSR(rawValue: 0x40000071) }
     /// `HV_X64_MSR_TPR` = 1073741938 [rw]
     @inlinable public static var tpr: HVMSR { HVMSR(rawValue: 0x40000072) }
-    /// `HV_X64_MSR_VP_ASSIST_PAGE` = 1073741939 [rw]
+    /// `HV_X64_MSR_VP_ASSIST_PAGE` = 1073741939 [rw, ref]
     @inlinable public static var vpAssistPage: HVMSR { HVMSR(rawValue: 0x40000073) }
-    /// `HV_X64_MSR_SCONTROL` = 1073741952 [rw]
+    /// `HV_X64_MSR_SCONTROL` = 1073741952 [rw, ref]
     @inlinable public static var scontrol: HVMSR { HVMSR(rawValue: 0x40000080) }
-    /// `HV_X64_MSR_SVERSION` = 1073741953 [ro]
+    /// `HV_X64_MSR_SVERSION` = 1073741953 [ro, ref]
     @inlinable public static var sversion: HVMSR { HVMSR(rawValue: 0x40000081) }
-    /// `HV_X64_MSR_SIEFP` = 1073741954 [rw]
+    /// `HV_X64_MSR_SIEFP` = 1073741954 [rw, ref]
     @inlinable public static var siefp: HVMSR { HVMSR(rawValue: 0x40000082) }
-    /// `HV_X64_MSR_SIMP` = 1073741955 [rw]
+    /// `HV_X64_MSR_SIMP` = 1073741955 [rw, ref]
     @inlinable public static var simp: HVMSR { HVMSR(rawValue: 0x40000083) }
-    /// `HV_X64_MSR_EOM` = 1073741956 [wo]. reads return 0
+    /// `HV_X64_MSR_EOM` = 1073741956 [wo, ref]. reads return 0
     @inlinable public static var eom: HVMSR { HVMSR(rawValue: 0x40000084) }
     /// `HV_X64_MSR_SIRBP` = 1073741957 [rw]. Linux only; access unconfirmed
     @inlinable public static var sirbp: HVMSR { HVMSR(rawValue: 0x40000085) }
-    /// `HV_X64_MSR_SINT0` = 1073741968 [rw]
+    /// `HV_X64_MSR_SINT0` = 1073741968 [rw, ref]
     @inlinable public static var sint0: HVMSR { HVMSR(rawValue: 0x40000090) }
-    /// `HV_X64_MSR_SINT1` = 1073741969 [rw]
+    /// `HV_X64_MSR_SINT1` = 1073741969 [rw, ref]
     @inlinable public static var sint1: HVMSR { HVMSR(rawValue: 0x40000091) }
-    /// `HV_X64_MSR_SINT2` = 1073741970 [rw]
+    /// `HV_X64_MSR_SINT2` = 1073741970 [rw, ref]
     @inlinable public static var sint2: HVMSR { HVMSR(rawValue: 0x40000092) }
-    /// `HV_X64_MSR_SINT3` = 1073741971 [rw]
+    /// `HV_X64_MSR_SINT3` = 1073741971 [rw, ref]
     @inlinable public static var sint3: HVMSR { HVMSR(rawValue: 0x40000093) }
-    /// `HV_X64_MSR_SINT4` = 1073741972 [rw]
+    /// `HV_X64_MSR_SINT4` = 1073741972 [rw, ref]
     @inlinable public static var sint4: HVMSR { HVMSR(rawValue: 0x40000094) }
-    /// `HV_X64_MSR_SINT5` = 1073741973 [rw]
+    /// `HV_X64_MSR_SINT5` = 1073741973 [rw, ref]
     @inlinable public static var sint5: HVMSR { HVMSR(rawValue: 0x40000095) }
-    /// `HV_X64_MSR_SINT6` = 1073741974 [rw]
+    /// `HV_X64_MSR_SINT6` = 1073741974 [rw, ref]
     @inlinable public static var sint6: HVMSR { HVMSR(rawValue: 0x40000096) }
-    /// `HV_X64_MSR_SINT7` = 1073741975 [rw]
+    /// `HV_X64_MSR_SINT7` = 1073741975 [rw, ref]
     @inlinable public static var sint7: HVMSR { HVMSR(rawValue: 0x40000097) }
-    /// `HV_X64_MSR_SINT8` = 1073741976 [rw]
+    /// `HV_X64_MSR_SINT8` = 1073741976 [rw, ref]
     @inlinable public static var sint8: HVMSR { HVMSR(rawValue: 0x40000098) }
-    /// `HV_X64_MSR_SINT9` = 1073741977 [rw]
+    /// `HV_X64_MSR_SINT9` = 1073741977 [rw, ref]
     @inlinable public static var sint9: HVMSR { HVMSR(rawValue: 0x40000099) }
-    /// `HV_X64_MSR_SINT10` = 1073741978 [rw]
+    /// `HV_X64_MSR_SINT10` = 1073741978 [rw, ref]
     @inlinable public static var sint10: HVMSR { HVMSR(rawValue: 0x4000009A) }
-    /// `HV_X64_MSR_SINT11` = 1073741979 [rw]
+    /// `HV_X64_MSR_SINT11` = 1073741979 [rw, ref]
     @inlinable public static var sint11: HVMSR { HVMSR(rawValue: 0x4000009B) }
-    /// `HV_X64_MSR_SINT12` = 1073741980 [rw]
+    /// `HV_X64_MSR_SINT12` = 1073741980 [rw, ref]
     @inlinable public static var sint12: HVMSR { HVMSR(rawValue: 0x4000009C) }
-    /// `HV_X64_MSR_SINT13` = 1073741981 [rw]
+    /// `HV_X64_MSR_SINT13` = 1073741981 [rw, ref]
     @inlinable public static var sint13: HVMSR { HVMSR(rawValue: 0x4000009D) }
-    /// `HV_X64_MSR_SINT14` = 1073741982 [rw]
+    /// `HV_X64_MSR_SINT14` = 1073741982 [rw, ref]
     @inlinable public static var sint14: HVMSR { HVMSR(rawValue: 0x4000009E) }
-    /// `HV_X64_MSR_SINT15` = 1073741983 [rw]
+    /// `HV_X64_MSR_SINT15` = 1073741983 [rw, ref]
     @inlinable public static var sint15: HVMSR { HVMSR(rawValue: 0x4000009F) }
-    /// `HV_X64_MSR_STIMER0_CONFIG` = 1073742000 [rw]
+    /// `HV_X64_MSR_STIMER0_CONFIG` = 1073742000 [rw, ref]
     @inlinable public static var stimer0Config: HVMSR { HVMSR(rawValue: 0x400000B0) }
-    /// `HV_X64_MSR_STIMER0_COUNT` = 1073742001 [rw]
+    /// `HV_X64_MSR_STIMER0_COUNT` = 1073742001 [rw, ref]
     @inlinable public static var stimer0Count: HVMSR { HVMSR(rawValue: 0x400000B1) }
-    /// `HV_X64_MSR_STIMER1_CONFIG` = 1073742002 [rw]
+    /// `HV_X64_MSR_STIMER1_CONFIG` = 1073742002 [rw, ref]
     @inlinable public static var stimer1Config: HVMSR { HVMSR(rawValue: 0x400000B2) }
-    /// `HV_X64_MSR_STIMER1_COUNT` = 1073742003 [rw]
+    /// `HV_X64_MSR_STIMER1_COUNT` = 1073742003 [rw, ref]
     @inlinable public static var stimer1Count: HVMSR { HVMSR(rawValue: 0x400000B3) }
-    /// `HV_X64_MSR_STIMER2_CONFIG` = 1073742004 [rw]
+    /// `HV_X64_MSR_STIMER2_CONFIG` = 1073742004 [rw, ref]
     @inlinable public static var stimer2Config: HVMSR { HVMSR(rawValue: 0x400000B4) }
-    /// `HV_X64_MSR_STIMER2_COUNT` = 1073742005 [rw]
+    /// `HV_X64_MSR_STIMER2_COUNT` = 1073742005 [rw, ref]
     @inlinable public static var stimer2Count: HVMSR { HVMSR(rawValue: 0x400000B5) }
-    /// `HV_X64_MSR_STIMER3_CONFIG` = 1073742006 [rw]
+    /// `HV_X64_MSR_STIMER3_CONFIG` = 1073742006 [rw, ref]
     @inlinable public static var stimer3Config: HVMSR { HVMSR(rawValue: 0x400000B6) }
-    /// `HV_X64_MSR_STIMER3_COUNT` = 1073742007 [rw]
+    /// `HV_X64_MSR_STIMER3_COUNT` = 1073742007 [rw, ref]
     @inlinable public static var stimer3Count: HVMSR { HVMSR(rawValue: 0x400000B7) }
     /// `HV_X64_MSR_GUEST_IDLE` = 1073742064 [ro]
     @inlinable public static var guestIdle: HVMSR { HVMSR(rawValue: 0x400000F0) }
@@ -188,6 +188,70 @@ extension HVMSR {
         case 0x40000114: return "HV_X64_MSR_STIME_UNHALTED_TIMER_CONFIG"
         case 0x40000115: return "HV_X64_MSR_STIME_UNHALTED_TIMER_COUNT"
         case 0x40000118: return "HV_X64_MSR_TSC_INVARIANT_CONTROL"
+        default: return nil
+        }
+    }
+
+    /// The MSR's access (`ro`, `rw`, `wo` in `Specs/viridian/msrs.tbl`), or nil for an index the table does not list.
+    public var access: MSRAccess? {
+        switch rawValue {
+        case 0x40000000: return .readWrite
+        case 0x40000001: return .readWrite
+        case 0x40000002: return .readOnly
+        case 0x40000003: return .readWrite
+        case 0x40000010: return .readOnly
+        case 0x40000020: return .readOnly
+        case 0x40000021: return .readWrite
+        case 0x40000022: return .readOnly
+        case 0x40000023: return .readOnly
+        case 0x40000040: return .readWrite
+        case 0x40000070: return .writeOnly
+        case 0x40000071: return .readWrite
+        case 0x40000072: return .readWrite
+        case 0x40000073: return .readWrite
+        case 0x40000080: return .readWrite
+        case 0x40000081: return .readOnly
+        case 0x40000082: return .readWrite
+        case 0x40000083: return .readWrite
+        case 0x40000084: return .writeOnly
+        case 0x40000085: return .readWrite
+        case 0x40000090: return .readWrite
+        case 0x40000091: return .readWrite
+        case 0x40000092: return .readWrite
+        case 0x40000093: return .readWrite
+        case 0x40000094: return .readWrite
+        case 0x40000095: return .readWrite
+        case 0x40000096: return .readWrite
+        case 0x40000097: return .readWrite
+        case 0x40000098: return .readWrite
+        case 0x40000099: return .readWrite
+        case 0x4000009A: return .readWrite
+        case 0x4000009B: return .readWrite
+        case 0x4000009C: return .readWrite
+        case 0x4000009D: return .readWrite
+        case 0x4000009E: return .readWrite
+        case 0x4000009F: return .readWrite
+        case 0x400000B0: return .readWrite
+        case 0x400000B1: return .readWrite
+        case 0x400000B2: return .readWrite
+        case 0x400000B3: return .readWrite
+        case 0x400000B4: return .readWrite
+        case 0x400000B5: return .readWrite
+        case 0x400000B6: return .readWrite
+        case 0x400000B7: return .readWrite
+        case 0x400000F0: return .readOnly
+        case 0x40000100: return .readWrite
+        case 0x40000101: return .readWrite
+        case 0x40000102: return .readWrite
+        case 0x40000103: return .readWrite
+        case 0x40000104: return .readWrite
+        case 0x40000105: return .readWrite
+        case 0x40000106: return .readWrite
+        case 0x40000107: return .readWrite
+        case 0x40000108: return .readWrite
+        case 0x40000114: return .readWrite
+        case 0x40000115: return .readWrite
+        case 0x40000118: return .readWrite
         default: return nil
         }
     }

@@ -13,17 +13,17 @@ public struct HVStatus: RawRepresentable, Hashable, Sendable {
 }
 
 extension HVStatus {
-    /// `HV_STATUS_SUCCESS` = 0
+    /// `HV_STATUS_SUCCESS` = 0 [ref]
     @inlinable public static var success: HVStatus { HVStatus(rawValue: 0) }
-    /// `HV_STATUS_INVALID_HYPERCALL_CODE` = 2
+    /// `HV_STATUS_INVALID_HYPERCALL_CODE` = 2 [ref]
     @inlinable public static var invalidHypercallCode: HVStatus { HVStatus(rawValue: 2) }
-    /// `HV_STATUS_INVALID_HYPERCALL_INPUT` = 3
+    /// `HV_STATUS_INVALID_HYPERCALL_INPUT` = 3 [ref]
     @inlinable public static var invalidHypercallInput: HVStatus { HVStatus(rawValue: 3) }
-    /// `HV_STATUS_INVALID_ALIGNMENT` = 4
+    /// `HV_STATUS_INVALID_ALIGNMENT` = 4 [ref]
     @inlinable public static var invalidAlignment: HVStatus { HVStatus(rawValue: 4) }
-    /// `HV_STATUS_INVALID_PARAMETER` = 5
+    /// `HV_STATUS_INVALID_PARAMETER` = 5 [ref]
     @inlinable public static var invalidParameter: HVStatus { HVStatus(rawValue: 5) }
-    /// `HV_STATUS_ACCESS_DENIED` = 6
+    /// `HV_STATUS_ACCESS_DENIED` = 6 [ref]
     @inlinable public static var accessDenied: HVStatus { HVStatus(rawValue: 6) }
     /// `HV_STATUS_INVALID_PARTITION_STATE` = 7
     @inlinable public static var invalidPartitionState: HVStatus { HVStatus(rawValue: 7) }
@@ -33,21 +33,21 @@ extension HVStatus {
     @inlinable public static var unknownProperty: HVStatus { HVStatus(rawValue: 9) }
     /// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE` = 10
     @inlinable public static var propertyValueOutOfRange: HVStatus { HVStatus(rawValue: 0xA) }
-    /// `HV_STATUS_INSUFFICIENT_MEMORY` = 11
+    /// `HV_STATUS_INSUFFICIENT_MEMORY` = 11 [ref]
     @inlinable public static var insufficientMemory: HVStatus { HVStatus(rawValue: 0xB) }
     /// `HV_STATUS_PARTITION_TOO_DEEP` = 12 [nolinux]
     @inlinable public static var partitionTooDeep: HVStatus { HVStatus(rawValue: 0xC) }
-    /// `HV_STATUS_INVALID_PARTITION_ID` = 13
+    /// `HV_STATUS_INVALID_PARTITION_ID` = 13 [ref]
     @inlinable public static var invalidPartitionId: HVStatus { HVStatus(rawValue: 0xD) }
-    /// `HV_STATUS_INVALID_VP_INDEX` = 14
+    /// `HV_STATUS_INVALID_VP_INDEX` = 14 [ref]
     @inlinable public static var invalidVpIndex: HVStatus { HVStatus(rawValue: 0xE) }
     /// `HV_STATUS_NOT_FOUND` = 16. Linux only (6.0b: reserved)
     @inlinable public static var notFound: HVStatus { HVStatus(rawValue: 0x10) }
-    /// `HV_STATUS_INVALID_PORT_ID` = 17
+    /// `HV_STATUS_INVALID_PORT_ID` = 17 [ref]
     @inlinable public static var invalidPortId: HVStatus { HVStatus(rawValue: 0x11) }
-    /// `HV_STATUS_INVALID_CONNECTION_ID` = 18
+    /// `HV_STATUS_INVALID_CONNECTION_ID` = 18 [ref]
     @inlinable public static var invalidConnectionId: HVStatus { HVStatus(rawValue: 0x12) }
-    /// `HV_STATUS_INSUFFICIENT_BUFFERS` = 19
+    /// `HV_STATUS_INSUFFICIENT_BUFFERS` = 19 [ref]
     @inlinable public static var insufficientBuffers: HVStatus { HVStatus(rawValue: 0x13) }
     /// `HV_STATUS_NOT_ACKNOWLEDGED` = 20
     @inlinable public static var notAcknowledged: HVStatus { HVStatus(rawValue: 0x14) }
@@ -55,7 +55,7 @@ extension HVStatus {
     @inlinable public static var invalidVpState: HVStatus { HVStatus(rawValue: 0x15) }
     /// `HV_STATUS_ACKNOWLEDGED` = 22 [nolinux]
     @inlinable public static var acknowledged: HVStatus { HVStatus(rawValue: 0x16) }
-    /// `HV_STATUS_INVALID_SAVE_RESTORE_STATE` = 23 [nolinux]
+    /// `HV_STATUS_INVALID_SAVE_RESTORE_STATE` = 23 [nolinux, ref]
     @inlinable public static var invalidSaveRestoreState: HVStatus { HVStatus(rawValue: 0x17) }
     /// `HV_STATUS_INVALID_SYNIC_STATE` = 24 [nolinux]
     @inlinable public static var invalidSynicState: HVStatus { HVStatus(rawValue: 0x18) }

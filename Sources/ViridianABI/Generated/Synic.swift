@@ -13,7 +13,7 @@ public struct HVMessageType: RawRepresentable, Hashable, Sendable {
 }
 
 extension HVMessageType {
-    /// `HVMSG_NONE` = 0. the slot is free
+    /// `HVMSG_NONE` = 0 [ref]. the slot is free
     @inlinable public static var none: HVMessageType { HVMessageType(rawValue: 0) }
     /// `HVMSG_UNMAPPED_GPA` = 2147483648
     @inlinable public static var unmappedGpa: HVMessageType { HVMessageType(rawValue: 0x80000000) }
@@ -23,7 +23,7 @@ extension HVMessageType {
     @inlinable public static var unacceptedGpa: HVMessageType { HVMessageType(rawValue: 0x80000003) }
     /// `HVMSG_GPA_ATTRIBUTE_INTERCEPT` = 2147483652 [nolinux]
     @inlinable public static var gpaAttributeIntercept: HVMessageType { HVMessageType(rawValue: 0x80000004) }
-    /// `HVMSG_TIMER_EXPIRED` = 2147483664
+    /// `HVMSG_TIMER_EXPIRED` = 2147483664 [ref]
     @inlinable public static var timerExpired: HVMessageType { HVMessageType(rawValue: 0x80000010) }
     /// `HVMSG_INVALID_VP_REGISTER_VALUE` = 2147483680
     @inlinable public static var invalidVpRegisterValue: HVMessageType { HVMessageType(rawValue: 0x80000020) }

@@ -1,0 +1,69 @@
+/// Guest-physical memory as the embedder provides it: the host address of each backed 4 KiB
+/// frame. This is the shape of KVM memory slots and rust-vmm `vm-memory`'s
+/// `get_host_address`: the core turns a guest-physical address into a host pointer once per
+/// page and never overlays Swift structures on it.
+///
+/// Conformers are usually small value types (a base pointer and a length) so that generic code
+/// specialised on them copies nothing and counts no references.
+public protocol GuestMemory {
+    /// The host address of the first byte of `frame`, or nil when no memory backs it. The page
+    /// behind the address stays valid while the memory it belongs to exists.
+    func hostAddress(of frame: GuestFrameNumber) -> UnsafeMutableRawPointer?
+}
+
+extension GuestMemory {
+    /// The host address of `length` bytes at `address`, when they are backed and lie inside one
+    /// page; nil otherwise (a hostile address or length never reaches past its page).
+    @inlinable
+    public func hostAddress(of address: GuestPhysicalAddress, length: UInt64) -> UnsafeMutableRawPointer? {
+        guard address.rangeStaysInOnePage(length: length), let page = hostAddress(of: address.frame) else { return nil }
+        return page + Int(address.offsetInPage)
+    }
+
+    /// Reads a little-endian integer that lies inside one page; nil when it is not backed or
+    /// would cross a page.
+    @inlinable
+    public func load<T: FixedWidthInteger>(_ type: T.Type, at address: GuestPhysicalAddress) -> T? {
+        guard let p = hostAddress(of: address, length: UInt64(MemoryLayout<T>.size)) else { return nil }
+        return T(littleEndian: p.loadUnaligned(as: T.self))
+    }
+
+    /// Writes a little-endian integer that lies inside one page; false when it is not backed or
+    /// would cross a page.
+    @inlinable
+    @discardableResult
+    public func store<T: FixedWidthInteger>(_ value: T, at address: GuestPhysicalAddress) -> Bool {
+        guard let p = hostAddress(of: address, length: UInt64(MemoryLayout<T>.size)) else { return false }
+        p.storeBytes(of: value.littleEndian, as: T.self)
+        return true
+    }
+
+    /// Copies `buffer.count` bytes starting at `address` into `buffer`, page by page; false (and
+    /// `buffer` partly written) when any page is not backed or the range wraps.
+    @inlinable
+    public func read(at address: GuestPhysicalAddress, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        var done = 0
+        while done < buffer.count {
+            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
+            let chunk = min(buffer.count - done, Int(guestPageSize - at.offsetInPage))
+            (buffer.baseAddress! + done).copyMemory(from: page + Int(at.offsetInPage), byteCount: chunk)
+            done += chunk
+        }
+        return true
+    }
+
+    /// Copies `bytes` to guest memory starting at `address`, page by page; false (and the guest
+    /// partly written) when any page is not backed or the range wraps.
+    @inlinable
+    @discardableResult
+    public func write(at address: GuestPhysicalAddress, from bytes: UnsafeRawBufferPointer) -> Bool {
+        var done = 0
+        while done < bytes.count {
+            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
+            let chunk = min(bytes.count - done, Int(guestPageSize - at.offsetInPage))
+            (page + Int(at.offsetInPage)).copyMemory(from: bytes.baseAddress! + done, byteCount: chunk)
+            done += chunk
+        }
+        return true
+    }
+}

@@ -1,0 +1,56 @@
+import GuestABI
+import ViridianABI
+
+/// Everything the reference knows about one partition. Arrays are sized at creation.
+struct PartitionState<Memory: GuestMemory> {
+    let id: PartitionID
+    let config: PartitionConfiguration
+    let memory: Memory
+    /// HV_X64_MSR_GUEST_OS_ID (partition-wide).
+    var guestOSID: UInt64 = 0
+    /// HV_X64_MSR_HYPERCALL (partition-wide).
+    var hypercall = HVHypercallMSR(rawValue: 0)
+    /// HV_X64_MSR_REFERENCE_TSC (partition-wide).
+    var referenceTSC = HVReferenceTSCMSR(rawValue: 0)
+    /// The last TscSequence written to the reference TSC page (never 0 or 0xFFFFFFFF once
+    /// written, as KVM does: both have meant "invalid").
+    var tscSequence: UInt32 = 0
+    /// Added (mod 2^64) to the clock's scaled TSC to give this partition's reference time: the
+    /// TscOffset of its reference TSC page.
+    var referenceOffset: UInt64
+    var vps: [VirtualProcessorState]
+    var ports: IDTable<PortState>
+    var connections: IDTable<ConnectionState>
+    /// Pages of other partitions mapped here, sorted by `frame`.
+    var mappings: [GPAMapping]
+    var queues: MessageQueues
+
+    init(id: PartitionID, config: PartitionConfiguration, memory: Memory, referenceOffset: UInt64) {
+        self.id = id
+        self.config = config
+        self.memory = memory
+        self.referenceOffset = referenceOffset
+        vps = Array(repeating: VirtualProcessorState(), count: config.vpCount)
+        ports = IDTable(capacity: config.maxPorts)
+        connections = IDTable(capacity: config.maxConnections)
+        mappings = []
+        mappings.reserveCapacity(config.maxMappedPages)
+        queues = MessageQueues(vpCount: config.vpCount, depth: config.messageQueueDepth)
+    }
+
+    /// Index in `mappings` of the mapping of `frame`, or where it would be inserted.
+    func mappingIndex(_ frame: UInt64) -> (index: Int, found: Bool) {
+        var low = 0, high = mappings.count
+        while low < high {
+            let mid = (low + high) / 2
+            if mappings[mid].frame < frame { low = mid + 1 } else { high = mid }
+        }
+        return (low, low < mappings.count && mappings[low].frame == frame)
+    }
+
+    /// Whether the hypercall interface is usable: KVM routes a hypercall instruction to the
+    /// Viridian handler once the guest OS id is nonzero (Linux arch/x86/kvm/hyperv.h
+    /// kvm_hv_hypercall_enabled), without requiring the hypercall page; KVM's selftests call
+    /// that way, so the reference does the same.
+    var hypercallsEnabled: Bool { guestOSID != 0 }
+}

@@ -1,0 +1,42 @@
+import ViridianABI
+
+/// What a port delivers and where (TLFS "Ports" and HV_PORT_INFO).
+@frozen
+public enum PortKind: Sendable, Hashable {
+    /// HvCallPostMessage on a connection to this port queues a message in the SIM slot of
+    /// `sint` on `vp`.
+    case message(vp: VPIndex, sint: UInt8)
+    /// HvCallSignalEvent on a connection to this port sets flag `baseFlag + flagNumber`
+    /// (flagNumber < flagCount) in the SIEF area of `sint` on `vp`.
+    case event(vp: VPIndex, sint: UInt8, baseFlag: UInt16, flagCount: UInt16)
+
+    var portType: HVPortType {
+        switch self {
+        case .message: return .message
+        case .event: return .event
+        }
+    }
+}
+
+/// A port of a partition: created by the root, owned by the partition that receives on it.
+struct PortState {
+    var kind: PortKind
+}
+
+/// A connection of a partition: the sending end, naming a port of some partition.
+struct ConnectionState {
+    /// Index of the target partition in `ViridianReference.partitions`.
+    var targetPartition: Int
+    var targetPort: PortID
+}
+
+/// One page of another partition mapped into a partition (HvCallMapGpaPages style).
+struct GPAMapping {
+    /// The frame in the mapping partition's address space.
+    var frame: UInt64
+    /// Index of the partition that owns the page.
+    var sourcePartition: Int
+    /// The frame in the owning partition's address space.
+    var sourceFrame: UInt64
+    var flags: HVMapGPAFlags
+}

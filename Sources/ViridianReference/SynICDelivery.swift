@@ -1,0 +1,109 @@
+import GuestABI
+import ViridianABI
+
+/// SynIC delivery (TLFS "Synthetic Interrupt Controller"): messages into SIM slots, event flags
+/// into the SIEF page, and the SINT interrupt that announces them.
+extension ViridianReference {
+    static var messageSize: Int { Int(SynICLimits.messageSize) }
+
+    /// Raises SINT `sint` of VP `v` unless it is masked or in polling mode (TLFS "SINTx
+    /// Registers": a polling SINT never interrupts; the guest polls its slot or flags).
+    func assertSINT(_ p: Int, _ v: Int, sint: Int) {
+        let s = partitions[p].vps[v].sint(sint)
+        guard !s.masked, !s.polling else { return }
+        host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)), vector: UInt8(truncatingIfNeeded: s.vector), autoEOI: s.autoEoi)
+    }
+
+    /// The host address of the SIM slot of `sint` on VP `v`, when the SIM page is enabled and
+    /// backed.
+    func messageSlot(_ p: Int, _ v: Int, sint: Int) -> UnsafeMutableRawPointer? {
+        let simp = partitions[p].vps[v].simp
+        guard simp.enable, let page = hostAddress(p, frame: simp.gpfn, write: true) else { return nil }
+        return page + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
+    }
+
+    @inline(__always)
+    static func slotIsFree(_ slot: UnsafeMutableRawPointer) -> Bool {
+        UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self))
+            == HVMessageType.none.rawValue
+    }
+
+    /// Sets MessagePending in the slot's header: the guest must write EOM once it has freed
+    /// the slot, so that the next message can be delivered (TLFS "Message Buffers").
+    static func setMessagePending(_ slot: UnsafeMutableRawPointer) {
+        let at = HvMessageLayout.headerMessageFlags.offset
+        var flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: at, as: UInt8.self))
+        flags.messagePending = true
+        slot.storeBytes(of: flags.rawValue, toByteOffset: at, as: UInt8.self)
+    }
+
+    /// Delivers a whole 256-byte message to `sint` of VP `v`: straight into the slot when it is
+    /// free and nothing waits before it, otherwise into the queue with MessagePending set.
+    func deliverMessage(_ p: Int, _ v: Int, sint: Int, message: UnsafeRawPointer) -> HVStatus {
+        guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else {
+            return .invalidSynicState
+        }
+        let q = MessageQueues.index(vp: v, sint: sint)
+        if partitions[p].queues.isEmpty(q) && Self.slotIsFree(slot) {
+            slot.copyMemory(from: message, byteCount: Self.messageSize)
+            assertSINT(p, v, sint: sint)
+            return .success
+        }
+        guard partitions[p].queues.push(q, message: message) else { return .insufficientBuffers }
+        if Self.slotIsFree(slot) {
+            _ = drainQueue(p, v, sint: sint, slot: slot)
+        } else {
+            Self.setMessagePending(slot)
+        }
+        return .success
+    }
+
+    /// Moves the oldest queued message into a free slot; true when one was delivered.
+    func drainQueue(_ p: Int, _ v: Int, sint: Int, slot: UnsafeMutableRawPointer) -> Bool {
+        let q = MessageQueues.index(vp: v, sint: sint)
+        guard Self.slotIsFree(slot), partitions[p].queues.pop(q, into: slot) else { return false }
+        // The message entering the slot carries MessagePending when more wait behind it.
+        let at = HvMessageLayout.headerMessageFlags.offset
+        var flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: at, as: UInt8.self))
+        flags.messagePending = !partitions[p].queues.isEmpty(q)
+        slot.storeBytes(of: flags.rawValue, toByteOffset: at, as: UInt8.self)
+        assertSINT(p, v, sint: sint)
+        return true
+    }
+
+    /// After EOM (or an EOI of the SINT's vector, or the SIM page becoming usable): deliver what
+    /// waits for `sint`'s slot, queued messages first, then undelivered timer expirations.
+    func retryDelivery(_ p: Int, _ v: Int, sint: Int) {
+        guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else { return }
+        if drainQueue(p, v, sint: sint, slot: slot) { return }
+        for t in 0..<Int(SynICLimits.stimerCount) {
+            let timer = partitions[p].vps[v].timers[t]
+            if timer.undelivered != nil, !timer.config.directMode, Int(timer.config.sintx) == sint {
+                if deliverTimer(p, v, timer: t, now: referenceTime(p)) { return }
+            }
+        }
+    }
+
+    /// Retries every SINT of VP `v` (EOM, SCONTROL or SIMP enabled).
+    func retryAllDeliveries(_ p: Int, _ v: Int) {
+        for s in 0..<Int(SynICLimits.sintCount) { retryDelivery(p, v, sint: s) }
+    }
+
+    /// Sets event flag `flag` in the SIEF area of `sint` on VP `v` and raises the SINT when the
+    /// flag was clear (an already-set flag raises nothing: TLFS "Event Flags"; QEMU
+    /// hw/hyperv/hyperv.c hyperv_set_event_flag). A disabled SynIC or SIEF page, or a masked
+    /// SINT, is HV_STATUS_INVALID_SYNIC_STATE (TLFS HvCallSignalEvent).
+    func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int) -> HVStatus {
+        let vp = partitions[p].vps[v]
+        guard vp.canDeliverEvents, !vp.sint(sint).masked,
+              let page = hostAddress(p, frame: vp.siefp.gpfn, write: true) else { return .invalidSynicState }
+        let byte = page + HvSynicEventFlagsPageLayout.sinteventFlags.offset(ofElement: sint) + flag >> 3
+        let bit = UInt8(1) << UInt8(flag & 7)
+        let old = byte.load(as: UInt8.self)
+        if old & bit == 0 {
+            byte.storeBytes(of: old | bit, as: UInt8.self)
+            assertSINT(p, v, sint: sint)
+        }
+        return .success
+    }
+}

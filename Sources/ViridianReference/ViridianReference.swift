@@ -1,0 +1,143 @@
+import GuestABI
+import ViridianABI
+
+/// A deterministic, in-process Viridian hypervisor: partitions, VPs, synthetic MSRs, the
+/// hypercall interface, the SynIC (message and event-flag pages, SINTs), ports and
+/// connections, synthetic timers, reference time, IPIs, TLB flushes and inter-partition page
+/// mapping, as the Hyper-V TLFS specifies them. Where the TLFS is silent or ambiguous it follows
+/// KVM (Linux arch/x86/kvm/hyperv.c) and QEMU (hw/hyperv/hyperv.c), and the doc comments say so.
+///
+/// It is driven only through the Viridian ABI (`ViridianTarget`: hypercall registers, MSRs,
+/// CPUID, and the SynIC pages in guest memory) plus a root API for what a parent partition or
+/// the hypervisor's owner does (create partitions, ports and connections, map pages, advance
+/// the virtual clock). What it implements is declared by the `ref` rows of `Specs/viridian/`
+/// (`ReferenceHypercall`, `ReferenceMSR`).
+///
+/// Single-threaded: the embedder serialises every call. Time moves only when the embedder
+/// advances the clock, so runs are exactly repeatable. Nothing on the hypercall, MSR or
+/// delivery paths allocates after `createPartition`.
+public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
+    public let host: Host
+    public private(set) var clock: ReferenceClock
+    /// Virtual local APIC timer frequency reported by HV_X64_MSR_APIC_FREQUENCY, in Hz.
+    public let apicFrequency: UInt64
+    var partitions: [PartitionState<Memory>] = []
+
+    /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more
+    /// than 10 MHz); nil when the frequency is out of range.
+    public init?(host: Host, tscFrequency: UInt64 = 2_500_000_000, apicFrequency: UInt64 = 1_000_000_000) {
+        guard let clock = ReferenceClock(tscFrequency: tscFrequency) else { return nil }
+        self.host = host
+        self.clock = clock
+        self.apicFrequency = apicFrequency
+    }
+
+    // MARK: - Partitions
+
+    /// Creates a partition whose guest-physical memory is `memory`. Its reference time starts
+    /// at 0. Partition ids are 1, 2, 3, ... in creation order.
+    public func createPartition(_ config: PartitionConfiguration, memory: Memory) throws(PartitionConfigurationError) -> PartitionID {
+        guard config.vpCount >= 1, config.vpCount <= Int(ViridianLimits.maximumProcessors) else { throw .vpCountOutOfRange }
+        guard config.messageQueueDepth >= 0, config.maxPorts >= 0, config.maxConnections >= 0,
+              config.maxMappedPages >= 0, config.repsPerInvocation >= 0 else { throw .negativeCapacity }
+        let id = PartitionID(UInt64(partitions.count + 1))
+        partitions.append(PartitionState(id: id, config: config, memory: memory, referenceOffset: 0 &- clock.scaled(clock.tsc)))
+        return id
+    }
+
+    /// The index of `id` in `partitions`, or nil for an id no partition has.
+    @inline(__always)
+    func index(of id: PartitionID) -> Int? {
+        let i = id.rawValue &- 1
+        return i < UInt64(partitions.count) ? Int(i) : nil
+    }
+
+    /// The index of VP `vp` of partition index `p`, or nil when out of range.
+    @inline(__always)
+    func vpIndex(_ p: Int, _ vp: VPIndex) -> Int? {
+        let v = Int(vp.rawValue)
+        return v < partitions[p].vps.count ? v : nil
+    }
+
+    /// Number of VPs of `partition` (0 for an unknown partition).
+    public func vpCount(of partition: PartitionID) -> Int {
+        index(of: partition).map { partitions[$0].vps.count } ?? 0
+    }
+
+    /// The partition's reference time now, in 100 ns units (what HV_X64_MSR_TIME_REF_COUNT
+    /// reads); 0 for an unknown partition.
+    public func referenceTime(of partition: PartitionID) -> UInt64 {
+        guard let p = index(of: partition) else { return 0 }
+        return referenceTime(p)
+    }
+
+    @inline(__always)
+    func referenceTime(_ p: Int) -> UInt64 { clock.scaled(clock.tsc) &+ partitions[p].referenceOffset }
+
+    // MARK: - Guest memory
+
+    /// The host address of `frame` as `partition` sees it: a page of another partition mapped
+    /// there (checked against the mapping's access rights), or the partition's own memory.
+    /// Nil when unbacked, or when the mapping does not allow the access.
+    public func hostAddress(partition: PartitionID, frame: GuestFrameNumber, write: Bool) -> UnsafeMutableRawPointer? {
+        guard let p = index(of: partition) else { return nil }
+        return hostAddress(p, frame: frame.rawValue, write: write)
+    }
+
+    @inline(__always)
+    func hostAddress(_ p: Int, frame: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+        if !partitions[p].mappings.isEmpty {
+            let (i, found) = partitions[p].mappingIndex(frame)
+            if found {
+                let m = partitions[p].mappings[i]
+                guard m.flags.contains(write ? .writable : .readable) else { return nil }
+                return partitions[m.sourcePartition].memory.hostAddress(of: GuestFrameNumber(m.sourceFrame))
+            }
+        }
+        return partitions[p].memory.hostAddress(of: GuestFrameNumber(frame))
+    }
+
+    /// The host address of `length` bytes at `gpa` of partition `p`, when they are accessible
+    /// and inside one page.
+    @inline(__always)
+    func hostAddress(_ p: Int, gpa: UInt64, length: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+        let address = GuestPhysicalAddress(gpa)
+        guard address.rangeStaysInOnePage(length: length),
+              let page = hostAddress(p, frame: address.frame.rawValue, write: write) else { return nil }
+        return page + Int(address.offsetInPage)
+    }
+
+    // MARK: - Clock
+
+    /// Moves the virtual TSC forward to `tsc` (a value not ahead of it is ignored) and fires
+    /// every synthetic timer that expires on the way, each on time: a timer message's delivery
+    /// time is its expiration time.
+    public func advance(toTSC tsc: UInt64) {
+        guard tsc > clock.tsc else { return }
+        clock.tsc = tsc
+        for p in partitions.indices { fireDueTimers(p) }
+    }
+
+    /// Moves the virtual TSC forward by `ticks` (saturating).
+    public func advance(byTSCTicks ticks: UInt64) {
+        let (sum, overflow) = clock.tsc.addingReportingOverflow(ticks)
+        advance(toTSC: overflow ? .max : sum)
+    }
+
+    /// Moves the virtual TSC forward by at least `ticks` of reference time (100 ns units).
+    public func advance(byReferenceTicks ticks: UInt64) {
+        advance(toTSC: clock.tscAfter(referenceTicks: ticks))
+    }
+
+    // MARK: - Interrupt acknowledgement
+
+    /// The VP's local APIC received an EOI for `vector`. Like an EOM write, this retries the
+    /// messages waiting for the slots of every SINT using that vector (KVM
+    /// kvm_hv_synic_send_eoi does the same, for guests that EOI without writing EOM).
+    public func notifyEndOfInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8) {
+        guard let p = index(of: partition), let v = vpIndex(p, vp) else { return }
+        for s in 0..<Int(SynICLimits.sintCount) where partitions[p].vps[v].sint(s).vector == UInt64(vector) {
+            retryDelivery(p, v, sint: s)
+        }
+    }
+}
