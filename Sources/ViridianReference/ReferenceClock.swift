@@ -27,12 +27,15 @@ public struct ReferenceClock: Sendable {
     @inlinable
     public func scaled(_ tsc: UInt64) -> UInt64 { tsc.multipliedFullWidth(by: scale).high }
 
-    /// The TSC value `ticks` of reference time (100 ns) from now, rounded up, saturating.
+    /// The first TSC value at which `scaled` has moved `ticks` (100 ns) past its value now, so
+    /// that advancing to it moves every partition's reference time by exactly `ticks`.
+    /// Saturates at the largest TSC.
     public func tscAfter(referenceTicks ticks: UInt64) -> UInt64 {
-        let (high, low) = ticks.multipliedFullWidth(by: tscFrequency)
-        guard high < ViridianLimits.referenceClockHz else { return .max }
-        let (q, r) = ViridianLimits.referenceClockHz.dividingFullWidth((high: high, low: low))
-        let (sum, overflow) = tsc.addingReportingOverflow(q &+ (r == 0 ? 0 : 1))
-        return overflow ? .max : sum
+        let (target, overflow) = scaled(tsc).addingReportingOverflow(ticks)
+        guard !overflow, target < scale else { return .max }
+        // Smallest t with (t * scale) >> 64 >= target: t = ceil(target * 2^64 / scale).
+        let (q, r) = scale.dividingFullWidth((high: target, low: 0))
+        let (t, carry) = q.addingReportingOverflow(r == 0 ? 0 : 1)
+        return carry ? .max : max(t, tsc)
     }
 }
