@@ -33,7 +33,7 @@ struct ConnectionsTests {
         rig.fast(from, TestRig.input(.signalEvent, fast: true), UInt64(connection) | UInt64(flag) << 32).status
     }
 
-    @Test("HVCALL_POST_MESSAGE reaches the other partition's SIM slot; a busy slot queues with MessagePending until EOM")
+    @Test("HVCALL_POST_MESSAGE reaches the other partition's SIM slot with HV_STATUS_SUCCESS; a slot not HVMSG_NONE is busy: the message queues with MessagePending until EOM")
     func postMessage() {
         let (rig, sender, receiver) = Self.pair()
         // Step 1: the message lands in the receiver's slot with one interrupt.
