@@ -1,7 +1,5 @@
-import GuestABI
-import ViridianABI
-
-/// The Viridian interface as a guest partition's code sees it: hypercalls, synthetic MSRs and
+/// The Viridian interface as a guest partition's code sees it (defined beside the ABI so that the
+/// layer depends on the protocol only, never on an implementation): hypercalls, synthetic MSRs and
 /// CPUID. The layer issues every Viridian operation through this protocol; ViridianReference
 /// implements it in process, and an embedder can put a real Viridian (a guest-side adapter
 /// issuing real hypercalls) behind it.
