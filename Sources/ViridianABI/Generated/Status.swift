@@ -57,7 +57,7 @@ extension HVStatus {
     @inlinable public static var acknowledged: HVStatus { HVStatus(rawValue: 0x16) }
     /// `HV_STATUS_INVALID_SAVE_RESTORE_STATE` = 23 [nolinux, ref]
     @inlinable public static var invalidSaveRestoreState: HVStatus { HVStatus(rawValue: 0x17) }
-    /// `HV_STATUS_INVALID_SYNIC_STATE` = 24 [nolinux]
+    /// `HV_STATUS_INVALID_SYNIC_STATE` = 24 [nolinux, ref]
     @inlinable public static var invalidSynicState: HVStatus { HVStatus(rawValue: 0x18) }
     /// `HV_STATUS_OBJECT_IN_USE` = 25 [nolinux]
     @inlinable public static var objectInUse: HVStatus { HVStatus(rawValue: 0x19) }
