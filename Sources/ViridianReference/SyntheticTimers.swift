@@ -49,8 +49,10 @@ extension ViridianReference {
         if timer.config.periodic {
             let period = timer.count
             let missed = (now - deadline) / period
-            let (next, overflow) = deadline.addingReportingOverflow((missed &+ 1) &* period)
-            timer.deadline = overflow ? nil : next
+            // A deadline past 2^64 ticks (58,000 years) is never reached: the timer stops.
+            let (step, o1) = (missed + 1).multipliedReportingOverflow(by: period)
+            let (next, o2) = deadline.addingReportingOverflow(step)
+            timer.deadline = o1 || o2 ? nil : next
         } else {
             timer.deadline = nil
         }
