@@ -140,8 +140,3 @@ extension ProcessorSet {
         return n >= 64 ? .max : (UInt64(1) << UInt64(n)) - 1
     }
 }
-
-extension ReferenceHypercall {
-    /// The call code of this row.
-    public var code: HVCallCode { HVCallCode(rawValue: rawValue) }
-}

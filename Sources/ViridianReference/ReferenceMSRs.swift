@@ -58,15 +58,13 @@ extension ViridianReference {
         case .hypercall:
             return writeHypercallMSR(p, value: value)
         case .referenceTsc:
-            let old = partitions[p].referenceTSC
-            let new = HVReferenceTSCMSR(rawValue: (value & ~HVReferenceTSCMSR.preservedMask) | (old.rawValue & HVReferenceTSCMSR.preservedMask))
+            let new = partitions[p].referenceTSC.writing(value)
             if new.enable && hostAddress(p, frame: new.gpfn, write: true) == nil { return .generalProtection }
             partitions[p].referenceTSC = new
             if new.enable { writeReferenceTSCPage(p) }
             return .done
         case .vpAssistPage:
-            let old = partitions[p].vps[v].vpAssistPage
-            let new = HVVPAssistPageMSR(rawValue: (value & ~HVVPAssistPageMSR.preservedMask) | (old.rawValue & HVVPAssistPageMSR.preservedMask))
+            let new = partitions[p].vps[v].vpAssistPage.writing(value)
             if new.enable {
                 // KVM clears only the first u32 (apic_assist) when the page is enabled.
                 guard let page = hostAddress(p, frame: new.gpfn, write: true) else { return .generalProtection }
@@ -75,19 +73,16 @@ extension ViridianReference {
             partitions[p].vps[v].vpAssistPage = new
             return .done
         case .scontrol:
-            let old = partitions[p].vps[v].scontrol
-            partitions[p].vps[v].scontrol = HVSControlMSR(rawValue: (value & ~HVSControlMSR.preservedMask) | (old.rawValue & HVSControlMSR.preservedMask))
+            partitions[p].vps[v].scontrol = partitions[p].vps[v].scontrol.writing(value)
             retryAllDeliveries(p, v)
             return .done
         case .siefp:
-            let old = partitions[p].vps[v].siefp
-            let new = HVSIEFPMSR(rawValue: (value & ~HVSIEFPMSR.preservedMask) | (old.rawValue & HVSIEFPMSR.preservedMask))
+            let new = partitions[p].vps[v].siefp.writing(value)
             if new.enable && hostAddress(p, frame: new.gpfn, write: true) == nil { return .generalProtection }
             partitions[p].vps[v].siefp = new
             return .done
         case .simp:
-            let old = partitions[p].vps[v].simp
-            let new = HVSIMPMSR(rawValue: (value & ~HVSIMPMSR.preservedMask) | (old.rawValue & HVSIMPMSR.preservedMask))
+            let new = partitions[p].vps[v].simp.writing(value)
             if new.enable && hostAddress(p, frame: new.gpfn, write: true) == nil { return .generalProtection }
             partitions[p].vps[v].simp = new
             retryAllDeliveries(p, v)
@@ -98,7 +93,7 @@ extension ViridianReference {
         case .sint0, .sint1, .sint2, .sint3, .sint4, .sint5, .sint6, .sint7,
              .sint8, .sint9, .sint10, .sint11, .sint12, .sint13, .sint14, .sint15:
             let s = Int(m.rawValue - HVMSR.sint0.rawValue)
-            let new = HVSINTMSR(rawValue: (value & ~HVSINTMSR.preservedMask) | (partitions[p].vps[v].sints[s] & HVSINTMSR.preservedMask))
+            let new = partitions[p].vps[v].sint(s).writing(value)
             // Vectors 0-15 raise #GP; KVM (synic_set_sint) lets a masked SINT hold one, since
             // guests write the masked reset value 0x10000.
             if new.vector < UInt64(SynICLimits.firstValidVector) && !new.masked { return .generalProtection }
@@ -118,7 +113,7 @@ extension ViridianReference {
     func writeHypercallMSR(_ p: Int, value: UInt64) -> MSRWrite {
         let old = partitions[p].hypercall
         guard partitions[p].guestOSID != 0, !old.locked else { return .done }
-        let new = HVHypercallMSR(rawValue: (value & ~HVHypercallMSR.preservedMask) | (old.rawValue & HVHypercallMSR.preservedMask))
+        let new = old.writing(value)
         if new.enable {
             guard let page = hostAddress(p, frame: new.gpfn, write: true) else { return .generalProtection }
             let stub = partitions[p].config.hypercallStub

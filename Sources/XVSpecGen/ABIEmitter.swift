@@ -185,6 +185,8 @@ struct ABIEmitter {
         out += "    @inlinable public static var preservedMask: \(raw) { \(Self.hex(preserved)) }\n"
         out += "    /// Whether any reserved bit is set.\n"
         out += "    @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }\n"
+        out += "    /// The register after a write of `value`: RsvdP bits keep their current value.\n"
+        out += "    @inlinable public func writing(_ value: \(raw)) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }\n"
         for b in t.bits where b.isNamed {
             let name = SwiftNaming.escaped(b.swiftName ?? SwiftNaming.lowerCamel(b.name))
             let range = b.low == b.high ? "bit \(b.low)" : "bits \(b.low):\(b.high)"

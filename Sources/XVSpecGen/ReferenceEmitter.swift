@@ -50,6 +50,8 @@ struct ReferenceEmitter {
             out += "    @inlinable public init?(_ code: \(codeType)) {\n        switch code.rawValue {\n"
             for r in rows { out += "        case \(r.value.swiftLiteral): self = .\(member(r))\n" }
             out += "        default: return nil\n        }\n    }\n"
+            out += "\n    /// The row's \(codeType).\n"
+            out += "    @inlinable public var code: \(codeType) { \(codeType)(rawValue: rawValue) }\n"
             out += "\n    /// The row's spec name.\n    public var specName: StaticString {\n        switch self {\n"
             for r in rows { out += "        case .\(member(r)): return \"\(r.name)\"\n" }
             out += "        }\n    }\n"

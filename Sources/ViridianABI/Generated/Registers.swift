@@ -17,6 +17,8 @@ public struct HVHypercallInput: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `call_code`, bits 0:15
     @inlinable public var callCode: UInt64 {
@@ -70,6 +72,8 @@ public struct HVHypercallResult: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `status`, bits 0:15
     @inlinable public var status: UInt64 {
@@ -97,6 +101,8 @@ public struct HVHypercallMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFC }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -130,6 +136,8 @@ public struct HVReferenceTSCMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFE }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -157,6 +165,8 @@ public struct HVVPAssistPageMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFE }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -184,6 +194,8 @@ public struct HVSControlMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFFFFFFFFFFFFFFE }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -205,6 +217,8 @@ public struct HVSVersionMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFFFFFFF00000000 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `version`, bits 0:31
     @inlinable public var version: UInt64 {
@@ -226,6 +240,8 @@ public struct HVSIMPMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFE }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -253,6 +269,8 @@ public struct HVSIEFPMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFE }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -282,6 +300,8 @@ public struct HVSINTMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0xFFFFFFFFFFF8FF00 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `vector`, bits 0:7. 16..255; lower vectors raise
     @inlinable public var vector: UInt64 {
@@ -321,6 +341,8 @@ public struct HVSTimerConfigMSR: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `enable`, bit 0
     @inlinable public var enable: Bool {
@@ -380,6 +402,8 @@ public struct HVGuestOSID: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `build_number`, bits 0:15
     @inlinable public var buildNumber: UInt64 {
@@ -425,6 +449,8 @@ public struct HVCrashControl: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `pre_os_id`, bits 58:60
     @inlinable public var preOsId: UInt64 {
@@ -464,6 +490,8 @@ public struct HVMessageFlags: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt8 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt8) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `message_pending`, bit 0
     @inlinable public var messagePending: Bool {
@@ -485,6 +513,8 @@ public struct HVConnectionIDBits: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt32 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt32) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `id`, bits 0:23
     @inlinable public var id: UInt32 {
@@ -506,6 +536,8 @@ public struct HVPortIDBits: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt32 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt32) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `id`, bits 0:23
     @inlinable public var id: UInt32 {
@@ -529,6 +561,8 @@ public struct HVGVARange: RawRepresentable, Hashable, Sendable {
     @inlinable public static var preservedMask: UInt64 { 0x0 }
     /// Whether any reserved bit is set.
     @inlinable public var hasReservedBitsSet: Bool { rawValue & Self.reservedMask != 0 }
+    /// The register after a write of `value`: RsvdP bits keep their current value.
+    @inlinable public func writing(_ value: UInt64) -> Self { Self(rawValue: (value & ~Self.preservedMask) | (rawValue & Self.preservedMask)) }
 
     /// `additional_pages`, bits 0:11. pages after the first, so 1..4096 pages in all
     @inlinable public var additionalPages: UInt64 {

@@ -50,6 +50,9 @@ public enum ReferenceHypercall: UInt16, CaseIterable, Sendable {
         }
     }
 
+    /// The row's HVCallCode.
+    @inlinable public var code: HVCallCode { HVCallCode(rawValue: rawValue) }
+
     /// The row's spec name.
     public var specName: StaticString {
         switch self {
@@ -209,6 +212,9 @@ public enum ReferenceMSR: UInt32, CaseIterable, Sendable {
         default: return nil
         }
     }
+
+    /// The row's HVMSR.
+    @inlinable public var code: HVMSR { HVMSR(rawValue: rawValue) }
 
     /// The row's spec name.
     public var specName: StaticString {
