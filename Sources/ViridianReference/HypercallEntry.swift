@@ -79,27 +79,19 @@ extension ViridianReference {
         let repEnd = budget > 0 ? min(repCount, repStart + budget) : repCount
 
         var outcome: HandlerResult
-        if input.fast {
-            // Register input: RDX then R8, 16 bytes, read like a memory block.
+        let length = input.fast ? 16 : Self.fixedInputSize(call) + Int(input.variableHeaderSize) * 8 + repCount * Self.repElementSize(call)
+        if !input.fast && length > 0 {
+            guard rdx & 7 == 0, let block = hostAddress(p, gpa: rdx, length: UInt64(length), write: false) else {
+                return .completed(.invalidAlignment)
+            }
+            outcome = dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: UnsafeRawPointer(block), blockLength: length,
+                                                  outputGPA: r8, repStart: repStart, repEnd: repEnd))
+        } else {
+            // Register input (RDX then R8, read like a memory block), or a call with no input.
             var registers = (rdx.littleEndian, r8.littleEndian)
             outcome = withUnsafeBytes(of: &registers) { raw in
-                dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: raw.baseAddress!, blockLength: 16,
-                                            outputGPA: 0, repStart: repStart, repEnd: repEnd))
-            }
-        } else {
-            let length = Self.fixedInputSize(call) + Int(input.variableHeaderSize) * 8 + repCount * Self.repElementSize(call)
-            if length > 0 {
-                guard rdx & 7 == 0, let block = hostAddress(p, gpa: rdx, length: UInt64(length), write: false) else {
-                    return .completed(.invalidAlignment)
-                }
-                outcome = dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: UnsafeRawPointer(block), blockLength: length,
-                                                      outputGPA: r8, repStart: repStart, repEnd: repEnd))
-            } else {
-                var none: UInt64 = 0
-                outcome = withUnsafeBytes(of: &none) { raw in
-                    dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: raw.baseAddress!, blockLength: 0,
-                                                outputGPA: r8, repStart: repStart, repEnd: repEnd))
-                }
+                dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: raw.baseAddress!, blockLength: length,
+                                            outputGPA: input.fast ? 0 : r8, repStart: repStart, repEnd: repEnd))
             }
         }
         var completion = HypercallCompletion.completed(outcome.status, reps: UInt64(outcome.repsCompleted))

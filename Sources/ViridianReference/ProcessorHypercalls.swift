@@ -127,16 +127,3 @@ extension ViridianReference {
         return HandlerResult(status: .success, repsCompleted: isList ? a.repEnd : 0)
     }
 }
-
-extension ProcessorSet {
-    /// Banks that hold any of VPs 0..<vpCount.
-    static func banksInUse(_ vpCount: Int) -> Int { (vpCount + 63) / 64 }
-
-    /// The bits of bank `bank` that name existing VPs.
-    static func bankMask(_ bank: Int, vpCount: Int) -> UInt64 {
-        let first = bank * 64
-        guard vpCount > first else { return 0 }
-        let n = vpCount - first
-        return n >= 64 ? .max : (UInt64(1) << UInt64(n)) - 1
-    }
-}

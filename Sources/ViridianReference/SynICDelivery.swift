@@ -28,12 +28,13 @@ extension ViridianReference {
             == HVMessageType.none.rawValue
     }
 
-    /// Sets MessagePending in the slot's header: the guest must write EOM once it has freed
-    /// the slot, so that the next message can be delivered (TLFS "Message Buffers").
-    static func setMessagePending(_ slot: UnsafeMutableRawPointer) {
+    /// Sets or clears MessagePending in the slot's header. Set, it tells the guest to write EOM
+    /// once it has freed the slot, so that the next message can be delivered (TLFS "Message
+    /// Buffers").
+    static func setMessagePending(_ slot: UnsafeMutableRawPointer, _ pending: Bool = true) {
         let at = HvMessageLayout.headerMessageFlags.offset
         var flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: at, as: UInt8.self))
-        flags.messagePending = true
+        flags.messagePending = pending
         slot.storeBytes(of: flags.rawValue, toByteOffset: at, as: UInt8.self)
     }
 
@@ -63,10 +64,7 @@ extension ViridianReference {
         let q = MessageQueues.index(vp: v, sint: sint)
         guard Self.slotIsFree(slot), partitions[p].queues.pop(q, into: slot) else { return false }
         // The message entering the slot carries MessagePending when more wait behind it.
-        let at = HvMessageLayout.headerMessageFlags.offset
-        var flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: at, as: UInt8.self))
-        flags.messagePending = !partitions[p].queues.isEmpty(q)
-        slot.storeBytes(of: flags.rawValue, toByteOffset: at, as: UInt8.self)
+        Self.setMessagePending(slot, !partitions[p].queues.isEmpty(q))
         assertSINT(p, v, sint: sint)
         return true
     }

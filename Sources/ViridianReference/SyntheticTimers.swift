@@ -103,13 +103,19 @@ extension ViridianReference {
     /// mode when HV_STIMER_DIRECT_MODE_AVAILABLE was not offered (KVM). An enabled message-mode
     /// timer with SINTx 0 is disabled at once (TLFS).
     func writeTimerConfig(_ p: Int, _ v: Int, timer t: Int, value: UInt64) -> MSRWrite {
-        var config = HVSTimerConfigMSR(rawValue: value)
+        let config = HVSTimerConfigMSR(rawValue: value)
         guard !config.hasReservedBitsSet else { return .generalProtection }
         if config.directMode && !partitions[p].config.privileges.edx.contains(.stimerDirectMode) { return .generalProtection }
-        if config.enable && !config.directMode && config.sintx == 0 { config.enable = false }
-        partitions[p].vps[v].timers[t].config = config
+        partitions[p].vps[v].timers[t].config = Self.disablingWithoutSINT(config)
         armTimer(p, v, timer: t)
         return .done
+    }
+
+    /// TLFS: an enabled message-mode timer with SINTx 0 is marked disabled at once.
+    static func disablingWithoutSINT(_ config: HVSTimerConfigMSR) -> HVSTimerConfigMSR {
+        var c = config
+        if c.enable && !c.directMode && c.sintx == 0 { c.enable = false }
+        return c
     }
 
     /// WRMSR STIMERx_COUNT. Zero stops and disables the timer; nonzero with AutoEnable enables
@@ -121,8 +127,7 @@ extension ViridianReference {
         } else if partitions[p].vps[v].timers[t].config.autoEnable {
             var c = partitions[p].vps[v].timers[t].config
             c.enable = true
-            if !c.directMode && c.sintx == 0 { c.enable = false }
-            partitions[p].vps[v].timers[t].config = c
+            partitions[p].vps[v].timers[t].config = Self.disablingWithoutSINT(c)
         }
         armTimer(p, v, timer: t)
         return .done

@@ -58,13 +58,27 @@ public struct ProcessorSet: Sendable, Equatable {
     /// The set {0, ..., n-1}.
     public static func first(_ n: Int) -> ProcessorSet {
         var s = ProcessorSet()
-        for vp in 0..<min(max(n, 0), capacity) { s.insert(vp) }
+        let vpCount = min(max(n, 0), capacity)
+        for bank in 0..<banksInUse(vpCount) { s.banks[bank] = bankMask(bank, vpCount: vpCount) }
         return s
     }
 
     public static func == (a: ProcessorSet, b: ProcessorSet) -> Bool {
         for i in 0..<32 where a.banks[i] != b.banks[i] { return false }
         return true
+    }
+}
+
+extension ProcessorSet {
+    /// Banks that hold any of VPs 0..<vpCount.
+    static func banksInUse(_ vpCount: Int) -> Int { (vpCount + 63) / 64 }
+
+    /// The bits of bank `bank` that name existing VPs.
+    static func bankMask(_ bank: Int, vpCount: Int) -> UInt64 {
+        let first = bank * 64
+        guard vpCount > first else { return 0 }
+        let n = vpCount - first
+        return n >= 64 ? .max : (UInt64(1) << UInt64(n)) - 1
     }
 }
 
