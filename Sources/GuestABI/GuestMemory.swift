@@ -38,18 +38,28 @@ extension GuestMemory {
         return true
     }
 
+    /// Calls `body` for each page-sized piece of `count` bytes from `address`, in order, with
+    /// the host address of the piece, its offset from `address` and its length; false as soon
+    /// as a page is not backed or the range would wrap past 2^64.
+    @inlinable @usableFromInline
+    func forEachPageChunk(at address: GuestPhysicalAddress, count: Int, _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) -> Bool {
+        var done = 0
+        while done < count {
+            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
+            let chunk = min(count - done, Int(guestPageSize - at.offsetInPage))
+            body(page + Int(at.offsetInPage), done, chunk)
+            done += chunk
+        }
+        return true
+    }
+
     /// Copies `buffer.count` bytes starting at `address` into `buffer`, page by page; false (and
     /// `buffer` partly written) when any page is not backed or the range wraps.
     @inlinable
     public func read(at address: GuestPhysicalAddress, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        var done = 0
-        while done < buffer.count {
-            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
-            let chunk = min(buffer.count - done, Int(guestPageSize - at.offsetInPage))
-            (buffer.baseAddress! + done).copyMemory(from: page + Int(at.offsetInPage), byteCount: chunk)
-            done += chunk
+        forEachPageChunk(at: address, count: buffer.count) { guest, offset, length in
+            (buffer.baseAddress! + offset).copyMemory(from: guest, byteCount: length)
         }
-        return true
     }
 
     /// Copies `bytes` to guest memory starting at `address`, page by page; false (and the guest
@@ -57,13 +67,8 @@ extension GuestMemory {
     @inlinable
     @discardableResult
     public func write(at address: GuestPhysicalAddress, from bytes: UnsafeRawBufferPointer) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
-            let chunk = min(bytes.count - done, Int(guestPageSize - at.offsetInPage))
-            (page + Int(at.offsetInPage)).copyMemory(from: bytes.baseAddress! + done, byteCount: chunk)
-            done += chunk
+        forEachPageChunk(at: address, count: bytes.count) { guest, offset, length in
+            guest.copyMemory(from: bytes.baseAddress! + offset, byteCount: length)
         }
-        return true
     }
 }
