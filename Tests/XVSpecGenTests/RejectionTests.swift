@@ -51,6 +51,16 @@ private let dispositionHeader = hypercallTable + """
 @covers xen.hc
 @default rejected - XEN_EINVAL
 """
+/// Header of a Viridian hypercall table named `c` (rows start at line 7).
+private let viridianCallHeader = """
+@interface viridian
+@source x
+@table c
+@kind hypercall
+@family HVCALL
+@swift C UInt16
+"""
+
 // In dispositionHeader the disposition table starts at line 10 and its rows at line 14.
 
 let rejections: [Rejection] = [
@@ -94,10 +104,10 @@ let rejections: [Rejection] = [
     Rejection(name: "@subops names no hypercall", table: codeHeader + "\n@subops HC_nope\nF_a 1", line: 3, message: "@subops names 'HC_nope'"),
     Rejection(name: "misspelt bare attribute", table: codeHeader + "\nF_a 1 nolinx", line: 8, message: "unknown attribute 'nolinx'"),
     Rejection(name: "ref outside the Viridian interface", table: codeHeader + "\nF_a 1 ref", line: 8, message: "unknown attribute 'ref'"),
-    Rejection(name: "simple and rep at once", table: "@interface viridian\n@source x\n@table c\n@kind hypercall\n@family HVCALL\n@swift C UInt16\nHVCALL_A 1 simple rep", line: 7, message: "`simple` or `rep`, not both"),
+    Rejection(name: "simple and rep at once", table: viridianCallHeader + "\nHVCALL_A 1 simple rep", line: 7, message: "`simple` or `rep`, not both"),
     Rejection(name: "two MSR accesses", table: "@interface viridian\n@source x\n@table m\n@kind msr\n@family HV_X64_MSR\n@swift M UInt32\nHV_X64_MSR_A 1 ro rw", line: 7, message: "one access"),
     Rejection(name: "gate= without ref", table: "@interface viridian\n@source x\n@table viridian.cpuid3_ebx\n@kind flag\n@family F\n@swift P UInt32 flags\nHV_P bit(1)\n@table c\n@kind hypercall\n@family HVCALL\n@swift C UInt16\nHVCALL_A 1 simple gate=HV_P", line: 12, message: "gate= only means something on a `ref` row"),
-    Rejection(name: "gate naming no privilege row", table: "@interface viridian\n@source x\n@table c\n@kind hypercall\n@family HVCALL\n@swift C UInt16\nHVCALL_A 1 simple ref gate=HV_NOPE", line: 7, message: "gate 'HV_NOPE' is no row of a CPUID privilege"),
+    Rejection(name: "gate naming no privilege row", table: viridianCallHeader + "\nHVCALL_A 1 simple ref gate=HV_NOPE", line: 7, message: "gate 'HV_NOPE' is no row of a CPUID privilege"),
     Rejection(name: "status without an errno mapping", table: "@interface viridian\n@source x\n@table st\n@kind status\n@family HV_STATUS\n@swift S UInt16\nHV_A 0\nHV_B 1\n@table m\n@kind errno-map\n@covers st\n@default XEN_EINVAL\nHV_A success", line: 8, message: "HV_B has no errno mapping"),
 ]
 
