@@ -9,6 +9,8 @@ let package = Package(
     name: "XenViridian",
     products: [
         .library(name: "XenViridian", type: .static, targets: ["XenViridian"]),
+        .library(name: "XenNative", type: .static, targets: ["XenNative"]),
+        .library(name: "XVScenarios", targets: ["XVScenarios"]),
         .library(name: "ViridianReference", type: .static, targets: ["ViridianReference"]),
         .executable(name: "xv", targets: ["xv"]),
         .executable(name: "xv-specgen", targets: ["xv-specgen"]),
@@ -21,8 +23,19 @@ let package = Package(
         .target(name: "GuestABI"),
         .target(name: "XenABI", dependencies: ["GuestABI"]),
         .target(name: "ViridianABI", dependencies: ["GuestABI"]),
-        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI"]),
+        // Atomic RMW on guest memory for the core (header-only C; Embedded-clean).
+        .target(name: "CGuestAtomics"),
+        // Xen semantics shared by the native baseline and the layer: dispatch, domain state.
+        .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"]),
+        // The native Xen baseline: XenCore over a direct fabric.
+        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore"]),
+        // The translation layer: XenCore over the Viridian target.
+        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"]),
         .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"]),
+
+        // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
+        // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
+        .target(name: "XVScenarios", dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"]),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
@@ -47,10 +60,15 @@ let package = Package(
 
         .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
         .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog"]),
-        .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenViridian", "XVSpecCatalog"]),
+        .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "XVSpecCatalog"]),
         .testTarget(
             name: "ViridianReferenceTests",
             dependencies: ["GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter"]
+        ),
+        .testTarget(
+            name: "XenLayerTests",
+            dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
+                           "XVScenarios", "XVSpecCatalog", "CMallocCounter"]
         ),
         .testTarget(
             name: "XenABIConformanceTests",

@@ -41,7 +41,7 @@ extension GuestMemory {
     /// Calls `body` for each page-sized piece of `count` bytes from `address`, in order, with
     /// the host address of the piece, its offset from `address` and its length; false as soon
     /// as a page is not backed or the range would wrap past 2^64.
-    @inlinable @usableFromInline
+    @inlinable
     func forEachPageChunk(at address: GuestPhysicalAddress, count: Int, _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) -> Bool {
         var done = 0
         while done < count {

@@ -1,15 +1,6 @@
 import ViridianABI
 
-/// What a port delivers and where (TLFS "Ports" and HV_PORT_INFO).
-@frozen
-public enum PortKind: Sendable, Hashable {
-    /// HvCallPostMessage on a connection to this port queues a message in the SIM slot of
-    /// `sint` on `vp`.
-    case message(vp: VPIndex, sint: UInt8)
-    /// HvCallSignalEvent on a connection to this port sets flag `baseFlag + flagNumber`
-    /// (flagNumber < flagCount) in the SIEF area of `sint` on `vp`.
-    case event(vp: VPIndex, sint: UInt8, baseFlag: UInt16, flagCount: UInt16)
-
+extension PortKind {
     var portType: HVPortType {
         switch self {
         case .message: return .message

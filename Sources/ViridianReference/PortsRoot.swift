@@ -3,7 +3,7 @@ import ViridianABI
 /// Ports and connections, created by the root (TLFS "Inter-Partition Communication": HvCallCreatePort,
 /// HvCallConnectPort, HvCallDeletePort, HvCallDisconnectPort are root-partition calls; the
 /// reference offers them as API to its embedder).
-extension ViridianReference {
+extension ViridianReference: ViridianRootServices {
     /// Creates port `port` in `partition` (the receiving partition). Statuses:
     /// INVALID_PARTITION_ID, INVALID_PORT_ID (id over 24 bits or in use), INVALID_VP_INDEX,
     /// INVALID_PARAMETER (SINT over 15, event flags empty or beyond the 2048 of a SINT),

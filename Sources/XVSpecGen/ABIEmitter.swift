@@ -17,7 +17,7 @@ struct ABIEmitter {
         switch interface {
         case .xen: return "XenABI"
         case .viridian: return "ViridianABI"
-        case .translation: return "XenViridian"
+        case .translation: return "XenCore"
         }
     }
 

@@ -55,7 +55,7 @@ struct ModuleValuesEmitter {
     func emit() -> String {
         let structs = StructExpansion.structsByTag(set)
         var out = Banner.swift(sources: set.files.map(\.path))
-        out += "import GuestABI\nimport XenABI\nimport ViridianABI\nimport XenViridian\n\n"
+        out += "import GuestABI\nimport XenABI\nimport ViridianABI\nimport XenCore\n\n"
         out += "enum ABIModuleValues {\n"
         out += "    /// (spec name, value as the module holds it).\n"
         out += "    static let constants: [(String, ModuleInteger)] = [\n"

@@ -6,7 +6,7 @@ public enum SpecGenerator {
     public static let generatedFolders = [
         "Sources/XenABI/Generated",
         "Sources/ViridianABI/Generated",
-        "Sources/XenViridian/Generated",
+        "Sources/XenCore/Generated",
         "Sources/XVSpecCatalog/Generated",
         "Tests/Support/CXenProbe/Generated",
         "Tests/ABITests/Generated",

@@ -3,7 +3,7 @@ import Testing
 import ViridianABI
 import XVSpecCatalog
 import XenABI
-import XenViridian
+import XenCore
 
 /// The generated ABI modules hold what the spec tables say: every constant, every layout, every
 /// bit-field accessor, every disposition and errno mapping, read back through the modules' own

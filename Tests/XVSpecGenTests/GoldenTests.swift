@@ -17,7 +17,7 @@ struct GoldenTests {
         let expectedPaths: Set = [
             "Sources/XenABI/Generated/TinyXen.swift",
             "Sources/ViridianABI/Generated/TinyViridian.swift",
-            "Sources/XenViridian/Generated/TinyTranslation.swift",
+            "Sources/XenCore/Generated/TinyTranslation.swift",
             "Sources/XVSpecCatalog/Generated/SpecCatalog.swift",
             "Tests/Support/CXenProbe/Generated/xen_probe_table.c",
             "Tests/ABITests/Generated/ABIModuleValues.swift",

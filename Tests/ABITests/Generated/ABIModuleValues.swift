@@ -3,7 +3,7 @@
 import GuestABI
 import XenABI
 import ViridianABI
-import XenViridian
+import XenCore
 
 enum ABIModuleValues {
     /// (spec name, value as the module holds it).

@@ -1,0 +1,132 @@
+import GuestABI
+import XenABI
+import XenCore
+
+/// What a test guest does: write an argument structure into its argument page and issue the
+/// hypercall, as a Linux PV-on-HVM kernel would (HYPERVISOR_event_channel_op(cmd, &op)).
+extension XenWorld {
+    public var argumentAddress: UInt64 { WorldLayout.argumentPage.rawValue << guestPageShift }
+
+    /// Writes little-endian `fields` (offset, size, value) at the argument page, after zeroing
+    /// `size` bytes.
+    public func writeArguments(_ domain: DomainID, size: Int, _ fields: [(ABIField, UInt64)]) {
+        let page = ram(domain).region.hostAddress(of: WorldLayout.argumentPage)!
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        for (field, value) in fields { Self.store(page + field.offset, size: field.size, value) }
+    }
+
+    public func readArgument(_ domain: DomainID, _ field: ABIField) -> UInt64 {
+        let page = ram(domain).region.hostAddress(of: WorldLayout.argumentPage)!
+        var v: UInt64 = 0
+        for i in 0..<min(field.size, 8) { v |= UInt64(page.load(fromByteOffset: field.offset + i, as: UInt8.self)) << (8 * i) }
+        return v
+    }
+
+    static func store(_ p: UnsafeMutableRawPointer, size: Int, _ value: UInt64) {
+        for i in 0..<min(size, 8) { p.storeBytes(of: UInt8(truncatingIfNeeded: value >> (8 * i)), toByteOffset: i, as: UInt8.self) }
+    }
+
+    /// __HYPERVISOR_event_channel_op(cmd, argument page).
+    @discardableResult
+    public func evtchn(_ domain: DomainID, vcpu: Int = 0, _ op: EventChannelOp, size: Int = 32, _ fields: [(ABIField, UInt64)]) -> Int64 {
+        writeArguments(domain, size: size, fields)
+        return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(op.rawValue), rsi: argumentAddress))
+    }
+
+    /// __HYPERVISOR_hvm_op(op, argument page).
+    @discardableResult
+    public func hvm(_ domain: DomainID, vcpu: Int = 0, _ op: HVMOp, size: Int = 16, _ fields: [(ABIField, UInt64)]) -> Int64 {
+        writeArguments(domain, size: size, fields)
+        return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(op.rawValue), rsi: argumentAddress))
+    }
+
+    /// HVM_PARAM_CALLBACK_IRQ = vector type with `vector`.
+    @discardableResult
+    public func setCallbackVector(_ domain: DomainID, _ vector: UInt8) -> Int64 {
+        hvm(domain, .setParam, [(XenHvmParamLayout.domid, UInt64(DomainID.selfDomain.rawValue)),
+                                (XenHvmParamLayout.index, UInt64(HVMParam.callbackIrq.rawValue)),
+                                (XenHvmParamLayout.value, UInt64(HVMCallbackType.vector.rawValue) << 56 | UInt64(vector))])
+    }
+
+    /// alloc_unbound on `domain` for `remote`; the port or the negative errno.
+    public func allocUnbound(_ domain: DomainID, remote: DomainID) -> Int64 {
+        let r = evtchn(domain, .allocUnbound, [(EvtchnAllocUnboundLayout.dom, UInt64(DomainID.selfDomain.rawValue)),
+                                               (EvtchnAllocUnboundLayout.remoteDom, UInt64(remote.rawValue))])
+        return r == 0 ? Int64(readArgument(domain, EvtchnAllocUnboundLayout.port)) : r
+    }
+
+    public func bindInterdomain(_ domain: DomainID, remote: DomainID, remotePort: UInt32, vcpu: Int = 0) -> Int64 {
+        let r = evtchn(domain, vcpu: vcpu, .bindInterdomain, [(EvtchnBindInterdomainLayout.remoteDom, UInt64(remote.rawValue)),
+                                                  (EvtchnBindInterdomainLayout.remotePort, UInt64(remotePort))])
+        return r == 0 ? Int64(readArgument(domain, EvtchnBindInterdomainLayout.localPort)) : r
+    }
+
+    public func bindIPI(_ domain: DomainID, vcpu: Int) -> Int64 {
+        let r = evtchn(domain, .bindIpi, [(EvtchnBindIpiLayout.vcpu, UInt64(vcpu))])
+        return r == 0 ? Int64(readArgument(domain, EvtchnBindIpiLayout.port)) : r
+    }
+
+    public func bindVIRQ(_ domain: DomainID, virq: UInt32, vcpu: Int) -> Int64 {
+        let r = evtchn(domain, .bindVirq, [(EvtchnBindVirqLayout.virq, UInt64(virq)), (EvtchnBindVirqLayout.vcpu, UInt64(vcpu))])
+        return r == 0 ? Int64(readArgument(domain, EvtchnBindVirqLayout.port)) : r
+    }
+
+    @discardableResult
+    public func send(_ domain: DomainID, port: UInt32, vcpu: Int = 0) -> Int64 {
+        evtchn(domain, vcpu: vcpu, .send, [(EvtchnSendLayout.port, UInt64(port))])
+    }
+
+    @discardableResult
+    public func unmask(_ domain: DomainID, port: UInt32, vcpu: Int = 0) -> Int64 {
+        evtchn(domain, vcpu: vcpu, .unmask, [(EvtchnUnmaskLayout.port, UInt64(port))])
+    }
+
+    @discardableResult
+    public func close(_ domain: DomainID, port: UInt32) -> Int64 {
+        evtchn(domain, .close, [(EvtchnCloseLayout.port, UInt64(port))])
+    }
+
+    /// EVTCHNOP_status: (status, vcpu, u word 0, u word 1) or the negative errno in `status`.
+    public func status(_ domain: DomainID, port: UInt32, dom: DomainID = .selfDomain) -> (Int64, UInt32, UInt64) {
+        let r = evtchn(domain, .status, [(EvtchnStatusLayout.dom, UInt64(dom.rawValue)), (EvtchnStatusLayout.port, UInt64(port))])
+        guard r == 0 else { return (r, 0, 0) }
+        return (Int64(readArgument(domain, EvtchnStatusLayout.status)), UInt32(readArgument(domain, EvtchnStatusLayout.vcpu)),
+                readArgument(domain, EvtchnStatusLayout.u))
+    }
+
+    // MARK: - Guest-side views of shared_info
+
+    public func sharedInfo(_ domain: DomainID) -> UnsafeMutableRawPointer { ram(domain).region.hostAddress(of: WorldLayout.sharedInfo)! }
+
+    public func isPending(_ domain: DomainID, port: UInt32) -> Bool {
+        let w = sharedInfo(domain).load(fromByteOffset: SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64)), as: UInt64.self)
+        return w & (1 << UInt64(port % 64)) != 0
+    }
+
+    public func setMasked(_ domain: DomainID, port: UInt32, _ masked: Bool) {
+        let at = SharedInfoLayout.evtchnMask.offset(ofElement: Int(port / 64))
+        var w = sharedInfo(domain).load(fromByteOffset: at, as: UInt64.self)
+        if masked { w |= 1 << UInt64(port % 64) } else { w &= ~(1 << UInt64(port % 64)) }
+        sharedInfo(domain).storeBytes(of: w, toByteOffset: at, as: UInt64.self)
+    }
+
+    public func upcallPending(_ domain: DomainID, vcpu: Int) -> Bool {
+        sharedInfo(domain).load(fromByteOffset: SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu) + VcpuInfoLayout.evtchnUpcallPending.offset,
+                                as: UInt8.self) != 0
+    }
+
+    /// What a Linux upcall handler does for the 2-level ABI, in the guest: clear
+    /// evtchn_upcall_pending, take the selector, and clear the pending bits it names.
+    public func acknowledgeEvents(_ domain: DomainID, vcpu: Int) {
+        let si = sharedInfo(domain)
+        let vi = SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu)
+        si.storeBytes(of: 0, toByteOffset: vi + VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self)
+        var sel = si.load(fromByteOffset: vi + VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
+        si.storeBytes(of: 0, toByteOffset: vi + VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
+        while sel != 0 {
+            let w = sel.trailingZeroBitCount
+            sel &= sel - 1
+            si.storeBytes(of: 0, toByteOffset: SharedInfoLayout.evtchnPending.offset(ofElement: w), as: UInt64.self)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import GuestABI
+import XenABI
+
+/// What the embedder decides when it creates a Xen domain.
+public struct DomainConfiguration: Sendable {
+    /// The domain's id: 0 ... 0x7FEF (DOMID_FIRST_RESERVED is 0x7FF0).
+    public var id: DomainID
+    /// vCPUs, 1 ... 32. Each vCPU's vcpu_info is its slot in shared_info
+    /// (XEN_LEGACY_MAX_VCPUS); VCPUOP_register_vcpu_info, which lifts the limit, belongs to the
+    /// vCPU operations.
+    public var vcpuCount: Int
+    /// The highest port number the domain may allocate (Xen's `max_evtchn_port`, which libxl
+    /// sets from `max_event_channels`, default 1023). At most 2^17 - 1; the 2-level ABI stops
+    /// at 4095 whatever this says.
+    public var maxPort: UInt32
+    /// Where the domain's shared_info page lives in its guest-physical address space. The
+    /// embedder maps that frame to a page it owns, as Xen maps its shared_info page
+    /// (XENMAPSPACE_shared_info); the layer keeps the structure byte-exact there.
+    public var sharedInfoFrame: GuestFrameNumber
+
+    public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber) {
+        self.id = id
+        self.vcpuCount = vcpuCount
+        self.maxPort = maxPort
+        self.sharedInfoFrame = sharedInfoFrame
+    }
+}
+
+/// Why a domain could not be created.
+public enum DomainConfigurationError: Error, Sendable, Equatable {
+    /// The id is DOMID_SELF or above (reserved ids), or already used.
+    case invalidDomainID
+    /// vcpuCount is outside 1 ... 32.
+    case vcpuCountOutOfRange
+    /// maxPort is 0 or above 2^17 - 1.
+    case maxPortOutOfRange
+    /// The shared_info frame is not backed by the domain's memory.
+    case sharedInfoNotBacked
+    /// The embedder-reserved frames the translation layer needs are missing or not backed.
+    case layerFramesNotBacked
+    /// The Viridian target refused to set up the domain's partition (HV_STATUS or #GP).
+    case targetRefused
+}

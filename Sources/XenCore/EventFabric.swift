@@ -1,0 +1,45 @@
+import GuestABI
+import XenABI
+
+/// How event-channel effects leave a domain: to another domain, or to another vCPU's
+/// interrupt. The Xen semantics of every operation live in XenCore; a fabric carries out only
+/// what crosses the domain or vCPU boundary. XenNative's fabric does it directly, as Xen does;
+/// XenViridian's does it through the Viridian target (the translation rule, ARCHITECTURE.md
+/// section 1). Fabrics are classes: handlers call them without copying or boxing.
+public protocol EventFabric: AnyObject {
+    associatedtype Memory: GuestMemory
+
+    /// Whether a domain with this id exists (Xen: rcu_lock_domain_by_id, else -ESRCH).
+    func domainExists(_ id: DomainID) -> Bool
+
+    /// `port` of `domain` became unbound, waiting for `remote` (EVTCHNOP_alloc_unbound, or the
+    /// peer closing an interdomain channel). `.portsExhausted` when the fabric has no room for
+    /// another bindable port.
+    func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome
+
+    /// The unbound `port` of `domain` was closed or reset.
+    func withdraw(_ domain: XenDomain<Memory>, port: UInt32)
+
+    /// Binds `localPort` of `domain` (allocated, still free) to `remotePort` of `remote`, which
+    /// must be unbound and waiting for `domain` (else `.portInvalid`); on success the remote port
+    /// is interdomain and names `localPort`.
+    func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome
+
+    /// The interdomain `port` of `domain` was closed: its peer port becomes unbound, waiting for
+    /// `domain` again.
+    func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel)
+
+    /// EVTCHNOP_send on the interdomain `port` of `domain`, from `vcpu`: the peer port becomes
+    /// pending, and its vCPU gets its upcall when that is due.
+    func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome
+
+    /// Raise the upcall of `vcpu` of `domain`; the caller runs on `current`.
+    func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int)
+
+    /// The notify vCPU of an unbound or interdomain `port` changed (EVTCHNOP_bind_vcpu).
+    func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32)
+
+    /// `vcpu`'s upcall vector changed (HVM_PARAM_CALLBACK_IRQ for all vCPUs, or
+    /// HVMOP_set_evtchn_upcall_vector). `.invalidArgument` when the fabric cannot deliver it.
+    func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome
+}

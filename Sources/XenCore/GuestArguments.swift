@@ -1,0 +1,28 @@
+import GuestABI
+
+/// Reading and writing hypercall argument structures: a field of the structure at `base` (the
+/// pointer the guest passed), at the offset the spec tables give. A field may straddle a page
+/// (Xen's copy_from_guest copies across pages); an unbacked byte, or an address that wraps, is
+/// a failure the caller answers with -EFAULT.
+extension GuestMemory {
+    @inline(__always)
+    func argument<T: FixedWidthInteger>(_ type: T.Type, at base: UInt64, _ field: ABIField) -> T? {
+        let (at, overflow) = base.addingReportingOverflow(UInt64(field.offset))
+        guard !overflow else { return nil }
+        let address = GuestPhysicalAddress(at)
+        if let value = load(T.self, at: address) { return value }
+        var value = T.zero
+        let ok = withUnsafeMutableBytes(of: &value) { read(at: address, into: $0) }
+        return ok ? T(littleEndian: value) : nil
+    }
+
+    @inline(__always)
+    func setArgument<T: FixedWidthInteger>(_ value: T, at base: UInt64, _ field: ABIField) -> Bool {
+        let (at, overflow) = base.addingReportingOverflow(UInt64(field.offset))
+        guard !overflow else { return false }
+        let address = GuestPhysicalAddress(at)
+        if store(value, at: address) { return true }
+        var le = value.littleEndian
+        return withUnsafeBytes(of: &le) { write(at: address, from: $0) }
+    }
+}

@@ -1,0 +1,87 @@
+import GuestABI
+import XenABI
+import XenCore
+
+/// The native baseline: Xen's own handling of the same hypercalls, with no Viridian underneath.
+/// Every domain's state is in reach, so an interdomain send sets the peer's pending bit
+/// directly and an upcall is an injection into the embedder's APIC (xen-project/xen
+/// xen/common/event_channel.c evtchn_send, xen/arch/x86/hvm/irq.c hvm_assert_evtchn_irq).
+/// It is the "native" side of every benchmark and the oracle of the differential tests.
+///
+/// Single-threaded: the embedder serialises calls.
+public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
+    public let sink: Sink
+    /// Domains by id: `slots[id]` is an index into `domains`, plus one (0: none).
+    private let slots: UnsafeMutablePointer<UInt16>
+    private var domains: [XenDomain<Memory>] = []
+
+    public init(sink: Sink) {
+        self.sink = sink
+        slots = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
+        slots.initialize(repeating: 0, count: Int(DomainID.firstReserved.rawValue))
+    }
+
+    deinit { slots.deallocate() }
+
+    /// Creates a domain; its shared_info frame must be backed.
+    @discardableResult
+    public func createDomain(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) -> XenDomain<Memory> {
+        guard config.id < DomainID.firstReserved, slots[Int(config.id.rawValue)] == 0 else { throw .invalidDomainID }
+        let domain = try XenDomain(config, memory: memory)
+        domains.append(domain)
+        slots[Int(config.id.rawValue)] = UInt16(domains.count)
+        return domain
+    }
+
+    @inline(__always)
+    public func domain(_ id: DomainID) -> XenDomain<Memory>? {
+        guard id < DomainID.firstReserved else { return nil }
+        let s = Int(slots[Int(id.rawValue)])
+        return s == 0 ? nil : domains[s - 1]
+    }
+
+    /// The hypercall entry: `registers` from `vcpu` of `domain`; the value for RAX. An unknown
+    /// domain is -ESRCH.
+    public func hypercall(domain id: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
+        guard let d = domain(id) else { return XenErrno.esrch.hypercallReturnValue }
+        return d.hypercall(registers, vcpu: vcpu, fabric: self)
+    }
+
+    // MARK: - EventFabric
+
+    public func domainExists(_ id: DomainID) -> Bool { domain(id) != nil }
+
+    public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome { .ok }
+
+    public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {}
+
+    public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
+        guard let peer = self.domain(remote), peer.peerBound(remotePort, to: domain.id, remotePort: localPort) else {
+            return .portInvalid
+        }
+        return .ok
+    }
+
+    public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
+        self.domain(channel.remoteDomain)?.peerClosed(channel.remotePort, by: domain.id)
+    }
+
+    @inline(__always)
+    public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome {
+        guard let peer = self.domain(channel.remoteDomain) else { return .ok }
+        if let target = peer.setPending(channel.remotePort) { inject(peer, vcpu: target) }
+        return .ok
+    }
+
+    @inline(__always)
+    public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) { inject(domain, vcpu: vcpu) }
+
+    @inline(__always)
+    func inject(_ domain: XenDomain<Memory>, vcpu: Int) {
+        if let vector = domain.upcallVector(vcpu) { sink.upcall(domain: domain.id, vcpu: vcpu, vector: vector) }
+    }
+
+    public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {}
+
+    public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome { .ok }
+}

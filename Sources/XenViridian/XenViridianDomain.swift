@@ -1,0 +1,251 @@
+import CGuestAtomics
+import GuestABI
+import XenABI
+import ViridianABI
+
+/// The translation layer for one Xen domain: the same Xen semantics as XenNative (XenCore),
+/// with every effect that leaves the domain carried out through the Viridian target. This
+/// object reads and writes only its own domain's memory and state (the translation rule,
+/// ARCHITECTURE.md section 1):
+///
+/// - an interdomain send is one HvCallSignalEvent on the connection the root made into the
+///   peer's partition; the peer's layer, interrupted by the SINT, turns the event flag into the
+///   Xen pending bit and the upcall (`interrupt(vp:vector:)`);
+/// - an upcall due on another vCPU is one HvCallSendSyntheticClusterIpi with the guest's upcall
+///   vector;
+/// - a binding that changes the other end (bind_interdomain, close) is announced to the peer's
+///   layer with HvCallPostMessage on its control port;
+/// - the guest's upcall vector is the vector of the domain's event SINTs.
+///
+/// Single-threaded per domain: the embedder serialises `hypercall` and `interrupt` for one
+/// domain (the target may call `interrupt` from inside a hypercall; that is handled).
+public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServices, Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
+    public let domain: XenDomain<Memory>
+    public let root: XenViridianRoot<Target>
+    public let sink: Sink
+    public let partition: PartitionID
+    let target: Target
+    let layer: LayerConfiguration
+    var slots: EventFlagSlots
+    /// Per vCPU: an upcall was requested by synthetic IPI and not yet delivered.
+    let upcallRequested: UnsafeMutablePointer<Bool>
+    /// Per vCPU: 0 idle, 1 inside `interrupt`, 2 inside and interrupted again.
+    let interrupting: UnsafeMutablePointer<UInt8>
+    /// The vCPU whose hypercall is running (control messages are posted from its VP).
+    var current = 0
+    /// Viridian hypercalls this layer has issued (for the benchmarks' calls-per-operation).
+    public private(set) var viridianHypercalls = 0
+
+    /// Creates the domain and sets up its partition's SynIC on every VP: guest OS id, message
+    /// and event-flag pages in the layer frames, SINTs unmasked with AutoEOI on the bootstrap
+    /// vector, the control port, and control connections to and from every domain the root
+    /// already knows.
+    public init(_ config: DomainConfiguration, layer: LayerConfiguration, memory: Memory, root: XenViridianRoot<Target>,
+                sink: Sink) throws(DomainConfigurationError) {
+        for f in 0..<LayerConfiguration.layerFrameCount(vcpuCount: max(config.vcpuCount, 0)) {
+            guard memory.hostAddress(of: GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(f))) != nil else {
+                throw .layerFramesNotBacked
+            }
+        }
+        guard layer.bootstrapVector >= 0x10 else { throw .targetRefused }
+        let domain = try XenDomain(config, memory: memory)
+        guard root.register(config.id, partition: layer.partition, maxPort: config.maxPort) else { throw .invalidDomainID }
+        self.domain = domain
+        self.root = root
+        self.sink = sink
+        self.partition = layer.partition
+        self.target = root.target
+        self.layer = layer
+        slots = EventFlagSlots(maxPort: config.maxPort)
+        upcallRequested = .allocate(capacity: config.vcpuCount)
+        upcallRequested.initialize(repeating: false, count: config.vcpuCount)
+        interrupting = .allocate(capacity: config.vcpuCount)
+        interrupting.initialize(repeating: 0, count: config.vcpuCount)
+        guard setUpSynIC(), root.linkControl(config.id) else { throw .targetRefused }
+    }
+
+    deinit {
+        slots.deallocate()
+        upcallRequested.deallocate()
+        interrupting.deallocate()
+    }
+
+    /// The hypercall entry: `registers` from `vcpu`; the value for RAX.
+    @inline(__always)
+    public func hypercall(vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
+        current = vcpu
+        return domain.hypercall(registers, vcpu: vcpu, fabric: self)
+    }
+
+    // MARK: - Frames and SynIC setup
+
+    @inline(__always)
+    func frame(_ vp: Int, _ n: Int) -> GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * vp + n)) }
+
+    /// Bit 63 "open source", OS type 3 "Xen" (TLFS "Reporting the Guest OS Identity"), version
+    /// 4.17 in bits 31:16.
+    static var guestOSID: UInt64 { 1 << 63 | 3 << 56 | 0x0411 << 16 }
+
+    func setUpSynIC() -> Bool {
+        guard target.writeMSR(partition: partition, vp: VPIndex(0), msr: .guestOsId, value: Self.guestOSID) == .done else { return false }
+        for v in 0..<domain.vcpuCount {
+            let vp = VPIndex(UInt32(v))
+            guard target.writeMSR(partition: partition, vp: vp, msr: .simp, value: frame(v, 0).rawValue << 12 | 1) == .done,
+                  target.writeMSR(partition: partition, vp: vp, msr: .siefp, value: frame(v, 1).rawValue << 12 | 1) == .done,
+                  programSINTs(v, vector: layer.bootstrapVector),
+                  target.writeMSR(partition: partition, vp: vp, msr: .scontrol, value: 1) == .done else { return false }
+        }
+        return target.createPort(in: partition, port: XenViridianRoot<Target>.controlPort,
+                                 kind: .message(vp: VPIndex(0), sint: EventFlagSlots.controlSINT)) == .success
+    }
+
+    /// Every SINT of VP `v` unmasked, AutoEOI, on `vector` (TLFS "SINTx Registers": vector in
+    /// bits 7:0, AutoEOI bit 17).
+    func programSINTs(_ v: Int, vector: UInt8) -> Bool {
+        let value = UInt64(vector) | 1 << 17
+        for s in 0..<16 {
+            guard target.writeMSR(partition: partition, vp: VPIndex(UInt32(v)), msr: HVMSR(rawValue: HVMSR.sint0.rawValue + UInt32(s)),
+                                  value: value) == .done else { return false }
+        }
+        return true
+    }
+
+    // MARK: - Viridian calls
+
+    /// A fast hypercall from VP `vp`; its status.
+    @inline(__always)
+    func fastCall(_ code: HVCallCode, vp: Int, rdx: UInt64, r8: UInt64) -> HVStatus {
+        var input = HVHypercallInput(rawValue: 0)
+        input.callCode = UInt64(code.rawValue)
+        input.fast = true
+        viridianHypercalls &+= 1
+        return target.hypercall(partition: partition, vp: VPIndex(UInt32(truncatingIfNeeded: vp)), input: input, rdx: rdx, r8: r8).status
+    }
+
+    /// HvCallPostMessage of a control message from the current VP into `peer`'s control port.
+    func postControl(to peer: DomainID, type: UInt32, port: UInt32, fromPort: UInt32) -> HVStatus {
+        let inputFrame = frame(current, 2)
+        guard let page = domain.memory.hostAddress(of: inputFrame) else { return .invalidParameter }
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: HvInputPostMessageLayout.size)
+        page.storeBytes(of: XenViridianRoot<Target>.controlConnection(to: peer).rawValue.littleEndian,
+                        toByteOffset: HvInputPostMessageLayout.connectionid.offset, as: UInt32.self)
+        page.storeBytes(of: type.littleEndian, toByteOffset: HvInputPostMessageLayout.messageType.offset, as: UInt32.self)
+        page.storeBytes(of: ControlMessage.payloadSize.littleEndian, toByteOffset: HvInputPostMessageLayout.payloadSize.offset, as: UInt32.self)
+        let payload = page + HvInputPostMessageLayout.payload.offset
+        payload.storeBytes(of: port.littleEndian, toByteOffset: ControlMessage.portOffset, as: UInt32.self)
+        payload.storeBytes(of: domain.id.rawValue.littleEndian, toByteOffset: ControlMessage.fromDomainOffset, as: UInt16.self)
+        payload.storeBytes(of: fromPort.littleEndian, toByteOffset: ControlMessage.fromPortOffset, as: UInt32.self)
+        var input = HVHypercallInput(rawValue: 0)
+        input.callCode = UInt64(HVCallCode.postMessage.rawValue)
+        viridianHypercalls &+= 1
+        return target.hypercall(partition: partition, vp: VPIndex(UInt32(current)), input: input,
+                                rdx: inputFrame.rawValue << 12, r8: 0).status
+    }
+
+    /// Creates this partition's event port for Xen `port`, on its slot's SINT and flag, aimed
+    /// at the port's notify vCPU.
+    func createEventPort(_ port: UInt32, slot k: Int) -> HVStatus {
+        let vp = VPIndex(UInt32(domain.channel(port).notifyVCPU))
+        return target.createPort(in: partition, port: PortID(port),
+                                 kind: .event(vp: vp, sint: EventFlagSlots.sint(of: k), baseFlag: EventFlagSlots.flag(of: k), flagCount: 1))
+    }
+
+    func deleteEventPort(_ port: UInt32) {
+        guard slots.slot(of: port) != nil else { return }
+        _ = target.deletePort(in: partition, port: PortID(port))
+        slots.release(port)
+    }
+
+    // MARK: - EventFabric
+
+    public func domainExists(_ id: DomainID) -> Bool { root.partition(of: id) != nil }
+
+    public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome {
+        guard let k = slots.assign(port) else { return .portsExhausted }
+        guard createEventPort(port, slot: k) == .success else {
+            slots.release(port)
+            return .portsExhausted
+        }
+        root.offer(domain.id, port: port, to: remote)
+        return .ok
+    }
+
+    public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
+        root.withdraw(domain.id, port: port)
+        deleteEventPort(port)
+    }
+
+    public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
+        guard root.isOffered(remote, port: remotePort, to: domain.id), let peer = root.partition(of: remote) else { return .portInvalid }
+        guard let k = slots.assign(localPort) else { return .portsExhausted }
+        guard createEventPort(localPort, slot: k) == .success else {
+            slots.release(localPort)
+            return .portsExhausted
+        }
+        let out = target.connectPort(from: partition, connection: ConnectionID(localPort), to: peer, port: PortID(remotePort))
+        let back = out == .success
+            ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: partition, port: PortID(localPort)) : out
+        guard back == .success else {
+            if out == .success { _ = target.disconnectPort(from: partition, connection: ConnectionID(localPort)) }
+            deleteEventPort(localPort)
+            return .portsExhausted
+        }
+        root.withdraw(remote, port: remotePort)
+        let told = postControl(to: remote, type: ControlMessage.bound, port: remotePort, fromPort: localPort)
+        guard told == .success else {
+            // The peer never learnt of the bind: undo it whole.
+            _ = target.disconnectPort(from: partition, connection: ConnectionID(localPort))
+            _ = target.disconnectPort(from: peer, connection: ConnectionID(remotePort))
+            deleteEventPort(localPort)
+            root.offer(remote, port: remotePort, to: domain.id)
+            return told == .insufficientBuffers ? .wouldBlock : .targetFailed
+        }
+        return .ok
+    }
+
+    public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
+        let remote = channel.remoteDomain
+        _ = target.disconnectPort(from: partition, connection: ConnectionID(port))
+        if let peer = root.partition(of: remote) {
+            _ = target.disconnectPort(from: peer, connection: ConnectionID(channel.remotePort))
+        }
+        deleteEventPort(port)
+        // The peer's port is unbound and waiting for this domain again; its Viridian port stays.
+        root.offer(remote, port: channel.remotePort, to: domain.id)
+        _ = postControl(to: remote, type: ControlMessage.closed, port: channel.remotePort, fromPort: port)
+    }
+
+    /// One HvCallSignalEvent: connection = the local port, flag 0 of the peer's one-flag port.
+    @inline(__always)
+    public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome {
+        fastCall(.signalEvent, vp: vcpu, rdx: UInt64(port), r8: 0) == .success ? .ok : .targetFailed
+    }
+
+    @inline(__always)
+    public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) {
+        if vcpu == current {
+            deliverUpcall(vcpu)
+            return
+        }
+        guard let vector = domain.upcallVector(vcpu) else { return }
+        upcallRequested[vcpu] = true
+        // HvCallSendSyntheticClusterIpi, fast: RDX = vector, R8 = processor mask (vCPUs < 32).
+        _ = fastCall(.sendIpi, vp: current, rdx: UInt64(vector), r8: 1 << UInt64(vcpu))
+    }
+
+    @inline(__always)
+    func deliverUpcall(_ vcpu: Int) {
+        if let vector = domain.upcallVector(vcpu) { sink.upcall(domain: domain.id, vcpu: vcpu, vector: vector) }
+    }
+
+    public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {
+        guard let k = slots.slot(of: port) else { return }
+        // Re-aim the port at the new VP; connections name the port id and keep working.
+        _ = target.deletePort(in: partition, port: PortID(port))
+        _ = createEventPort(port, slot: k)
+    }
+
+    public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome {
+        programSINTs(vcpu, vector: domain.upcallVector(vcpu) ?? layer.bootstrapVector) ? .ok : .invalidArgument
+    }
+}
