@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "xv",
             dependencies: [
-                "XVSpecCatalog", "XenViridian",
+                "XVSpecCatalog", "XVScenarios", "CMallocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

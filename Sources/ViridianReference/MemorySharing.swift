@@ -14,7 +14,7 @@ extension ViridianReference {
 
     /// Maps `sourceFrame` of partition `source` at `frame` of partition `target`.
     func mapPage(target: Int, frame: UInt64, source: Int, sourceFrame: UInt64, flags: HVMapGPAFlags) -> HVStatus {
-        guard partitions[source].memory.hostAddress(of: GuestFrameNumber(sourceFrame)) != nil else { return .invalidParameter }
+        guard memories[source].hostAddress(of: GuestFrameNumber(sourceFrame)) != nil else { return .invalidParameter }
         let (i, found) = partitions[target].mappingIndex(frame)
         guard !found else { return .invalidParameter }
         guard partitions[target].mappings.count < partitions[target].config.maxMappedPages else { return .insufficientMemory }

@@ -2,10 +2,9 @@ import GuestABI
 import ViridianABI
 
 /// Everything the reference knows about one partition. Arrays are sized at creation.
-struct PartitionState<Memory: GuestMemory> {
+struct PartitionState {
     let id: PartitionID
     let config: PartitionConfiguration
-    let memory: Memory
     /// HV_X64_MSR_GUEST_OS_ID (partition-wide).
     var guestOSID: UInt64 = 0
     /// HV_X64_MSR_HYPERCALL (partition-wide).
@@ -25,10 +24,9 @@ struct PartitionState<Memory: GuestMemory> {
     var mappings: [GPAMapping]
     var queues: MessageQueues
 
-    init(id: PartitionID, config: PartitionConfiguration, memory: Memory, referenceOffset: UInt64) {
+    init(id: PartitionID, config: PartitionConfiguration, referenceOffset: UInt64) {
         self.id = id
         self.config = config
-        self.memory = memory
         self.referenceOffset = referenceOffset
         vps = Array(repeating: VirtualProcessorState(), count: config.vpCount)
         ports = IDTable(capacity: config.maxPorts)

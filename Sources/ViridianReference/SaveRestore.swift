@@ -209,7 +209,7 @@ extension ViridianReference {
         for _ in 0..<Int(mappingCount) {
             guard let frame = r.u64(), let source = r.u64(), let sourceFrame = r.u64(), let flags = r.u32(),
                   let s = index(of: PartitionID(source)), Self.checkMapFlags(HVMapGPAFlags(rawValue: flags)) == .success,
-                  partitions[s].memory.hostAddress(of: GuestFrameNumber(sourceFrame)) != nil,
+                  memories[s].hostAddress(of: GuestFrameNumber(sourceFrame)) != nil,
                   mappings.last.map({ $0.frame < frame }) ?? true else { return nil }
             mappings.append(GPAMapping(frame: frame, sourcePartition: s, sourceFrame: sourceFrame, flags: HVMapGPAFlags(rawValue: flags)))
         }

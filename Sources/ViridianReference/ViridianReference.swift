@@ -21,7 +21,10 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     public private(set) var clock: ReferenceClock
     /// Virtual local APIC timer frequency reported by HV_X64_MSR_APIC_FREQUENCY, in Hz.
     public let apicFrequency: UInt64
-    var partitions: [PartitionState<Memory>] = []
+    /// Partition state, non-generic so that reaching a field never copies a whole partition.
+    var partitions: [PartitionState] = []
+    /// Each partition's guest memory, by partition index.
+    var memories: [Memory] = []
 
     /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more
     /// than 10 MHz); nil when the frequency is out of range.
@@ -41,7 +44,8 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
         guard config.messageQueueDepth >= 0, config.maxPorts >= 0, config.maxConnections >= 0,
               config.maxMappedPages >= 0, config.repsPerInvocation >= 0 else { throw .negativeCapacity }
         let id = PartitionID(UInt64(partitions.count + 1))
-        partitions.append(PartitionState(id: id, config: config, memory: memory, referenceOffset: 0 &- clock.scaled(clock.tsc)))
+        partitions.append(PartitionState(id: id, config: config, referenceOffset: 0 &- clock.scaled(clock.tsc)))
+        memories.append(memory)
         return id
     }
 
@@ -91,10 +95,10 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
             if found {
                 let m = partitions[p].mappings[i]
                 guard m.flags.contains(write ? .writable : .readable) else { return nil }
-                return partitions[m.sourcePartition].memory.hostAddress(of: GuestFrameNumber(m.sourceFrame))
+                return memories[m.sourcePartition].hostAddress(of: GuestFrameNumber(m.sourceFrame))
             }
         }
-        return partitions[p].memory.hostAddress(of: GuestFrameNumber(frame))
+        return memories[p].hostAddress(of: GuestFrameNumber(frame))
     }
 
     /// The host address of `length` bytes at `gpa` of partition `p`, when they are accessible

@@ -85,3 +85,12 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
 
     public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome { .ok }
 }
+
+extension XenNativeSystem {
+    /// An event raised on `port` of `domain` from outside any hypercall of that domain (what
+    /// Xen does when a peer or a VIRQ source signals it): pending bit, then the upcall when due.
+    @inline(__always)
+    public func raise(_ domain: XenDomain<Memory>, port: UInt32) {
+        if let target = domain.setPending(port) { inject(domain, vcpu: target) }
+    }
+}

@@ -249,3 +249,15 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         programSINTs(vcpu, vector: domain.upcallVector(vcpu) ?? layer.bootstrapVector) ? .ok : .invalidArgument
     }
 }
+
+extension XenViridianDomain {
+    /// Where the target signals Xen `port`: the VP, SINT and flag of its Viridian event port,
+    /// or nil when the port has none (not unbound or interdomain).
+    public func eventFlag(of port: UInt32) -> (vp: Int, sint: Int, flag: Int)? {
+        guard port <= domain.maxPort, let k = slots.slot(of: port) else { return nil }
+        return (Int(domain.channel(port).notifyVCPU), Int(EventFlagSlots.sint(of: k)), Int(EventFlagSlots.flag(of: k)))
+    }
+
+    /// Bindable ports the layer can hold at once (the flag slots of SINTs 1-15).
+    public static var bindablePortCapacity: Int { EventFlagSlots.capacity }
+}

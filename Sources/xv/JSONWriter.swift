@@ -4,6 +4,8 @@ enum JSONValue {
     case string(String)
     case integer(magnitude: UInt64, negative: Bool)
     case bool(Bool)
+    /// A finite number, written with up to 3 decimals (benchmark figures).
+    case number(Double)
     case null
     case array([JSONValue])
     case object([(String, JSONValue)])
@@ -16,6 +18,7 @@ enum JSONValue {
         case .string(let s): Self.writeString(s, into: &out)
         case .integer(let m, let negative): out += negative && m != 0 ? "-\(m)" : "\(m)"
         case .bool(let b): out += b ? "true" : "false"
+        case .number(let d): out += d.isFinite ? Self.decimal(d) : "null"
         case .null: out += "null"
         case .array(let items):
             out += "["
@@ -36,6 +39,22 @@ enum JSONValue {
             }
             out += "}"
         }
+    }
+
+    /// `d` rounded to 3 decimals, without exponent or trailing zeros.
+    static func decimal(_ d: Double) -> String {
+        let scaled = (d * 1000).rounded()
+        let negative = scaled < 0
+        let m = UInt64(abs(scaled))
+        var s = "\(m / 1000)"
+        let frac = m % 1000
+        if frac != 0 {
+            var f = String(frac)
+            f = String(repeating: "0", count: 3 - f.count) + f
+            while f.hasSuffix("0") { f.removeLast() }
+            s += "." + f
+        }
+        return negative && m != 0 ? "-" + s : s
     }
 
     static func writeString(_ s: String, into out: inout String) {

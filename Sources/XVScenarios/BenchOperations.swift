@@ -1,0 +1,133 @@
+import GuestABI
+import XenABI
+import ViridianABI
+import XenCore
+import XenNative
+import XenViridian
+
+/// The operations `xv bench` and Benchmarks/ measure, each prepared identically on a native and
+/// a translated world (two domains of two vCPUs, callback vectors 0x40 and 0x41). `run*` is
+/// the measured part; `reset*` puts the guest back in the starting state the way a guest's
+/// upcall handler would, outside the measurement.
+public enum BenchOperation: String, CaseIterable, Sendable {
+    /// EVTCHNOP_send on an interdomain channel, end to end: from domain 1's hypercall on vCPU 0
+    /// to domain 2's pending bit, selector, upcall_pending and upcall on vCPU 0.
+    case sendInterdomain = "evtchn_send_interdomain"
+    /// EVTCHNOP_send on an IPI channel from vCPU 0 to vCPU 1 of domain 1, up to vCPU 1's upcall.
+    case sendIPI = "evtchn_send_ipi"
+    /// EVTCHNOP_unmask on vCPU 0 of a masked, pending port bound to vCPU 1: the upcall on vCPU 1.
+    case unmaskPending = "evtchn_unmask_pending"
+    /// Upcall delivery on the receiving side only: an event arrives for domain 2's port
+    /// (native: Xen sets it pending; translated: the hypervisor has set the port's SynIC event
+    /// flag and the SINT interrupt reaches the layer) up to the guest's upcall.
+    case upcallDelivery = "upcall_delivery"
+
+    public var summary: String {
+        switch self {
+        case .sendInterdomain: return "EVTCHNOP_send, interdomain, sender hypercall to receiver upcall"
+        case .sendIPI: return "EVTCHNOP_send, IPI channel to another vCPU"
+        case .unmaskPending: return "EVTCHNOP_unmask of a pending port on another vCPU"
+        case .upcallDelivery: return "event arrival to guest upcall (receiving side)"
+        }
+    }
+}
+
+/// One operation, set up on both sides.
+public final class BenchPair {
+    public let operation: BenchOperation
+    public let native: NativeWorld
+    public let translated: TranslatedWorld
+    let registers: XenHypercallRegisters
+    let port: UInt32
+    let vcpu: Int
+    let target: DomainID
+    let targetVCPU: Int
+    let flagWord: UnsafeMutableRawPointer?
+    let flagBit: UInt64
+
+    public init(_ operation: BenchOperation) {
+        self.operation = operation
+        native = NativeWorld(domains: 2, vcpus: 2)
+        translated = TranslatedWorld(domains: 2, vcpus: 2)
+        var port: UInt32 = 0
+        var cmd = EventChannelOp.send
+        var target = DomainID(2)
+        var targetVCPU = 0
+        for w in [native as any XenWorld, translated] {
+            _ = w.setCallbackVector(DomainID(1), 0x40)
+            _ = w.setCallbackVector(DomainID(2), 0x41)
+            switch operation {
+            case .sendInterdomain, .upcallDelivery:
+                let remote = w.allocUnbound(DomainID(2), remote: DomainID(1))
+                let local = w.bindInterdomain(DomainID(1), remote: DomainID(2), remotePort: UInt32(remote))
+                w.acknowledgeEvents(DomainID(1), vcpu: 0)
+                port = operation == .sendInterdomain ? UInt32(local) : UInt32(remote)
+            case .sendIPI:
+                port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
+                target = DomainID(1); targetVCPU = 1
+            case .unmaskPending:
+                port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
+                cmd = .unmask
+                target = DomainID(1); targetVCPU = 1
+            }
+            w.writeArguments(DomainID(1), size: 4, [(EvtchnSendLayout.port, UInt64(port))])
+        }
+        self.port = port
+        self.vcpu = 0
+        self.target = target
+        self.targetVCPU = targetVCPU
+        registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue),
+                                          rsi: WorldLayout.argumentPage.rawValue << guestPageShift)
+        if operation == .upcallDelivery, let (vp, sint, flag) = translated.layer(DomainID(2)).eventFlag(of: port) {
+            let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames.rawValue + UInt64(3 * vp + 1)))!
+            flagWord = sief + sint * 256 + (flag / 64) * 8
+            flagBit = 1 << UInt64(flag % 64)
+        } else {
+            flagWord = nil
+            flagBit = 0
+        }
+        resetNative()
+        resetTranslated()
+    }
+
+    /// The measured operation, native side. Returns RAX (0).
+    @inline(__always)
+    public func runNative() -> Int64 {
+        if operation == .upcallDelivery {
+            native.system.raise(native.system.domain(target)!, port: port)
+            return 0
+        }
+        return native.system.hypercall(domain: DomainID(1), vcpu: vcpu, registers)
+    }
+
+    /// The measured operation, translated side. Returns RAX (0).
+    @inline(__always)
+    public func runTranslated() -> Int64 {
+        if operation == .upcallDelivery {
+            flagWord!.storeBytes(of: flagWord!.load(as: UInt64.self) | flagBit, as: UInt64.self)
+            translated.layers[1].interrupt(vp: 0, vector: 0x41)
+            return 0
+        }
+        return translated.layers[0].hypercall(vcpu: vcpu, registers)
+    }
+
+    public func resetNative() { reset(native) }
+    public func resetTranslated() { reset(translated) }
+
+    func reset(_ w: any XenWorld) {
+        w.acknowledgeEvents(target, vcpu: targetVCPU)
+        if operation == .unmaskPending {
+            // The port is pending and masked again, as if an event had arrived while masked.
+            w.setMasked(target, port: port, true)
+            let at = SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64))
+            let si = w.sharedInfo(target)
+            si.storeBytes(of: si.load(fromByteOffset: at, as: UInt64.self) | 1 << UInt64(port % 64), toByteOffset: at, as: UInt64.self)
+        }
+    }
+
+    /// Upcalls each side has delivered to the target vCPU so far.
+    public var nativeUpcalls: Int { native.recorder.count(domain: target, vcpu: targetVCPU) }
+    public var translatedUpcalls: Int { translated.recorder.count(domain: target, vcpu: targetVCPU) }
+    /// Viridian hypercalls the translated side has issued so far.
+    public var viridianHypercalls: Int { translated.viridianHypercalls }
+}
