@@ -9,19 +9,18 @@ import XenViridian
 /// The guest-physical layout every world gives each domain, so that native and translated
 /// guests have byte-for-byte comparable memory.
 public enum WorldLayout {
-    public static var frames: UInt64 { 512 }
+    public static var frames: UInt64 { 48 }
     /// shared_info.
     public static var sharedInfo: GuestFrameNumber { GuestFrameNumber(0) }
     /// The layer's frames (3 per vCPU; unused in the native world). Not guest-visible.
     public static var layerFrames: GuestFrameNumber { GuestFrameNumber(1) }
     /// Where the test guest puts hypercall argument structures.
-    public static var argumentPage: GuestFrameNumber { GuestFrameNumber(200) }
-    /// Free guest frames for FIFO control blocks and event-array pages.
-    public static var firstFreeFrame: UInt64 { 256 }
-    /// Frames the differential test compares: all but the layer's.
-    public static func isGuestVisible(_ frame: UInt64, vcpus: Int) -> Bool {
-        frame == 0 || frame > UInt64(3 * vcpus)
-    }
+    public static var argumentPage: GuestFrameNumber { GuestFrameNumber(16) }
+    /// Free guest frames for FIFO control blocks and event-array pages: 20 ..< 48.
+    public static var firstFreeFrame: UInt64 { 20 }
+    /// Frames a guest in these worlds can see change (shared_info, its argument page, its free
+    /// frames); the layer's frames (1 ... 3 x vCPUs) are not guest-visible.
+    public static var comparedFrames: [UInt64] { [0] + Array(16..<frames) }
 }
 
 /// A set of Xen domains on one side (native or translated), with the same ids, vCPU counts and
