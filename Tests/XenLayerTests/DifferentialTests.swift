@@ -1,0 +1,193 @@
+import Foundation
+import Testing
+import GuestABI
+import XenABI
+import XenCore
+import XVScenarios
+
+/// The guest cannot tell native from translated: seeded random sequences of Xen operations
+/// (three domains of two vCPUs: binds, sends, masks, unmasks, closes, resets, ABI switches,
+/// callback vectors, hostile arguments) run on both worlds, and after every operation the
+/// return value, the guest-visible frames of every domain and the upcalls each vCPU received
+/// must be identical. A failure names the seed and the shortest sequence found that still
+/// fails.
+@Suite("Differential: native against translated")
+struct DifferentialTests {
+    struct SplitMix {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    }
+
+    /// One step of a guest: a hypercall (number, cmd, argument fields) or a guest-side write.
+    enum Step: CustomStringConvertible {
+        case evtchn(DomainID, vcpu: Int, EventChannelOp, [(ABIField, UInt64)])
+        case hvm(DomainID, vcpu: Int, HVMOp, [(ABIField, UInt64)])
+        case raw(DomainID, vcpu: Int, XenHypercallRegisters)
+        case mask(DomainID, port: UInt32, Bool)
+        case acknowledge(DomainID, vcpu: Int)
+        case fifoWord(DomainID, frame: UInt64, port: UInt32, UInt32)
+        /// alloc_unbound on the second domain for the first, then bind_interdomain by the first
+        /// to the port it returned: the way guests make channels, so sequences have many.
+        case connect(DomainID, DomainID, vcpu: Int)
+
+        var description: String {
+            switch self {
+            case .evtchn(let d, let v, let op, let f):
+                return "d\(d.rawValue)v\(v) \(op.specName.map { "\($0)" } ?? "EVTCHNOP \(op.rawValue)") \(f.map { "@\($0.0.offset)=\($0.1)" }.joined(separator: " "))"
+            case .hvm(let d, let v, let op, let f):
+                return "d\(d.rawValue)v\(v) HVMOP \(op.rawValue) \(f.map { "@\($0.0.offset)=\($0.1)" }.joined(separator: " "))"
+            case .raw(let d, let v, let r): return "d\(d.rawValue)v\(v) rax=\(r.rax) rdi=\(r.rdi) rsi=\(r.rsi)"
+            case .mask(let d, let p, let m): return "d\(d.rawValue) guest \(m ? "masks" : "unmasks") \(p)"
+            case .acknowledge(let d, let v): return "d\(d.rawValue)v\(v) guest acknowledges"
+            case .fifoWord(let d, let f, let p, let w): return "d\(d.rawValue) guest writes event word \(p) in frame \(f) = \(w)"
+            case .connect(let a, let b, let v): return "d\(a.rawValue)v\(v) connects to an unbound port of d\(b.rawValue)"
+            }
+        }
+    }
+
+    static let domains = 3, vcpus = 2
+
+    /// A port number: mostly small (where the action is), sometimes hostile.
+    static func port(_ r: inout SplitMix) -> UInt64 {
+        switch r.below(10) {
+        case 0: return [0, 63, 64, 1023, 1024, 4095, 4096, 131_071, 0xFFFF_FFFF][r.below(9)]
+        default: return UInt64(r.below(12))
+        }
+    }
+    static func domain(_ r: inout SplitMix) -> UInt64 {
+        r.below(8) == 0 ? [0, 9, 0x7FF0, 0x7FF1, 0xFFFF][r.below(5)] : UInt64(1 + r.below(domains))
+    }
+    static func vcpu(_ r: inout SplitMix) -> Int { r.below(12) == 0 ? 2 + r.below(3) : r.below(vcpus) }
+
+    static func randomStep(_ r: inout SplitMix) -> Step {
+        let d = DomainID(UInt16(1 + r.below(domains)))
+        let v = r.below(vcpus)
+        let free = WorldLayout.firstFreeFrame
+        switch r.below(26) {
+        case 22, 23, 24: return .connect(d, DomainID(UInt16(1 + r.below(domains))), vcpu: v)
+        case 25: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(1 + r.below(8)))])
+        case 0, 1: return .evtchn(d, vcpu: v, .allocUnbound, [(EvtchnAllocUnboundLayout.dom, r.below(6) == 0 ? domain(&r) : 0x7FF0),
+                                                              (EvtchnAllocUnboundLayout.remoteDom, domain(&r))])
+        case 2, 3: return .evtchn(d, vcpu: v, .bindInterdomain, [(EvtchnBindInterdomainLayout.remoteDom, domain(&r)),
+                                                                 (EvtchnBindInterdomainLayout.remotePort, port(&r))])
+        case 4: return .evtchn(d, vcpu: v, .bindIpi, [(EvtchnBindIpiLayout.vcpu, UInt64(vcpu(&r)))])
+        case 5: return .evtchn(d, vcpu: v, .bindVirq, [(EvtchnBindVirqLayout.virq, UInt64(r.below(26))), (EvtchnBindVirqLayout.vcpu, UInt64(vcpu(&r)))])
+        case 6, 7, 8: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, port(&r))])
+        case 9: return .evtchn(d, vcpu: v, .unmask, [(EvtchnUnmaskLayout.port, port(&r))])
+        case 10: return .evtchn(d, vcpu: v, .close, [(EvtchnCloseLayout.port, port(&r))])
+        case 11: return .evtchn(d, vcpu: v, .status, [(EvtchnStatusLayout.dom, r.below(4) == 0 ? domain(&r) : 0x7FF0), (EvtchnStatusLayout.port, port(&r))])
+        case 12: return .evtchn(d, vcpu: v, .bindVcpu, [(EvtchnBindVcpuLayout.port, port(&r)), (EvtchnBindVcpuLayout.vcpu, UInt64(vcpu(&r)))])
+        case 13: return r.below(4) == 0 ? .evtchn(d, vcpu: v, .reset, [(EvtchnResetLayout.dom, r.below(3) == 0 ? domain(&r) : 0x7FF0)])
+                                        : .acknowledge(d, vcpu: v)
+        case 14: return .evtchn(d, vcpu: v, .initControl, [(EvtchnInitControlLayout.controlGfn, r.below(8) == 0 ? UInt64.max - 1 : free + UInt64(r.below(4))),
+                                                           (EvtchnInitControlLayout.offset, UInt64(r.below(8) == 0 ? r.below(4096) : 8 * r.below(4) * 64)),
+                                                           (EvtchnInitControlLayout.vcpu, UInt64(vcpu(&r)))])
+        case 15: return .evtchn(d, vcpu: v, .expandArray, [(EvtchnExpandArrayLayout.arrayGfn, r.below(8) == 0 ? 0x10_0000 : free + 4 + UInt64(r.below(4)))])
+        case 16: return .evtchn(d, vcpu: v, .setPriority, [(EvtchnSetPriorityLayout.port, port(&r)), (EvtchnSetPriorityLayout.priority, UInt64(r.below(18)))])
+        case 17: return .mask(d, port: UInt32(r.below(12)), r.below(2) == 0)
+        case 18: return .acknowledge(d, vcpu: v)
+        case 19:
+            let vector = r.below(6) == 0 ? UInt64(r.below(256)) : UInt64(0x40 + r.below(4))
+            let type: UInt64 = r.below(6) == 0 ? UInt64(r.below(3)) : 2
+            return .hvm(d, vcpu: v, .setParam, [(XenHvmParamLayout.domid, r.below(6) == 0 ? domain(&r) : 0x7FF0),
+                                                (XenHvmParamLayout.index, r.below(8) == 0 ? UInt64(r.below(45)) : 0),
+                                                (XenHvmParamLayout.value, type << 56 | vector)])
+        case 20:
+            return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
+                                                             (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
+        default:
+            switch r.below(4) {
+            case 0: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(r.below(16)),
+                                                              rsi: [0x4000_0000, UInt64.max - 2, 0][r.below(3)]))
+            case 1: return .raw(d, vcpu: v, XenHypercallRegisters(rax: UInt64(r.below(64)), rdi: UInt64(r.below(16)), rsi: 16 << 12))
+            case 2: return .fifoWord(d, frame: free + 4 + UInt64(r.below(2)), port: UInt32(r.below(12)), [0, 1 << 30, 1 << 29, 1 << 31 | 1 << 29 | 5][r.below(4)])
+            default: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(r.below(12)))])
+            }
+        }
+    }
+
+    static func apply(_ step: Step, to w: any XenWorld) -> Int64 {
+        switch step {
+        case .evtchn(let d, let v, let op, let f): return w.evtchn(d, vcpu: v, op, f)
+        case .hvm(let d, let v, let op, let f): return w.hvm(d, vcpu: v, op, f)
+        case .raw(let d, let v, let regs): return w.hypercall(domain: d, vcpu: v, regs)
+        case .mask(let d, let p, let m): w.setMasked(d, port: p, m); return 0
+        case .acknowledge(let d, let v): w.acknowledgeEvents(d, vcpu: v); return 0
+        case .connect(let a, let b, let v):
+            let port = w.allocUnbound(b, remote: a)
+            guard port > 0 else { return port }
+            return w.bindInterdomain(a, remote: b, remotePort: UInt32(port), vcpu: v)
+        case .fifoWord(let d, let frame, let p, let value):
+            w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))!.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
+            return 0
+        }
+    }
+
+    /// The first step at which the worlds differ, with what differed; nil when they never do.
+    static func firstDivergence(_ steps: [Step]) -> (index: Int, what: String)? {
+        let native = NativeWorld(domains: domains, vcpus: vcpus)
+        let translated = TranslatedWorld(domains: domains, vcpus: vcpus)
+        for (i, step) in steps.enumerated() {
+            let a = apply(step, to: native), b = apply(step, to: translated)
+            if a != b { return (i, "returned \(a) native, \(b) translated") }
+            for d in 0..<domains {
+                let id = DomainID(UInt16(d + 1))
+                for f in WorldLayout.comparedFrames {
+                    let pa = native.ram(id).region.hostAddress(of: GuestFrameNumber(f))!
+                    let pb = translated.ram(id).region.hostAddress(of: GuestFrameNumber(f))!
+                    if memcmp(pa, pb, 4096) != 0 {
+                        let at = (0..<4096).first { pa.load(fromByteOffset: $0, as: UInt8.self) != pb.load(fromByteOffset: $0, as: UInt8.self) }!
+                        return (i, "domain \(id.rawValue) frame \(f) byte \(at) differs")
+                    }
+                }
+            }
+            if native.recorder.snapshot(domains: domains, vcpus: vcpus) != translated.recorder.snapshot(domains: domains, vcpus: vcpus) {
+                return (i, "upcalls differ: native \(native.recorder.snapshot(domains: domains, vcpus: vcpus)), translated \(translated.recorder.snapshot(domains: domains, vcpus: vcpus))")
+            }
+        }
+        return nil
+    }
+
+    /// Removes steps one at a time while the sequence still diverges (a greedy delta
+    /// debugging pass, repeated until nothing more can go).
+    static func shrink(_ steps: [Step]) -> [Step] {
+        var current = steps
+        var changed = true
+        while changed {
+            changed = false
+            var i = 0
+            while i < current.count {
+                var candidate = current
+                candidate.remove(at: i)
+                if firstDivergence(candidate) != nil { current = candidate; changed = true } else { i += 1 }
+            }
+        }
+        return current
+    }
+
+    @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames and upcalls")
+    func randomSequences() {
+        let base: UInt64 = 0x5856_4456_4946_4600
+        for n in 0..<2_000 {
+            let seed = base &+ UInt64(n)
+            var r = SplitMix(state: seed)
+            let steps = (0..<40).map { _ in Self.randomStep(&r) }
+            guard let (index, what) = Self.firstDivergence(Array(steps)) else { continue }
+            let shortest = Self.shrink(Array(steps[...index]))
+            let failure = Self.firstDivergence(shortest)
+            Issue.record("""
+                seed \(String(seed, radix: 16)): step \(index) diverged (\(what)).
+                shortest reproducer (\(shortest.count) steps, diverges at \(failure.map { "\($0.index): \($0.what)" } ?? "?")):
+                \(shortest.map { "  \($0)" }.joined(separator: "\n"))
+                """)
+            return
+        }
+    }
+}
