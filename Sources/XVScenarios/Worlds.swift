@@ -98,7 +98,7 @@ public final class TranslatedWorld: XenWorld {
     public let vcpuCount: Int
     private var rams: [GuestRAM] = []
 
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023) {
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames) {
         domainCount = domains
         vcpuCount = vcpus
         reference = LayerInterruptRouter.Reference(host: router)!
@@ -107,7 +107,7 @@ public final class TranslatedWorld: XenWorld {
         // interdomain port plus a control connection to every domain.
         let capacity = Int(maxPort) + 2 + domains
         for i in 0..<domains {
-            let ram = GuestRAM(frameCount: WorldLayout.frames)
+            let ram = GuestRAM(frameCount: max(frames, WorldLayout.frames))
             rams.append(ram)
             let partition = try! reference.createPartition(
                 PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity), memory: ram.region)

@@ -94,6 +94,7 @@ extension XenDomain {
         let offered = fabric.offer(self, port: port, to: remote)
         guard offered == .ok else {
             update(port) { $0.state = .free }
+            freeSearchStart = min(freeSearchStart, port)
             return offered
         }
         return memory.setArgument(port, at: arg, EvtchnAllocUnboundLayout.port) ? .ok : .badAddress

@@ -20,6 +20,9 @@ public final class XenDomain<Memory: GuestMemory> {
     let ports: UnsafeMutablePointer<EventChannel>
     /// Ports below this are valid (Xen `valid_evtchns`): it grows a bucket at a time.
     var validPorts: UInt32 = 0
+    /// No port below this is free: where the lowest-free search starts (an index, not a
+    /// change of Xen's lowest-first choice).
+    var freeSearchStart: UInt32 = 1
     let vcpus: UnsafeMutablePointer<VCPUEventState>
     /// The FIFO ABI is in use (EVTCHNOP_init_control succeeded once; EVTCHNOP_reset ends it).
     public internal(set) var usesFIFO = false
@@ -91,7 +94,9 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Xen `get_free_port`: the lowest free, non-busy port, growing `valid_evtchns` a bucket at
     /// a time. A bucket once added stays, even when the caller then fails.
     func allocatePort() -> UInt32? {
-        var port: UInt32 = 0
+        var port = freeSearchStart
+        while port < validPorts && ports[Int(port)].state != .free { port += 1 }
+        freeSearchStart = port
         while port <= maxPort && port < abiPortLimit {
             if port >= validPorts {
                 validPorts = min(validPorts + Self.portsPerBucket, maxPort + 1)
@@ -131,6 +136,7 @@ public final class XenDomain<Memory: GuestMemory> {
             $0.notifyVCPU = 0
             $0.savedPending = false
         }
+        freeSearchStart = min(freeSearchStart, port)
     }
 
     // MARK: - Guest structures

@@ -28,6 +28,8 @@ struct EventFlagSlots {
     private(set) var highWater = 0
     /// Slots in use.
     private(set) var used = 0
+    /// No slot below this is free.
+    private var searchStart = 0
 
     init(maxPort: UInt32) {
         portCount = Int(maxPort) + 1
@@ -56,8 +58,9 @@ struct EventFlagSlots {
     /// The lowest free slot, now assigned to `port`; nil when all are used.
     mutating func assign(_ port: UInt32) -> Int? {
         guard used < Self.capacity else { return nil }
-        var k = 0
+        var k = searchStart
         while portOfSlot[k] != 0 { k += 1 }
+        searchStart = k + 1
         portOfSlot[k] = port
         slotOfPort[Int(port)] = UInt16(k)
         used += 1
@@ -70,5 +73,6 @@ struct EventFlagSlots {
         portOfSlot[k] = 0
         slotOfPort[Int(port)] = Self.none
         used -= 1
+        searchStart = min(searchStart, k)
     }
 }

@@ -49,7 +49,7 @@ struct FIFOTests {
         }
     }
 
-    @Test("FIFO send: PENDING and LINKED, HEAD and READY of the priority, upcall; second event linked after the tail")
+    @Test("FIFO send with EVTCHNOP_set_priority: PENDING and LINKED, HEAD and READY of the priority, upcall; second event linked after the tail")
     func queueing() {
         onBothWorlds { w, side in
             w.setCallbackVector(dom2, 0x70)
