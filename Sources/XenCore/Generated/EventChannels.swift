@@ -11,17 +11,17 @@ extension EventChannelOp {
     /// Numbers the table does not list get the table's default answer.
     public var disposition: XenDisposition {
         switch rawValue {
-        case 0: return .translated // EVTCHNOP_bind_interdomain via HVCALL_CREATE_PORT, HVCALL_CONNECT_PORT
+        case 0: return .translated // EVTCHNOP_bind_interdomain via HVCALL_POST_MESSAGE
         case 1: return .layer // EVTCHNOP_bind_virq
         case 2: return .rejected(.einval) // EVTCHNOP_bind_pirq
-        case 3: return .translated // EVTCHNOP_close via HVCALL_DELETE_PORT, HVCALL_DISCONNECT_PORT
+        case 3: return .translated // EVTCHNOP_close via HVCALL_POST_MESSAGE
         case 4: return .translated // EVTCHNOP_send via HVCALL_SIGNAL_EVENT, HVCALL_SEND_IPI
         case 5: return .layer // EVTCHNOP_status
         case 6: return .layer // EVTCHNOP_alloc_unbound
         case 7: return .layer // EVTCHNOP_bind_ipi
         case 8: return .layer // EVTCHNOP_bind_vcpu
         case 9: return .translated // EVTCHNOP_unmask via HVCALL_SEND_IPI
-        case 0xA: return .translated // EVTCHNOP_reset via HVCALL_DELETE_PORT, HVCALL_DISCONNECT_PORT
+        case 0xA: return .translated // EVTCHNOP_reset via HVCALL_POST_MESSAGE
         case 0xB: return .layer // EVTCHNOP_init_control
         case 0xC: return .layer // EVTCHNOP_expand_array
         case 0xD: return .layer // EVTCHNOP_set_priority
