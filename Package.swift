@@ -57,18 +57,20 @@ let package = Package(
         .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
         // Test support: per-thread malloc counting for the zero-allocation tests (Linux/glibc).
         .target(name: "CMallocCounter", path: "Tests/Support/CMallocCounter"),
+        // Test support: a seeded generator and the "row named by a test" scan.
+        .target(name: "XVTestSupport", path: "Tests/Support/XVTestSupport"),
 
         .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
         .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog"]),
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "XVSpecCatalog"]),
         .testTarget(
             name: "ViridianReferenceTests",
-            dependencies: ["GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter"]
+            dependencies: ["GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
         ),
         .testTarget(
             name: "XenLayerTests",
             dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
-                           "XVScenarios", "XVSpecCatalog", "CMallocCounter"]
+                           "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
         ),
         .testTarget(
             name: "XenABIConformanceTests",

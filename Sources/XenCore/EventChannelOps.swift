@@ -93,8 +93,7 @@ extension XenDomain {
         bind(port, state: .unbound, remoteDomain: remote)
         let offered = fabric.offer(self, port: port, to: remote)
         guard offered == .ok else {
-            update(port) { $0.state = .free }
-            freeSearchStart = min(freeSearchStart, port)
+            release(port)
             return offered
         }
         return memory.setArgument(port, at: arg, EvtchnAllocUnboundLayout.port) ? .ok : .badAddress

@@ -131,6 +131,12 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Xen `evtchn_free`: clear the pending event, back to ECS_FREE on vCPU 0.
     func free(_ port: UInt32) {
         clearPending(port)
+        release(port)
+    }
+
+    /// Back to ECS_FREE on vCPU 0 without touching the guest's pending state: `free`, and a port
+    /// that was allocated for a bind that then failed.
+    func release(_ port: UInt32) {
         update(port) {
             $0.state = .free
             $0.notifyVCPU = 0

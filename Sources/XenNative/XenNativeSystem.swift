@@ -68,8 +68,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
 
     @inline(__always)
     public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome {
-        guard let peer = self.domain(channel.remoteDomain) else { return .ok }
-        if let target = peer.setPending(channel.remotePort) { inject(peer, vcpu: target) }
+        if let peer = self.domain(channel.remoteDomain) { raise(peer, port: channel.remotePort) }
         return .ok
     }
 

@@ -49,7 +49,7 @@ extension XenViridianDomain {
                     bits &= bits &- 1
                     let port = slots.portOfSlot[k]
                     guard port != 0, let target = domain.setPending(port) else { continue }
-                    if target == vp { deliverUpcall(target) } else { raiseUpcall(domain, vcpu: target, from: vp) }
+                    raiseUpcall(domain, vcpu: target, from: vp)
                 }
             }
             base += EventFlagSlots.flagsPerSINT

@@ -1,5 +1,6 @@
 import GuestABI
 import Testing
+import XVTestSupport
 import ViridianABI
 @testable import ViridianReference
 
@@ -68,18 +69,5 @@ struct ClockTests {
         #expect(rig.value(rig.rdmsr(a, .timeRefCount))! >= 1_000_500)
         let tb = rig.value(rig.rdmsr(b, .timeRefCount))!
         #expect(tb >= 500 && tb <= 501)
-    }
-}
-
-/// A small deterministic generator for the tests (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import XVTestSupport
 @testable import ViridianReference
 
 /// The fixed-capacity id map behind ports and connections, against a Dictionary, under seeded

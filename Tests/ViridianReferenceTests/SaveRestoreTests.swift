@@ -1,5 +1,6 @@
 import GuestABI
 import Testing
+import XVTestSupport
 import ViridianABI
 @testable import ViridianReference
 

@@ -3,37 +3,19 @@ import Testing
 import XenABI
 import XenCore
 import XVSpecCatalog
+import XVTestSupport
 import XVScenarios
 
 @Suite("Spec coverage of the layer")
 struct CoverageTests {
     /// Every EVTCHNOP row of Specs/xen/event-channels.tbl appears, as a whole word, in the
-    /// display name of some @Test of this directory.
+    /// name of some test of this directory.
     @Test("every EVTCHNOP row is named by a test")
     func everyEventChannelRowIsNamed() throws {
         let rows = SpecCatalog.constants.filter { $0.interface == "xen" && $0.family == "EVTCHNOP" }.map(\.name)
         #expect(rows.count == 14)
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        var names: [String] = []
-        for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) where file.hasSuffix(".swift") {
-            let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
-            let regex = try NSRegularExpression(pattern: #"@Test\("([^"]*)""#)
-            for match in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
-                names.append(String(text[Range(match.range(at: 1), in: text)!]))
-            }
-        }
-        func isNamed(_ row: String) -> Bool {
-            names.contains { name in
-                var search = name[...]
-                while let r = search.range(of: row) {
-                    let after = r.upperBound == name.endIndex ? nil : name[r.upperBound]
-                    if after.map({ !($0.isLetter || $0.isNumber || $0 == "_") }) ?? true { return true }
-                    search = name[r.upperBound...]
-                }
-                return false
-            }
-        }
-        let unnamed = rows.filter { !isNamed($0) }
+        let names = try TestNames(directory: URL(fileURLWithPath: #filePath).deletingLastPathComponent())
+        let unnamed = rows.filter { !names.names($0) }
         #expect(unnamed.isEmpty, "EVTCHNOP rows no test names: \(unnamed)")
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import XVTestSupport
 import GuestABI
 import XenABI
 import XenCore
@@ -13,17 +14,6 @@ import XVScenarios
 /// fails.
 @Suite("Differential: native against translated")
 struct DifferentialTests {
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
     /// One step of a guest: a hypercall (number, cmd, argument fields) or a guest-side write.
     enum Step: CustomStringConvertible {
@@ -177,7 +167,7 @@ struct DifferentialTests {
         let base: UInt64 = 0x5856_4456_4946_4600
         for n in 0..<2_000 {
             let seed = base &+ UInt64(n)
-            var r = SplitMix(state: seed)
+            var r = SplitMix(seed: seed)
             let steps = (0..<40).map { _ in Self.randomStep(&r) }
             guard let (index, what) = Self.firstDivergence(Array(steps)) else { continue }
             let shortest = Self.shrink(Array(steps[...index]))
