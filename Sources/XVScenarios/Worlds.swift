@@ -46,14 +46,15 @@ public final class NativeWorld: XenWorld {
     public let vcpuCount: Int
     private var rams: [GuestRAM] = []
 
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023) {
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
         vcpuCount = vcpus
         system = XenNativeSystem(sink: recorder)
         for i in 0..<domains {
             let ram = GuestRAM(frameCount: WorldLayout.frames)
             rams.append(ram)
-            let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo)
+            let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
+                                             identity: identity)
             try! system.createDomain(config, memory: ram.region)
         }
     }
@@ -98,7 +99,8 @@ public final class TranslatedWorld: XenWorld {
     public let vcpuCount: Int
     private var rams: [GuestRAM] = []
 
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames) {
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames,
+                identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
         vcpuCount = vcpus
         reference = LayerInterruptRouter.Reference(host: router)!
@@ -111,7 +113,8 @@ public final class TranslatedWorld: XenWorld {
             rams.append(ram)
             let partition = try! reference.createPartition(
                 PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity), memory: ram.region)
-            let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo)
+            let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
+                                             identity: identity)
             let layer = try! LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: WorldLayout.layerFrames),
                                                       memory: ram.region, root: root, sink: recorder)
             layers.append(layer)

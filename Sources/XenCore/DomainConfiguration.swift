@@ -17,12 +17,17 @@ public struct DomainConfiguration: Sendable {
     /// embedder maps that frame to a page it owns, as Xen maps its shared_info page
     /// (XENMAPSPACE_shared_info); the layer keeps the structure byte-exact there.
     public var sharedInfoFrame: GuestFrameNumber
+    /// What the guest finds at CPUID 0x40000000 and up, its hypercall-page MSR and hypercall
+    /// instruction (Docs/Layer.md, "Guest-visible identity").
+    public var identity: XenGuestIdentity
 
-    public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber) {
+    public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
+                identity: XenGuestIdentity = XenGuestIdentity()) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
         self.sharedInfoFrame = sharedInfoFrame
+        self.identity = identity
     }
 }
 

@@ -16,6 +16,8 @@ public final class XenDomain<Memory: GuestMemory> {
     public let vcpuCount: Int
     public let maxPort: UInt32
     public let sharedInfoFrame: GuestFrameNumber
+    /// The guest-visible identity (CPUID leaves, hypercall-page MSR, hypercall classes).
+    public let identity: XenGuestIdentity
 
     let ports: UnsafeMutablePointer<EventChannel>
     /// Ports below this are valid (Xen `valid_evtchns`): it grows a bucket at a time.
@@ -55,6 +57,7 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpuCount = config.vcpuCount
         maxPort = config.maxPort
         sharedInfoFrame = config.sharedInfoFrame
+        identity = config.identity
         ports = .allocate(capacity: Int(config.maxPort) + 1)
         ports.initialize(repeating: .free, count: Int(config.maxPort) + 1)
         vcpus = .allocate(capacity: config.vcpuCount)

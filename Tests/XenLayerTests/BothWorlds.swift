@@ -1,12 +1,14 @@
 import Testing
 import XenABI
+import XenCore
 import XVScenarios
 
 /// Runs a check on a native and a translated world built alike, so every behaviour test holds
 /// for both sides.
-func onBothWorlds(domains: Int = 2, vcpus: Int = 2, maxPort: UInt32 = 1023, _ body: (any XenWorld, String) throws -> Void) rethrows {
-    try body(NativeWorld(domains: domains, vcpus: vcpus, maxPort: maxPort), "native")
-    try body(TranslatedWorld(domains: domains, vcpus: vcpus, maxPort: maxPort), "translated")
+func onBothWorlds(domains: Int = 2, vcpus: Int = 2, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity(),
+                  _ body: (any XenWorld, String) throws -> Void) rethrows {
+    try body(NativeWorld(domains: domains, vcpus: vcpus, maxPort: maxPort, identity: identity), "native")
+    try body(TranslatedWorld(domains: domains, vcpus: vcpus, maxPort: maxPort, identity: identity), "translated")
 }
 
 let dom1 = DomainID(1)
