@@ -5,6 +5,15 @@
 // Embedded Swift (see .ci/embedded-build). The CLI, the generator and the tests may use Foundation.
 import PackageDescription
 
+// Release builds of the core and the scenarios: cross-module optimisation, so the generic
+// domain, fabric and reference code is specialised into its callers (the embedder's build is
+// one program; this is how it would be built), and no dynamic exclusivity checks, as the Swift
+// standard library itself is built. Debug builds, which the tests use, keep the checks. The
+// same settings apply to the native baseline and the layer, so comparisons stay fair.
+let crossModule: [SwiftSetting] = [
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "XenViridian",
     products: [
@@ -20,22 +29,22 @@ let package = Package(
     ],
     targets: [
         // Core: no Foundation, Embedded-clean.
-        .target(name: "GuestABI"),
-        .target(name: "XenABI", dependencies: ["GuestABI"]),
-        .target(name: "ViridianABI", dependencies: ["GuestABI"]),
+        .target(name: "GuestABI", swiftSettings: crossModule),
+        .target(name: "XenABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
+        .target(name: "ViridianABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
         // Atomic RMW on guest memory for the core (header-only C; Embedded-clean).
         .target(name: "CGuestAtomics"),
         // Xen semantics shared by the native baseline and the layer: dispatch, domain state.
-        .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"]),
+        .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"], swiftSettings: crossModule),
         // The native Xen baseline: XenCore over a direct fabric.
-        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore"]),
+        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore"], swiftSettings: crossModule),
         // The translation layer: XenCore over the Viridian target.
-        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"]),
-        .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"]),
+        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
+        .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"], swiftSettings: crossModule),
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
-        .target(name: "XVScenarios", dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"]),
+        .target(name: "XVScenarios", dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"], swiftSettings: crossModule),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
@@ -44,11 +53,14 @@ let package = Package(
         .target(name: "XVSpecGen"),
         .executableTarget(name: "xv-specgen", dependencies: ["XVSpecGen"]),
 
+        // xv bench's clock: the fenced time-stamp counter where there is one (header-only C).
+        .target(name: "CBenchClock"),
+
         // The command-line tool.
         .executableTarget(
             name: "xv",
             dependencies: [
-                "XVSpecCatalog", "XVScenarios", "CMallocCounter",
+                "XVSpecCatalog", "XVScenarios", "CMallocCounter", "CBenchClock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,7 +73,7 @@ let package = Package(
         .target(name: "XVTestSupport", path: "Tests/Support/XVTestSupport"),
 
         .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
-        .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog"]),
+        .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog", "XVScenarios"]),
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "XVSpecCatalog"]),
         .testTarget(
             name: "ViridianReferenceTests",

@@ -9,7 +9,8 @@ extension ViridianReference {
     /// Raises SINT `sint` of VP `v` unless it is masked or in polling mode (TLFS "SINTx
     /// Registers": a polling SINT never interrupts; the guest polls its slot or flags).
     func assertSINT(_ p: Int, _ v: Int, sint: Int) {
-        let s = partitions[p].vps[v].sint(sint)
+        // One word of the VP's state, not a copy of all of it: this runs on every delivery.
+        let s = HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint])
         guard !s.masked, !s.polling else { return }
         host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)), vector: UInt8(truncatingIfNeeded: s.vector), autoEOI: s.autoEoi)
     }
@@ -92,9 +93,10 @@ extension ViridianReference {
     /// hw/hyperv/hyperv.c hyperv_set_event_flag). A disabled SynIC or SIEF page, or a masked
     /// SINT, is HV_STATUS_INVALID_SYNIC_STATE (TLFS HvCallSignalEvent).
     func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int) -> HVStatus {
-        let vp = partitions[p].vps[v]
-        guard vp.canDeliverEvents, !vp.sint(sint).masked,
-              let page = hostAddress(p, frame: vp.siefp.gpfn, write: true) else { return .invalidSynicState }
+        // Field reads, not a copy of the VP's state: this runs on every SignalEvent.
+        let siefp = partitions[p].vps[v].siefp
+        guard partitions[p].vps[v].scontrol.enable, siefp.enable, !HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint]).masked,
+              let page = hostAddress(p, frame: siefp.gpfn, write: true) else { return .invalidSynicState }
         let byte = page + HvSynicEventFlagsPageLayout.sinteventFlags.offset(ofElement: sint) + flag >> 3
         let bit = UInt8(1) << UInt8(flag & 7)
         let old = byte.load(as: UInt8.self)

@@ -44,11 +44,19 @@ public final class BenchPair {
     let targetVCPU: Int
     let flagWord: UnsafeMutableRawPointer?
     let flagBit: UInt64
+    // What the timed calls reach, held without reference counting (the worlds above own
+    // them), so that the harness adds no retain or release to either side's measurement.
+    let nativeSystem: Unmanaged<XenNativeSystem<GuestRAMRegion, UpcallRecorder>>
+    let senderLayer: Unmanaged<LayerInterruptRouter.Layer>
+    let receiverLayer: Unmanaged<LayerInterruptRouter.Layer>
 
     public init(_ operation: BenchOperation) {
         self.operation = operation
         native = NativeWorld(domains: 2, vcpus: 2)
         translated = TranslatedWorld(domains: 2, vcpus: 2)
+        nativeSystem = .passUnretained(native.system)
+        senderLayer = .passUnretained(translated.layer(DomainID(1)))
+        receiverLayer = .passUnretained(translated.layer(DomainID(2)))
         var port: UInt32 = 0
         var cmd = EventChannelOp.send
         var target = DomainID(2)
@@ -94,10 +102,12 @@ public final class BenchPair {
     @inline(__always)
     public func runNative() -> Int64 {
         if operation == .upcallDelivery {
-            native.system.raise(native.system.domain(target)!, port: port)
+            let port = port
+            nativeSystem._withUnsafeGuaranteedRef { system in _ = system.withDomain(target) { system.raise($0, port: port) } }
             return 0
         }
-        return native.system.hypercall(domain: DomainID(1), vcpu: vcpu, registers)
+        let (vcpu, registers) = (vcpu, registers)
+        return nativeSystem._withUnsafeGuaranteedRef { $0.hypercall(domain: DomainID(1), vcpu: vcpu, registers) }
     }
 
     /// The measured operation, translated side. Returns RAX (0).
@@ -105,10 +115,11 @@ public final class BenchPair {
     public func runTranslated() -> Int64 {
         if operation == .upcallDelivery {
             flagWord!.storeBytes(of: flagWord!.load(as: UInt64.self) | flagBit, as: UInt64.self)
-            translated.layers[1].interrupt(vp: 0, vector: 0x41)
+            receiverLayer._withUnsafeGuaranteedRef { $0.interrupt(vp: 0, vector: 0x41) }
             return 0
         }
-        return translated.layers[0].hypercall(vcpu: vcpu, registers)
+        let (vcpu, registers) = (vcpu, registers)
+        return senderLayer._withUnsafeGuaranteedRef { $0.hypercall(vcpu: vcpu, registers) }
     }
 
     public func resetNative() { reset(native) }

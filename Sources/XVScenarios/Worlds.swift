@@ -82,7 +82,9 @@ public final class LayerInterruptRouter: ViridianHost {
         interrupts &+= 1
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < layers.count else { return }
-        layers[i].takeUnretainedValue().interrupt(vp: Int(vp.rawValue), vector: vector)
+        // Guaranteed for the call: the world owns its layers (a retain here would be a
+        // reference-count operation on every delivery).
+        layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp.rawValue), vector: vector) }
     }
     public func flushTLB(_ request: TLBFlushRequest) {}
     public func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32) {}

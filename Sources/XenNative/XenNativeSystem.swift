@@ -13,21 +13,37 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
     public let sink: Sink
     /// Domains by id: `slots[id]` is an index into `domains`, plus one (0: none).
     private let slots: UnsafeMutablePointer<UInt16>
+    /// The domains, owned here; `unowned` mirrors them by index so a lookup on the send path
+    /// is a load, not a retain (Xen follows a plain pointer to the remote domain).
     private var domains: [XenDomain<Memory>] = []
+    private var unowned: UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>
+    private var unownedCapacity = 4
 
     public init(sink: Sink) {
         self.sink = sink
         slots = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
         slots.initialize(repeating: 0, count: Int(DomainID.firstReserved.rawValue))
+        unowned = .allocate(capacity: unownedCapacity)
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        unowned.deallocate()
+    }
 
     /// Creates a domain; its shared_info frame must be backed.
     @discardableResult
     public func createDomain(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) -> XenDomain<Memory> {
         guard config.id < DomainID.firstReserved, slots[Int(config.id.rawValue)] == 0 else { throw .invalidDomainID }
         let domain = try XenDomain(config, memory: memory)
+        if domains.count == unownedCapacity {
+            let grown = UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>.allocate(capacity: unownedCapacity * 2)
+            grown.moveInitialize(from: unowned, count: domains.count)
+            unowned.deallocate()
+            unowned = grown
+            unownedCapacity *= 2
+        }
+        (unowned + domains.count).initialize(to: .passUnretained(domain))
         domains.append(domain)
         slots[Int(config.id.rawValue)] = UInt16(domains.count)
         return domain
@@ -40,11 +56,19 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
         return s == 0 ? nil : domains[s - 1]
     }
 
+    /// Runs `body` on domain `id` without a retain (the system owns its domains); nil when
+    /// there is no such domain.
+    @inline(__always)
+    public func withDomain<R>(_ id: DomainID, _ body: (XenDomain<Memory>) -> R) -> R? {
+        guard id < DomainID.firstReserved else { return nil }
+        let s = Int(slots[Int(id.rawValue)])
+        return s == 0 ? nil : unowned[s - 1]._withUnsafeGuaranteedRef(body)
+    }
+
     /// The hypercall entry: `registers` from `vcpu` of `domain`; the value for RAX. An unknown
     /// domain is -ESRCH.
     public func hypercall(domain id: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
-        guard let d = domain(id) else { return XenErrno.esrch.hypercallReturnValue }
-        return d.hypercall(registers, vcpu: vcpu, fabric: self)
+        withDomain(id) { $0.hypercall(registers, vcpu: vcpu, fabric: self) } ?? XenErrno.esrch.hypercallReturnValue
     }
 
     // MARK: - EventFabric
@@ -68,7 +92,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
 
     @inline(__always)
     public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome {
-        if let peer = self.domain(channel.remoteDomain) { raise(peer, port: channel.remotePort) }
+        _ = withDomain(channel.remoteDomain) { raise($0, port: channel.remotePort) }
         return .ok
     }
 

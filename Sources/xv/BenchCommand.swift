@@ -29,6 +29,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Only these operations (repeatable).")
     var operation: [String] = []
 
+    @Flag(help: "Exit with an error unless every operation raised one upcall per side, issued at most one Viridian call, and allocated and retained nothing on either side.")
+    var check = false
+
     func run() throws {
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
         var chosen = BenchOperation.allCases
@@ -57,18 +60,48 @@ struct BenchCommand: ParsableCommand {
             }
             results.append(r)
         }
-        printTable(results, build: build, overhead: runner.timerOverhead, counting: counting)
+        printTable(results, build: build, clock: runner.clockName, overhead: runner.timerOverhead, counting: counting)
         if let json {
             var out = ""
-            report(results, build: build, overhead: runner.timerOverhead, counting: counting).write(into: &out)
+            report(results, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
+                   counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
+        if check {
+            let failures = results.flatMap { Self.contractFailures($0, counting: counting) }
+            for f in failures { FileHandle.standardError.write(Data("xv bench --check: \(f)\n".utf8)) }
+            if !failures.isEmpty { throw ExitCode.failure }
+            print("check: one upcall per operation, at most one Viridian call, 0 allocations and 0 retains/releases on both sides")
+        }
     }
 
-    func printTable(_ results: [BenchRunner.Result], build: String, overhead: Double, counting: Bool) {
-        print("xv bench: \(build) build, \(iterations) samples per side, timer overhead \(String(format: "%.1f", overhead)) ns subtracted")
-        let header = ["operation", "native p50", "transl p50", "ratio p50", "native p99", "transl p99", "viridian/op", "allocs n/t"]
+    /// The fast-path contract (README, issue 4): what `--check` enforces.
+    static func contractFailures(_ r: BenchRunner.Result, counting: Bool) -> [String] {
+        var out: [String] = []
+        let name = r.operation.rawValue
+        if r.nativeUpcallsPerOp != 1 || r.translatedUpcallsPerOp != 1 {
+            out.append("\(name): upcalls per operation \(r.nativeUpcallsPerOp) native, \(r.translatedUpcallsPerOp) translated (want 1)")
+        }
+        if r.viridianCallsPerOp > 1 { out.append("\(name): \(r.viridianCallsPerOp) Viridian calls per operation (want at most 1)") }
+        if !counting { out.append("\(name): allocation counting is not active") }
+        if r.nativeAllocsPerOp != 0 || r.translatedAllocsPerOp != 0 {
+            out.append("\(name): allocations per operation \(r.nativeAllocsPerOp) native, \(r.translatedAllocsPerOp) translated")
+        }
+        switch (r.nativeRefcountOpsPerOp, r.translatedRefcountOpsPerOp) {
+        case (let n?, let t?) where n != 0 || t != 0:
+            out.append("\(name): retains+releases per operation \(n) native, \(t) translated")
+        case (nil, _), (_, nil):
+            out.append("\(name): reference-count counting is not available in this Swift runtime")
+        default: break
+        }
+        return out
+    }
+
+    func printTable(_ results: [BenchRunner.Result], build: String, clock: String, overhead: Double, counting: Bool) {
+        print("xv bench: \(build) build, \(iterations) samples per side, clock \(clock), timer overhead \(String(format: "%.1f", overhead)) ns subtracted")
+        let header = ["operation", "native p50", "transl p50", "ratio p50", "native p99", "transl p99", "native mean", "transl mean", "ratio mean",
+                      "viridian/op", "allocs n/t", "rc n/t"]
         let rows = results.map { r -> [String] in
             [r.operation.rawValue,
              String(format: "%.1f ns", BenchRunner.percentile(r.native, 0.5)),
@@ -76,8 +109,12 @@ struct BenchCommand: ParsableCommand {
              String(format: "%.2f", BenchRunner.percentile(r.ratios, 0.5)),
              String(format: "%.1f ns", BenchRunner.percentile(r.native, 0.99)),
              String(format: "%.1f ns", BenchRunner.percentile(r.translated, 0.99)),
+             String(format: "%.1f ns", r.nativeMean),
+             String(format: "%.1f ns", r.translatedMean),
+             String(format: "%.2f", r.translatedMean / r.nativeMean),
              String(format: "%.2f", r.viridianCallsPerOp),
-             counting ? String(format: "%.2f/%.2f", r.nativeAllocsPerOp, r.translatedAllocsPerOp) : "n/a"]
+             counting ? String(format: "%.2f/%.2f", r.nativeAllocsPerOp, r.translatedAllocsPerOp) : "n/a",
+             r.nativeRefcountOpsPerOp.flatMap { n in r.translatedRefcountOpsPerOp.map { String(format: "%.2f/%.2f", n, $0) } } ?? "n/a"]
         }
         let widths = (0..<header.count).map { c in ([header] + rows).map { $0[c].count }.max()! }
         for row in [header] + rows {
@@ -85,14 +122,17 @@ struct BenchCommand: ParsableCommand {
                 : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  "))
         }
         if !counting { print("allocation counting is not active on this platform (glibc malloc interposition)") }
+        print("rc: Swift retains plus releases per operation (the runtime's instrumentation hooks)")
     }
 
-    func report(_ results: [BenchRunner.Result], build: String, overhead: Double, counting: Bool) -> JSONValue {
+    func report(_ results: [BenchRunner.Result], build: String, clock: String, overhead: Double, timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
             ("build", .string(build)),
+            ("clock", .string(clock)),
             ("iterations", .int(iterations)),
             ("timer_overhead_ns", .number(overhead)),
+            ("timer_overhead_mean_ns", .number(timerMean)),
             ("allocation_counting", .bool(counting)),
             ("operations", .array(results.map { r in
                 .object([
@@ -103,9 +143,14 @@ struct BenchCommand: ParsableCommand {
                     ("native_ns_p99", .number(BenchRunner.percentile(r.native, 0.99))),
                     ("translated_ns_p99", .number(BenchRunner.percentile(r.translated, 0.99))),
                     ("ratio_p50", .number(BenchRunner.percentile(r.ratios, 0.5))),
+                    ("native_ns_mean", .number(r.nativeMean)),
+                    ("translated_ns_mean", .number(r.translatedMean)),
+                    ("ratio_mean", .number(r.translatedMean / r.nativeMean)),
                     ("viridian_calls_per_op", .number(r.viridianCallsPerOp)),
                     ("native_allocs_per_op", counting ? .number(r.nativeAllocsPerOp) : .null),
                     ("translated_allocs_per_op", counting ? .number(r.translatedAllocsPerOp) : .null),
+                    ("native_refcount_ops_per_op", r.nativeRefcountOpsPerOp.map(JSONValue.number) ?? .null),
+                    ("translated_refcount_ops_per_op", r.translatedRefcountOpsPerOp.map(JSONValue.number) ?? .null),
                     ("native_upcalls_per_op", .number(r.nativeUpcallsPerOp)),
                     ("translated_upcalls_per_op", .number(r.translatedUpcallsPerOp)),
                 ])

@@ -1,0 +1,2 @@
+/* CBenchClock is header-only; this file gives SwiftPM a source to build the target from. */
+#include "bench_clock.h"

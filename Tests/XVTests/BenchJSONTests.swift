@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import XVScenarios
+@testable import xv
+
+/// `xv bench`: the JSON carries the documented keys for every operation, and `--check` finds
+/// what it is meant to find. Speed is not asserted here (the guide: timings belong to the
+/// benchmarks); the counts are.
+@Suite("xv bench")
+struct BenchJSONTests {
+    static let keys = ["name", "description", "native_ns_p50", "translated_ns_p50", "native_ns_p99", "translated_ns_p99",
+                       "ratio_p50", "native_ns_mean", "translated_ns_mean", "ratio_mean", "viridian_calls_per_op",
+                       "native_allocs_per_op", "translated_allocs_per_op", "native_refcount_ops_per_op",
+                       "translated_refcount_ops_per_op", "native_upcalls_per_op", "translated_upcalls_per_op"]
+
+    @Test("the JSON has the documented keys, one object per operation, with the counted figures")
+    func jsonShape() throws {
+        let command = try BenchCommand.parse(["--iterations", "40", "--warmup", "4"])
+        let runner = BenchRunner(iterations: 40, warmup: 4)
+        // Reference counting stays off here: its hooks are process-wide and the tests run in
+        // parallel. xv bench counts them (release, one thread; CI runs it with --check).
+        let results = BenchOperation.allCases.map { runner.measure($0, countReferences: false) { _ in } }
+        var text = ""
+        command.report(results, build: "debug", clock: runner.clockName, overhead: runner.timerOverhead,
+                       timerMean: runner.timerOverheadMean, counting: true).write(into: &text)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(object["tool"] as? String == "xv bench")
+        #expect(object["clock"] is String && object["timer_overhead_ns"] is NSNumber)
+        let operations = try #require(object["operations"] as? [[String: Any]])
+        #expect(operations.map { $0["name"] as? String } == BenchOperation.allCases.map(\.rawValue))
+        for op in operations {
+            for key in Self.keys { #expect(op[key] != nil, "\(op["name"] ?? "?") lacks \(key)") }
+            #expect((op["native_upcalls_per_op"] as? NSNumber)?.doubleValue == 1)
+            #expect((op["translated_upcalls_per_op"] as? NSNumber)?.doubleValue == 1)
+            let calls = (op["viridian_calls_per_op"] as? NSNumber)?.doubleValue
+            #expect(calls == (op["name"] as? String == "upcall_delivery" ? 0 : 1))
+            #expect((op["native_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
+            #expect((op["translated_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
+        }
+    }
+
+    @Test("--check reports every broken part of the fast-path contract")
+    func checkReportsFailures() throws {
+        let clean = BenchRunner(iterations: 4, warmup: 0).measure(.sendIPI, countReferences: false) { _ in }
+        // Without reference counts the check cannot pass: it says so rather than passing.
+        #expect(BenchCommand.contractFailures(clean, counting: true).map { $0.contains("not available") } == [true])
+        var result = clean
+        result.nativeRefcountOpsPerOp = 0
+        result.translatedRefcountOpsPerOp = 0
+        #expect(BenchCommand.contractFailures(result, counting: true).isEmpty)
+        result.translatedRefcountOpsPerOp = 2
+        result.nativeAllocsPerOp = 1
+        result.viridianCallsPerOp = 2
+        result.translatedUpcallsPerOp = 0
+        let failures = BenchCommand.contractFailures(result, counting: true)
+        #expect(failures.count == 4)
+        #expect(failures.contains { $0.contains("retains+releases") })
+        #expect(failures.contains { $0.contains("allocations") })
+        #expect(failures.contains { $0.contains("Viridian calls") })
+        #expect(failures.contains { $0.contains("upcalls") })
+    }
+}
