@@ -110,5 +110,17 @@ public enum XenIdentityAnswer<Value> {
     case notHypervisor
 }
 
+extension XenIdentityAnswer {
+    /// Xen's answer transformed; the routing answers pass through.
+    @inlinable
+    public func map<T>(_ transform: (Value) -> T) -> XenIdentityAnswer<T> {
+        switch self {
+        case .xen(let value): return .xen(transform(value))
+        case .viridian: return .viridian
+        case .notHypervisor: return .notHypervisor
+        }
+    }
+}
+
 extension XenIdentityAnswer: Equatable where Value: Equatable {}
 extension XenIdentityAnswer: Sendable where Value: Sendable {}

@@ -17,27 +17,18 @@ extension XenDomain {
 
     /// RDMSR by `vcpu`.
     public func readMSR(_ msr: UInt32, vcpu: Int) -> XenIdentityAnswer<MSRRead> {
-        switch identityMSRRoute(msr) {
-        case .notHypervisor: return .notHypervisor
-        case .viridian: return .viridian
-        case .xen: return .xen(msr == identity.layout.msrBase ? .value(0) : .generalProtection)
-        }
+        identityMSRRoute(msr).map { msr == identity.layout.msrBase ? .value(0) : .generalProtection }
     }
 
     /// WRMSR by `vcpu`. A page index other than 0, or a frame that is not the guest's memory,
     /// is #GP and writes nothing.
     public func writeMSR(_ msr: UInt32, value: UInt64, vcpu: Int) -> XenIdentityAnswer<MSRWrite> {
-        switch identityMSRRoute(msr) {
-        case .notHypervisor: return .notHypervisor
-        case .viridian: return .viridian
-        case .xen: break
+        identityMSRRoute(msr).map {
+            let address = GuestPhysicalAddress(rawValue: value)
+            guard msr == identity.layout.msrBase, address.offsetInPage == 0,
+                  let page = memory.hostAddress(of: address.frame) else { return .generalProtection }
+            XenHypercallPage.fill(page, for: identity.virtualization)
+            return .done
         }
-        guard msr == identity.layout.msrBase else { return .xen(.generalProtection) }
-        let address = GuestPhysicalAddress(rawValue: value)
-        guard address.offsetInPage == 0, let page = memory.hostAddress(of: address.frame) else {
-            return .xen(.generalProtection)
-        }
-        XenHypercallPage.fill(page, for: identity.virtualization)
-        return .xen(.done)
     }
 }

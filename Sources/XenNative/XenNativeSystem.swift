@@ -13,22 +13,24 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
     public let sink: Sink
     /// Domains by id: `slots[id]` is an index into `domains`, plus one (0: none).
     private let slots: UnsafeMutablePointer<UInt16>
-    /// The domains, owned here; `unowned` mirrors them by index so a lookup on the send path
-    /// is a load, not a retain (Xen follows a plain pointer to the remote domain).
-    private var domains: [XenDomain<Memory>] = []
-    private var unowned: UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>
-    private var unownedCapacity = 4
+    /// The domains, each held by one retain taken at creation and given back in deinit, so a
+    /// lookup on the send path is a load, not a retain (Xen follows a plain pointer to the
+    /// remote domain).
+    private var domains: UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>
+    private var domainCount = 0
+    private var domainCapacity = 4
 
     public init(sink: Sink) {
         self.sink = sink
         slots = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
         slots.initialize(repeating: 0, count: Int(DomainID.firstReserved.rawValue))
-        unowned = .allocate(capacity: unownedCapacity)
+        domains = .allocate(capacity: domainCapacity)
     }
 
     deinit {
+        for i in 0..<domainCount { domains[i].release() }
         slots.deallocate()
-        unowned.deallocate()
+        domains.deallocate()
     }
 
     /// Creates a domain; its shared_info frame must be backed.
@@ -36,33 +38,38 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
     public func createDomain(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) -> XenDomain<Memory> {
         guard config.id < DomainID.firstReserved, slots[Int(config.id.rawValue)] == 0 else { throw .invalidDomainID }
         let domain = try XenDomain(config, memory: memory)
-        if domains.count == unownedCapacity {
-            let grown = UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>.allocate(capacity: unownedCapacity * 2)
-            grown.moveInitialize(from: unowned, count: domains.count)
-            unowned.deallocate()
-            unowned = grown
-            unownedCapacity *= 2
+        if domainCount == domainCapacity {
+            let grown = UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>.allocate(capacity: domainCapacity * 2)
+            grown.moveInitialize(from: domains, count: domainCount)
+            domains.deallocate()
+            domains = grown
+            domainCapacity *= 2
         }
-        (unowned + domains.count).initialize(to: .passUnretained(domain))
-        domains.append(domain)
-        slots[Int(config.id.rawValue)] = UInt16(domains.count)
+        (domains + domainCount).initialize(to: .passRetained(domain))
+        domainCount += 1
+        slots[Int(config.id.rawValue)] = UInt16(domainCount)
         return domain
+    }
+
+    /// Where domain `id` is in `domains`; nil when there is no such domain.
+    @inline(__always)
+    private func index(of id: DomainID) -> Int? {
+        guard id < DomainID.firstReserved else { return nil }
+        let s = Int(slots[Int(id.rawValue)])
+        return s == 0 ? nil : s - 1
     }
 
     @inline(__always)
     public func domain(_ id: DomainID) -> XenDomain<Memory>? {
-        guard id < DomainID.firstReserved else { return nil }
-        let s = Int(slots[Int(id.rawValue)])
-        return s == 0 ? nil : domains[s - 1]
+        index(of: id).map { domains[$0].takeUnretainedValue() }
     }
 
     /// Runs `body` on domain `id` without a retain (the system owns its domains); nil when
     /// there is no such domain.
     @inline(__always)
     public func withDomain<R>(_ id: DomainID, _ body: (XenDomain<Memory>) -> R) -> R? {
-        guard id < DomainID.firstReserved else { return nil }
-        let s = Int(slots[Int(id.rawValue)])
-        return s == 0 ? nil : unowned[s - 1]._withUnsafeGuaranteedRef(body)
+        guard let i = index(of: id) else { return nil }
+        return domains[i]._withUnsafeGuaranteedRef(body)
     }
 
     /// The hypercall entry: `registers` from `vcpu` of `domain`; the value for RAX. An unknown

@@ -135,15 +135,15 @@ struct BenchRunner {
             _ = pair.runTranslated()
             translatedRefcounts += xv_refcount_counter_end(); translatedAllocs += xv_malloc_counter_end()
         }
-        let perOp = { (n: Int) in Double(n) / Double(counted) }
+        func perOp<N: BinaryInteger>(_ n: N) -> Double { Double(n) / Double(counted) }
         return Result(operation: operation, iterations: iterations, native: native, translated: translated, ratios: ratios,
                       nativeMean: rawNative / Double(iterations) - timerOverheadMean,
                       translatedMean: rawTranslated / Double(iterations) - timerOverheadMean,
                       viridianCallsPerOp: perOp(pair.viridianHypercalls - callsBefore),
-                      nativeAllocsPerOp: Double(nativeAllocs) / Double(counted),
-                      translatedAllocsPerOp: Double(translatedAllocs) / Double(counted),
-                      nativeRefcountOpsPerOp: refcounting ? Double(nativeRefcounts) / Double(counted) : nil,
-                      translatedRefcountOpsPerOp: refcounting ? Double(translatedRefcounts) / Double(counted) : nil,
+                      nativeAllocsPerOp: perOp(nativeAllocs),
+                      translatedAllocsPerOp: perOp(translatedAllocs),
+                      nativeRefcountOpsPerOp: refcounting ? perOp(nativeRefcounts) : nil,
+                      translatedRefcountOpsPerOp: refcounting ? perOp(translatedRefcounts) : nil,
                       nativeUpcallsPerOp: perOp(pair.nativeUpcalls - nativeUpcallsBefore),
                       translatedUpcallsPerOp: perOp(pair.translatedUpcalls - translatedUpcallsBefore))
     }

@@ -177,6 +177,13 @@ import XVScenarios
         }
     }
 
+    /// The number stub `n` loads into EAX, when it is `mov $imm32,%eax; vmcall; ret`.
+    static func vmcallStubNumber(_ page: [UInt8], _ n: Int) -> UInt64? {
+        let s = Array(page[(32 * n)..<(32 * n + 9)])
+        guard s[0] == 0xB8, s[5...7] == [0x0F, 0x01, 0xC1], s[8] == 0xC3 else { return nil }
+        return UInt64(s[1]) | UInt64(s[2]) << 8 | UInt64(s[3]) << 16 | UInt64(s[4]) << 24
+    }
+
     /// Decodes a stub as the CPU would (only the three instructions Xen writes) and issues the
     /// call it makes: the page is only right if every stub reaches its own hypercall.
     @Test func everyStubIssuesItsOwnHypercall() {
@@ -185,14 +192,11 @@ import XVScenarios
             #expect(d.writeMSR(0x4000_0000, value: 23 << 12, vcpu: 0) == .xen(.done))
             let bytes = Self.page(world, dom1, frame: 23)
             for n in 0..<128 where n != 23 {
-                let s = Array(bytes[(32 * n)..<(32 * n + 9)])
-                guard s[0] == 0xB8, s[5...7] == [0x0F, 0x01, 0xC1], s[8] == 0xC3 else { Issue.record("\(side): stub \(n) \(s)"); continue }
-                let rax = UInt64(s[1]) | UInt64(s[2]) << 8 | UInt64(s[3]) << 16 | UInt64(s[4]) << 24
+                guard let rax = Self.vmcallStubNumber(bytes, n) else { Issue.record("\(side): stub \(n) is not mov/vmcall/ret"); continue }
                 #expect(rax == UInt64(n) && d.classifyHypercall(rax: rax, cpl: 0) == .xen, "\(side): stub \(n)")
             }
             // Stub 32 (event_channel_op) with EVTCHNOP_alloc_unbound gives a port, as a direct call does.
-            let stub = Array(bytes[(32 * 32 + 1)..<(32 * 32 + 5)])
-            let rax = UInt64(stub[0]) | UInt64(stub[1]) << 8
+            guard let rax = Self.vmcallStubNumber(bytes, 32) else { Issue.record("\(side): stub 32"); return }
             world.writeArguments(dom1, size: 32, [(EvtchnAllocUnboundLayout.dom, UInt64(DomainID.selfDomain.rawValue)),
                                                   (EvtchnAllocUnboundLayout.remoteDom, UInt64(dom2.rawValue))])
             let r = world.hypercall(domain: dom1, vcpu: 0, XenHypercallRegisters(rax: rax, rdi: UInt64(EventChannelOp.allocUnbound.rawValue),
