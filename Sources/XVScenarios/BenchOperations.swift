@@ -87,7 +87,7 @@ public final class BenchPair {
         registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue),
                                           rsi: WorldLayout.argumentPage.rawValue << guestPageShift)
         if operation == .upcallDelivery, let (vp, sint, flag) = translated.layer(DomainID(2)).eventFlag(of: port) {
-            let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames.rawValue + UInt64(3 * vp + 1)))!
+            let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames().rawValue + UInt64(3 * vp + 1)))!
             flagWord = sief + sint * 256 + (flag / 64) * 8
             flagBit = 1 << UInt64(flag % 64)
         } else {

@@ -7,20 +7,23 @@ import XenNative
 import XenViridian
 
 /// The guest-physical layout every world gives each domain, so that native and translated
-/// guests have byte-for-byte comparable memory.
+/// guests have byte-for-byte comparable memory. Both worlds show the guest the same map,
+/// frames 0 ..< `frames`; the translated world's layer frames lie past it, in the partition's
+/// memory only, where no guest address reaches (Docs/Layer.md).
 public enum WorldLayout {
+    /// Guest-visible frames, 0 ..< 48.
     public static var frames: UInt64 { 48 }
     /// shared_info.
     public static var sharedInfo: GuestFrameNumber { GuestFrameNumber(0) }
-    /// The layer's frames (3 per vCPU; unused in the native world). Not guest-visible.
-    public static var layerFrames: GuestFrameNumber { GuestFrameNumber(1) }
+    /// The layer's frames in a translated world whose guest sees `frames` frames: 3 per vCPU,
+    /// right after the guest's map, in the partition's memory only.
+    public static func layerFrames(guestFrames: UInt64 = frames) -> GuestFrameNumber { GuestFrameNumber(guestFrames) }
     /// Where the test guest puts hypercall argument structures.
     public static var argumentPage: GuestFrameNumber { GuestFrameNumber(16) }
     /// Free guest frames for FIFO control blocks and event-array pages: 20 ..< 48.
     public static var firstFreeFrame: UInt64 { 20 }
-    /// Frames a guest in these worlds can see change (shared_info, its argument page, its free
-    /// frames); the layer's frames (1 ... 3 x vCPUs) are not guest-visible.
-    public static var comparedFrames: [UInt64] { [0] + Array(16..<frames) }
+    /// Frames a guest in these worlds can see change: all of its map.
+    public static var comparedFrames: Range<UInt64> { 0..<frames }
 }
 
 /// A set of Xen domains on one side (native or translated), with the same ids, vCPU counts and
@@ -29,6 +32,8 @@ public protocol XenWorld: AnyObject {
     var recorder: UpcallRecorder { get }
     var domainCount: Int { get }
     var vcpuCount: Int { get }
+    /// The domain's memory: in a translated world the whole partition, whose first
+    /// `WorldLayout.frames` frames are the guest's view (tests reach the layer's frames here).
     func ram(_ domain: DomainID) -> GuestRAM
     func hypercall(domain: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64
     func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion>
@@ -74,14 +79,40 @@ public final class LayerInterruptRouter: ViridianHost {
     public typealias Layer = XenViridianDomain<Reference, GuestRAMRegion, UpcallRecorder>
     /// Layers by partition id - 1; unowned: the world owns them.
     var layers: [Unmanaged<Layer>] = []
+    /// Per partition: interrupts are held back (a vCPU that does not run), and the VPs that
+    /// have one waiting.
+    var held: [Bool] = []
+    var waiting: [Set<UInt32>] = []
     public private(set) var interrupts = 0
 
     public init() {}
+
+    /// Holds back the partition's interrupts until `release`, as when its vCPUs are not
+    /// scheduled: messages and flags stay in its SynIC pages.
+    public func hold(_ partition: PartitionID) {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < held.count else { return }
+        held[i] = true
+    }
+
+    /// Delivers one interrupt to each VP of the partition that was raised while held.
+    public func release(_ partition: PartitionID) {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < held.count else { return }
+        held[i] = false
+        let vps = waiting[i].sorted()
+        waiting[i] = []
+        for vp in vps { layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp), vector: 0) } }
+    }
 
     public func raiseInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8, autoEOI: Bool) {
         interrupts &+= 1
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < layers.count else { return }
+        if held[i] {
+            waiting[i].insert(vp.rawValue)
+            return
+        }
         // Guaranteed for the call: the world owns its layers (a retain here would be a
         // reference-count operation on every delivery).
         layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp.rawValue), vector: vector) }
@@ -107,20 +138,25 @@ public final class TranslatedWorld: XenWorld {
         vcpuCount = vcpus
         reference = LayerInterruptRouter.Reference(host: router)!
         root = XenViridianRoot(target: reference)
-        // Ports: one per bindable Xen port plus the control port; connections: one per
-        // interdomain port plus a control connection to every domain.
+        // Ports: one per bindable Xen port plus a control port from every domain; connections:
+        // one per interdomain port plus a control connection to every domain.
         let capacity = Int(maxPort) + 2 + domains
+        let guestFrames = max(frames, WorldLayout.frames)
+        let layerFrames = WorldLayout.layerFrames(guestFrames: guestFrames)
         for i in 0..<domains {
-            let ram = GuestRAM(frameCount: max(frames, WorldLayout.frames))
+            let ram = GuestRAM(frameCount: guestFrames + UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus)))
             rams.append(ram)
             let partition = try! reference.createPartition(
                 PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity), memory: ram.region)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
                                              identity: identity)
-            let layer = try! LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: WorldLayout.layerFrames),
-                                                      memory: ram.region, root: root, sink: recorder)
+            let guestView = GuestRAMRegion(base: ram.base, frameCount: guestFrames)
+            let layer = try! LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: layerFrames),
+                                                      memory: guestView, partitionMemory: ram.region, root: root, sink: recorder)
             layers.append(layer)
             router.layers.append(Unmanaged.passUnretained(layer))
+            router.held.append(false)
+            router.waiting.append([])
         }
     }
 

@@ -41,8 +41,11 @@ public enum DomainConfigurationError: Error, Sendable, Equatable {
     case maxPortOutOfRange
     /// The shared_info frame is not backed by the domain's memory.
     case sharedInfoNotBacked
-    /// The embedder-reserved frames the translation layer needs are missing or not backed.
+    /// The frames the translation layer needs are not backed by its partition's memory.
     case layerFramesNotBacked
+    /// A frame the translation layer owns is in the guest's memory view (the guest could name
+    /// it in a hypercall), or shares its host page with shared_info.
+    case layerFramesVisibleToGuest
     /// The Viridian target refused to set up the domain's partition (HV_STATUS or #GP).
     case targetRefused
 }

@@ -11,6 +11,10 @@ extension XenDomain {
     /// `cmd` is the C `int cmd` of do_event_channel_op; `arg` the guest's pointer.
     public func eventChannelOp<F: EventFabric>(_ cmd: UInt32, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let op = EventChannelOp(rawValue: cmd)
+        // Xen copies the whole structure in before it looks at a field: a structure that runs
+        // into memory the guest does not own is -EFAULT with nothing done, even where the
+        // fields read first are readable.
+        if let size = Self.argumentSize(op), !memory.argumentReadable(at: arg, size: size) { return XenErrno.efault.hypercallReturnValue }
         switch op {
         case .send: return Self.result(send(arg, vcpu: vcpu, fabric: fabric))
         case .unmask: return Self.result(unmaskOp(arg, vcpu: vcpu, fabric: fabric))
@@ -29,6 +33,25 @@ extension XenDomain {
             // EVTCHNOP_bind_pirq and unknown numbers: the spec table's declared answer.
             if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }
             return XenErrno.enosys.hypercallReturnValue
+        }
+    }
+
+    /// The size of the structure an EVTCHNOP copies in, for those with more than the one field
+    /// their handler reads first (send, unmask and close read their only field).
+    @inline(__always)
+    static func argumentSize(_ op: EventChannelOp) -> Int? {
+        switch op {
+        case .allocUnbound: return EvtchnAllocUnboundLayout.size
+        case .bindInterdomain: return EvtchnBindInterdomainLayout.size
+        case .bindVirq: return EvtchnBindVirqLayout.size
+        case .bindIpi: return EvtchnBindIpiLayout.size
+        case .status: return EvtchnStatusLayout.size
+        case .bindVcpu: return EvtchnBindVcpuLayout.size
+        case .reset: return EvtchnResetLayout.size
+        case .initControl: return EvtchnInitControlLayout.size
+        case .expandArray: return EvtchnExpandArrayLayout.size
+        case .setPriority: return EvtchnSetPriorityLayout.size
+        default: return nil
         }
     }
 

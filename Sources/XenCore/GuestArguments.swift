@@ -25,4 +25,15 @@ extension GuestMemory {
         var le = value.littleEndian
         return withUnsafeBytes(of: &le) { write(at: address, from: $0) }
     }
+
+    /// Whether all `size` bytes of an argument structure at `base` are backed (Xen's
+    /// copy_from_guest of the whole structure, before the handler looks at any field). A
+    /// structure is at most a page, so only its first and last bytes' pages need checking.
+    @inline(__always)
+    func argumentReadable(at base: UInt64, size: Int) -> Bool {
+        guard size > 0 else { return true }
+        let (last, overflow) = base.addingReportingOverflow(UInt64(size - 1))
+        guard !overflow, hostAddress(of: GuestPhysicalAddress(base).frame) != nil else { return false }
+        return GuestPhysicalAddress(last).frame == GuestPhysicalAddress(base).frame || hostAddress(of: GuestPhysicalAddress(last).frame) != nil
+    }
 }

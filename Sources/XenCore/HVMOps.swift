@@ -11,6 +11,12 @@ extension XenDomain {
     public func hvmOp<F: EventFabric>(_ op: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64? where F.Memory == Memory {
         guard op <= UInt64(UInt32.max) else { return XenErrno.enosys.hypercallReturnValue }
         let hvm = HVMOp(rawValue: UInt32(op))
+        // Xen's copy_from_guest of the whole structure comes first (hvmop_set_param,
+        // hvmop_get_param, hvmop_set_evtchn_upcall_vector).
+        let size = hvm == .setEvtchnUpcallVector ? XenHvmEvtchnUpcallVectorLayout.size : XenHvmParamLayout.size
+        if hvm == .setParam || hvm == .getParam || hvm == .setEvtchnUpcallVector, !memory.argumentReadable(at: arg, size: size) {
+            return XenErrno.efault.hypercallReturnValue
+        }
         switch hvm {
         case .setParam: return Self.result(setParam(arg, vcpu: vcpu, fabric: fabric))
         case .getParam: return Self.result(getParam(arg, fabric: fabric))

@@ -23,9 +23,18 @@ extension XenDomain {
         return c.state == .unbound && c.remoteDomain == remote
     }
 
-    /// The peer closed its end: the interdomain `port` becomes unbound, waiting for `remote`.
-    public func peerClosed(_ port: UInt32, by remote: DomainID) {
-        guard isValid(port), ports[Int(port)].state == .interdomain, ports[Int(port)].remoteDomain == remote else { return }
+    /// Whether `port` is interdomain with `remotePort` of `remote`.
+    public func isInterdomain(_ port: UInt32, with remote: DomainID, remotePort: UInt32) -> Bool {
+        guard isValid(port) else { return false }
+        let c = ports[Int(port)]
+        return c.state == .interdomain && c.remoteDomain == remote && c.remotePort == remotePort
+    }
+
+    /// The peer closed its end, `remotePort` of `remote`: the interdomain `port` becomes
+    /// unbound, waiting for `remote` (Xen evtchn_close on the peer's channel). Nothing changes
+    /// when `port` is not interdomain with that port of `remote`.
+    public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) {
+        guard isInterdomain(port, with: remote, remotePort: remotePort) else { return }
         update(port) { $0.state = .unbound }
     }
 }

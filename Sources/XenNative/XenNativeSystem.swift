@@ -94,7 +94,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
     }
 
     public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
-        self.domain(channel.remoteDomain)?.peerClosed(channel.remotePort, by: domain.id)
+        self.domain(channel.remoteDomain)?.peerClosed(channel.remotePort, by: domain.id, remotePort: port)
     }
 
     @inline(__always)

@@ -1,16 +1,79 @@
-/// The layer's control messages: what one domain's layer tells another's when a binding
-/// changes, sent with HvCallPostMessage on a connection into the peer's control port and
-/// received in the peer's SINT 0 message slot. Message types are below 0x80000000 (the
-/// hypervisor's range, TLFS "SynIC Messages"); payloads are little-endian.
-enum ControlMessage {
-    /// "Your unbound port `port` is now interdomain with `fromPort` of `fromDomain`."
-    static var bound: UInt32 { 0x5856_0001 }
-    /// "`fromDomain` closed its end: your interdomain port `port` is unbound, waiting for it."
-    static var closed: UInt32 { 0x5856_0002 }
+import GuestABI
+import XenABI
+import ViridianABI
 
-    /// Payload: port (u32) at 0, fromDomain (u16) at 4, 2 bytes zero, fromPort (u32) at 8.
-    static var portOffset: Int { 0 }
-    static var fromDomainOffset: Int { 4 }
-    static var fromPortOffset: Int { 8 }
-    static var payloadSize: UInt32 { 12 }
+/// Receiving a control message (Specs/translation/control.tbl). A receiving layer believes
+/// only what the hypervisor vouches for:
+///
+/// - the SINT the message is in (control messages belong to `ControlIDs.sint`);
+/// - the origination field of its header, which for a posted message is the id of the port it
+///   arrived on (TLFS "SynIC Messages", HV_MESSAGE). Port BASE | S of this partition is the
+///   one only S's partition is connected to, so it names the sender.
+///
+/// Everything in the payload is the sender's claim. It is checked against this domain's port
+/// table and the root's link records, and applied only when it moves this domain's record to
+/// what the root holds:
+///
+/// - "bound" for `port` from S: `port` is unbound for S here, and the root linked it to S's
+///   `fromPort`;
+/// - "closed" for `port` from S: `port` is interdomain with S's `fromPort` here, and the root
+///   holds that link no more (a replayed or overtaken notice finds it still there).
+extension XenViridianDomain {
+    /// Judges the message in the control SINT's slot and applies it when it passes.
+    func applyControlMessage(_ slot: UnsafeRawPointer) -> ControlVerdict {
+        let origin = UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerUPort.offset, as: UInt32.self))
+        let originHigh = UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerUPort.offset + 4, as: UInt32.self))
+        guard originHigh == 0, let sender = root.sender(ofControlPort: origin) else { return .unauthenticated }
+        let size = slot.load(fromByteOffset: HvMessageLayout.headerPayloadSize.offset, as: UInt8.self)
+        let payload = slot + HvMessageLayout.payload.offset
+        let reserved = UInt16(littleEndian: payload.loadUnaligned(fromByteOffset: XvControlMessageLayout.reserved.offset, as: UInt16.self))
+        guard UInt32(size) == ControlIDs.payloadSize, reserved == 0 else { return .malformed }
+        let type = ControlMessageType(rawValue: UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)))
+        guard type == .bound || type == .closed else { return .unknownType }
+        let claimed = DomainID(UInt16(littleEndian: payload.loadUnaligned(fromByteOffset: XvControlMessageLayout.fromDomain.offset, as: UInt16.self)))
+        guard claimed == sender else { return .domainMismatch }
+        let port = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: XvControlMessageLayout.port.offset, as: UInt32.self))
+        let fromPort = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: XvControlMessageLayout.fromPort.offset, as: UInt32.self))
+        let held = root.link(of: domain.id, port: port)
+        let rootLinksThem = held.map { $0.domain == sender && $0.port == fromPort } ?? false
+        if type == .bound {
+            guard domain.isUnbound(port, for: sender), rootLinksThem else { return .notOffered }
+            return domain.peerBound(port, to: sender, remotePort: fromPort) ? .applied : .notOffered
+        }
+        guard domain.isInterdomain(port, with: sender, remotePort: fromPort) else { return .notInterdomain }
+        guard !rootLinksThem else { return .stale }
+        domain.peerClosed(port, by: sender, remotePort: fromPort)
+        return .applied
+    }
+}
+
+/// How many messages a layer took from its SIM pages, by verdict: what an embedder reads to
+/// see forged, replayed or misdirected control messages (every verdict but `.applied` is a
+/// message that changed nothing).
+public struct ControlMessageCounts: Sendable, Equatable {
+    var counts = InlineArray<9, UInt64>(repeating: 0)
+
+    public init() {}
+
+    /// Messages judged `verdict` so far.
+    public subscript(_ verdict: ControlVerdict) -> UInt64 {
+        Int(verdict.rawValue) < counts.count ? counts[Int(verdict.rawValue)] : 0
+    }
+
+    /// Messages dropped so far (every verdict but `.applied`).
+    public var dropped: UInt64 {
+        var n: UInt64 = 0
+        for i in 1..<counts.count { n &+= counts[i] }
+        return n
+    }
+
+    mutating func count(_ verdict: ControlVerdict) {
+        guard Int(verdict.rawValue) < counts.count else { return }
+        counts[Int(verdict.rawValue)] &+= 1
+    }
+
+    public static func == (a: ControlMessageCounts, b: ControlMessageCounts) -> Bool {
+        for i in 0..<a.counts.count where a.counts[i] != b.counts[i] { return false }
+        return true
+    }
 }

@@ -12,7 +12,6 @@ import XenABI
 /// domain can hold 30,720 bindable ports at once, at any port numbers up to 2^17 - 1. The
 /// 30,721st is -ENOSPC (a documented limit where native Xen would go on).
 struct EventFlagSlots {
-    static var controlSINT: UInt8 { 0 }
     static var firstEventSINT: Int { 1 }
     static var eventSINTCount: Int { 15 }
     static var flagsPerSINT: Int { 2048 }

@@ -6,10 +6,12 @@ public struct LayerConfiguration: Sendable {
     /// The partition (created by the embedder on the target) that runs the domain, with at
     /// least as many VPs as the domain has vCPUs; vCPU n is VP n.
     public var partition: PartitionID
-    /// First of `3 * vcpuCount` guest frames the layer owns, which the embedder keeps out of
-    /// the guest's memory map (as it does for the shared_info frame): per vCPU n, frame 3n is
-    /// its SynIC message page, 3n + 1 its event-flags page and 3n + 2 the input page of the
-    /// Viridian hypercalls it issues.
+    /// First of `3 * vcpuCount` frames of the partition's memory that the layer owns: per
+    /// vCPU n, frame 3n is its SynIC message page, 3n + 1 its event-flags page and 3n + 2 the
+    /// input page of the Viridian hypercalls it issues. They must be backed in the partition's
+    /// memory and absent from the guest's memory view, like Hyper-V's overlay pages, which are
+    /// not guest RAM: the layer refuses to start otherwise, so no guest address or frame number
+    /// can name them.
     public var layerFrames: GuestFrameNumber
     /// The SINT vector while the guest has set no upcall vector (at least 0x10). Events that
     /// arrive then still become Xen pending bits; no upcall is raised, as in Xen.

@@ -18,7 +18,7 @@ extension XenViridianDomain {
         }
         repeat {
             interrupting[vp] = 1
-            drainControlMessages(vp)
+            drainMessages(vp)
             takeEventFlags(vp)
         } while interrupting[vp] == 2
         interrupting[vp] = 0
@@ -34,7 +34,8 @@ extension XenViridianDomain {
     @inline(__always)
     func takeEventFlags(_ vp: Int) {
         let highWater = slots.highWater
-        guard highWater > 0, let sief = domain.memory.hostAddress(of: frame(vp, 1)) else { return }
+        guard highWater > 0 else { return }
+        let sief = page(vp, 1)
         var base = 0
         var sint = EventFlagSlots.firstEventSINT
         while base < highWater {
@@ -57,23 +58,29 @@ extension XenViridianDomain {
         }
     }
 
-    /// Control messages in the SINT 0 slot: apply each, free the slot, and write EOM when the
-    /// hypervisor has more waiting (TLFS "Message Buffers").
-    func drainControlMessages(_ vp: Int) {
-        guard let sim = domain.memory.hostAddress(of: frame(vp, 0)) else { return }
-        let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: Int(EventFlagSlots.controlSINT))
-        while true {
-            let type = UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self))
-            guard type != 0 else { return }
-            let payload = slot + HvMessageLayout.payload.offset
-            let port = UInt32(littleEndian: payload.load(fromByteOffset: ControlMessage.portOffset, as: UInt32.self))
-            let from = DomainID(UInt16(littleEndian: payload.load(fromByteOffset: ControlMessage.fromDomainOffset, as: UInt16.self)))
-            let fromPort = UInt32(littleEndian: payload.load(fromByteOffset: ControlMessage.fromPortOffset, as: UInt32.self))
-            switch type {
-            case ControlMessage.bound: _ = domain.peerBound(port, to: from, remotePort: fromPort)
-            case ControlMessage.closed: domain.peerClosed(port, by: from)
-            default: break
-            }
+    /// Every message in the VP's SIM page: each is judged (`applyControlMessage`), applied only
+    /// when authenticated and consistent with the root's records, counted, and its slot freed,
+    /// with EOM written when the hypervisor has more waiting (TLFS "Message Buffers"). The
+    /// other SINTs' slots are drained too, so that a message the layer never asked for cannot
+    /// hold a slot; one OR over their type words keeps that off the common path.
+    @inline(__always)
+    func drainMessages(_ vp: Int) {
+        let sim = page(vp, 0)
+        drainSlot(vp, sim, sint: Int(ControlIDs.sint))
+        var others: UInt32 = 0
+        for sint in 1..<Int(SynICLimits.sintCount) {
+            others |= sim.load(fromByteOffset: HvMessagePageLayout.sintMessage.offset(ofElement: sint) + HvMessageLayout.headerMessageType.offset,
+                               as: UInt32.self)
+        }
+        guard others != 0 else { return }
+        for sint in 1..<Int(SynICLimits.sintCount) { drainSlot(vp, sim, sint: sint) }
+    }
+
+    func drainSlot(_ vp: Int, _ sim: UnsafeMutableRawPointer, sint: Int) {
+        let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
+        while UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)) != 0 {
+            let verdict = sint == Int(ControlIDs.sint) ? applyControlMessage(UnsafeRawPointer(slot)) : .wrongSint
+            controlMessages.count(verdict)
             let flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: HvMessageLayout.headerMessageFlags.offset, as: UInt8.self))
             slot.storeBytes(of: 0, toByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)
             if flags.messagePending {

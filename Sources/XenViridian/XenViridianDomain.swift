@@ -17,6 +17,9 @@ import ViridianABI
 ///   layer with HvCallPostMessage on its control port;
 /// - the guest's upcall vector is the vector of the domain's event SINTs.
 ///
+/// Control messages are authenticated by the port they arrive on and checked against the
+/// root's records before they change anything (`ControlMessages.swift`).
+///
 /// Single-threaded per domain: the embedder serialises `hypercall` and `interrupt` for one
 /// domain (the target may call `interrupt` from inside a hypercall; that is handled).
 public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServices, Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
@@ -35,17 +38,34 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     var current = 0
     /// Viridian hypercalls this layer has issued (for the benchmarks' calls-per-operation).
     public private(set) var viridianHypercalls = 0
+    /// Host addresses of the layer's frames, three per vCPU (`frame(_:_:)`), reached through
+    /// the partition's memory and never through the guest's.
+    let layerPages: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// What the layer concluded about every message it took from its SIM pages.
+    public internal(set) var controlMessages = ControlMessageCounts()
 
     /// Creates the domain and sets up its partition's SynIC on every VP: guest OS id, message
     /// and event-flag pages in the layer frames, SINTs unmasked with AutoEOI on the bootstrap
-    /// vector, the control port, and control connections to and from every domain the root
-    /// already knows.
-    public init(_ config: DomainConfiguration, layer: LayerConfiguration, memory: Memory, root: XenViridianRoot<Target>,
-                sink: Sink) throws(DomainConfigurationError) {
-        for f in 0..<LayerConfiguration.layerFrameCount(vcpuCount: max(config.vcpuCount, 0)) {
-            guard memory.hostAddress(of: GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(f))) != nil else {
-                throw .layerFramesNotBacked
-            }
+    /// vector, and control ports and connections to and from every domain the root already
+    /// knows.
+    ///
+    /// `memory` is the guest's view: every address and frame number a hypercall names resolves
+    /// through it. `partitionMemory` is the partition's memory as the target sees it, through
+    /// which the layer reaches its own frames. The layer frames must be backed there and absent
+    /// from the guest's view (`.layerFramesVisibleToGuest` otherwise), as Hyper-V's overlay
+    /// pages are not guest RAM: so no guest address can name them (Docs/Layer.md, "The guest
+    /// cannot name a layer frame").
+    /// (One memory type serves both views: Embedded Swift has no generic initialisers on
+    /// classes, and a view is usually the same map with fewer regions.)
+    public init(_ config: DomainConfiguration, layer: LayerConfiguration, memory: Memory, partitionMemory: Memory,
+                root: XenViridianRoot<Target>, sink: Sink) throws(DomainConfigurationError) {
+        let frameCount = LayerConfiguration.layerFrameCount(vcpuCount: max(config.vcpuCount, 0))
+        guard layer.layerFrames.rawValue <= UInt64.max >> guestPageShift - UInt64(frameCount) else { throw .layerFramesNotBacked }
+        let sharedInfoPage = memory.hostAddress(of: config.sharedInfoFrame)
+        for f in 0..<frameCount {
+            let frame = GuestFrameNumber(layer.layerFrames.rawValue + UInt64(f))
+            guard let page = partitionMemory.hostAddress(of: frame) else { throw .layerFramesNotBacked }
+            guard memory.hostAddress(of: frame) == nil, page != sharedInfoPage else { throw .layerFramesVisibleToGuest }
         }
         guard layer.bootstrapVector >= 0x10 else { throw .targetRefused }
         let domain = try XenDomain(config, memory: memory)
@@ -56,6 +76,10 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         self.partition = layer.partition
         self.target = root.target
         self.layer = layer
+        layerPages = .allocate(capacity: max(frameCount, 1))
+        for f in 0..<frameCount {
+            layerPages[f] = partitionMemory.hostAddress(of: GuestFrameNumber(layer.layerFrames.rawValue + UInt64(f)))!
+        }
         slots = EventFlagSlots(maxPort: config.maxPort)
         upcallRequested = .allocate(capacity: config.vcpuCount)
         upcallRequested.initialize(repeating: false, count: config.vcpuCount)
@@ -68,6 +92,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         slots.deallocate()
         upcallRequested.deallocate()
         interrupting.deallocate()
+        layerPages.deallocate()
     }
 
     /// The hypercall entry: `registers` from `vcpu`; the value for RAX.
@@ -79,8 +104,13 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     // MARK: - Frames and SynIC setup
 
+    /// Layer frame `n` of VP `vp` (0: SynIC message page, 1: event-flags page, 2: hypercall
+    /// input page), as the target addresses it.
     @inline(__always)
     func frame(_ vp: Int, _ n: Int) -> GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * vp + n)) }
+    /// The same frame's host page.
+    @inline(__always)
+    func page(_ vp: Int, _ n: Int) -> UnsafeMutableRawPointer { layerPages[3 * vp + n] }
 
     /// Bit 63 "open source", OS type 3 "Xen" (TLFS "Reporting the Guest OS Identity"), version
     /// 4.17 in bits 31:16.
@@ -95,8 +125,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
                   programSINTs(v, vector: layer.bootstrapVector),
                   target.writeMSR(partition: partition, vp: vp, msr: .scontrol, value: 1) == .done else { return false }
         }
-        return target.createPort(in: partition, port: XenViridianRoot<Target>.controlPort,
-                                 kind: .message(vp: VPIndex(0), sint: EventFlagSlots.controlSINT)) == .success
+        return true
     }
 
     /// Every SINT of VP `v` unmasked, AutoEOI, on `vector` (TLFS "SINTx Registers": vector in
@@ -122,19 +151,21 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return target.hypercall(partition: partition, vp: VPIndex(UInt32(truncatingIfNeeded: vp)), input: input, rdx: rdx, r8: r8).status
     }
 
-    /// HvCallPostMessage of a control message from the current VP into `peer`'s control port.
-    func postControl(to peer: DomainID, type: UInt32, port: UInt32, fromPort: UInt32) -> HVStatus {
+    /// HvCallPostMessage of a control message from the current VP into `peer`'s control port
+    /// for this domain, from the VP's input page (a layer frame: no guest vCPU can rewrite it
+    /// while the target reads it).
+    func postControl(to peer: DomainID, type: ControlMessageType, port: UInt32, fromPort: UInt32) -> HVStatus {
         let inputFrame = frame(current, 2)
-        guard let page = domain.memory.hostAddress(of: inputFrame) else { return .invalidParameter }
+        let page = page(current, 2)
         page.initializeMemory(as: UInt8.self, repeating: 0, count: HvInputPostMessageLayout.size)
         page.storeBytes(of: XenViridianRoot<Target>.controlConnection(to: peer).rawValue.littleEndian,
                         toByteOffset: HvInputPostMessageLayout.connectionid.offset, as: UInt32.self)
-        page.storeBytes(of: type.littleEndian, toByteOffset: HvInputPostMessageLayout.messageType.offset, as: UInt32.self)
-        page.storeBytes(of: ControlMessage.payloadSize.littleEndian, toByteOffset: HvInputPostMessageLayout.payloadSize.offset, as: UInt32.self)
+        page.storeBytes(of: type.rawValue.littleEndian, toByteOffset: HvInputPostMessageLayout.messageType.offset, as: UInt32.self)
+        page.storeBytes(of: ControlIDs.payloadSize.littleEndian, toByteOffset: HvInputPostMessageLayout.payloadSize.offset, as: UInt32.self)
         let payload = page + HvInputPostMessageLayout.payload.offset
-        payload.storeBytes(of: port.littleEndian, toByteOffset: ControlMessage.portOffset, as: UInt32.self)
-        payload.storeBytes(of: domain.id.rawValue.littleEndian, toByteOffset: ControlMessage.fromDomainOffset, as: UInt16.self)
-        payload.storeBytes(of: fromPort.littleEndian, toByteOffset: ControlMessage.fromPortOffset, as: UInt32.self)
+        payload.storeBytes(of: port.littleEndian, toByteOffset: XvControlMessageLayout.port.offset, as: UInt32.self)
+        payload.storeBytes(of: domain.id.rawValue.littleEndian, toByteOffset: XvControlMessageLayout.fromDomain.offset, as: UInt16.self)
+        payload.storeBytes(of: fromPort.littleEndian, toByteOffset: XvControlMessageLayout.fromPort.offset, as: UInt32.self)
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(HVCallCode.postMessage.rawValue)
         viridianHypercalls &+= 1
@@ -176,43 +207,40 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
-        guard root.isOffered(remote, port: remotePort, to: domain.id), let peer = root.partition(of: remote) else { return .portInvalid }
+        guard root.isOffered(remote, port: remotePort, to: domain.id) else { return .portInvalid }
         guard let k = slots.assign(localPort) else { return .portsExhausted }
         guard createEventPort(localPort, slot: k) == .success else {
             slots.release(localPort)
             return .portsExhausted
         }
-        let out = target.connectPort(from: partition, connection: ConnectionID(localPort), to: peer, port: PortID(remotePort))
-        let back = out == .success
-            ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: partition, port: PortID(localPort)) : out
-        guard back == .success else {
-            if out == .success { _ = target.disconnectPort(from: partition, connection: ConnectionID(localPort)) }
+        let linked = root.bind(domain.id, port: localPort, to: remote, remotePort: remotePort)
+        guard linked == .ok else {
             deleteEventPort(localPort)
-            return .portsExhausted
+            return linked
         }
-        root.withdraw(remote, port: remotePort)
-        let told = postControl(to: remote, type: ControlMessage.bound, port: remotePort, fromPort: localPort)
+        let told = postControl(to: remote, type: .bound, port: remotePort, fromPort: localPort)
         guard told == .success else {
-            // The peer never learnt of the bind: undo it whole.
-            _ = target.disconnectPort(from: partition, connection: ConnectionID(localPort))
-            _ = target.disconnectPort(from: peer, connection: ConnectionID(remotePort))
+            // The peer never learnt of the bind: undo it whole (the root offers the peer's
+            // port to this domain again).
+            _ = root.unbind(domain.id, port: localPort)
             deleteEventPort(localPort)
-            root.offer(remote, port: remotePort, to: domain.id)
             return told == .insufficientBuffers ? .wouldBlock : .targetFailed
         }
         return .ok
     }
 
+    /// Closing an interdomain port removes what the root's records say this port is linked
+    /// to, not what `channel` says: a domain's own record never decides which of another
+    /// domain's connections go (`XenViridianRoot.unbind`).
     public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
-        let remote = channel.remoteDomain
-        _ = target.disconnectPort(from: partition, connection: ConnectionID(port))
-        if let peer = root.partition(of: remote) {
-            _ = target.disconnectPort(from: peer, connection: ConnectionID(channel.remotePort))
-        }
+        let other = root.unbind(domain.id, port: port)
+        // A port the root had offered back to its peer (the peer closed first, and its notice
+        // has not been taken yet) is offered no more.
+        root.withdraw(domain.id, port: port)
         deleteEventPort(port)
-        // The peer's port is unbound and waiting for this domain again; its Viridian port stays.
-        root.offer(remote, port: channel.remotePort, to: domain.id)
-        _ = postControl(to: remote, type: ControlMessage.closed, port: channel.remotePort, fromPort: port)
+        if let other {
+            _ = postControl(to: other.domain, type: .closed, port: other.port, fromPort: port)
+        }
     }
 
     /// One HvCallSignalEvent: connection = the local port, flag 0 of the peer's one-flag port.
@@ -256,6 +284,21 @@ extension XenViridianDomain {
     public func eventFlag(of port: UInt32) -> (vp: Int, sint: Int, flag: Int)? {
         guard port <= domain.maxPort, let k = slots.slot(of: port) else { return nil }
         return (Int(domain.channel(port).notifyVCPU), Int(EventFlagSlots.sint(of: k)), Int(EventFlagSlots.flag(of: k)))
+    }
+
+    /// Whether `frame` of the partition's memory is one of the layer's own frames: what an
+    /// embedder offering the guest Viridian (`.xenWithViridian`) checks before it hands the
+    /// guest's Viridian hypercalls and SynIC MSR writes to the target.
+    public func isLayerFrame(_ frame: GuestFrameNumber) -> Bool {
+        let first = layer.layerFrames.rawValue
+        return frame.rawValue >= first && frame.rawValue - first < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
+    }
+
+    /// The synthetic MSRs the layer programs on every VP of its partition: a guest offered
+    /// Viridian must not write them (the embedder keeps such writes from the target).
+    public static func isLayerMSR(_ msr: HVMSR) -> Bool {
+        msr == .guestOsId || msr == .simp || msr == .siefp || msr == .scontrol || msr == .eom
+            || (msr.rawValue >= HVMSR.sint0.rawValue && msr.rawValue <= HVMSR.sint0.rawValue + 15)
     }
 
     /// Bindable ports the layer can hold at once (the flag slots of SINTs 1-15).

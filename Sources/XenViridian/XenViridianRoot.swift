@@ -5,10 +5,15 @@ import ViridianABI
 /// The root side of the translation: what a parent partition provides its children on a
 /// Viridian hypervisor, as VMBus's root offers channels. It knows which partition hosts each
 /// Xen domain (so a bind to an unknown domain is -ESRCH), keeps the directory of unbound
-/// ports offered to other domains (EVTCHNOP_alloc_unbound), and creates and removes ports and
-/// connections through the target's root services. It never reads or writes a domain's memory
-/// or port table: the domains' layers keep those, and tell each other about bindings with
-/// Viridian messages.
+/// ports offered to other domains (EVTCHNOP_alloc_unbound) and the record of every
+/// interdomain link it made, and creates and removes ports and connections through the
+/// target's root services. It never reads or writes a domain's memory or port table: the
+/// domains' layers keep those, and tell each other about bindings with Viridian messages.
+///
+/// Its records are the authority. A bind links two ports only when the root itself saw the
+/// offer; a close removes only the link the root holds for the closing port, never what the
+/// closing domain's own record says; and a receiving layer applies a control message only when
+/// it agrees with these records (`link(of:port:)`).
 public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices> {
     public let target: Target
     /// `partitionOf[domid]`: the partition hosting the domain, 0 when none.
@@ -16,6 +21,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// Per domain, per port: the domain an unbound port is offered to (`noOffer` when none).
     /// Allocated when the domain registers.
     private var offers: UnsafeMutablePointer<UnsafeMutablePointer<UInt16>?>
+    /// Per domain, per port: the interdomain link the root made (`RootLink` encoding), 0 when
+    /// none. Allocated when the domain registers.
+    private var links: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>
     private let maxPorts: UnsafeMutablePointer<UInt32>
     static var noOffer: UInt16 { 0xFFFF }
     static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
@@ -26,25 +34,35 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         partitionOf.initialize(repeating: 0, count: Self.domainSlots)
         offers = .allocate(capacity: Self.domainSlots)
         offers.initialize(repeating: nil, count: Self.domainSlots)
+        links = .allocate(capacity: Self.domainSlots)
+        links.initialize(repeating: nil, count: Self.domainSlots)
         maxPorts = .allocate(capacity: Self.domainSlots)
         maxPorts.initialize(repeating: 0, count: Self.domainSlots)
     }
 
     deinit {
-        for d in 0..<Self.domainSlots { offers[d]?.deallocate() }
+        for d in 0..<Self.domainSlots {
+            offers[d]?.deallocate()
+            links[d]?.deallocate()
+        }
         offers.deallocate()
+        links.deallocate()
         partitionOf.deallocate()
         maxPorts.deallocate()
     }
 
     /// Records that `domain` runs in `partition`, with ports up to `maxPort`; false when the id
-    /// is reserved or taken.
+    /// is reserved or taken, or the partition already hosts a domain.
     func register(_ domain: DomainID, partition: PartitionID, maxPort: UInt32) -> Bool {
-        guard domain < DomainID.firstReserved, partitionOf[Int(domain.rawValue)] == 0, partition.rawValue != 0 else { return false }
+        guard domain < DomainID.firstReserved, partitionOf[Int(domain.rawValue)] == 0, partition.rawValue != 0,
+              self.domain(in: partition) == nil else { return false }
         partitionOf[Int(domain.rawValue)] = partition.rawValue
         let table = UnsafeMutablePointer<UInt16>.allocate(capacity: Int(maxPort) + 1)
         table.initialize(repeating: Self.noOffer, count: Int(maxPort) + 1)
         offers[Int(domain.rawValue)] = table
+        let linkTable = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(maxPort) + 1)
+        linkTable.initialize(repeating: 0, count: Int(maxPort) + 1)
+        links[Int(domain.rawValue)] = linkTable
         maxPorts[Int(domain.rawValue)] = maxPort
         return true
     }
@@ -57,51 +75,135 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         return p == 0 ? nil : PartitionID(p)
     }
 
+    /// The domain `partition` hosts, if any (a slow scan: set-up and tests only).
+    public func domain(in partition: PartitionID) -> DomainID? {
+        guard partition.rawValue != 0 else { return nil }
+        for d in 0..<Self.domainSlots where partitionOf[d] == partition.rawValue { return DomainID(UInt16(d)) }
+        return nil
+    }
+
+    @inline(__always)
+    func hasPort(_ domain: DomainID, _ port: UInt32) -> Bool {
+        domain < DomainID.firstReserved && offers[Int(domain.rawValue)] != nil && port <= maxPorts[Int(domain.rawValue)]
+    }
+
     // MARK: - The offer directory
 
     func offer(_ owner: DomainID, port: UInt32, to remote: DomainID) {
-        guard let table = offers[Int(owner.rawValue)], port <= maxPorts[Int(owner.rawValue)] else { return }
-        table[Int(port)] = remote.rawValue
+        guard hasPort(owner, port) else { return }
+        offers[Int(owner.rawValue)]![Int(port)] = remote.rawValue
     }
 
     func withdraw(_ owner: DomainID, port: UInt32) {
-        guard let table = offers[Int(owner.rawValue)], port <= maxPorts[Int(owner.rawValue)] else { return }
-        table[Int(port)] = Self.noOffer
+        guard hasPort(owner, port) else { return }
+        offers[Int(owner.rawValue)]![Int(port)] = Self.noOffer
     }
 
     /// Whether `port` of `owner` is offered to `claimant`.
-    func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
-        guard owner < DomainID.firstReserved, let table = offers[Int(owner.rawValue)],
-              port <= maxPorts[Int(owner.rawValue)] else { return false }
-        return table[Int(port)] == claimant.rawValue
+    public func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
+        hasPort(owner, port) && offers[Int(owner.rawValue)]![Int(port)] == claimant.rawValue
     }
 
-    // MARK: - Viridian ids
+    // MARK: - Links
 
-    /// Each partition's event port for Xen port N has PortID N; its connection for sending on
-    /// Xen port N has ConnectionID N (both below 2^17). The control port is one id above the
-    /// Xen range; the connection into domain D's control port is 0x800000 + D (24-bit ids,
-    /// TLFS HV_PORT_ID / HV_CONNECTION_ID).
-    static var controlPort: PortID { PortID(0xFF_FFF0) }
+    /// The other end of the interdomain link the root made for `port` of `domain`, or nil.
+    public func link(of domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+        guard hasPort(domain, port) else { return nil }
+        return RootLink.decode(links[Int(domain.rawValue)]![Int(port)])
+    }
+
+    private func setLink(_ domain: DomainID, _ port: UInt32, _ value: UInt64) {
+        links[Int(domain.rawValue)]![Int(port)] = value
+    }
+
+    /// EVTCHNOP_bind_interdomain's Viridian side: links `port` of `binder` (whose event port
+    /// exists) with `remotePort` of `remote`, which must be offered to `binder` in the root's
+    /// own directory: a connection each way (connection N of a partition is its Xen port N),
+    /// the offer withdrawn, the link recorded at both ends. `.portInvalid` when not offered,
+    /// `.portsExhausted` when the target refuses a connection (nothing is left behind).
+    func bind(_ binder: DomainID, port: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
+        guard hasPort(binder, port), isOffered(remote, port: remotePort, to: binder),
+              let mine = partition(of: binder), let peer = partition(of: remote) else { return .portInvalid }
+        guard link(of: binder, port: port) == nil, link(of: remote, port: remotePort) == nil else { return .portInvalid }
+        let out = target.connectPort(from: mine, connection: ConnectionID(port), to: peer, port: PortID(remotePort))
+        let back = out == .success
+            ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: mine, port: PortID(port)) : out
+        guard back == .success else {
+            if out == .success { _ = target.disconnectPort(from: mine, connection: ConnectionID(port)) }
+            return .portsExhausted
+        }
+        withdraw(remote, port: remotePort)
+        setLink(binder, port, RootLink.encode(remote, remotePort))
+        setLink(remote, remotePort, RootLink.encode(binder, port))
+        return .ok
+    }
+
+    /// The Viridian side of closing `port` of `domain`: removes the link the root holds for it
+    /// (both connections and both records) and offers the other end back to `domain`, as Xen
+    /// leaves the peer's port unbound for the closer. Returns the other end, whose layer must
+    /// be told; nil, removing nothing, when the root holds no link for the port, whatever the
+    /// closing domain believes.
+    func unbind(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+        guard let other = link(of: domain, port: port), let mine = partition(of: domain) else { return nil }
+        _ = target.disconnectPort(from: mine, connection: ConnectionID(port))
+        if let peer = partition(of: other.domain) {
+            _ = target.disconnectPort(from: peer, connection: ConnectionID(other.port))
+        }
+        setLink(domain, port, 0)
+        if let back = link(of: other.domain, port: other.port), back.domain == domain, back.port == port {
+            setLink(other.domain, other.port, 0)
+        }
+        offer(other.domain, port: other.port, to: domain)
+        return other
+    }
+
+    // MARK: - Control ports
+
+    /// In domain D's partition, port BASE | S is D's control port for messages from S, and
+    /// connection BASE | E leads to E's control port for messages from D
+    /// (Specs/translation/control.tbl). Both ids are above every Xen port (below 2^17) and fit
+    /// the 24 bits of HV_PORT_ID and HV_CONNECTION_ID.
     @inline(__always)
-    static func controlConnection(to domain: DomainID) -> ConnectionID { ConnectionID(0x80_0000 | UInt32(domain.rawValue)) }
-}
+    static func controlPort(from sender: DomainID) -> PortID { PortID(ControlIDs.idBase | UInt32(sender.rawValue)) }
+    @inline(__always)
+    static func controlConnection(to domain: DomainID) -> ConnectionID { ConnectionID(ControlIDs.idBase | UInt32(domain.rawValue)) }
 
-extension XenViridianRoot {
-    /// Connects the new domain's partition to every registered domain's control port
-    /// (including its own, for loopback binds) and every other partition to its control port.
+    /// The sending domain a control port id stands for, when it is one of a registered domain.
+    @inline(__always)
+    func sender(ofControlPort port: UInt32) -> DomainID? {
+        guard port & ~ControlIDs.idDomainMask == ControlIDs.idBase else { return nil }
+        let d = DomainID(UInt16(port & ControlIDs.idDomainMask))
+        return partition(of: d) == nil ? nil : d
+    }
+
+    /// Gives the new domain a control port for every registered domain (itself included, for
+    /// loopback binds) and every other domain a control port for it, with the connections
+    /// that lead there.
     func linkControl(_ domain: DomainID) -> Bool {
         guard let p = partition(of: domain) else { return false }
+        let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
         for d in 0..<Self.domainSlots where partitionOf[d] != 0 {
             let other = DomainID(UInt16(d))
             let q = PartitionID(partitionOf[d])
-            guard target.connectPort(from: p, connection: Self.controlConnection(to: other), to: q, port: Self.controlPort) == .success
+            guard target.createPort(in: p, port: Self.controlPort(from: other), kind: message) == .success,
+                  target.connectPort(from: q, connection: Self.controlConnection(to: domain), to: p, port: Self.controlPort(from: other)) == .success
             else { return false }
             if other != domain {
-                guard target.connectPort(from: q, connection: Self.controlConnection(to: domain), to: p, port: Self.controlPort) == .success
+                guard target.createPort(in: q, port: Self.controlPort(from: domain), kind: message) == .success,
+                      target.connectPort(from: p, connection: Self.controlConnection(to: other), to: q, port: Self.controlPort(from: domain)) == .success
                 else { return false }
             }
         }
         return true
+    }
+}
+
+/// A link as the root stores it: bit 63 set, the other domain in bits 47:32, its port in 31:0.
+enum RootLink {
+    @inline(__always)
+    static func encode(_ domain: DomainID, _ port: UInt32) -> UInt64 { 1 << 63 | UInt64(domain.rawValue) << 32 | UInt64(port) }
+    @inline(__always)
+    static func decode(_ value: UInt64) -> (domain: DomainID, port: UInt32)? {
+        value >> 63 == 0 ? nil : (DomainID(UInt16(truncatingIfNeeded: value >> 32)), UInt32(truncatingIfNeeded: value))
     }
 }

@@ -60,6 +60,27 @@ struct ConnectionsTests {
         #expect(rig.host.take().isEmpty)
     }
 
+    @Test("a posted message's origination (HV_MESSAGE_HEADER) is the receiving port's id, all 8 bytes, whatever the sender's input block holds")
+    func originationIsThePort() {
+        let (rig, sender, receiver) = Self.pair()
+        // A second message port on another SINT and a connection of the receiver itself to it:
+        // each message names the port it arrived on, never anything the sender wrote.
+        rig.enableSynIC(receiver, vp: 1, sints: [(Self.messageSINT, Self.messageVector), (Self.eventSINT, Self.eventVector), (3, 0xB3)], autoEOI: true)
+        #expect(rig.reference.createPort(in: receiver, port: PortID(0xAB_CDEF), kind: .message(vp: VPIndex(1), sint: 3)) == .success)
+        #expect(rig.reference.connectPort(from: receiver, connection: ConnectionID(0x77), to: receiver, port: PortID(0xAB_CDEF)) == .success)
+        // The input block: connection, type and size, then a payload that imitates a header
+        // naming port 0x10 and sender 0xFFFF_FFFF; qwords past the payload are garbage.
+        let forged: [UInt64] = [0x0000_0010_5856_0001, 0xFFFF_FFFF_0000_0010]
+        #expect(rig.call(sender, TestRig.input(.postMessage), qwords: [0x110, 0x1234 | 16 << 32] + forged + Array(repeating: .max, count: 28)).status == .success)
+        #expect(rig.call(receiver, vp: 1, TestRig.input(.postMessage), qwords: [0x77, 0x1234 | 16 << 32] + forged).status == .success)
+        for (sint, port) in [(Self.messageSINT, UInt64(0x10)), (3, UInt64(0xAB_CDEF))] {
+            let origination = rig.ram(receiver).load(UInt64.self, at: GuestPhysicalAddress(Frames.simp(1) << 12 + UInt64(sint * 256 + 8)))!
+            #expect(origination == port, "SINT \(sint): origination \(String(origination, radix: 16))")
+            #expect(rig.payload(receiver, vp: 1, sint: sint, qword: 0) == forged[0] && rig.payload(receiver, vp: 1, sint: sint, qword: 2) == 0,
+                    "the payload is carried as sent, and only PayloadSize bytes of it")
+        }
+    }
+
     @Test("HV_STATUS_INSUFFICIENT_BUFFERS: the queue behind a busy slot is full; an EOI of the SINT vector also drains it")
     func insufficientBuffers() {
         let (rig, sender, receiver) = Self.pair(PartitionConfiguration(vpCount: 2, messageQueueDepth: 2))

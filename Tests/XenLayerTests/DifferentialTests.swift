@@ -26,6 +26,8 @@ struct DifferentialTests {
         /// alloc_unbound on the second domain for the first, then bind_interdomain by the first
         /// to the port it returned: the way guests make channels, so sequences have many.
         case connect(DomainID, DomainID, vcpu: Int)
+        /// The guest writes Xen's hypercall-page MSR.
+        case hypercallPage(DomainID, vcpu: Int, UInt64)
 
         var description: String {
             switch self {
@@ -38,6 +40,7 @@ struct DifferentialTests {
             case .acknowledge(let d, let v): return "d\(d.rawValue)v\(v) guest acknowledges"
             case .fifoWord(let d, let f, let p, let w): return "d\(d.rawValue) guest writes event word \(p) in frame \(f) = \(w)"
             case .connect(let a, let b, let v): return "d\(a.rawValue)v\(v) connects to an unbound port of d\(b.rawValue)"
+            case .hypercallPage(let d, let v, let value): return "d\(d.rawValue)v\(v) wrmsr hypercall page \(String(value, radix: 16))"
             }
         }
     }
@@ -55,6 +58,13 @@ struct DifferentialTests {
         r.below(8) == 0 ? [0, 9, 0x7FF0, 0x7FF1, 0xFFFF][r.below(5)] : UInt64(1 + r.below(domains))
     }
     static func vcpu(_ r: inout SplitMix) -> Int { r.below(12) == 0 ? 2 + r.below(3) : r.below(vcpus) }
+    /// A frame number anywhere around the end of the guest's map, where the translated side's
+    /// layer frames lie (both sides must answer alike: the guest owns neither).
+    static func edgeFrame(_ r: inout SplitMix) -> UInt64 { WorldLayout.frames - 4 + UInt64(r.below(16)) }
+    /// A guest-physical address on those frames, or a structure straddling into them.
+    static func edgeAddress(_ r: inout SplitMix) -> UInt64 {
+        r.below(2) == 0 ? WorldLayout.frames << 12 - UInt64(1 + r.below(32)) : edgeFrame(&r) << 12 + UInt64(r.below(4096))
+    }
 
     static func randomStep(_ r: inout SplitMix) -> Step {
         let d = DomainID(UInt16(1 + r.below(domains)))
@@ -76,10 +86,10 @@ struct DifferentialTests {
         case 12: return .evtchn(d, vcpu: v, .bindVcpu, [(EvtchnBindVcpuLayout.port, port(&r)), (EvtchnBindVcpuLayout.vcpu, UInt64(vcpu(&r)))])
         case 13: return r.below(4) == 0 ? .evtchn(d, vcpu: v, .reset, [(EvtchnResetLayout.dom, r.below(3) == 0 ? domain(&r) : 0x7FF0)])
                                         : .acknowledge(d, vcpu: v)
-        case 14: return .evtchn(d, vcpu: v, .initControl, [(EvtchnInitControlLayout.controlGfn, r.below(8) == 0 ? UInt64.max - 1 : free + UInt64(r.below(4))),
+        case 14: return .evtchn(d, vcpu: v, .initControl, [(EvtchnInitControlLayout.controlGfn, r.below(8) == 0 ? [UInt64.max - 1, edgeFrame(&r)][r.below(2)] : free + UInt64(r.below(4))),
                                                            (EvtchnInitControlLayout.offset, UInt64(r.below(8) == 0 ? r.below(4096) : 8 * r.below(4) * 64)),
                                                            (EvtchnInitControlLayout.vcpu, UInt64(vcpu(&r)))])
-        case 15: return .evtchn(d, vcpu: v, .expandArray, [(EvtchnExpandArrayLayout.arrayGfn, r.below(8) == 0 ? 0x10_0000 : free + 4 + UInt64(r.below(4)))])
+        case 15: return .evtchn(d, vcpu: v, .expandArray, [(EvtchnExpandArrayLayout.arrayGfn, r.below(8) == 0 ? [0x10_0000, edgeFrame(&r)][r.below(2)] : free + 4 + UInt64(r.below(4)))])
         case 16: return .evtchn(d, vcpu: v, .setPriority, [(EvtchnSetPriorityLayout.port, port(&r)), (EvtchnSetPriorityLayout.priority, UInt64(r.below(18)))])
         case 17: return .mask(d, port: UInt32(r.below(12)), r.below(2) == 0)
         case 18: return .acknowledge(d, vcpu: v)
@@ -93,9 +103,12 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(4) {
+            switch r.below(6) {
             case 0: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(r.below(16)),
-                                                              rsi: [0x4000_0000, UInt64.max - 2, 0][r.below(3)]))
+                                                              rsi: [0x4000_0000, UInt64.max - 2, 0, edgeAddress(&r)][r.below(4)]))
+            case 4: return .raw(d, vcpu: v, XenHypercallRegisters(rax: [XenHypercall.eventChannelOp.rawValue, XenHypercall.hvmOp.rawValue][r.below(2)],
+                                                              rdi: [0, 1, 3, 4, 5, 6, 7, 11, 23][r.below(9)], rsi: edgeAddress(&r)))
+            case 5: return .hypercallPage(d, vcpu: v, edgeFrame(&r) << 12 | (r.below(8) == 0 ? UInt64(r.below(4096)) : 0))
             case 1: return .raw(d, vcpu: v, XenHypercallRegisters(rax: UInt64(r.below(64)), rdi: UInt64(r.below(16)), rsi: 16 << 12))
             case 2: return .fifoWord(d, frame: free + 4 + UInt64(r.below(2)), port: UInt32(r.below(12)), [0, 1 << 30, 1 << 29, 1 << 31 | 1 << 29 | 5][r.below(4)])
             default: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(r.below(12)))])
@@ -114,6 +127,12 @@ struct DifferentialTests {
             let port = w.allocUnbound(b, remote: a)
             guard port > 0 else { return port }
             return w.bindInterdomain(a, remote: b, remotePort: UInt32(port), vcpu: v)
+        case .hypercallPage(let d, let v, let value):
+            switch w.xenDomain(d).writeMSR(0x4000_0000, value: value, vcpu: v) {
+            case .xen(.done): return 0
+            case .xen(.generalProtection): return -1
+            default: return -2
+            }
         case .fifoWord(let d, let frame, let p, let value):
             w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))!.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
             return 0
