@@ -37,14 +37,14 @@ let package = Package(
         // Xen semantics shared by the native baseline and the layer: dispatch, domain state.
         .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"], swiftSettings: crossModule),
         // The native Xen baseline: XenCore over a direct fabric.
-        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore"], swiftSettings: crossModule),
+        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
         // The translation layer: XenCore over the Viridian target.
         .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
         .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"], swiftSettings: crossModule),
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
-        .target(name: "XVScenarios", dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"], swiftSettings: crossModule),
+        .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"], swiftSettings: crossModule),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "XenLayerTests",
-            dependencies: ["GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
+            dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
                            "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
         ),
         .testTarget(

@@ -1,14 +1,15 @@
+import CGuestAtomics
 import XenCore
 import XenABI
 
 /// Counts upcalls per (domain slot, vCPU) in fixed storage, so recording allocates nothing:
-/// the embedder side of the benchmarks and the differential tests.
+/// the embedder side of the benchmarks, the differential tests and the thread stress tests.
+/// Upcalls arrive on any vCPU's thread, so counts are atomic increments.
 public final class UpcallRecorder: XenUpcallSink {
     public static var maxDomains: Int { 8 }
     public static var maxVCPUs: Int { 32 }
-    private let counts: UnsafeMutablePointer<Int>
+    private let counts: UnsafeMutablePointer<UInt64>
     private let vectors: UnsafeMutablePointer<UInt8>
-    public private(set) var total = 0
 
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs)
@@ -22,22 +23,30 @@ public final class UpcallRecorder: XenUpcallSink {
         vectors.deallocate()
     }
 
+    /// Upcalls recorded so far, all domains.
+    public var total: Int {
+        var n = 0
+        for i in 0..<Self.maxDomains * Self.maxVCPUs { n += Int(xv_load_acquire_u64(counts + i)) }
+        return n
+    }
+
     /// Domains are numbered 1...maxDomains in these worlds; anything else is ignored.
     public func upcall(domain: DomainID, vcpu: Int, vector: UInt8) {
         let d = Int(domain.rawValue) - 1
         guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return }
-        counts[d * Self.maxVCPUs + vcpu] += 1
-        vectors[d * Self.maxVCPUs + vcpu] = vector
-        total += 1
+        xv_store_release_u8(vectors + d * Self.maxVCPUs + vcpu, vector)
+        _ = xv_fetch_add_relaxed_u64(counts + d * Self.maxVCPUs + vcpu, 1)
     }
 
-    public func count(domain: DomainID, vcpu: Int) -> Int { counts[(Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu] }
-    public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 { vectors[(Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu] }
+    public func count(domain: DomainID, vcpu: Int) -> Int { Int(xv_load_acquire_u64(counts + (Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu)) }
+    public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 { xv_load_acquire_u8(vectors + (Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) }
 
     /// Every count and vector, in order: what the differential test compares.
     public func snapshot(domains: Int, vcpus: Int) -> [Int] {
         var out: [Int] = []
-        for d in 0..<domains { for v in 0..<vcpus { out.append(counts[d * Self.maxVCPUs + v]); out.append(Int(vectors[d * Self.maxVCPUs + v])) } }
+        for d in 0..<domains {
+            for v in 0..<vcpus { out.append(count(domain: DomainID(UInt16(d + 1)), vcpu: v)); out.append(Int(lastVector(domain: DomainID(UInt16(d + 1)), vcpu: v))) }
+        }
         return out
     }
 }

@@ -18,17 +18,18 @@ extension XenDomain {
         switch op {
         case .send: return Self.result(send(arg, vcpu: vcpu, fabric: fabric))
         case .unmask: return Self.result(unmaskOp(arg, vcpu: vcpu, fabric: fabric))
-        case .allocUnbound: return Self.result(allocUnbound(arg, fabric: fabric))
-        case .bindInterdomain: return Self.result(bindInterdomain(arg, vcpu: vcpu, fabric: fabric))
-        case .bindVirq: return Self.result(bindVIRQ(arg))
-        case .bindIpi: return Self.result(bindIPI(arg))
-        case .close: return Self.result(closeOp(arg, fabric: fabric))
         case .status: return Self.result(status(arg, fabric: fabric))
-        case .bindVcpu: return Self.result(bindVCPU(arg, fabric: fabric))
-        case .reset: return Self.result(resetOp(arg, vcpu: vcpu, fabric: fabric))
-        case .initControl: return Self.result(initControl(arg))
-        case .expandArray: return Self.result(expandArray(arg, vcpu: vcpu, fabric: fabric))
-        case .setPriority: return Self.result(setPriority(arg))
+        // Binding changes hold the domain's event lock (Xen's d->event_lock).
+        case .allocUnbound: return Self.result(withEventLock { allocUnbound(arg, fabric: fabric) })
+        case .bindInterdomain: return Self.result(withEventLock { bindInterdomain(arg, vcpu: vcpu, fabric: fabric) })
+        case .bindVirq: return Self.result(withEventLock { bindVIRQ(arg) })
+        case .bindIpi: return Self.result(withEventLock { bindIPI(arg) })
+        case .close: return Self.result(withEventLock { closeOp(arg, fabric: fabric) })
+        case .bindVcpu: return Self.result(withEventLock { bindVCPU(arg, fabric: fabric) })
+        case .reset: return Self.result(withEventLock { resetOp(arg, vcpu: vcpu, fabric: fabric) })
+        case .initControl: return Self.result(withEventLock { initControl(arg) })
+        case .expandArray: return Self.result(withEventLock { expandArray(arg, vcpu: vcpu, fabric: fabric) })
+        case .setPriority: return Self.result(withEventLock { setPriority(arg) })
         default:
             // EVTCHNOP_bind_pirq and unknown numbers: the spec table's declared answer.
             if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }
@@ -55,6 +56,14 @@ extension XenDomain {
         }
     }
 
+    /// Runs a binding change with the domain's event lock held.
+    @inline(__always)
+    func withEventLock<R>(_ body: () -> R) -> R {
+        lockEvents()
+        defer { unlockEvents() }
+        return body()
+    }
+
     @inline(__always)
     static func result(_ outcome: LayerOutcome) -> Int64 {
         outcome == .ok ? 0 : (outcome.xenErrno ?? .eio).hypercallReturnValue
@@ -74,24 +83,41 @@ extension XenDomain {
 
     // MARK: - Fast path
 
+    /// How often a send reads its port again when the binding it read was changed under it
+    /// (a close or rebind of either end on another thread) before it gives up and drops the
+    /// event, as a send on a port being closed may be.
+    static var sendRetries: Int { 64 }
+
     /// EVTCHNOP_send (evtchn_send): interdomain → the peer through the fabric; IPI → pending on
-    /// the bound vCPU; unbound → dropped silently; anything else -EINVAL.
+    /// the bound vCPU; unbound → dropped silently; anything else -EINVAL. The port's record
+    /// is read under its lock; the fabric is called with no lock held, and tells when the
+    /// binding it was given no longer holds (then the port is read again: the send takes
+    /// effect on whatever the port is bound to by then, or fails as Xen's would).
     @inline(__always)
     func send<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnSendLayout.port) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }
-        let c = ports[Int(port)]
-        switch c.state {
-        case .interdomain:
-            return fabric.send(self, port: port, channel: c, from: vcpu)
-        case .ipi:
-            if let target = setPending(port) { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
-            return .ok
-        case .unbound:
-            return .ok
-        default:
-            return .portInvalid
+        for _ in 0..<Self.sendRetries {
+            lockChannel(port)
+            let c = channelPointer(port).pointee
+            switch c.state {
+            case .interdomain:
+                unlockChannel(port)
+                if let outcome = fabric.send(self, port: port, channel: c, from: vcpu) { return outcome }
+            case .ipi:
+                let target = setPendingLocked(port)
+                unlockChannel(port)
+                if let target { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
+                return .ok
+            case .unbound:
+                unlockChannel(port)
+                return .ok
+            default:
+                unlockChannel(port)
+                return .portInvalid
+            }
         }
+        return .ok
     }
 
     /// EVTCHNOP_unmask (evtchn_unmask): any valid port, bound or not.
@@ -99,11 +125,14 @@ extension XenDomain {
     func unmaskOp<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnUnmaskLayout.port) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }
-        if let target = unmask(port) { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
+        lockChannel(port)
+        let target = unmaskLocked(port)
+        unlockChannel(port)
+        if let target { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
         return .ok
     }
 
-    // MARK: - Binding
+    // MARK: - Binding (the caller holds the event lock)
 
     func allocUnbound<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let dom = memory.argument(UInt16.self, at: arg, EvtchnAllocUnboundLayout.dom),
@@ -128,12 +157,18 @@ extension XenDomain {
         let remote = DomainID(remoteDom) == .selfDomain ? id : DomainID(remoteDom)
         guard remote == id || fabric.domainExists(remote) else { return .noSuchDomain }
         guard let port = allocatePort() else { return .portsExhausted }
+        // The fabric binds both ends (the local one through bindInterdomain).
         let connected = fabric.connect(self, localPort: port, to: remote, remotePort: remotePort)
-        guard connected == .ok else { return connected }
-        bind(port, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
+        guard connected == .ok else {
+            releaseAllocation(port)
+            return connected
+        }
         // Xen marks the new local port pending, in case the remote end signalled before the
         // bind (evtchn_bind_interdomain).
-        if let target = setPending(port) { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
+        lockChannel(port)
+        let target = channelPointer(port).pointee.state == .interdomain ? setPendingLocked(port) : nil
+        unlockChannel(port)
+        if let target { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
         return memory.setArgument(port, at: arg, EvtchnBindInterdomainLayout.localPort) ? .ok : .badAddress
     }
 
@@ -172,17 +207,21 @@ extension XenDomain {
               let vcpu = memory.argument(UInt32.self, at: arg, EvtchnBindVcpuLayout.vcpu) else { return .badAddress }
         guard vcpu < UInt32(vcpuCount) else { return .noSuchVcpu }
         guard isValid(port) else { return .portInvalid }
-        switch ports[Int(port)].state {
-        case .virq:
-            guard Self.isGlobal(virq: UInt32(ports[Int(port)].virq)) else { return .portInvalid }
-            update(port) { $0.notifyVCPU = UInt16(vcpu) }
-        case .unbound, .interdomain:
-            update(port) { $0.notifyVCPU = UInt16(vcpu) }
-            fabric.notifyVCPUChanged(self, port: port)
-        default:
-            return .portInvalid
+        let changed: LayerOutcome? = withChannel(port) {
+            switch $0.state {
+            case .virq:
+                guard Self.isGlobal(virq: UInt32($0.virq)) else { return .portInvalid }
+                $0.notifyVCPU = UInt16(vcpu)
+                return nil
+            case .unbound, .interdomain:
+                $0.notifyVCPU = UInt16(vcpu)
+                return .ok
+            default:
+                return .portInvalid
+            }
         }
-        return .ok
+        if changed == .ok { fabric.notifyVCPUChanged(self, port: port) }
+        return changed == .portInvalid ? .portInvalid : .ok
     }
 
     // MARK: - Close, status, reset
@@ -192,25 +231,37 @@ extension XenDomain {
         return close(port, fabric: fabric)
     }
 
-    /// Xen `evtchn_close`.
+    /// Xen `evtchn_close`. The caller holds the event lock. A peer may bind or close the other
+    /// end meanwhile (under this port's lock), so an unbound port is freed only while it is
+    /// still unbound, and an interdomain one is left to the fabric, which frees it under the
+    /// locks that change both ends together.
     func close<F: EventFabric>(_ port: UInt32, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard isValid(port) else { return .portInvalid }
-        let c = ports[Int(port)]
-        switch c.state {
-        case .free, .reserved:
-            return .portInvalid
-        case .unbound:
-            fabric.withdraw(self, port: port)
-        case .virq:
-            let owner = Self.isGlobal(virq: UInt32(c.virq)) ? 0 : Int(c.notifyVCPU)
-            vcpus[owner].virqPorts[Int(c.virq)] = 0
-        case .ipi:
-            break
-        case .interdomain:
-            fabric.disconnect(self, port: port, channel: c)
+        while true {
+            let c = channel(port)
+            switch c.state {
+            case .free, .reserved:
+                return .portInvalid
+            case .unbound:
+                let freed = withChannel(port) {
+                    guard $0.state == .unbound else { return false }
+                    freeLocked(port)
+                    return true
+                }
+                guard freed else { continue }
+                fabric.withdraw(self, port: port)
+            case .virq:
+                let owner = Self.isGlobal(virq: UInt32(c.virq)) ? 0 : Int(c.notifyVCPU)
+                vcpus[owner].virqPorts[Int(c.virq)] = 0
+                freeChannel(port)
+            case .ipi:
+                freeChannel(port)
+            case .interdomain:
+                fabric.disconnect(self, port: port, channel: c)
+            }
+            releaseAllocation(port)
+            return .ok
         }
-        free(port)
-        return .ok
     }
 
     func status<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
@@ -219,7 +270,7 @@ extension XenDomain {
         let own = resolveOwnDomain(dom, fabric: fabric)
         guard own == .ok else { return own }
         guard isValid(port) else { return .portInvalid }
-        let c = ports[Int(port)]
+        let c = channel(port)
         var ok = memory.setArgument(c.state.status.rawValue, at: arg, EvtchnStatusLayout.status)
             && memory.setArgument(UInt32(c.notifyVCPU), at: arg, EvtchnStatusLayout.vcpu)
         switch c.state {
@@ -240,12 +291,17 @@ extension XenDomain {
         guard let dom = memory.argument(UInt16.self, at: arg, EvtchnResetLayout.dom) else { return .badAddress }
         let own = resolveOwnDomain(dom, fabric: fabric)
         guard own == .ok else { return own }
-        reset(fabric: fabric)
+        resetLocked(fabric: fabric)
         return .ok
     }
 
-    /// Xen `evtchn_reset`: close every port, then leave the FIFO ABI.
+    /// Xen `evtchn_reset`: close every port, then leave the FIFO ABI. For the embedder (the
+    /// toolstack's reset); EVTCHNOP_reset runs `resetLocked`.
     public func reset<F: EventFabric>(fabric: F) where F.Memory == Memory {
+        withEventLock { resetLocked(fabric: fabric) }
+    }
+
+    func resetLocked<F: EventFabric>(fabric: F) where F.Memory == Memory {
         var port: UInt32 = 1
         while isValid(port) {
             _ = close(port, fabric: fabric)
@@ -283,7 +339,7 @@ extension XenDomain {
         guard isValid(port) else { return .portInvalid }
         guard usesFIFO else { return .notImplemented }
         guard priority <= EventChannelFIFO.priorityMin else { return .invalidArgument }
-        update(port) { $0.priority = UInt8(priority) }
+        withChannel(port) { $0.priority = UInt8(priority) }
         return .ok
     }
 }

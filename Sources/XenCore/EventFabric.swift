@@ -5,7 +5,9 @@ import XenABI
 /// interrupt. The Xen semantics of every operation live in XenCore; a fabric carries out only
 /// what crosses the domain or vCPU boundary. XenNative's fabric does it directly, as Xen does;
 /// XenViridian's does it through the Viridian target (the translation rule, ARCHITECTURE.md
-/// section 1). Fabrics are classes: handlers call them without copying or boxing.
+/// section 1). Fabrics are classes: handlers call them without copying or boxing. XenCore never
+/// calls a fabric with a port lock held, so a fabric may reach a target that calls back into
+/// any domain's interrupt path on the same thread (Docs/Threading.md).
 public protocol EventFabric: AnyObject {
     associatedtype Memory: GuestMemory
 
@@ -20,18 +22,25 @@ public protocol EventFabric: AnyObject {
     /// The unbound `port` of `domain` was closed or reset.
     func withdraw(_ domain: XenDomain<Memory>, port: UInt32)
 
-    /// Binds `localPort` of `domain` (allocated, still free) to `remotePort` of `remote`, which
-    /// must be unbound and waiting for `domain` (else `.portInvalid`); on success the remote port
-    /// is interdomain and names `localPort`.
+    /// Binds `localPort` of `domain` (allocated, its record still free) to `remotePort` of
+    /// `remote`, which must be unbound and waiting for `domain` (else `.portInvalid`). On `.ok`
+    /// both ends are bound: the remote port is interdomain and names `localPort`, and the
+    /// fabric has made `localPort` interdomain (`XenDomain.bindInterdomain`), both under the
+    /// locks that make the two ends change together where the fabric reaches the peer directly.
+    /// Called with `domain`'s event lock held and no port lock.
     func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome
 
-    /// The interdomain `port` of `domain` was closed: its peer port becomes unbound, waiting for
-    /// `domain` again.
+    /// The interdomain `port` of `domain` (as `channel` read it) is being closed: its peer port
+    /// becomes unbound, waiting for `domain` again, and the fabric frees `port`'s record
+    /// (`XenDomain.freeChannel`). Called with `domain`'s event lock held and no port lock; the
+    /// peer may have closed its end meanwhile.
     func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel)
 
-    /// EVTCHNOP_send on the interdomain `port` of `domain`, from `vcpu`: the peer port becomes
-    /// pending, and its vCPU gets its upcall when that is due.
-    func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome
+    /// EVTCHNOP_send on the interdomain `port` of `domain`, from `vcpu`, as `channel` read it
+    /// under the port's lock: the peer port becomes pending, and its vCPU gets its upcall when
+    /// that is due. Called with no lock held. Returns nil when `channel` no longer holds (the
+    /// peer end was closed or rebound meanwhile), and the send reads the port again.
+    func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome?
 
     /// Raise the upcall of `vcpu` of `domain`; the caller runs on `current`.
     func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int)

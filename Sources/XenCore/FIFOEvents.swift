@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 
@@ -11,41 +12,57 @@ extension XenDomain {
     static var maskedBit: UInt32 { 1 << EventChannelFIFO.masked }
     static var linkedBit: UInt32 { 1 << EventChannelFIFO.linked }
 
-    /// evtchn_fifo_set_pending on the port's notify vCPU.
+    /// The tail of `vcpu`'s queue for `priority`, and its lock (Xen's per-queue lock,
+    /// xen/common/event_fifo.c `struct evtchn_fifo_queue`).
+    @inline(__always)
+    func queueTail(_ vcpu: Int, _ priority: Int) -> UnsafeMutablePointer<UInt32> {
+        (vcpuWords + vcpu * VCPUWords.stride + VCPUWords.queueTails + 4 * priority).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inline(__always)
+    func queueLock(_ vcpu: Int, _ priority: Int) -> UnsafeMutableRawPointer {
+        vcpuWords + vcpu * VCPUWords.stride + VCPUWords.queueLocks + 4 * priority
+    }
+
+    /// evtchn_fifo_set_pending on the port's notify vCPU. The caller holds the port's lock;
+    /// the queue is changed under its own lock, as Xen's lock_old_queue and q->lock do.
     func fifoSetPending(_ port: UInt32) -> Int? {
+        let c = channelPointer(port)
         guard let word = eventWord(port) else {
             // The event-array page is missing: remember, re-raise when it is added.
-            update(port) { $0.savedPending = true }
+            c.pointee.savedPending = true
             return nil
         }
-        let c = ports[Int(port)]
-        let vcpu = Int(c.notifyVCPU)
-        let priority = Int(c.priority)
+        let vcpu = Int(c.pointee.notifyVCPU)
+        let priority = Int(c.pointee.priority)
         _ = GuestWords.testAndSet(word, bit32: Int(EventChannelFIFO.pending))
         // No control block on that vCPU: the guest may not unmask before it maps one, so the
         // event stays pending and unlinked.
         guard let cb = controlBlock(vcpu) else { return nil }
         if GuestWords.load32(word) & Self.maskedBit != 0 { return nil }
         if GuestWords.testAndSet(word, bit32: Int(EventChannelFIFO.linked)) { return nil }
-
         // A port that was the tail of the queue it last sat on leaves that queue empty.
-        let lastVCPU = Int(c.lastVCPU), lastPriority = Int(c.lastPriority)
-        if lastVCPU < vcpuCount, vcpus[lastVCPU].queueTails[lastPriority] == port {
-            vcpus[lastVCPU].queueTails[lastPriority] = 0
-        }
+        let lastVCPU = Int(c.pointee.lastVCPU), lastPriority = Int(c.pointee.lastPriority)
         if lastVCPU != vcpu || lastPriority != priority {
-            update(port) { $0.lastVCPU = UInt16(vcpu); $0.lastPriority = UInt8(priority) }
+            if lastVCPU < vcpuCount {
+                xv_spin_lock(queueLock(lastVCPU, lastPriority))
+                if queueTail(lastVCPU, lastPriority).pointee == port { queueTail(lastVCPU, lastPriority).pointee = 0 }
+                xv_spin_unlock(queueLock(lastVCPU, lastPriority))
+            }
+            c.pointee.lastVCPU = UInt16(vcpu)
+            c.pointee.lastPriority = UInt8(priority)
         }
-
         // Link after the tail when the tail is still linked; otherwise the queue is empty and
         // HEAD names this port.
+        xv_spin_lock(queueLock(vcpu, priority))
         var linked = false
-        let tail = vcpus[vcpu].queueTails[priority]
-        if tail != 0, let tailWord = eventWord(tail) { linked = Self.setLink(tailWord, to: port) }
+        let tail = queueTail(vcpu, priority).pointee
+        if tail != 0, tail != port, let tailWord = eventWord(tail) { linked = Self.setLink(tailWord, to: port) }
         if !linked {
             GuestWords.store32(cb + EvtchnFifoControlBlockLayout.head.offset(ofElement: priority), port)
         }
-        vcpus[vcpu].queueTails[priority] = port
+        queueTail(vcpu, priority).pointee = port
+        xv_spin_unlock(queueLock(vcpu, priority))
         if linked { return nil }
         if GuestWords.testAndSet(cb + EvtchnFifoControlBlockLayout.ready.offset, bit32: priority) { return nil }
         return markEventsPending(vcpu) ? vcpu : nil
@@ -64,7 +81,8 @@ extension XenDomain {
         }
     }
 
-    /// evtchn_fifo_unmask: clear MASKED, and re-raise when PENDING.
+    /// evtchn_fifo_unmask: clear MASKED, and re-raise when PENDING. The caller holds the
+    /// port's lock.
     func fifoUnmask(_ port: UInt32) -> Int? {
         guard let word = eventWord(port) else { return nil }
         _ = GuestWords.testAndClear(word, bit32: Int(EventChannelFIFO.masked))
@@ -74,57 +92,73 @@ extension XenDomain {
 
     /// Maps `vcpu`'s control block; the first one switches the domain to FIFO (Xen
     /// evtchn_fifo_init_control, map_control_block and setup_ports). The caller validated the
-    /// vCPU, offset and alignment.
+    /// vCPU, offset and alignment, and holds the event lock. The switch holds every port's
+    /// lock, so no send, unmask or arriving event sees half of it.
     func fifoInitControl(vcpu: Int, control: GuestPhysicalAddress) -> LayerOutcome {
-        guard !vcpus[vcpu].hasControlBlock else { return .invalidArgument }
+        guard controlBlockAddress(vcpu) == nil else { return .invalidArgument }
         guard memory.hostAddress(of: control.frame) != nil else { return .invalidArgument }
-        vcpus[vcpu].hasControlBlock = true
-        vcpus[vcpu].controlBlock = control
-        if !usesFIFO {
-            // setup_ports: carry each bound port's 2-level pending state over and give it the
-            // default priority; the events are raised when their event-array page arrives.
-            for p in 1..<validPorts {
-                let pending = twoLevelIsPending(p)
-                update(p) {
-                    if pending { $0.savedPending = true }
-                    $0.priority = UInt8(EventChannelFIFO.priorityDefault)
-                }
-            }
-            usesFIFO = true
-            eventArrayPages = 0
-            for v in 0..<vcpuCount { vcpus[v].queueTails = InlineArray(repeating: 0) }
+        if usesFIFO {
+            publishControlBlock(vcpu, control)
+            return .ok
         }
+        let valid = lockAllChannels()
+        publishControlBlock(vcpu, control)
+        // setup_ports: carry each bound port's 2-level pending state over and give it the
+        // default priority; the events are raised when their event-array page arrives.
+        for p in 1..<valid {
+            let pending = twoLevelIsPending(p)
+            let c = channelPointer(p)
+            if pending { c.pointee.savedPending = true }
+            c.pointee.priority = UInt8(EventChannelFIFO.priorityDefault)
+        }
+        xv_store_release_u32(words + DomainWords.eventArrayPages, 0)
+        for v in 0..<vcpuCount {
+            for q in 0..<16 { queueTail(v, q).pointee = 0 }
+        }
+        xv_store_release_u32(words + DomainWords.usesFIFO, 1)
+        unlockAllChannels(valid)
         return .ok
     }
 
+    func publishControlBlock(_ vcpu: Int, _ control: GuestPhysicalAddress?) {
+        xv_store_release_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.controlBlock, control.map { $0.rawValue | 1 } ?? 0)
+    }
+
     /// Adds one event-array page (Xen add_page_to_event_array), re-raising events that were
-    /// pending while their page was missing. Returns the vCPUs to upcall through `raise`.
+    /// pending while their page was missing. Returns the vCPUs to upcall through `raise`,
+    /// called with no lock but the event lock held. The caller holds the event lock.
     func fifoExpandArray(_ frame: GuestFrameNumber, raise: (Int) -> Void) -> LayerOutcome {
         guard usesFIFO else { return .notSupported }
-        guard eventArrayPages < Self.maxEventArrayPages else { return .portsExhausted }
+        let pages = eventArrayPages
+        guard pages < Self.maxEventArrayPages else { return .portsExhausted }
         guard memory.hostAddress(of: frame) != nil else { return .invalidArgument }
-        eventArray[eventArrayPages] = frame
-        let first = UInt32(eventArrayPages * Self.eventWordsPerPage)
-        eventArrayPages += 1
+        xv_store_release_u64(eventArray + pages, frame.rawValue)
+        xv_store_release_u32(words + DomainWords.eventArrayPages, UInt32(pages + 1))
+        let first = UInt32(pages * Self.eventWordsPerPage)
         var port = first
         while port < first + UInt32(Self.eventWordsPerPage) && isValid(port) {
-            if ports[Int(port)].savedPending {
-                update(port) { $0.savedPending = false }
-                if let v = fifoSetPending(port) { raise(v) }
+            let upcall: Int? = withChannel(port) {
+                guard $0.savedPending else { return nil }
+                $0.savedPending = false
+                return fifoSetPending(port)
             }
+            if let v = upcall { raise(v) }
             port += 1
         }
         return .ok
     }
 
     /// Back to the 2-level ABI (Xen evtchn_fifo_destroy, on EVTCHNOP_reset). The guest's
-    /// control blocks and event words are left as they are; Xen stops using them.
+    /// control blocks and event words are left as they are; Xen stops using them. The caller
+    /// holds the event lock; every port's lock is taken for the switch.
     func fifoDestroy() {
-        usesFIFO = false
-        eventArrayPages = 0
+        let valid = lockAllChannels()
+        xv_store_release_u32(words + DomainWords.usesFIFO, 0)
+        xv_store_release_u32(words + DomainWords.eventArrayPages, 0)
         for v in 0..<vcpuCount {
-            vcpus[v].hasControlBlock = false
-            vcpus[v].queueTails = InlineArray(repeating: 0)
+            publishControlBlock(v, nil)
+            for q in 0..<16 { queueTail(v, q).pointee = 0 }
         }
+        unlockAllChannels(valid)
     }
 }

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 
@@ -18,9 +19,10 @@ extension XenDomain {
             return XenErrno.efault.hypercallReturnValue
         }
         switch hvm {
-        case .setParam: return Self.result(setParam(arg, vcpu: vcpu, fabric: fabric))
-        case .getParam: return Self.result(getParam(arg, fabric: fabric))
-        case .setEvtchnUpcallVector: return Self.result(setUpcallVector(arg, vcpu: vcpu, fabric: fabric))
+        // Parameters and upcall vectors change under the event lock, as bindings do.
+        case .setParam: return Self.result(withEventLock { setParam(arg, vcpu: vcpu, fabric: fabric) })
+        case .getParam: return Self.result(withEventLock { getParam(arg, fabric: fabric) })
+        case .setEvtchnUpcallVector: return Self.result(withEventLock { setUpcallVector(arg, vcpu: vcpu, fabric: fabric) })
         default:
             if case .rejected(let errno) = hvm.disposition { return errno.hypercallReturnValue }
             // A row the table handles whose handler belongs to a later part of the layer.
@@ -31,12 +33,19 @@ extension XenDomain {
     /// Sets an HVM parameter as the embedder (the toolstack) would: no guest checks.
     public func setHVMParameter(_ param: HVMParam, _ value: UInt64) -> Bool {
         guard param.rawValue < HVMParamLimits.count else { return false }
-        hvmParams[Int(param.rawValue)] = value
+        withEventLock { storeParameter(Int(param.rawValue), value) }
         return true
     }
 
     public func hvmParameter(_ param: HVMParam) -> UInt64? {
-        param.rawValue < HVMParamLimits.count ? hvmParams[Int(param.rawValue)] : nil
+        param.rawValue < HVMParamLimits.count ? withEventLock { hvmParams[Int(param.rawValue)] } : nil
+    }
+
+    /// Stores a parameter (the event lock is held); CALLBACK_IRQ is also published for the
+    /// paths that read it without that lock (`upcallVector`).
+    func storeParameter(_ index: Int, _ value: UInt64) {
+        hvmParams[index] = value
+        if index == Int(HVMParam.callbackIrq.rawValue) { xv_store_release_u64(words + DomainWords.callbackIrq, value) }
     }
 
     /// Reads domid and index of a xen_hvm_param and checks them as Xen does: index below
@@ -57,7 +66,7 @@ extension XenDomain {
             return setCallback(value, vcpu: vcpu, fabric: fabric)
         case .storeEvtchn, .consoleEvtchn, .x87FipWidth:
             // hvm_allow_set_param: the guest may set these.
-            hvmParams[Int(index)] = value
+            storeParameter(Int(index), value)
             return .ok
         default:
             // "The remaining parameters should not be set by the guest."
@@ -91,17 +100,17 @@ extension XenDomain {
             return .notSupported
         }
         let previous = hvmParams[Int(HVMParam.callbackIrq.rawValue)]
-        hvmParams[Int(HVMParam.callbackIrq.rawValue)] = value
-        for v in 0..<vcpuCount where vcpus[v].upcallVector == 0 {
+        storeParameter(Int(HVMParam.callbackIrq.rawValue), value)
+        for v in 0..<vcpuCount where perVCPUUpcallVector(v) == 0 {
             let changed = fabric.upcallVectorChanged(self, vcpu: v)
             guard changed == .ok else {
-                hvmParams[Int(HVMParam.callbackIrq.rawValue)] = previous
-                for u in 0..<v where vcpus[u].upcallVector == 0 { _ = fabric.upcallVectorChanged(self, vcpu: u) }
+                storeParameter(Int(HVMParam.callbackIrq.rawValue), previous)
+                for u in 0..<v where perVCPUUpcallVector(u) == 0 { _ = fabric.upcallVectorChanged(self, vcpu: u) }
                 return changed
             }
         }
         guard type == UInt64(HVMCallbackType.vector.rawValue), let si = sharedInfo else { return .ok }
-        for v in 0..<vcpuCount where vcpus[v].upcallVector == 0
+        for v in 0..<vcpuCount where perVCPUUpcallVector(v) == 0
             && vcpuInfo(si, v).load(fromByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self) & 1 != 0 {
             fabric.raiseUpcall(self, vcpu: v, from: current)
         }
@@ -115,11 +124,11 @@ extension XenDomain {
               let vector = memory.argument(UInt8.self, at: arg, XenHvmEvtchnUpcallVectorLayout.vector) else { return .badAddress }
         guard vector >= 0x10 else { return .invalidArgument }
         guard target < UInt32(vcpuCount) else { return .noSuchVcpu }
-        let previous = vcpus[Int(target)].upcallVector
-        vcpus[Int(target)].upcallVector = vector
+        let previous = perVCPUUpcallVector(Int(target))
+        setPerVCPUUpcallVector(Int(target), vector)
         let changed = fabric.upcallVectorChanged(self, vcpu: Int(target))
         guard changed == .ok else {
-            vcpus[Int(target)].upcallVector = previous
+            setPerVCPUUpcallVector(Int(target), previous)
             _ = fabric.upcallVectorChanged(self, vcpu: Int(target))
             return changed
         }

@@ -1,17 +1,27 @@
 import XenABI
 
 /// Changes to a domain's ports that the other end of an interdomain channel causes. A fabric
-/// applies them to the domain they belong to: XenNative directly, XenViridian when the control
-/// message that announces them arrives in that domain's SynIC.
+/// applies them to the domain they belong to: XenNative directly, under both ports' locks;
+/// XenViridian when the control message that announces them arrives in that domain's SynIC,
+/// under the port's lock. Neither takes the domain's event lock: a port's binding changes are
+/// serialised by its own lock, which the domain's own binding changes also hold.
 extension XenDomain {
     /// The peer bound `port` (unbound, waiting for `remote`): it becomes interdomain with
     /// `remotePort`. False, changing nothing, when `port` is not unbound for `remote`.
     public func peerBound(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
-        guard isUnbound(port, for: remote) else { return false }
-        update(port) {
-            $0.state = .interdomain
-            $0.remotePort = remotePort
-        }
+        guard isValid(port) else { return false }
+        return withChannel(port) { Self.peerBound(&$0, to: remote, remotePort: remotePort) }
+    }
+
+    /// `peerBound` on a record whose lock the caller holds.
+    package func peerBoundLocked(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
+        Self.peerBound(&channelPointer(port).pointee, to: remote, remotePort: remotePort)
+    }
+
+    static func peerBound(_ c: inout EventChannel, to remote: DomainID, remotePort: UInt32) -> Bool {
+        guard c.state == .unbound && c.remoteDomain == remote else { return false }
+        c.state = .interdomain
+        c.remotePort = remotePort
         return true
     }
 
@@ -19,22 +29,44 @@ extension XenDomain {
     /// requires of the remote port).
     public func isUnbound(_ port: UInt32, for remote: DomainID) -> Bool {
         guard isValid(port) else { return false }
-        let c = ports[Int(port)]
-        return c.state == .unbound && c.remoteDomain == remote
+        return withChannel(port) { $0.state == .unbound && $0.remoteDomain == remote }
     }
 
     /// Whether `port` is interdomain with `remotePort` of `remote`.
     public func isInterdomain(_ port: UInt32, with remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
-        let c = ports[Int(port)]
-        return c.state == .interdomain && c.remoteDomain == remote && c.remotePort == remotePort
+        return withChannel(port) { $0.isInterdomain(with: remote, remotePort: remotePort) }
     }
 
     /// The peer closed its end, `remotePort` of `remote`: the interdomain `port` becomes
-    /// unbound, waiting for `remote` (Xen evtchn_close on the peer's channel). Nothing changes
-    /// when `port` is not interdomain with that port of `remote`.
-    public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) {
-        guard isInterdomain(port, with: remote, remotePort: remotePort) else { return }
-        update(port) { $0.state = .unbound }
+    /// unbound, waiting for `remote` (Xen evtchn_close on the peer's channel). False, changing
+    /// nothing, when `port` is not interdomain with that port of `remote`.
+    @discardableResult
+    public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
+        guard isValid(port) else { return false }
+        return withChannel(port) { Self.peerClosed(&$0, by: remote, remotePort: remotePort) }
+    }
+
+    /// `peerClosed` on a record whose lock the caller holds.
+    @discardableResult
+    package func peerClosedLocked(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
+        Self.peerClosed(&channelPointer(port).pointee, by: remote, remotePort: remotePort)
+    }
+
+    static func peerClosed(_ c: inout EventChannel, by remote: DomainID, remotePort: UInt32) -> Bool {
+        guard c.isInterdomain(with: remote, remotePort: remotePort) else { return false }
+        c.state = .unbound
+        return true
+    }
+
+    /// The record of a port whose lock the caller holds.
+    package func channelLocked(_ port: UInt32) -> EventChannel { channelPointer(port).pointee }
+}
+
+extension EventChannel {
+    /// Interdomain with `remotePort` of `remote`.
+    @inline(__always)
+    public func isInterdomain(with remote: DomainID, remotePort: UInt32) -> Bool {
+        state == .interdomain && remoteDomain == remote && self.remotePort == remotePort
     }
 }

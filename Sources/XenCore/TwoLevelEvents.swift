@@ -31,7 +31,7 @@ extension XenDomain {
 
     @inline(__always)
     private func raiseSelector(_ si: UnsafeMutableRawPointer, _ port: UInt32) -> Int? {
-        let vcpu = Int(ports[Int(port)].notifyVCPU)
+        let vcpu = Int(channelPointer(port).pointee.notifyVCPU)
         let selector = vcpuInfo(si, vcpu) + VcpuInfoLayout.evtchnPendingSel.offset
         if GuestWords.testAndSet(selector, bit64: Int(port >> 6)) { return nil }
         return markEventsPending(vcpu) ? vcpu : nil

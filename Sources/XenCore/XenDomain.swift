@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 
@@ -8,8 +9,14 @@ import XenABI
 /// XenViridian), which is what makes the native baseline and the translation comparable.
 ///
 /// Storage is sized at creation (`maxPort + 1` ports, the vCPUs, the FIFO event-array frame
-/// list); nothing allocates afterwards. Not thread-safe: the embedder serialises calls into one
-/// domain. Words shared with the guest are updated atomically, because the guest's vCPUs run.
+/// list); nothing allocates afterwards. Threads (Docs/Threading.md): hypercalls of different
+/// vCPUs run at the same time. Each port's record is read and written only under its own lock
+/// (Xen's chn->lock), which sits beside it on a cache line of its own; binding changes also
+/// hold the domain's event lock (Xen's d->event_lock); FIFO queue tails are under one lock per
+/// queue (the per-queue lock of Xen's event_fifo.c). Words other paths read without those
+/// locks (the valid-port count, the ABI in use, event-array pages, upcall vectors, control
+/// blocks, HVM_PARAM_CALLBACK_IRQ) are published with release stores and read with acquire
+/// loads. Words shared with the guest are updated atomically, because the guest's vCPUs run.
 public final class XenDomain<Memory: GuestMemory> {
     public let id: DomainID
     public let memory: Memory
@@ -19,23 +26,30 @@ public final class XenDomain<Memory: GuestMemory> {
     /// The guest-visible identity (CPUID leaves, hypercall-page MSR, hypercall classes).
     public let identity: XenGuestIdentity
 
-    let ports: UnsafeMutablePointer<EventChannel>
-    /// Ports below this are valid (Xen `valid_evtchns`): it grows a bucket at a time.
-    var validPorts: UInt32 = 0
+    /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
+    let records: UnsafeMutableRawPointer
+    /// Per port, under the event lock: allocated (not ECS_FREE) as far as allocation goes.
+    let allocated: UnsafeMutablePointer<Bool>
+    /// The event lock, the valid-port count, the ABI flag, the event-array page count and
+    /// HVM_PARAM_CALLBACK_IRQ (`DomainWords`), each on its own cache line.
+    let words: UnsafeMutableRawPointer
     /// No port below this is free: where the lowest-free search starts (an index, not a
-    /// change of Xen's lowest-first choice).
+    /// change of Xen's lowest-first choice). Under the event lock.
     var freeSearchStart: UInt32 = 1
+    /// VIRQ bindings, under the event lock.
     let vcpus: UnsafeMutablePointer<VCPUEventState>
-    /// The FIFO ABI is in use (EVTCHNOP_init_control succeeded once; EVTCHNOP_reset ends it).
-    public internal(set) var usesFIFO = false
-    /// FIFO event-array pages, as guest frame numbers, `eventArrayPages` of them.
-    let eventArray: UnsafeMutablePointer<GuestFrameNumber>
-    var eventArrayPages = 0
+    /// Per vCPU, `VCPUWords.stride` bytes: upcall vector, control block, then the FIFO queue
+    /// tails and their locks.
+    let vcpuWords: UnsafeMutableRawPointer
+    /// FIFO event-array pages, as guest frame numbers (raw UInt64, published before the count).
+    let eventArray: UnsafeMutablePointer<UInt64>
     /// HVM parameters (HVM_NR_PARAMS of them), as HVMOP_set_param or the embedder set them.
+    /// Under the event lock; CALLBACK_IRQ is also published in `words`.
     var hvmParams = InlineArray<39, UInt64>(repeating: 0)
+
     /// HVM_PARAM_CALLBACK_IRQ as the guest last set it.
     @inline(__always)
-    public var callbackParameter: UInt64 { hvmParams[Int(HVMParam.callbackIrq.rawValue)] }
+    public var callbackParameter: UInt64 { xv_load_acquire_u64(words + DomainWords.callbackIrq) }
 
     /// Ports per allocation bucket. Xen grows `valid_evtchns` by EVTCHNS_PER_BUCKET = PAGE_SIZE /
     /// next_power_of_2(sizeof(struct evtchn)) ports (xen/common/event_channel.c); struct evtchn
@@ -58,26 +72,110 @@ public final class XenDomain<Memory: GuestMemory> {
         maxPort = config.maxPort
         sharedInfoFrame = config.sharedInfoFrame
         identity = config.identity
-        ports = .allocate(capacity: Int(config.maxPort) + 1)
-        ports.initialize(repeating: .free, count: Int(config.maxPort) + 1)
+        let portCount = Int(config.maxPort) + 1
+        records = .allocate(byteCount: portCount * PortRecords.stride, alignment: PortRecords.stride)
+        for p in 0..<portCount {
+            (records + p * PortRecords.stride).initializeMemory(as: EventChannel.self, to: .free)
+            (records + p * PortRecords.stride + PortRecords.lockOffset).initializeMemory(as: UInt32.self, repeating: 0,
+                                                                                       count: (PortRecords.stride - PortRecords.lockOffset) / 4)
+        }
+        allocated = .allocate(capacity: portCount)
+        allocated.initialize(repeating: false, count: portCount)
+        words = .allocate(byteCount: DomainWords.size, alignment: 64)
+        words.initializeMemory(as: UInt64.self, repeating: 0, count: DomainWords.size / 8)
         vcpus = .allocate(capacity: config.vcpuCount)
         vcpus.initialize(repeating: VCPUEventState(), count: config.vcpuCount)
+        vcpuWords = .allocate(byteCount: config.vcpuCount * VCPUWords.stride, alignment: 64)
+        vcpuWords.initializeMemory(as: UInt64.self, repeating: 0, count: config.vcpuCount * VCPUWords.stride / 8)
         eventArray = .allocate(capacity: Self.maxEventArrayPages)
-        eventArray.initialize(repeating: GuestFrameNumber(0), count: Self.maxEventArrayPages)
+        eventArray.initialize(repeating: 0, count: Self.maxEventArrayPages)
         // evtchn_init: port 0 is allocated and reserved.
-        validPorts = Self.portsPerBucket
-        ports[0].state = .reserved
+        xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
+        channelPointer(0).pointee.state = .reserved
+        allocated[0] = true
     }
 
     deinit {
-        ports.deinitialize(count: Int(maxPort) + 1)
-        ports.deallocate()
+        records.deallocate()
+        allocated.deallocate()
+        words.deallocate()
         vcpus.deinitialize(count: vcpuCount)
         vcpus.deallocate()
+        vcpuWords.deallocate()
         eventArray.deallocate()
     }
 
+    // MARK: - Locks
+
+    @inline(__always)
+    func channelPointer(_ port: UInt32) -> UnsafeMutablePointer<EventChannel> {
+        (records + Int(port) * PortRecords.stride).assumingMemoryBound(to: EventChannel.self)
+    }
+
+    @inline(__always)
+    func channelLock(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.lockOffset }
+
+    /// Takes `port`'s lock (Xen's chn->lock). A leaf lock: nothing that can call into a fabric,
+    /// a target or another lock (but the FIFO queue locks) runs while it is held.
+    @inline(__always)
+    public func lockChannel(_ port: UInt32) { xv_spin_lock(channelLock(port)) }
+    @inline(__always)
+    public func unlockChannel(_ port: UInt32) { xv_spin_unlock(channelLock(port)) }
+
+    /// Runs `body` on `port`'s record with its lock held.
+    @inline(__always)
+    public func withChannel<R>(_ port: UInt32, _ body: (inout EventChannel) -> R) -> R {
+        lockChannel(port)
+        defer { unlockChannel(port) }
+        return body(&channelPointer(port).pointee)
+    }
+
+    /// Takes the locks of `a` (a port of `first`) and `b` (a port of `second`) in address
+    /// order, so two threads locking the same pair never wait on each other (Xen's
+    /// double_evtchn_lock). The same port twice is locked once.
+    package static func lockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
+        let la = first.channelLock(a), lb = second.channelLock(b)
+        if la == lb { xv_spin_lock(la); return }
+        if la < lb { xv_spin_lock(la); xv_spin_lock(lb) } else { xv_spin_lock(lb); xv_spin_lock(la) }
+    }
+
+    package static func unlockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
+        let la = first.channelLock(a), lb = second.channelLock(b)
+        xv_spin_unlock(la)
+        if la != lb { xv_spin_unlock(lb) }
+    }
+
+    /// The domain's event lock (Xen's d->event_lock): every binding change holds it.
+    @inline(__always)
+    func lockEvents() { xv_spin_lock(words + DomainWords.eventLock) }
+    @inline(__always)
+    func unlockEvents() { xv_spin_unlock(words + DomainWords.eventLock) }
+
+    /// Every valid port's lock, in ascending order (the FIFO ABI switch, which changes how
+    /// every port delivers). The caller holds the event lock.
+    func lockAllChannels() -> UInt32 {
+        let valid = validPorts
+        for p in 0..<valid { lockChannel(p) }
+        return valid
+    }
+
+    func unlockAllChannels(_ valid: UInt32) {
+        for p in 0..<valid { unlockChannel(p) }
+    }
+
     // MARK: - Ports
+
+    /// Ports below this are valid (Xen `valid_evtchns`): it grows a bucket at a time.
+    @inline(__always)
+    var validPorts: UInt32 { xv_load_acquire_u32(words + DomainWords.validPorts) }
+
+    /// The FIFO ABI is in use (EVTCHNOP_init_control succeeded once; EVTCHNOP_reset ends it).
+    @inline(__always)
+    public var usesFIFO: Bool { xv_load_acquire_u32(words + DomainWords.usesFIFO) != 0 }
+
+    /// FIFO event-array pages added so far.
+    @inline(__always)
+    var eventArrayPages: Int { Int(xv_load_acquire_u32(words + DomainWords.eventArrayPages)) }
 
     /// The highest port count of the ABI in use (Xen `max_evtchns`).
     @inline(__always)
@@ -87,25 +185,29 @@ public final class XenDomain<Memory: GuestMemory> {
     @inline(__always)
     public func isValid(_ port: UInt32) -> Bool { port < validPorts }
 
-    /// The channel at a valid port (the caller checked `isValid`).
+    /// A snapshot of the channel at a valid port (the caller checked `isValid`), taken under
+    /// its lock.
     @inline(__always)
-    public func channel(_ port: UInt32) -> EventChannel { ports[Int(port)] }
-
-    @inline(__always)
-    func update(_ port: UInt32, _ body: (inout EventChannel) -> Void) { body(&ports[Int(port)]) }
+    public func channel(_ port: UInt32) -> EventChannel { withChannel(port) { $0 } }
 
     /// Xen `get_free_port`: the lowest free, non-busy port, growing `valid_evtchns` a bucket at
-    /// a time. A bucket once added stays, even when the caller then fails.
+    /// a time. A bucket once added stays, even when the caller then fails. Under the event
+    /// lock; the port it returns is marked allocated (still ECS_FREE until bound).
     func allocatePort() -> UInt32? {
         var port = freeSearchStart
-        while port < validPorts && ports[Int(port)].state != .free { port += 1 }
+        let valid = validPorts
+        while port < valid && allocated[Int(port)] { port += 1 }
         freeSearchStart = port
         while port <= maxPort && port < abiPortLimit {
             if port >= validPorts {
-                validPorts = min(validPorts + Self.portsPerBucket, maxPort + 1)
+                xv_store_release_u32(words + DomainWords.validPorts, min(validPorts + Self.portsPerBucket, maxPort + 1))
+                allocated[Int(port)] = true
                 return port
             }
-            if ports[Int(port)].state == .free && !isBusy(port) { return port }
+            if !allocated[Int(port)] && !isBusy(port) {
+                allocated[Int(port)] = true
+                return port
+            }
             port += 1
         }
         return nil
@@ -118,33 +220,67 @@ public final class XenDomain<Memory: GuestMemory> {
         return GuestWords.load32(word) & (1 << EventChannelFIFO.linked) != 0
     }
 
-    /// Binds a freshly allocated port (Xen `evtchn_port_init`: default FIFO priority).
+    /// Binds an allocated port (Xen `evtchn_port_init`: default FIFO priority), under its lock.
     func bind(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
               remotePort: UInt32 = 0, virq: UInt8 = 0) {
-        update(port) {
-            $0.state = state
-            $0.notifyVCPU = UInt16(notifyVCPU)
-            $0.remoteDomain = remoteDomain
-            $0.remotePort = remotePort
-            $0.virq = virq
-            $0.priority = UInt8(EventChannelFIFO.priorityDefault)
-        }
+        withChannel(port) { Self.setBinding(&$0, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq) }
     }
 
-    /// Xen `evtchn_free`: clear the pending event, back to ECS_FREE on vCPU 0.
-    func free(_ port: UInt32) {
+    @inline(__always)
+    static func setBinding(_ c: inout EventChannel, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
+                           remotePort: UInt32 = 0, virq: UInt8 = 0) {
+        c.state = state
+        c.notifyVCPU = UInt16(notifyVCPU)
+        c.remoteDomain = remoteDomain
+        c.remotePort = remotePort
+        c.virq = virq
+        c.priority = UInt8(EventChannelFIFO.priorityDefault)
+    }
+
+    /// Makes the allocated `port` interdomain with `remotePort` of `remote`, under its lock:
+    /// what a fabric's `connect` does to the binder's end once the other end is bound.
+    package func bindInterdomain(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
+        bind(port, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
+    }
+
+    /// The same, for a fabric that holds the port's lock (`lockPair`).
+    package func bindInterdomainLocked(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
+        Self.setBinding(&channelPointer(port).pointee, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
+    }
+
+    /// Xen `evtchn_free` of the record: clear the pending event, back to ECS_FREE on vCPU 0.
+    /// The caller holds the port's lock. The allocation itself is given back by the close
+    /// path (`release`).
+    package func freeLocked(_ port: UInt32) {
         clearPending(port)
-        release(port)
+        Self.clearRecord(&channelPointer(port).pointee)
     }
 
-    /// Back to ECS_FREE on vCPU 0 without touching the guest's pending state: `free`, and a port
-    /// that was allocated for a bind that then failed.
+    /// `freeLocked` taking the lock itself.
+    package func freeChannel(_ port: UInt32) {
+        lockChannel(port)
+        freeLocked(port)
+        unlockChannel(port)
+    }
+
+    @inline(__always)
+    static func clearRecord(_ c: inout EventChannel) {
+        c.state = .free
+        c.notifyVCPU = 0
+        c.savedPending = false
+    }
+
+    /// Back to ECS_FREE on vCPU 0 without touching the guest's pending state (a port that was
+    /// allocated for a bind that then failed), and the allocation given back. Under the event
+    /// lock.
     func release(_ port: UInt32) {
-        update(port) {
-            $0.state = .free
-            $0.notifyVCPU = 0
-            $0.savedPending = false
-        }
+        withChannel(port) { Self.clearRecord(&$0) }
+        releaseAllocation(port)
+    }
+
+    /// The allocation of a port whose record is free again. Under the event lock.
+    func releaseAllocation(_ port: UInt32) {
+        allocated[Int(port)] = false
         freeSearchStart = min(freeSearchStart, port)
     }
 
@@ -162,15 +298,21 @@ public final class XenDomain<Memory: GuestMemory> {
     @inline(__always)
     func eventWord(_ port: UInt32) -> UnsafeMutableRawPointer? {
         let page = Int(port) / Self.eventWordsPerPage
-        guard page < eventArrayPages, let base = memory.hostAddress(of: eventArray[page]) else { return nil }
+        guard page < eventArrayPages, let base = memory.hostAddress(of: GuestFrameNumber(xv_load_acquire_u64(eventArray + page))) else { return nil }
         return base + (Int(port) % Self.eventWordsPerPage) * 4
+    }
+
+    /// The guest-physical address of `vcpu`'s FIFO control block, when it has one.
+    @inline(__always)
+    func controlBlockAddress(_ vcpu: Int) -> GuestPhysicalAddress? {
+        let word = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.controlBlock)
+        return word & 1 == 0 ? nil : GuestPhysicalAddress(word & ~1)
     }
 
     @inline(__always)
     func controlBlock(_ vcpu: Int) -> UnsafeMutableRawPointer? {
-        let v = vcpus[vcpu]
-        guard v.hasControlBlock, let page = memory.hostAddress(of: v.controlBlock.frame) else { return nil }
-        return page + Int(v.controlBlock.offsetInPage)
+        guard let at = controlBlockAddress(vcpu), let page = memory.hostAddress(of: at.frame) else { return nil }
+        return page + Int(at.offsetInPage)
     }
 
     // MARK: - Pending, mask, upcall
@@ -185,9 +327,23 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Xen `evtchn_port_set_pending` on the port's notify vCPU. Returns the vCPU whose upcall
     /// must be raised, or nil.
+    /// The caller holds the port's lock.
     @inline(__always)
-    public func setPending(_ port: UInt32) -> Int? {
+    func setPendingLocked(_ port: UInt32) -> Int? {
         usesFIFO ? fifoSetPending(port) : twoLevelSetPending(port)
+    }
+
+    /// An event arriving on `port` from outside the domain's hypercalls (a peer's send, a
+    /// Viridian event flag): under the port's lock, when `accepts` holds for its record, the
+    /// port becomes pending. Returns whether it was delivered and the vCPU whose upcall must
+    /// be raised (after the lock is dropped, by the caller).
+    @inline(__always)
+    public func deliver(_ port: UInt32, if accepts: (EventChannel) -> Bool) -> (delivered: Bool, upcall: Int?) {
+        guard isValid(port) else { return (false, nil) }
+        lockChannel(port)
+        defer { unlockChannel(port) }
+        guard accepts(channelPointer(port).pointee) else { return (false, nil) }
+        return (true, setPendingLocked(port))
     }
 
     func clearPending(_ port: UInt32) {
@@ -198,8 +354,9 @@ public final class XenDomain<Memory: GuestMemory> {
         }
     }
 
-    /// Xen `evtchn_port_unmask`; returns the vCPU whose upcall must be raised, or nil.
-    public func unmask(_ port: UInt32) -> Int? {
+    /// Xen `evtchn_port_unmask`; returns the vCPU whose upcall must be raised, or nil. The
+    /// caller holds the port's lock.
+    func unmaskLocked(_ port: UInt32) -> Int? {
         usesFIFO ? fifoUnmask(port) : twoLevelUnmask(port)
     }
 
@@ -207,9 +364,46 @@ public final class XenDomain<Memory: GuestMemory> {
     /// vector, else the domain's HVM_PARAM_CALLBACK_IRQ vector, else none (xen/arch/x86/hvm/irq.c
     /// hvm_assert_evtchn_irq). GSI and PCI INTx callbacks are refused when set.
     public func upcallVector(_ vcpu: Int) -> UInt8? {
-        let v = vcpus[vcpu].upcallVector
+        let v = perVCPUUpcallVector(vcpu)
         if v != 0 { return v }
-        if callbackParameter >> 56 == UInt64(HVMCallbackType.vector.rawValue) { return UInt8(truncatingIfNeeded: callbackParameter) }
+        let callback = callbackParameter
+        if callback >> 56 == UInt64(HVMCallbackType.vector.rawValue) { return UInt8(truncatingIfNeeded: callback) }
         return nil
     }
+
+    /// HVMOP_set_evtchn_upcall_vector's vector of `vcpu`; 0 when none is set.
+    @inline(__always)
+    func perVCPUUpcallVector(_ vcpu: Int) -> UInt8 { xv_load_acquire_u8(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.upcallVector) }
+
+    func setPerVCPUUpcallVector(_ vcpu: Int, _ vector: UInt8) {
+        xv_store_release_u8(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.upcallVector, vector)
+    }
+}
+
+/// The layout of a port record: the channel (16 bytes), its lock word, padding to a cache
+/// line, as Xen's 64-byte struct evtchn holds its lock.
+enum PortRecords {
+    static var stride: Int { 64 }
+    static var lockOffset: Int { 16 }
+}
+
+/// Byte offsets of a domain's shared words, each on its own cache line.
+enum DomainWords {
+    static var eventLock: Int { 0 }
+    static var validPorts: Int { 64 }
+    static var usesFIFO: Int { 128 }
+    static var eventArrayPages: Int { 192 }
+    static var callbackIrq: Int { 256 }
+    static var size: Int { 320 }
+}
+
+/// Byte offsets of a vCPU's shared words: the upcall vector and control block (published
+/// without a lock), then 16 FIFO queue tails and their 16 locks.
+enum VCPUWords {
+    static var upcallVector: Int { 0 }
+    /// The control block's guest-physical address with bit 0 set, 0 when none is mapped.
+    static var controlBlock: Int { 8 }
+    static var queueTails: Int { 64 }
+    static var queueLocks: Int { 128 }
+    static var stride: Int { 192 }
 }

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 import XenCore
@@ -8,68 +9,68 @@ import XenCore
 /// xen/common/event_channel.c evtchn_send, xen/arch/x86/hvm/irq.c hvm_assert_evtchn_irq).
 /// It is the "native" side of every benchmark and the oracle of the differential tests.
 ///
-/// Single-threaded: the embedder serialises calls.
+/// Threads (Docs/Threading.md): hypercalls of any vCPUs of any domains may run at once. An
+/// interdomain send takes its own port's lock to read the binding, then the peer port's lock to
+/// make it pending; binds and closes take both ports' locks in address order (Xen's
+/// double_evtchn_lock), so both ends change together. Domains may be created while others
+/// run; they are never destroyed before the system.
 public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
     public let sink: Sink
-    /// Domains by id: `slots[id]` is an index into `domains`, plus one (0: none).
-    private let slots: UnsafeMutablePointer<UInt16>
-    /// The domains, each held by one retain taken at creation and given back in deinit, so a
+    /// Domains by id: the opaque pointer of each, retained once at creation and released in
+    /// deinit, 0 for none. Published with a release store, read with an acquire load, so a
     /// lookup on the send path is a load, not a retain (Xen follows a plain pointer to the
     /// remote domain).
-    private var domains: UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>
-    private var domainCount = 0
-    private var domainCapacity = 4
+    private let directory: UnsafeMutablePointer<UInt64>
+    /// Serialises `createDomain`.
+    private let creationLock: UnsafeMutablePointer<UInt32>
 
     public init(sink: Sink) {
         self.sink = sink
-        slots = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
-        slots.initialize(repeating: 0, count: Int(DomainID.firstReserved.rawValue))
-        domains = .allocate(capacity: domainCapacity)
+        directory = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
+        directory.initialize(repeating: 0, count: Int(DomainID.firstReserved.rawValue))
+        creationLock = .allocate(capacity: 1)
+        creationLock.initialize(to: 0)
     }
 
     deinit {
-        for i in 0..<domainCount { domains[i].release() }
-        slots.deallocate()
-        domains.deallocate()
+        for d in 0..<Int(DomainID.firstReserved.rawValue) where directory[d] != 0 {
+            Unmanaged<XenDomain<Memory>>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(directory[d]))!).release()
+        }
+        directory.deallocate()
+        creationLock.deallocate()
     }
 
     /// Creates a domain; its shared_info frame must be backed.
     @discardableResult
     public func createDomain(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) -> XenDomain<Memory> {
-        guard config.id < DomainID.firstReserved, slots[Int(config.id.rawValue)] == 0 else { throw .invalidDomainID }
+        guard config.id < DomainID.firstReserved else { throw .invalidDomainID }
+        xv_spin_lock(creationLock)
+        defer { xv_spin_unlock(creationLock) }
+        guard directory[Int(config.id.rawValue)] == 0 else { throw .invalidDomainID }
         let domain = try XenDomain(config, memory: memory)
-        if domainCount == domainCapacity {
-            let grown = UnsafeMutablePointer<Unmanaged<XenDomain<Memory>>>.allocate(capacity: domainCapacity * 2)
-            grown.moveInitialize(from: domains, count: domainCount)
-            domains.deallocate()
-            domains = grown
-            domainCapacity *= 2
-        }
-        (domains + domainCount).initialize(to: .passRetained(domain))
-        domainCount += 1
-        slots[Int(config.id.rawValue)] = UInt16(domainCount)
+        let opaque = Unmanaged.passRetained(domain).toOpaque()
+        xv_store_release_u64(directory + Int(config.id.rawValue), UInt64(UInt(bitPattern: opaque)))
         return domain
     }
 
-    /// Where domain `id` is in `domains`; nil when there is no such domain.
+    /// The domain's opaque pointer, when it exists.
     @inline(__always)
-    private func index(of id: DomainID) -> Int? {
+    private func entry(_ id: DomainID) -> UnsafeRawPointer? {
         guard id < DomainID.firstReserved else { return nil }
-        let s = Int(slots[Int(id.rawValue)])
-        return s == 0 ? nil : s - 1
+        return UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(directory + Int(id.rawValue))))
     }
 
     @inline(__always)
     public func domain(_ id: DomainID) -> XenDomain<Memory>? {
-        index(of: id).map { domains[$0].takeUnretainedValue() }
+        entry(id).map { Unmanaged<XenDomain<Memory>>.fromOpaque($0).takeUnretainedValue() }
     }
 
     /// Runs `body` on domain `id` without a retain (the system owns its domains); nil when
     /// there is no such domain.
     @inline(__always)
     public func withDomain<R>(_ id: DomainID, _ body: (XenDomain<Memory>) -> R) -> R? {
-        guard let i = index(of: id) else { return nil }
-        return domains[i]._withUnsafeGuaranteedRef(body)
+        guard let e = entry(id) else { return nil }
+        return Unmanaged<XenDomain<Memory>>.fromOpaque(e)._withUnsafeGuaranteedRef(body)
     }
 
     /// The hypercall entry: `registers` from `vcpu` of `domain`; the value for RAX. An unknown
@@ -86,21 +87,53 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
 
     public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {}
 
+    /// Both ends under both ports' locks: the peer's port must still be unbound for this
+    /// domain (Xen evtchn_bind_interdomain).
     public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
-        guard let peer = self.domain(remote), peer.peerBound(remotePort, to: domain.id, remotePort: localPort) else {
-            return .portInvalid
+        let bound: Bool? = withDomain(remote) { peer in
+            guard peer.isValid(remotePort) else { return false }
+            XenDomain.lockPair(domain, localPort, peer, remotePort)
+            defer { XenDomain.unlockPair(domain, localPort, peer, remotePort) }
+            guard peer.peerBoundLocked(remotePort, to: domain.id, remotePort: localPort) else { return false }
+            domain.bindInterdomainLocked(localPort, remote: remote, remotePort: remotePort)
+            return true
         }
-        return .ok
+        return bound == true ? .ok : .portInvalid
     }
 
+    /// Both ends under both ports' locks (Xen evtchn_close: the peer's port becomes unbound,
+    /// waiting for this domain). When the peer closed first, this port is already unbound;
+    /// when it was then rebound, the new binding is what closes.
     public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
-        self.domain(channel.remoteDomain)?.peerClosed(channel.remotePort, by: domain.id, remotePort: port)
+        var c = channel
+        while c.state == .interdomain, let done = withDomain(c.remoteDomain, { peer -> Bool in
+            XenDomain.lockPair(domain, port, peer, c.remotePort)
+            defer { XenDomain.unlockPair(domain, port, peer, c.remotePort) }
+            let now = domain.channelLocked(port)
+            if now.state == .interdomain && !now.isInterdomain(with: c.remoteDomain, remotePort: c.remotePort) {
+                c = now
+                return false
+            }
+            if now.state == .interdomain { peer.peerClosedLocked(c.remotePort, by: domain.id, remotePort: port) }
+            domain.freeLocked(port)
+            return true
+        }) {
+            if done { return }
+        }
+        domain.freeChannel(port)
     }
 
+    /// The peer port becomes pending under its own lock, if it is still the other end of
+    /// this port; nil (read the port again) when it is not.
     @inline(__always)
-    public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome {
-        _ = withDomain(channel.remoteDomain) { raise($0, port: channel.remotePort) }
-        return .ok
+    public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome? {
+        let from = domain.id
+        let result: (delivered: Bool, upcall: Int?)? = withDomain(channel.remoteDomain) { peer in
+            let r = peer.deliver(channel.remotePort) { $0.isInterdomain(with: from, remotePort: port) }
+            if let v = r.upcall { inject(peer, vcpu: v) }
+            return r
+        }
+        return result?.delivered == true ? .ok : nil
     }
 
     @inline(__always)
@@ -121,6 +154,6 @@ extension XenNativeSystem {
     /// Xen does when a peer or a VIRQ source signals it): pending bit, then the upcall when due.
     @inline(__always)
     public func raise(_ domain: XenDomain<Memory>, port: UInt32) {
-        if let target = domain.setPending(port) { inject(domain, vcpu: target) }
+        if let target = domain.deliver(port, if: { _ in true }).upcall { inject(domain, vcpu: target) }
     }
 }

@@ -49,8 +49,10 @@ extension XenViridianDomain {
                     let k = base + 64 * w + bits.trailingZeroBitCount
                     bits &= bits &- 1
                     let port = slots.portOfSlot[k]
-                    guard port != 0, let target = domain.setPending(port) else { continue }
-                    raiseUpcall(domain, vcpu: target, from: vp)
+                    guard port != 0 else { continue }
+                    // Only a port that can be signalled from outside takes the event.
+                    let r = domain.deliver(port) { $0.state == .interdomain || $0.state == .unbound }
+                    if let target = r.upcall { raiseUpcall(domain, vcpu: target, from: vp) }
                 }
             }
             base += EventFlagSlots.flagsPerSINT
