@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
         // The translation layer: XenCore over the Viridian target.
         .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
-        .target(name: "ViridianReference", dependencies: ["GuestABI", "ViridianABI"], swiftSettings: crossModule),
+        .target(name: "ViridianReference", dependencies: ["CGuestAtomics", "GuestABI", "ViridianABI"], swiftSettings: crossModule),
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.

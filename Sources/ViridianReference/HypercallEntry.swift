@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -49,6 +50,8 @@ struct HandlerResult {
 ///  8. the call's own checks.
 extension ViridianReference {
     public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return .completed(.invalidPartitionId) }
         guard let v = vpIndex(p, vp) else { return .completed(.invalidVpIndex) }
         guard partitions[p].hypercallsEnabled else {

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -98,6 +99,8 @@ extension ViridianReference {
     /// `targetBase`, as the root would. Returns the status and the pages mapped before it.
     public func mapGPAPages(into target: PartitionID, at targetBase: GuestFrameNumber, from source: PartitionID,
                             sourceBase: GuestFrameNumber, count: Int, flags: HVMapGPAFlags) -> (status: HVStatus, mapped: Int) {
+                                lockEntry()
+                                defer { unlockEntry() }
         guard let t = index(of: target), let s = index(of: source) else { return (.invalidPartitionId, 0) }
         let flagStatus = Self.checkMapFlags(flags)
         guard flagStatus == .success else { return (flagStatus, 0) }
@@ -113,6 +116,8 @@ extension ViridianReference {
 
     /// Unmaps `count` frames of `target` from `targetBase`.
     public func unmapGPAPages(from target: PartitionID, at targetBase: GuestFrameNumber, count: Int) -> (status: HVStatus, unmapped: Int) {
+        lockEntry()
+        defer { unlockEntry() }
         guard let t = index(of: target) else { return (.invalidPartitionId, 0) }
         for i in 0..<max(count, 0) {
             let (frame, overflow) = targetBase.rawValue.addingReportingOverflow(UInt64(i))

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import ViridianABI
 
 /// Ports and connections, created by the root (TLFS "Inter-Partition Communication": HvCallCreatePort,
@@ -9,6 +10,8 @@ extension ViridianReference: ViridianRootServices {
     /// INVALID_PARAMETER (SINT over 15, event flags empty or beyond the 2048 of a SINT),
     /// INSUFFICIENT_MEMORY (the partition's port capacity is used up).
     public func createPort(in partition: PartitionID, port: PortID, kind: PortKind) -> HVStatus {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
         guard !HVPortIDBits(rawValue: port.rawValue).hasReservedBitsSet else { return .invalidPortId }
         let vp: VPIndex, sint: UInt8
@@ -28,6 +31,8 @@ extension ViridianReference: ViridianRootServices {
 
     /// Deletes a port. Connections to it stay and answer HV_STATUS_INVALID_PORT_ID.
     public func deletePort(in partition: PartitionID, port: PortID) -> HVStatus {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
         return partitions[p].ports.remove(port.rawValue) == nil ? .invalidPortId : .success
     }
@@ -36,6 +41,8 @@ extension ViridianReference: ViridianRootServices {
     /// Statuses: INVALID_PARTITION_ID, INVALID_CONNECTION_ID (id over 24 bits or in use),
     /// INVALID_PORT_ID (no such port), INSUFFICIENT_MEMORY (capacity used up).
     public func connectPort(from partition: PartitionID, connection: ConnectionID, to target: PartitionID, port: PortID) -> HVStatus {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition), let t = index(of: target) else { return .invalidPartitionId }
         guard !HVConnectionIDBits(rawValue: connection.rawValue).hasReservedBitsSet else { return .invalidConnectionId }
         guard partitions[t].ports[port.rawValue] != nil else { return .invalidPortId }
@@ -48,6 +55,8 @@ extension ViridianReference: ViridianRootServices {
 
     /// Removes a connection.
     public func disconnectPort(from partition: PartitionID, connection: ConnectionID) -> HVStatus {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
         return partitions[p].connections.remove(connection.rawValue) == nil ? .invalidConnectionId : .success
     }

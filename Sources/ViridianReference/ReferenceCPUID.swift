@@ -1,3 +1,4 @@
+import CGuestAtomics
 import ViridianABI
 
 /// Hypervisor CPUID leaves as a partition sees them (TLFS "Feature and Interface Discovery").
@@ -9,6 +10,8 @@ extension ViridianReference {
     /// feature and recommendation bits of its configuration, and its VP limit. Leaves the
     /// reference does not define read as zero (as unimplemented hypervisor leaves do).
     public func cpuid(partition: PartitionID, leaf: UInt32) -> CPUIDResult {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return CPUIDResult() }
         let privileges = partitions[p].config.privileges
         switch leaf {

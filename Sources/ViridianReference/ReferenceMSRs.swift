@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -17,6 +18,8 @@ extension ViridianReference {
 
     /// RDMSR.
     public func readMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR) -> MSRRead {
+        lockEntry()
+        defer { unlockEntry() }
         guard let (p, v, m) = msrTarget(partition, vp, msr) else { return .generalProtection }
         let vpState = partitions[p].vps[v]
         switch m {
@@ -45,6 +48,8 @@ extension ViridianReference {
 
     /// WRMSR.
     public func writeMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR, value: UInt64) -> MSRWrite {
+        lockEntry()
+        defer { unlockEntry() }
         guard let (p, v, m) = msrTarget(partition, vp, msr) else { return .generalProtection }
         if msr.access == .readOnly { return .generalProtection }
         switch m {

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -54,6 +55,8 @@ struct ByteReader {
 extension ViridianReference {
     /// The saved state of `partition`, or nil for an unknown partition.
     public func saveState(of partition: PartitionID) -> [UInt8]? {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return nil }
         let s = partitions[p]
         var w = ByteWriter()
@@ -113,6 +116,8 @@ extension ViridianReference {
     /// have the same VP count and enough capacity; its reference time continues from the saved
     /// value and an enabled reference TSC page is republished with a new sequence.
     public func restoreState(of partition: PartitionID, from bytes: [UInt8]) -> HVStatus {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
         guard let restored = decodeState(p, bytes) else { return .invalidSaveRestoreState }
         var state = partitions[p]

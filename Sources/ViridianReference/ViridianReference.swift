@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -13,9 +14,13 @@ import ViridianABI
 /// the virtual clock). What it implements is declared by the `ref` rows of `Specs/viridian/`
 /// (`ReferenceHypercall`, `ReferenceMSR`).
 ///
-/// Single-threaded: the embedder serialises every call. Time moves only when the embedder
-/// advances the clock, so runs are exactly repeatable. Nothing on the hypercall, MSR or
-/// delivery paths allocates after `createPartition`.
+/// Threads: every public entry point takes one lock the caller's thread may take again, so
+/// calls from any thread are safe and a host callback (an interrupt the reference raises) may
+/// call back in on the same thread. This is the interim form of the threading contract
+/// (Docs/Threading.md): it serialises the whole reference, so its fast paths do not scale
+/// across vCPUs yet. Single-threaded use is unchanged and deterministic: time moves only when
+/// the embedder advances the clock, so runs are exactly repeatable. Nothing on the hypercall,
+/// MSR or delivery paths allocates after `createPartition`.
 public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     public let host: Host
     public private(set) var clock: ReferenceClock
@@ -25,6 +30,8 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     var partitions: [PartitionState] = []
     /// Each partition's guest memory, by partition index.
     var memories: [Memory] = []
+    /// The entry lock (owner and depth, `xv_rlock`).
+    let entryLock: UnsafeMutablePointer<UInt64>
 
     /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more
     /// than 10 MHz); nil when the frequency is out of range.
@@ -33,13 +40,24 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
         self.host = host
         self.clock = clock
         self.apicFrequency = apicFrequency
+        entryLock = .allocate(capacity: 2)
+        entryLock.initialize(repeating: 0, count: 2)
     }
+
+    deinit { entryLock.deallocate() }
+
+    @inline(__always)
+    func lockEntry() { xv_rlock_lock(entryLock) }
+    @inline(__always)
+    func unlockEntry() { xv_rlock_unlock(entryLock) }
 
     // MARK: - Partitions
 
     /// Creates a partition whose guest-physical memory is `memory`. Its reference time starts
     /// at 0. Partition ids are 1, 2, 3, ... in creation order.
     public func createPartition(_ config: PartitionConfiguration, memory: Memory) throws(PartitionConfigurationError) -> PartitionID {
+        lockEntry()
+        defer { unlockEntry() }
         guard config.vpCount >= 1, config.vpCount <= Int(ViridianLimits.maximumProcessors) else { throw .vpCountOutOfRange }
         guard config.messageQueueDepth >= 0, config.maxPorts >= 0, config.maxConnections >= 0,
               config.maxMappedPages >= 0, config.repsPerInvocation >= 0 else { throw .negativeCapacity }
@@ -65,12 +83,16 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
 
     /// Number of VPs of `partition` (0 for an unknown partition).
     public func vpCount(of partition: PartitionID) -> Int {
-        index(of: partition).map { partitions[$0].vps.count } ?? 0
+        lockEntry()
+        defer { unlockEntry() }
+        return index(of: partition).map { partitions[$0].vps.count } ?? 0
     }
 
     /// The partition's reference time now, in 100 ns units (what HV_X64_MSR_TIME_REF_COUNT
     /// reads); 0 for an unknown partition.
     public func referenceTime(of partition: PartitionID) -> UInt64 {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return 0 }
         return referenceTime(p)
     }
@@ -84,6 +106,8 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// there (checked against the mapping's access rights), or the partition's own memory.
     /// Nil when unbacked, or when the mapping does not allow the access.
     public func hostAddress(partition: PartitionID, frame: GuestFrameNumber, write: Bool) -> UnsafeMutableRawPointer? {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition) else { return nil }
         return hostAddress(p, frame: frame.rawValue, write: write)
     }
@@ -117,6 +141,8 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// every synthetic timer that expires on the way, each on time: a timer message's delivery
     /// time is its expiration time.
     public func advance(toTSC tsc: UInt64) {
+        lockEntry()
+        defer { unlockEntry() }
         guard tsc > clock.tsc else { return }
         clock.tsc = tsc
         for p in partitions.indices { fireDueTimers(p) }
@@ -139,6 +165,8 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// messages waiting for the slots of every SINT using that vector (KVM
     /// kvm_hv_synic_send_eoi does the same, for guests that EOI without writing EOM).
     public func notifyEndOfInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8) {
+        lockEntry()
+        defer { unlockEntry() }
         guard let p = index(of: partition), let v = vpIndex(p, vp) else { return }
         for s in 0..<Int(SynICLimits.sintCount) where partitions[p].vps[v].sint(s).vector == UInt64(vector) {
             retryDelivery(p, v, sint: s)

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 import ViridianABI
@@ -49,11 +50,17 @@ extension XenViridianDomain {
 
 /// How many messages a layer took from its SIM pages, by verdict: what an embedder reads to
 /// see forged, replayed or misdirected control messages (every verdict but `.applied` is a
-/// message that changed nothing).
+/// message that changed nothing). A snapshot of the layer's counters.
 public struct ControlMessageCounts: Sendable, Equatable {
+    /// Counters kept, one per XV_CONTROL_VERDICT row.
+    static var verdicts: Int { 9 }
     var counts = InlineArray<9, UInt64>(repeating: 0)
 
     public init() {}
+
+    init(_ counters: UnsafePointer<UInt64>) {
+        for i in 0..<Self.verdicts { counts[i] = xv_load_relaxed_u64(counters + i) }
+    }
 
     /// Messages judged `verdict` so far.
     public subscript(_ verdict: ControlVerdict) -> UInt64 {
@@ -65,11 +72,6 @@ public struct ControlMessageCounts: Sendable, Equatable {
         var n: UInt64 = 0
         for i in 1..<counts.count { n &+= counts[i] }
         return n
-    }
-
-    mutating func count(_ verdict: ControlVerdict) {
-        guard Int(verdict.rawValue) < counts.count else { return }
-        counts[Int(verdict.rawValue)] &+= 1
     }
 
     public static func == (a: ControlMessageCounts, b: ControlMessageCounts) -> Bool {

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import XenABI
 
 /// Where a domain's bindable ports land in its SynIC: the answer to "4096 (2-level) or 2^17
@@ -11,6 +12,11 @@ import XenABI
 /// slots per domain: every 2-level port can be bindable at once (4096 ≤ 30,720), and a FIFO
 /// domain can hold 30,720 bindable ports at once, at any port numbers up to 2^17 - 1. The
 /// 30,721st is -ENOSPC (a documented limit where native Xen would go on).
+///
+/// Threads: slots are assigned and released with the domain's event lock held, a slot's port
+/// is published when assigned and withdrawn under that port's lock; the interrupt path reads
+/// `port(ofSlot:)` and the high-water mark with acquire loads, and checks the slot again under
+/// the port's lock before it takes the flag (`takeEventFlags`).
 struct EventFlagSlots {
     static var firstEventSINT: Int { 1 }
     static var eventSINTCount: Int { 15 }
@@ -20,15 +26,12 @@ struct EventFlagSlots {
 
     /// Port of each slot; 0 when the slot is free (port 0 is reserved, never bindable).
     let portOfSlot: UnsafeMutablePointer<UInt32>
-    /// Slot of each port, `none` when it has no slot.
+    /// Slot of each port, `none` when it has no slot. Under the event lock.
     let slotOfPort: UnsafeMutablePointer<UInt16>
+    /// [0] one past the highest slot ever used (the interrupt handler scans flags below it),
+    /// [1] slots in use, [2] no slot below this is free.
+    let counters: UnsafeMutablePointer<UInt32>
     let portCount: Int
-    /// One past the highest slot ever used: the interrupt handler scans flags below it.
-    private(set) var highWater = 0
-    /// Slots in use.
-    private(set) var used = 0
-    /// No slot below this is free.
-    private var searchStart = 0
 
     init(maxPort: UInt32) {
         portCount = Int(maxPort) + 1
@@ -36,11 +39,14 @@ struct EventFlagSlots {
         portOfSlot.initialize(repeating: 0, count: Self.capacity)
         slotOfPort = .allocate(capacity: portCount)
         slotOfPort.initialize(repeating: Self.none, count: portCount)
+        counters = .allocate(capacity: 3)
+        counters.initialize(repeating: 0, count: 3)
     }
 
     func deallocate() {
         portOfSlot.deallocate()
         slotOfPort.deallocate()
+        counters.deallocate()
     }
 
     @inline(__always)
@@ -48,30 +54,47 @@ struct EventFlagSlots {
     @inline(__always)
     static func flag(of slot: Int) -> UInt16 { UInt16(slot % flagsPerSINT) }
 
+    /// One past the highest slot ever used.
+    @inline(__always)
+    var highWater: Int { Int(xv_load_acquire_u32(counters)) }
+
+    /// The port of slot `k` (0: free), as published.
+    @inline(__always)
+    func port(ofSlot k: Int) -> UInt32 { xv_load_acquire_u32(portOfSlot + k) }
+
+    /// The slot of `port`. Under the event lock.
     @inline(__always)
     func slot(of port: UInt32) -> Int? {
         let s = slotOfPort[Int(port)]
         return s == Self.none ? nil : Int(s)
     }
 
-    /// The lowest free slot, now assigned to `port`; nil when all are used.
-    mutating func assign(_ port: UInt32) -> Int? {
-        guard used < Self.capacity else { return nil }
-        var k = searchStart
+    /// The lowest free slot, now assigned to `port`; nil when all are used. Under the event lock.
+    func assign(_ port: UInt32) -> Int? {
+        guard counters[1] < UInt32(Self.capacity) else { return nil }
+        var k = Int(counters[2])
         while portOfSlot[k] != 0 { k += 1 }
-        searchStart = k + 1
-        portOfSlot[k] = port
+        counters[2] = UInt32(k + 1)
+        xv_store_release_u32(portOfSlot + k, port)
         slotOfPort[Int(port)] = UInt16(k)
-        used += 1
-        highWater = max(highWater, k + 1)
+        counters[1] += 1
+        if k + 1 > highWater { xv_store_release_u32(counters, UInt32(k + 1)) }
         return k
     }
 
-    mutating func release(_ port: UInt32) {
+    /// Withdraws the slot's port (the caller holds the port's lock), so the interrupt path
+    /// no longer maps the slot to it.
+    func unpublish(_ port: UInt32) {
         guard let k = slot(of: port) else { return }
-        portOfSlot[k] = 0
+        xv_store_release_u32(portOfSlot + k, 0)
+    }
+
+    /// Gives the slot back. Under the event lock, after `unpublish`.
+    func release(_ port: UInt32) {
+        guard let k = slot(of: port) else { return }
+        xv_store_release_u32(portOfSlot + k, 0)
         slotOfPort[Int(port)] = Self.none
-        used -= 1
-        searchStart = min(searchStart, k)
+        counters[1] -= 1
+        counters[2] = min(counters[2], UInt32(k))
     }
 }

@@ -8,29 +8,37 @@ import ViridianABI
 /// where it would inject the vector; the layer drains what the SynIC holds for that VP and
 /// raises the guest's upcall where Xen would.
 extension XenViridianDomain {
+    /// `interrupt` may run for one VP on several threads at once (each sender's target calls
+    /// it on the sender's thread), and again on the same thread from inside itself (an EOM that
+    /// delivers the next message). One caller drains at a time: the others leave word that
+    /// there is more to do, and the drainer goes round again (`DrainState`).
     public func interrupt(vp: Int, vector: UInt8) {
         guard vp >= 0, vp < domain.vcpuCount else { return }
-        if interrupting[vp] != 0 {
-            // Raised again from inside (an EOM redelivering, an event we caused): the outer
-            // call loops once more.
-            interrupting[vp] = 2
-            return
+        let state = drainState(vp)
+        var s = xv_load_acquire_u32(state)
+        while true {
+            if s & DrainState.running != 0 {
+                if xv_cas_u32(state, s, s | DrainState.again) { return }
+            } else if xv_cas_u32(state, s, DrainState.running) {
+                break
+            }
+            s = xv_load_acquire_u32(state)
         }
-        repeat {
-            interrupting[vp] = 1
+        while true {
             drainMessages(vp)
             takeEventFlags(vp)
-        } while interrupting[vp] == 2
-        interrupting[vp] = 0
-        if upcallRequested[vp] {
-            upcallRequested[vp] = false
-            deliverUpcall(vp)
+            if xv_cas_u32(state, DrainState.running, 0) { break }
+            // Asked again meanwhile: clear the request and go round.
+            xv_store_release_u32(state, DrainState.running)
         }
+        if xv_load_acquire_u32(upcallRequested + vp) != 0, xv_exchange_u32(upcallRequested + vp, 0) != 0 { deliverUpcall(vp) }
     }
 
     /// Event flags of the event SINTs below the slot high-water mark: each set flag is taken
     /// (atomically cleared) and its port made pending (TLFS "Event Flags": the guest clears the
-    /// flags it consumes).
+    /// flags it consumes). A flag is taken under its port's lock, after checking that the slot
+    /// still maps to that port, so an event for a port being closed is never carried to the
+    /// port that takes its slot next.
     @inline(__always)
     func takeEventFlags(_ vp: Int) {
         let highWater = slots.highWater
@@ -43,20 +51,42 @@ extension XenViridianDomain {
             let words = (min(EventFlagSlots.flagsPerSINT, highWater - base) + 63) / 64
             for w in 0..<words {
                 let word = area + 8 * w
-                guard xv_atomic_load_u64(word) != 0 else { continue }
-                var bits = UInt64(littleEndian: xv_atomic_exchange_u64(word, 0))
+                var bits = UInt64(littleEndian: xv_atomic_load_u64(word))
                 while bits != 0 {
-                    let k = base + 64 * w + bits.trailingZeroBitCount
+                    let bit = bits.trailingZeroBitCount
                     bits &= bits &- 1
-                    let port = slots.portOfSlot[k]
-                    guard port != 0 else { continue }
-                    // Only a port that can be signalled from outside takes the event.
-                    let r = domain.deliver(port) { $0.state == .interdomain || $0.state == .unbound }
-                    if let target = r.upcall { raiseUpcall(domain, vcpu: target, from: vp) }
+                    takeFlag(word, bit: bit, slot: base + 64 * w + bit, vp: vp)
                 }
             }
             base += EventFlagSlots.flagsPerSINT
             sint += 1
+        }
+    }
+
+    @inline(__always)
+    func takeFlag(_ word: UnsafeMutableRawPointer, bit: Int, slot k: Int, vp: Int) {
+        let mask = (UInt64(1) << UInt64(bit)).littleEndian
+        // A slot reassigned between the load and the lock is read again (its new port's flag).
+        for _ in 0..<4 {
+            let port = slots.port(ofSlot: k)
+            guard port != 0 else {
+                // The slot is free: a flag its last port left behind.
+                _ = xv_atomic_fetch_and_u64(word, ~mask)
+                return
+            }
+            var moved = false
+            let r = domain.deliver(port) { c in
+                guard slots.port(ofSlot: k) == port else {
+                    moved = true
+                    return false
+                }
+                // Only a port that can be signalled from outside takes the event; one being
+                // freed leaves the flag to the close that withdraws its slot.
+                guard c.state == .interdomain || c.state == .unbound else { return false }
+                return xv_atomic_fetch_and_u64(word, ~mask) & mask != 0
+            }
+            if let target = r.upcall { raiseUpcall(domain, vcpu: target, from: vp) }
+            if !moved { return }
         }
     }
 
@@ -82,7 +112,7 @@ extension XenViridianDomain {
         let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
         while UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)) != 0 {
             let verdict = sint == Int(ControlIDs.sint) ? applyControlMessage(UnsafeRawPointer(slot)) : .wrongSint
-            controlMessages.count(verdict)
+            countControlMessage(verdict)
             let flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: HvMessageLayout.headerMessageFlags.offset, as: UInt8.self))
             slot.storeBytes(of: 0, toByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)
             if flags.messagePending {

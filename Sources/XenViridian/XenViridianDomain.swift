@@ -20,8 +20,10 @@ import ViridianABI
 /// Control messages are authenticated by the port they arrive on and checked against the
 /// root's records before they change anything (`ControlMessages.swift`).
 ///
-/// Single-threaded per domain: the embedder serialises `hypercall` and `interrupt` for one
-/// domain (the target may call `interrupt` from inside a hypercall; that is handled).
+/// Threads (Docs/Threading.md): hypercalls of every vCPU and `interrupt` for every VP may run at
+/// once. Binding changes hold the domain's event lock (XenCore) and post control messages from
+/// VP 0 under it; the root serialises its own records; the interrupt path takes flags under
+/// port locks and drains each VP's SynIC one caller at a time.
 public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServices, Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
     public let domain: XenDomain<Memory>
     public let root: XenViridianRoot<Target>
@@ -29,20 +31,21 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     public let partition: PartitionID
     let target: Target
     let layer: LayerConfiguration
-    var slots: EventFlagSlots
-    /// Per vCPU: an upcall was requested by synthetic IPI and not yet delivered.
-    let upcallRequested: UnsafeMutablePointer<Bool>
-    /// Per vCPU: 0 idle, 1 inside `interrupt`, 2 inside and interrupted again.
-    let interrupting: UnsafeMutablePointer<UInt8>
-    /// The vCPU whose hypercall is running (control messages are posted from its VP).
-    var current = 0
+    let slots: EventFlagSlots
+    /// Per vCPU: an upcall was requested by synthetic IPI and not yet delivered (0 or 1).
+    let upcallRequested: UnsafeMutablePointer<UInt32>
+    /// Per vCPU, `DrainState.stride` words apart: who is draining the VP's SynIC (`interrupt`).
+    let drainStates: UnsafeMutablePointer<UInt32>
+    /// [0] Viridian hypercalls issued (relaxed: exact while each VP's calls come from one
+    /// thread at a time, as in the benchmarks), then one count per `ControlVerdict`.
+    let counters: UnsafeMutablePointer<UInt64>
     /// Viridian hypercalls this layer has issued (for the benchmarks' calls-per-operation).
-    public private(set) var viridianHypercalls = 0
+    public var viridianHypercalls: Int { Int(xv_load_relaxed_u64(counters)) }
     /// Host addresses of the layer's frames, three per vCPU (`frame(_:_:)`), reached through
     /// the partition's memory and never through the guest's.
     let layerPages: UnsafeMutablePointer<UnsafeMutableRawPointer>
     /// What the layer concluded about every message it took from its SIM pages.
-    public internal(set) var controlMessages = ControlMessageCounts()
+    public var controlMessages: ControlMessageCounts { ControlMessageCounts(counters + 1) }
 
     /// Creates the domain and sets up its partition's SynIC on every VP: guest OS id, message
     /// and event-flag pages in the layer frames, SINTs unmasked with AutoEOI on the bootstrap
@@ -82,24 +85,39 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         }
         slots = EventFlagSlots(maxPort: config.maxPort)
         upcallRequested = .allocate(capacity: config.vcpuCount)
-        upcallRequested.initialize(repeating: false, count: config.vcpuCount)
-        interrupting = .allocate(capacity: config.vcpuCount)
-        interrupting.initialize(repeating: 0, count: config.vcpuCount)
+        upcallRequested.initialize(repeating: 0, count: config.vcpuCount)
+        drainStates = .allocate(capacity: config.vcpuCount * DrainState.stride)
+        drainStates.initialize(repeating: 0, count: config.vcpuCount * DrainState.stride)
+        counters = .allocate(capacity: 1 + ControlMessageCounts.verdicts)
+        counters.initialize(repeating: 0, count: 1 + ControlMessageCounts.verdicts)
         guard setUpSynIC(), root.linkControl(config.id) else { throw .targetRefused }
     }
 
     deinit {
         slots.deallocate()
         upcallRequested.deallocate()
-        interrupting.deallocate()
+        drainStates.deallocate()
+        counters.deallocate()
         layerPages.deallocate()
     }
 
     /// The hypercall entry: `registers` from `vcpu`; the value for RAX.
     @inline(__always)
     public func hypercall(vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
-        current = vcpu
-        return domain.hypercall(registers, vcpu: vcpu, fabric: self)
+        domain.hypercall(registers, vcpu: vcpu, fabric: self)
+    }
+
+    @inline(__always)
+    func drainState(_ vp: Int) -> UnsafeMutablePointer<UInt32> { drainStates + vp * DrainState.stride }
+
+    /// Counts one Viridian hypercall (relaxed load and store: no locked instruction on the
+    /// fast path for a statistic).
+    @inline(__always)
+    func countHypercall() { xv_store_relaxed_u64(counters, xv_load_relaxed_u64(counters) &+ 1) }
+
+    func countControlMessage(_ verdict: ControlVerdict) {
+        guard Int(verdict.rawValue) < ControlMessageCounts.verdicts else { return }
+        _ = xv_fetch_add_relaxed_u64(counters + 1 + Int(verdict.rawValue), 1)
     }
 
     // MARK: - Frames and SynIC setup
@@ -147,16 +165,17 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(code.rawValue)
         input.fast = true
-        viridianHypercalls &+= 1
+        countHypercall()
         return target.hypercall(partition: partition, vp: VPIndex(UInt32(truncatingIfNeeded: vp)), input: input, rdx: rdx, r8: r8).status
     }
 
-    /// HvCallPostMessage of a control message from the current VP into `peer`'s control port
-    /// for this domain, from the VP's input page (a layer frame: no guest vCPU can rewrite it
-    /// while the target reads it).
+    /// HvCallPostMessage of a control message from VP 0 into `peer`'s control port for this
+    /// domain, from VP 0's input page (a layer frame: no guest vCPU can rewrite it while the
+    /// target reads it). Every post comes from a binding change, which holds the domain's
+    /// event lock, so one input page serves them all.
     func postControl(to peer: DomainID, type: ControlMessageType, port: UInt32, fromPort: UInt32) -> HVStatus {
-        let inputFrame = frame(current, 2)
-        let page = page(current, 2)
+        let inputFrame = frame(0, 2)
+        let page = page(0, 2)
         page.initializeMemory(as: UInt8.self, repeating: 0, count: HvInputPostMessageLayout.size)
         page.storeBytes(of: XenViridianRoot<Target>.controlConnection(to: peer).rawValue.littleEndian,
                         toByteOffset: HvInputPostMessageLayout.connectionid.offset, as: UInt32.self)
@@ -168,9 +187,8 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         payload.storeBytes(of: fromPort.littleEndian, toByteOffset: XvControlMessageLayout.fromPort.offset, as: UInt32.self)
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(HVCallCode.postMessage.rawValue)
-        viridianHypercalls &+= 1
-        return target.hypercall(partition: partition, vp: VPIndex(UInt32(current)), input: input,
-                                rdx: inputFrame.rawValue << 12, r8: 0).status
+        countHypercall()
+        return target.hypercall(partition: partition, vp: VPIndex(0), input: input, rdx: inputFrame.rawValue << 12, r8: 0).status
     }
 
     /// Creates this partition's event port for Xen `port`, on its slot's SINT and flag, aimed
@@ -181,9 +199,21 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
                                  kind: .event(vp: vp, sint: EventFlagSlots.sint(of: k), baseFlag: EventFlagSlots.flag(of: k), flagCount: 1))
     }
 
+    /// Deletes the port's Viridian event port, then, under the port's lock, withdraws its slot
+    /// from the interrupt path and clears its flag on every VP (one the target set before the
+    /// deletion, or on the VP the port was aimed at before a bind_vcpu), so the slot's next
+    /// port never takes this port's event. The target sets no flag of a deleted port.
     func deleteEventPort(_ port: UInt32) {
-        guard slots.slot(of: port) != nil else { return }
+        guard let k = slots.slot(of: port) else { return }
         _ = target.deletePort(in: partition, port: PortID(port))
+        let sint = Int(EventFlagSlots.sint(of: k)), flag = Int(EventFlagSlots.flag(of: k))
+        domain.lockChannel(port)
+        slots.unpublish(port)
+        for vp in 0..<domain.vcpuCount {
+            let word = page(vp, 1) + HvSynicEventFlagsPageLayout.sinteventFlags.offset(ofElement: sint) + 8 * (flag / 64)
+            _ = xv_atomic_fetch_and_u64(word, ~(UInt64(1) << UInt64(flag % 64)).littleEndian)
+        }
+        domain.unlockChannel(port)
         slots.release(port)
     }
 
@@ -201,9 +231,17 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return .ok
     }
 
+    /// The unbound `port` was closed. A peer may have bound it meanwhile (the root linked it,
+    /// and the peer's "bound" notice is on its way): then this close is the close of that
+    /// channel, and the peer is told, as Xen's close after a bind leaves the peer's port
+    /// unbound.
     public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
+        let other = root.unbind(domain.id, port: port)
         root.withdraw(domain.id, port: port)
         deleteEventPort(port)
+        if let other {
+            _ = postControl(to: other.domain, type: .closed, port: other.port, fromPort: port)
+        }
     }
 
     public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
@@ -264,7 +302,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
             return
         }
         guard let vector = domain.upcallVector(vcpu) else { return }
-        upcallRequested[vcpu] = true
+        xv_store_release_u32(upcallRequested + vcpu, 1)
         // HvCallSendSyntheticClusterIpi, fast: RDX = vector, R8 = processor mask (vCPUs < 32).
         _ = fastCall(.sendIpi, vp: current, rdx: UInt64(vector), r8: 1 << UInt64(vcpu))
     }
@@ -311,4 +349,12 @@ extension XenViridianDomain {
 
     /// Bindable ports the layer can hold at once (the flag slots of SINTs 1-15).
     public static var bindablePortCapacity: Int { EventFlagSlots.capacity }
+}
+
+/// Who drains a VP's SynIC: RUNNING while a caller of `interrupt` does, AGAIN when another
+/// call came meanwhile (the drainer goes round once more). One 64-byte line per VP.
+enum DrainState {
+    static var running: UInt32 { 1 }
+    static var again: UInt32 { 2 }
+    static var stride: Int { 16 }
 }

@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 import ViridianABI
@@ -14,18 +15,24 @@ import ViridianABI
 /// offer; a close removes only the link the root holds for the closing port, never what the
 /// closing domain's own record says; and a receiving layer applies a control message only when
 /// it agrees with these records (`link(of:port:)`).
+///
+/// Threads: the records change under one root lock (a parent partition's control plane is one
+/// service; only binding changes reach it), which may be held across the target's root calls;
+/// they are read with acquire loads and no lock, so the interrupt path (which runs inside the
+/// target's calls) never waits for it.
 public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices> {
     public let target: Target
     /// `partitionOf[domid]`: the partition hosting the domain, 0 when none.
     private let partitionOf: UnsafeMutablePointer<UInt64>
-    /// Per domain, per port: the domain an unbound port is offered to (`noOffer` when none).
-    /// Allocated when the domain registers.
-    private var offers: UnsafeMutablePointer<UnsafeMutablePointer<UInt16>?>
-    /// Per domain, per port: the interdomain link the root made (`RootLink` encoding), 0 when
-    /// none. Allocated when the domain registers.
-    private var links: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>
+    /// Per domain: the address of its offer table (per port, the domain an unbound port is
+    /// offered to, `noOffer` when none), 0 until the domain registers.
+    private let offers: UnsafeMutablePointer<UInt64>
+    /// Per domain: the address of its link table (per port, the interdomain link the root
+    /// made, `RootLink` encoding, 0 when none).
+    private let links: UnsafeMutablePointer<UInt64>
     private let maxPorts: UnsafeMutablePointer<UInt32>
-    static var noOffer: UInt16 { 0xFFFF }
+    private let rootLock: UnsafeMutablePointer<UInt32>
+    static var noOffer: UInt32 { 0xFFFF }
     static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
 
     public init(target: Target) {
@@ -33,87 +40,108 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         partitionOf = .allocate(capacity: Self.domainSlots)
         partitionOf.initialize(repeating: 0, count: Self.domainSlots)
         offers = .allocate(capacity: Self.domainSlots)
-        offers.initialize(repeating: nil, count: Self.domainSlots)
+        offers.initialize(repeating: 0, count: Self.domainSlots)
         links = .allocate(capacity: Self.domainSlots)
-        links.initialize(repeating: nil, count: Self.domainSlots)
+        links.initialize(repeating: 0, count: Self.domainSlots)
         maxPorts = .allocate(capacity: Self.domainSlots)
         maxPorts.initialize(repeating: 0, count: Self.domainSlots)
+        rootLock = .allocate(capacity: 1)
+        rootLock.initialize(to: 0)
     }
 
     deinit {
         for d in 0..<Self.domainSlots {
-            offers[d]?.deallocate()
-            links[d]?.deallocate()
+            Self.table(offers[d], UInt32.self)?.deallocate()
+            Self.table(links[d], UInt64.self)?.deallocate()
         }
         offers.deallocate()
         links.deallocate()
         partitionOf.deallocate()
         maxPorts.deallocate()
+        rootLock.deallocate()
+    }
+
+    @inline(__always)
+    static func table<T>(_ bits: UInt64, _: T.Type) -> UnsafeMutablePointer<T>? {
+        UnsafeMutablePointer<T>(bitPattern: UInt(bits))
+    }
+
+    /// Runs a change of the records under the root lock.
+    @inline(__always)
+    func withRootLock<R>(_ body: () -> R) -> R {
+        xv_spin_lock(rootLock)
+        defer { xv_spin_unlock(rootLock) }
+        return body()
     }
 
     /// Records that `domain` runs in `partition`, with ports up to `maxPort`; false when the id
     /// is reserved or taken, or the partition already hosts a domain.
     func register(_ domain: DomainID, partition: PartitionID, maxPort: UInt32) -> Bool {
-        guard domain < DomainID.firstReserved, partitionOf[Int(domain.rawValue)] == 0, partition.rawValue != 0,
-              self.domain(in: partition) == nil else { return false }
-        partitionOf[Int(domain.rawValue)] = partition.rawValue
-        let table = UnsafeMutablePointer<UInt16>.allocate(capacity: Int(maxPort) + 1)
-        table.initialize(repeating: Self.noOffer, count: Int(maxPort) + 1)
-        offers[Int(domain.rawValue)] = table
-        let linkTable = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(maxPort) + 1)
-        linkTable.initialize(repeating: 0, count: Int(maxPort) + 1)
-        links[Int(domain.rawValue)] = linkTable
-        maxPorts[Int(domain.rawValue)] = maxPort
-        return true
+        withRootLock {
+            guard domain < DomainID.firstReserved, partitionOf[Int(domain.rawValue)] == 0, partition.rawValue != 0,
+                  self.domain(in: partition) == nil else { return false }
+            let offerTable = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(maxPort) + 1)
+            offerTable.initialize(repeating: Self.noOffer, count: Int(maxPort) + 1)
+            let linkTable = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(maxPort) + 1)
+            linkTable.initialize(repeating: 0, count: Int(maxPort) + 1)
+            maxPorts[Int(domain.rawValue)] = maxPort
+            xv_store_release_u64(offers + Int(domain.rawValue), UInt64(UInt(bitPattern: offerTable)))
+            xv_store_release_u64(links + Int(domain.rawValue), UInt64(UInt(bitPattern: linkTable)))
+            xv_store_release_u64(partitionOf + Int(domain.rawValue), partition.rawValue)
+            return true
+        }
     }
 
     /// The partition hosting `domain`, if any.
     @inline(__always)
     public func partition(of domain: DomainID) -> PartitionID? {
         guard domain < DomainID.firstReserved else { return nil }
-        let p = partitionOf[Int(domain.rawValue)]
+        let p = xv_load_acquire_u64(partitionOf + Int(domain.rawValue))
         return p == 0 ? nil : PartitionID(p)
     }
 
     /// The domain `partition` hosts, if any (a slow scan: set-up and tests only).
     public func domain(in partition: PartitionID) -> DomainID? {
         guard partition.rawValue != 0 else { return nil }
-        for d in 0..<Self.domainSlots where partitionOf[d] == partition.rawValue { return DomainID(UInt16(d)) }
+        for d in 0..<Self.domainSlots where xv_load_acquire_u64(partitionOf + d) == partition.rawValue { return DomainID(UInt16(d)) }
         return nil
     }
 
+    /// The offer word of `port` of `domain`, when both exist.
     @inline(__always)
-    func hasPort(_ domain: DomainID, _ port: UInt32) -> Bool {
-        domain < DomainID.firstReserved && offers[Int(domain.rawValue)] != nil && port <= maxPorts[Int(domain.rawValue)]
+    func offerWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt32>? {
+        guard domain < DomainID.firstReserved, let t = Self.table(xv_load_acquire_u64(offers + Int(domain.rawValue)), UInt32.self),
+              port <= maxPorts[Int(domain.rawValue)] else { return nil }
+        return t + Int(port)
+    }
+
+    @inline(__always)
+    func linkWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt64>? {
+        guard domain < DomainID.firstReserved, let t = Self.table(xv_load_acquire_u64(links + Int(domain.rawValue)), UInt64.self),
+              port <= maxPorts[Int(domain.rawValue)] else { return nil }
+        return t + Int(port)
     }
 
     // MARK: - The offer directory
 
     func offer(_ owner: DomainID, port: UInt32, to remote: DomainID) {
-        guard hasPort(owner, port) else { return }
-        offers[Int(owner.rawValue)]![Int(port)] = remote.rawValue
+        withRootLock { if let w = offerWord(owner, port) { xv_store_release_u32(w, UInt32(remote.rawValue)) } }
     }
 
     func withdraw(_ owner: DomainID, port: UInt32) {
-        guard hasPort(owner, port) else { return }
-        offers[Int(owner.rawValue)]![Int(port)] = Self.noOffer
+        withRootLock { if let w = offerWord(owner, port) { xv_store_release_u32(w, Self.noOffer) } }
     }
 
     /// Whether `port` of `owner` is offered to `claimant`.
     public func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
-        hasPort(owner, port) && offers[Int(owner.rawValue)]![Int(port)] == claimant.rawValue
+        offerWord(owner, port).map { xv_load_acquire_u32($0) == UInt32(claimant.rawValue) } ?? false
     }
 
     // MARK: - Links
 
     /// The other end of the interdomain link the root made for `port` of `domain`, or nil.
     public func link(of domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
-        guard hasPort(domain, port) else { return nil }
-        return RootLink.decode(links[Int(domain.rawValue)]![Int(port)])
-    }
-
-    private func setLink(_ domain: DomainID, _ port: UInt32, _ value: UInt64) {
-        links[Int(domain.rawValue)]![Int(port)] = value
+        linkWord(domain, port).flatMap { RootLink.decode(xv_load_acquire_u64($0)) }
     }
 
     /// EVTCHNOP_bind_interdomain's Viridian side: links `port` of `binder` (whose event port
@@ -122,20 +150,24 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// the offer withdrawn, the link recorded at both ends. `.portInvalid` when not offered,
     /// `.portsExhausted` when the target refuses a connection (nothing is left behind).
     func bind(_ binder: DomainID, port: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
-        guard hasPort(binder, port), isOffered(remote, port: remotePort, to: binder),
-              let mine = partition(of: binder), let peer = partition(of: remote) else { return .portInvalid }
-        guard link(of: binder, port: port) == nil, link(of: remote, port: remotePort) == nil else { return .portInvalid }
-        let out = target.connectPort(from: mine, connection: ConnectionID(port), to: peer, port: PortID(remotePort))
-        let back = out == .success
-            ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: mine, port: PortID(port)) : out
-        guard back == .success else {
-            if out == .success { _ = target.disconnectPort(from: mine, connection: ConnectionID(port)) }
-            return .portsExhausted
+        withRootLock {
+            guard let mine = offerWord(binder, port), let theirs = offerWord(remote, remotePort),
+                  mine != theirs, xv_load_acquire_u32(theirs) == UInt32(binder.rawValue),
+                  let myLink = linkWord(binder, port), let theirLink = linkWord(remote, remotePort),
+                  let here = partition(of: binder), let peer = partition(of: remote) else { return .portInvalid }
+            guard xv_load_acquire_u64(myLink) == 0, xv_load_acquire_u64(theirLink) == 0 else { return .portInvalid }
+            let out = target.connectPort(from: here, connection: ConnectionID(port), to: peer, port: PortID(remotePort))
+            let back = out == .success
+                ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: here, port: PortID(port)) : out
+            guard back == .success else {
+                if out == .success { _ = target.disconnectPort(from: here, connection: ConnectionID(port)) }
+                return .portsExhausted
+            }
+            xv_store_release_u32(theirs, Self.noOffer)
+            xv_store_release_u64(myLink, RootLink.encode(remote, remotePort))
+            xv_store_release_u64(theirLink, RootLink.encode(binder, port))
+            return .ok
         }
-        withdraw(remote, port: remotePort)
-        setLink(binder, port, RootLink.encode(remote, remotePort))
-        setLink(remote, remotePort, RootLink.encode(binder, port))
-        return .ok
     }
 
     /// The Viridian side of closing `port` of `domain`: removes the link the root holds for it
@@ -144,17 +176,20 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// be told; nil, removing nothing, when the root holds no link for the port, whatever the
     /// closing domain believes.
     func unbind(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
-        guard let other = link(of: domain, port: port), let mine = partition(of: domain) else { return nil }
-        _ = target.disconnectPort(from: mine, connection: ConnectionID(port))
-        if let peer = partition(of: other.domain) {
-            _ = target.disconnectPort(from: peer, connection: ConnectionID(other.port))
+        withRootLock {
+            guard let myLink = linkWord(domain, port), let other = RootLink.decode(xv_load_acquire_u64(myLink)),
+                  let here = partition(of: domain) else { return nil }
+            _ = target.disconnectPort(from: here, connection: ConnectionID(port))
+            if let peer = partition(of: other.domain) {
+                _ = target.disconnectPort(from: peer, connection: ConnectionID(other.port))
+            }
+            xv_store_release_u64(myLink, 0)
+            if let theirLink = linkWord(other.domain, other.port), xv_load_acquire_u64(theirLink) == RootLink.encode(domain, port) {
+                xv_store_release_u64(theirLink, 0)
+            }
+            if let w = offerWord(other.domain, other.port) { xv_store_release_u32(w, UInt32(domain.rawValue)) }
+            return other
         }
-        setLink(domain, port, 0)
-        if let back = link(of: other.domain, port: other.port), back.domain == domain, back.port == port {
-            setLink(other.domain, other.port, 0)
-        }
-        offer(other.domain, port: other.port, to: domain)
-        return other
     }
 
     // MARK: - Control ports
@@ -180,11 +215,15 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// loopback binds) and every other domain a control port for it, with the connections
     /// that lead there.
     func linkControl(_ domain: DomainID) -> Bool {
+        withRootLock { linkControlLocked(domain) }
+    }
+
+    private func linkControlLocked(_ domain: DomainID) -> Bool {
         guard let p = partition(of: domain) else { return false }
         let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
-        for d in 0..<Self.domainSlots where partitionOf[d] != 0 {
+        for d in 0..<Self.domainSlots where xv_load_acquire_u64(partitionOf + d) != 0 {
             let other = DomainID(UInt16(d))
-            let q = PartitionID(partitionOf[d])
+            let q = PartitionID(xv_load_acquire_u64(partitionOf + d))
             guard target.createPort(in: p, port: Self.controlPort(from: other), kind: message) == .success,
                   target.connectPort(from: q, connection: Self.controlConnection(to: domain), to: p, port: Self.controlPort(from: other)) == .success
             else { return false }

@@ -229,6 +229,27 @@ struct ControlMessageTests {
         #expect(w.status(Self.d2, port: p2) == (Int64(EventChannelStatus.interdomain.rawValue), 0, UInt64(l) << 32 | 1))
     }
 
+    @Test("closing an unbound port that a peer has just bound closes the channel: the peer's end is unbound again, the root keeps no link (found by ThreadStressTests)")
+    func closeRacingAPeersBind() {
+        let (w, p2, p3) = Self.world()
+        let u = UInt32(w.allocUnbound(Self.d2, remote: Self.d1))
+        // d2's vCPUs are not running: d1's "bound" notice waits in d2's SIM page.
+        w.router.hold(w.root.partition(of: Self.d2)!)
+        let l = w.bindInterdomain(Self.d1, remote: Self.d2, remotePort: u)
+        #expect(l > 0)
+        #expect(w.status(Self.d2, port: u).0 == Int64(EventChannelStatus.unbound.rawValue), "d2 has not heard yet")
+        #expect(w.close(Self.d2, port: u) == 0)
+        #expect(w.root.link(of: Self.d2, port: u) == nil && w.root.link(of: Self.d1, port: UInt32(l)) == nil, "no link left behind")
+        #expect(w.status(Self.d1, port: UInt32(l)) == (Int64(EventChannelStatus.unbound.rawValue), 0, 2), "d1's end waits for d2 again")
+        w.router.release(w.root.partition(of: Self.d2)!)
+        #expect(w.layer(Self.d2).controlMessages[.notOffered] == 1, "the late 'bound' finds the port closed")
+        // The port number is used again, cleanly: a loopback channel on it.
+        let again = w.allocUnbound(Self.d2, remote: Self.d2)
+        #expect(again == Int64(u))
+        #expect(w.bindInterdomain(Self.d2, remote: Self.d2, remotePort: UInt32(again)) > 0)
+        #expect(Self.channelWorks(w, p2, p3))
+    }
+
     @Test("every XV_CONTROL_VERDICT row is reached and counted, in one world")
     func everyVerdictIsReached() {
         let (w, p2, p3) = Self.world()

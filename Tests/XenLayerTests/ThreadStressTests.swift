@@ -4,6 +4,7 @@ import Testing
 import GuestABI
 import XenABI
 import XenCore
+import XenViridian
 import XVScenarios
 import XVTestSupport
 
@@ -29,6 +30,41 @@ struct ThreadStressTests {
     func fifoSwitchNative() {
         let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
         Self.stress(w, switchToFIFO: true, seed: 0x5854_0002)
+    }
+
+    @Test("2-level, translated: the same run on XenViridian over the reference hypervisor")
+    func twoLevelTranslated() {
+        let w = TranslatedWorld(domains: Self.domains, vcpus: Self.vcpus)
+        Self.stress(w, switchToFIFO: false, seed: 0x5854_0003)
+        Self.checkLayer(w)
+    }
+
+    @Test("2-level to FIFO, translated: the same ABI switch on XenViridian over the reference hypervisor")
+    func fifoSwitchTranslated() {
+        let w = TranslatedWorld(domains: Self.domains, vcpus: Self.vcpus)
+        Self.stress(w, switchToFIFO: true, seed: 0x5854_0004)
+        Self.checkLayer(w)
+    }
+
+    /// The layer's own records after a translated run: every honest control message was
+    /// applied or found stale (none forged), and the root's links match the channels.
+    static func checkLayer(_ w: TranslatedWorld) {
+        for d in 0..<domains {
+            let id = w.domainID(d)
+            let counts = w.layer(id).controlMessages
+            #expect(counts[.unauthenticated] == 0 && counts[.domainMismatch] == 0 && counts[.malformed] == 0 && counts[.unknownType] == 0
+                    && counts[.wrongSint] == 0, "d\(id.rawValue): \(counts)")
+            let domain = w.xenDomain(id)
+            var port: UInt32 = 1
+            while domain.isValid(port) {
+                let c = domain.channel(port)
+                if c.state == .interdomain, let link = w.root.link(of: id, port: port) {
+                    #expect(link.domain == c.remoteDomain && link.port == c.remotePort, "d\(id.rawValue):\(port): root \(link), record \(c.remoteDomain.rawValue):\(c.remotePort)")
+                }
+                if c.state == .interdomain { #expect(w.root.link(of: id, port: port) != nil, "d\(id.rawValue):\(port) is interdomain without a root link") }
+                port += 1
+            }
+        }
     }
 
     // MARK: - The run
@@ -120,7 +156,11 @@ struct ThreadStressTests {
                 own.append(UInt32(u))
                 let l = s.call(me, vcpu: v, .bindInterdomain, [(EvtchnBindInterdomainLayout.remoteDom, 0x7FF0), (EvtchnBindInterdomainLayout.remotePort, UInt64(u))],
                                out: EvtchnBindInterdomainLayout.localPort)
-                if l > 0 { own.append(UInt32(l)) } else if l != errENOSPC { s.fail("d\(me.rawValue): loopback bind to \(u): \(l)") }
+                if l > 0 { own.append(UInt32(l)) } else if l != errENOSPC {
+                    let c = s.world.xenDomain(me).channel(UInt32(u))
+                    let offered = (s.world as? TranslatedWorld).map { $0.root.isOffered(me, port: UInt32(u), to: me) }
+                    s.fail("d\(me.rawValue): loopback bind to \(u): \(l); \(c.state) for \(c.remoteDomain.rawValue), offered \(String(describing: offered))")
+                }
             case 2:
                 // Offer a port to another domain, whose threads bind it.
                 let peer = (d + 1 + r.below(domains - 1)) % domains

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <sched.h>
+#include <pthread.h>
 
 static inline void xv_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -44,6 +45,26 @@ static inline void xv_spin_unlock(void *l) {
     __atomic_store_n((uint32_t *)l, 0, __ATOMIC_RELEASE);
 }
 
+/* A lock its holder may take again (a callback that re-enters on the same thread): two 64-bit
+ * words, the owner (pthread_self) and the depth, zeroed. Only the owner touches the depth. */
+static inline void xv_rlock_lock(void *l) {
+    uint64_t *w = (uint64_t *)l;
+    uint64_t self = (uint64_t)(uintptr_t)pthread_self();
+    if (__atomic_load_n(&w[0], __ATOMIC_RELAXED) == self) { w[1]++; return; }
+    for (uint32_t spins = 1;; spins++) {
+        uint64_t free = 0;
+        if (__atomic_compare_exchange_n(&w[0], &free, self, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) break;
+        xv_cpu_relax();
+        if ((spins & 0xFF) == 0) sched_yield();
+    }
+    w[1] = 1;
+}
+
+static inline void xv_rlock_unlock(void *l) {
+    uint64_t *w = (uint64_t *)l;
+    if (--w[1] == 0) __atomic_store_n(&w[0], 0, __ATOMIC_RELEASE);
+}
+
 /* Ordered loads and stores of words other threads read or write without the lock that guards
  * their writers (a published count, a vCPU's upcall vector). */
 static inline uint32_t xv_load_acquire_u32(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }
@@ -53,4 +74,14 @@ static inline void xv_store_release_u64(void *p, uint64_t v) { __atomic_store_n(
 static inline uint8_t xv_load_acquire_u8(const void *p) { return __atomic_load_n((const uint8_t *)p, __ATOMIC_ACQUIRE); }
 static inline void xv_store_release_u8(void *p, uint8_t v) { __atomic_store_n((uint8_t *)p, v, __ATOMIC_RELEASE); }
 static inline uint64_t xv_fetch_add_relaxed_u64(void *p, uint64_t v) { return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_RELAXED); }
+static inline uint64_t xv_load_relaxed_u64(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED); }
+static inline void xv_store_relaxed_u64(void *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED); }
+static inline bool xv_cas_u32(void *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n((uint32_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t xv_exchange_u32(void *p, uint32_t v) { return __atomic_exchange_n((uint32_t *)p, v, __ATOMIC_ACQ_REL); }
+static inline uint64_t xv_exchange_u64(void *p, uint64_t v) { return __atomic_exchange_n((uint64_t *)p, v, __ATOMIC_ACQ_REL); }
+static inline bool xv_cas_u64(void *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
 #endif
