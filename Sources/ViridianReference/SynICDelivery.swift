@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -99,9 +100,10 @@ extension ViridianReference {
               let page = hostAddress(p, frame: siefp.gpfn, write: true) else { return .invalidSynicState }
         let byte = page + HvSynicEventFlagsPageLayout.sinteventFlags.offset(ofElement: sint) + flag >> 3
         let bit = UInt8(1) << UInt8(flag & 7)
-        let old = byte.load(as: UInt8.self)
-        if old & bit == 0 {
-            byte.storeBytes(of: old | bit, as: UInt8.self)
+        // A locked OR: the guest clears the flags it consumes with locked instructions on the
+        // same words while this runs, and a plain read-modify-write could bring a cleared flag
+        // back or lose one being set.
+        if xv_atomic_fetch_or_u8(byte, bit) & bit == 0 {
             assertSINT(p, v, sint: sint)
         }
         return .success

@@ -8,25 +8,23 @@ import XenABI
 public final class UpcallRecorder: XenUpcallSink {
     public static var maxDomains: Int { 8 }
     public static var maxVCPUs: Int { 32 }
+    /// Counters a 64-byte line apart, so vCPUs counted on different threads share no line.
+    static var stride: Int { 8 }
     private let counts: UnsafeMutablePointer<UInt64>
-    private let vectors: UnsafeMutablePointer<UInt8>
 
     public init() {
-        counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs)
-        counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs)
-        vectors = .allocate(capacity: Self.maxDomains * Self.maxVCPUs)
-        vectors.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs)
+        counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
+        counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)
     }
 
     deinit {
         counts.deallocate()
-        vectors.deallocate()
     }
 
     /// Upcalls recorded so far, all domains.
     public var total: Int {
         var n = 0
-        for i in 0..<Self.maxDomains * Self.maxVCPUs { n += Int(xv_load_relaxed_u64(counts + i)) }
+        for i in 0..<Self.maxDomains * Self.maxVCPUs { n += Int(xv_load_relaxed_u64(counts + i * Self.stride)) }
         return n
     }
 
@@ -34,16 +32,21 @@ public final class UpcallRecorder: XenUpcallSink {
     public func upcall(domain: DomainID, vcpu: Int, vector: UInt8) {
         let d = Int(domain.rawValue) - 1
         guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return }
-        xv_store_release_u8(vectors + d * Self.maxVCPUs + vcpu, vector)
         // A relaxed load and store, not a locked add: the harness adds no locked instruction
         // to either side's measurement. Exact while one thread at a time raises a given
-        // vCPU's upcalls (the benchmarks, and the stress tests' handshake vCPU).
-        let c = counts + d * Self.maxVCPUs + vcpu
+        // vCPU's upcalls (the benchmarks, and the stress tests' handshake vCPU). The vector
+        // is the next word of the same line.
+        let c = counts + (d * Self.maxVCPUs + vcpu) * Self.stride
+        xv_store_relaxed_u64(c + 1, UInt64(vector))
         xv_store_relaxed_u64(c, xv_load_relaxed_u64(c) &+ 1)
     }
 
-    public func count(domain: DomainID, vcpu: Int) -> Int { Int(xv_load_relaxed_u64(counts + (Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu)) }
-    public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 { xv_load_acquire_u8(vectors + (Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) }
+    public func count(domain: DomainID, vcpu: Int) -> Int {
+        Int(xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride))
+    }
+    public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride + 1))
+    }
 
     /// Every count and vector, in order: what the differential test compares.
     public func snapshot(domains: Int, vcpus: Int) -> [Int] {

@@ -29,8 +29,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Only these operations (repeatable).")
     var operation: [String] = []
 
-    @Flag(help: "Exit with an error unless every operation raised one upcall per side, issued at most one Viridian call, and allocated and retained nothing on either side.")
+    @Flag(help: "Exit with an error unless every operation raised one upcall per side, issued at most one Viridian call, and allocated and retained nothing on either side, and the throughput runs allocated nothing and every send succeeded.")
     var check = false
+
+    @Option(help: "Sends per thread in each multi-threaded throughput round (0: no throughput runs).")
+    var throughputSends = 200_000
+
+    @Option(help: "Throughput rounds per side (the median is reported).")
+    var rounds = 3
 
     func run() throws {
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
@@ -61,18 +67,29 @@ struct BenchCommand: ParsableCommand {
             results.append(r)
         }
         printTable(results, build: build, clock: runner.clockName, overhead: runner.timerOverhead, counting: counting)
+        guard throughputSends >= 0, rounds > 0 else { throw ValidationError("--throughput-sends must not be negative, --rounds must be positive") }
+        var throughput: [ThroughputRunner.Result] = []
+        if throughputSends > 0 {
+            let threaded = ThroughputRunner(sendsPerThread: throughputSends, rounds: rounds)
+            for (i, scenario) in ThroughputScenario.allCases.enumerated() {
+                FileHandle.standardError.write(Data("[throughput \(i + 1)/\(ThroughputScenario.allCases.count)] \(scenario.rawValue)\n".utf8))
+                throughput.append(threaded.measure(scenario))
+            }
+            printThroughput(throughput, counting: counting)
+        }
         if let json {
             var out = ""
-            report(results, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
+            report(results, throughput: throughput, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
                    counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
         if check {
-            let failures = results.flatMap { Self.contractFailures($0, counting: counting) }
+            let failures = results.flatMap { Self.contractFailures($0, counting: counting) } + throughput.flatMap(Self.throughputFailures)
             for f in failures { FileHandle.standardError.write(Data("xv bench --check: \(f)\n".utf8)) }
             if !failures.isEmpty { throw ExitCode.failure }
-            print("check: one upcall per operation, at most one Viridian call, 0 allocations and 0 retains/releases on both sides")
+            print("check: one upcall per operation, at most one Viridian call, 0 allocations and 0 retains/releases on both sides"
+                  + (throughput.isEmpty ? "" : "; throughput runs: 0 allocations, every send answered 0"))
         }
     }
 
@@ -96,6 +113,44 @@ struct BenchCommand: ParsableCommand {
         default: break
         }
         return out
+    }
+
+    /// The throughput runs' part of `--check`.
+    static func throughputFailures(_ r: ThroughputRunner.Result) -> [String] {
+        var out: [String] = []
+        let name = r.scenario.rawValue
+        if r.native.allocsPerOp != 0 || r.translated.allocsPerOp != 0 {
+            out.append("\(name): allocations per send \(r.native.allocsPerOp) native, \(r.translated.allocsPerOp) translated")
+        }
+        if r.native.failedSends != 0 || r.translated.failedSends != 0 {
+            out.append("\(name): failed sends \(r.native.failedSends) native, \(r.translated.failedSends) translated")
+        }
+        return out
+    }
+
+    /// Throughput against the one-sender scenario of the same side.
+    static func scaling(_ r: ThroughputRunner.Result, _ all: [ThroughputRunner.Result], native: Bool) -> Double? {
+        guard r.threads > 1, let one = all.first(where: { $0.scenario == .oneSender }) else { return nil }
+        return native ? r.native.opsPerSecond / one.native.opsPerSecond : r.translated.opsPerSecond / one.translated.opsPerSecond
+    }
+
+    func printThroughput(_ results: [ThroughputRunner.Result], counting: Bool) {
+        print("throughput: \(throughputSends) sends per thread, median of \(rounds) rounds per side, each send followed by the receiver's acknowledgement")
+        let header = ["scenario", "threads", "native Msends/s", "transl Msends/s", "transl/native", "scaling n", "scaling t", "allocs n/t"]
+        let rows = results.map { r -> [String] in
+            [r.scenario.rawValue, "\(r.threads)",
+             String(format: "%.2f", r.native.opsPerSecond / 1e6), String(format: "%.2f", r.translated.opsPerSecond / 1e6),
+             String(format: "%.2f", r.translated.opsPerSecond / r.native.opsPerSecond),
+             Self.scaling(r, results, native: true).map { String(format: "%.2f", $0) } ?? "-",
+             Self.scaling(r, results, native: false).map { String(format: "%.2f", $0) } ?? "-",
+             counting ? String(format: "%.2f/%.2f", r.native.allocsPerOp, r.translated.allocsPerOp) : "n/a"]
+        }
+        let widths = (0..<header.count).map { c in ([header] + rows).map { $0[c].count }.max()! }
+        for row in [header] + rows {
+            print(row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  "))
+        }
+        print("scaling: throughput against the one-sender scenario of the same side (2.00 is perfect for two threads)")
     }
 
     func printTable(_ results: [BenchRunner.Result], build: String, clock: String, overhead: Double, counting: Bool) {
@@ -125,7 +180,8 @@ struct BenchCommand: ParsableCommand {
         print("rc: Swift retains plus releases per operation (the runtime's instrumentation hooks)")
     }
 
-    func report(_ results: [BenchRunner.Result], build: String, clock: String, overhead: Double, timerMean: Double, counting: Bool) -> JSONValue {
+    func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], build: String, clock: String, overhead: Double,
+                timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
             ("build", .string(build)),
@@ -155,6 +211,26 @@ struct BenchCommand: ParsableCommand {
                     ("translated_upcalls_per_op", .number(r.translatedUpcallsPerOp)),
                 ])
             })),
+            ("throughput", throughput.isEmpty ? .null : .object([
+                ("sends_per_thread", .int(throughputSends)),
+                ("rounds", .int(rounds)),
+                ("scenarios", .array(throughput.map { r in
+                    .object([
+                        ("name", .string(r.scenario.rawValue)),
+                        ("description", .string(r.scenario.summary)),
+                        ("threads", .int(r.threads)),
+                        ("native_sends_per_s", .number(r.native.opsPerSecond)),
+                        ("translated_sends_per_s", .number(r.translated.opsPerSecond)),
+                        ("native_wall_ns_per_send_per_thread", .number(r.native.nsPerOp)),
+                        ("translated_wall_ns_per_send_per_thread", .number(r.translated.nsPerOp)),
+                        ("ratio", .number(r.translated.opsPerSecond / r.native.opsPerSecond)),
+                        ("native_scaling", Self.scaling(r, throughput, native: true).map(JSONValue.number) ?? .null),
+                        ("translated_scaling", Self.scaling(r, throughput, native: false).map(JSONValue.number) ?? .null),
+                        ("native_allocs_per_op", counting ? .number(r.native.allocsPerOp) : .null),
+                        ("translated_allocs_per_op", counting ? .number(r.translated.allocsPerOp) : .null),
+                    ])
+                })),
+            ])),
         ])
     }
 }

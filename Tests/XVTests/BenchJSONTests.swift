@@ -20,8 +20,11 @@ struct BenchJSONTests {
         // Reference counting stays off here: its hooks are process-wide and the tests run in
         // parallel. xv bench counts them (release, one thread; CI runs it with --check).
         let results = BenchOperation.allCases.map { runner.measure($0, countReferences: false) { _ in } }
+        // A small throughput run of every scenario, on threads (its allocation figures are
+        // counted per thread, so parallel tests do not disturb them).
+        let throughput = ThroughputScenario.allCases.map { ThroughputRunner(sendsPerThread: 500, rounds: 1).measure($0) }
         var text = ""
-        command.report(results, build: "debug", clock: runner.clockName, overhead: runner.timerOverhead,
+        command.report(results, throughput: throughput, build: "debug", clock: runner.clockName, overhead: runner.timerOverhead,
                        timerMean: runner.timerOverheadMean, counting: true).write(into: &text)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(object["tool"] as? String == "xv bench")
@@ -37,7 +40,25 @@ struct BenchJSONTests {
             #expect((op["native_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
             #expect((op["translated_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
         }
+        let threaded = try #require(object["throughput"] as? [String: Any])
+        #expect((threaded["sends_per_thread"] as? NSNumber)?.intValue == 200_000, "the option's default")
+        let scenarios = try #require(threaded["scenarios"] as? [[String: Any]])
+        #expect(scenarios.map { $0["name"] as? String } == ThroughputScenario.allCases.map(\.rawValue))
+        for s in scenarios {
+            for key in Self.throughputKeys { #expect(s[key] != nil, "\(s["name"] ?? "?") lacks \(key)") }
+            #expect((s["native_sends_per_s"] as? NSNumber).map { $0.doubleValue > 0 } == true)
+            #expect((s["translated_sends_per_s"] as? NSNumber).map { $0.doubleValue > 0 } == true)
+            #expect((s["native_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
+            #expect((s["translated_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
+            let threads = (s["threads"] as? NSNumber)?.intValue
+            #expect((s["native_scaling"] is NSNull) == (threads == 1), "scaling is given for the two-thread scenarios")
+        }
+        #expect(throughput.allSatisfy { BenchCommand.throughputFailures($0).isEmpty }, "every send answered 0, nothing allocated")
     }
+
+    static let throughputKeys = ["name", "description", "threads", "native_sends_per_s", "translated_sends_per_s",
+                                 "native_wall_ns_per_send_per_thread", "translated_wall_ns_per_send_per_thread", "ratio",
+                                 "native_scaling", "translated_scaling", "native_allocs_per_op", "translated_allocs_per_op"]
 
     @Test("--check reports every broken part of the fast-path contract")
     func checkReportsFailures() throws {
@@ -58,5 +79,13 @@ struct BenchJSONTests {
         #expect(failures.contains { $0.contains("allocations") })
         #expect(failures.contains { $0.contains("Viridian calls") })
         #expect(failures.contains { $0.contains("upcalls") })
+        // The throughput part: allocations and failed sends, on either side.
+        let clean2 = ThroughputRunner.Side(opsPerSecond: 1e6, nsPerOp: 1000, allocsPerOp: 0, failedSends: 0)
+        var tp = ThroughputRunner.Result(scenario: .twoSenders, threads: 2, sendsPerThread: 10, native: clean2, translated: clean2)
+        #expect(BenchCommand.throughputFailures(tp).isEmpty)
+        tp.translated.allocsPerOp = 0.5
+        tp.native.failedSends = 3
+        let tpFailures = BenchCommand.throughputFailures(tp)
+        #expect(tpFailures.count == 2 && tpFailures.contains { $0.contains("allocations") } && tpFailures.contains { $0.contains("failed sends") })
     }
 }
