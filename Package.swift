@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "XVSpecCatalog"]),
         .testTarget(
             name: "ViridianReferenceTests",
-            dependencies: ["GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
+            dependencies: ["CGuestAtomics", "GuestABI", "ViridianABI", "ViridianReference", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
         ),
         .testTarget(
             name: "XenLayerTests",

@@ -18,6 +18,9 @@ struct HypercallArguments {
     /// Rep calls: the reps this invocation does, `repStart..<repEnd`.
     var repStart: Int
     var repEnd: Int
+    /// Where a reader collects the interrupts it finds due (nil for a writer, which raises
+    /// them at once).
+    var deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil
 
     @inline(__always) func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
     @inline(__always) func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
@@ -50,8 +53,25 @@ struct HandlerResult {
 ///  8. the call's own checks.
 extension ViridianReference {
     public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
+        // The fast paths as readers: no shared lock; their interrupts are raised once out.
+        let code = HVCallCode(rawValue: UInt16(truncatingIfNeeded: input.callCode))
+        if input.fast, code == .signalEvent || code == .sendIpi, let slot = readers.enter(partition, vp) {
+            var deferred = DeferredInterrupts()
+            let completion = withUnsafeMutablePointer(to: &deferred) {
+                enteredHypercall(partition: partition, vp: vp, input: input, rdx: rdx, r8: r8, deferred: $0)
+            }
+            readers.leave(slot)
+            deferred.raise(on: host)
+            return completion
+        }
         lockEntry()
         defer { unlockEntry() }
+        return enteredHypercall(partition: partition, vp: vp, input: input, rdx: rdx, r8: r8, deferred: nil)
+    }
+
+    /// The hypercall, once entered as a reader or a writer.
+    func enteredHypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64,
+                          deferred: UnsafeMutablePointer<DeferredInterrupts>?) -> HypercallCompletion {
         guard let p = index(of: partition) else { return .completed(.invalidPartitionId) }
         guard let v = vpIndex(p, vp) else { return .completed(.invalidVpIndex) }
         guard partitions[p].hypercallsEnabled else {
@@ -88,13 +108,13 @@ extension ViridianReference {
                 return .completed(.invalidAlignment)
             }
             outcome = dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: UnsafeRawPointer(block), blockLength: length,
-                                                  outputGPA: r8, repStart: repStart, repEnd: repEnd))
+                                                  outputGPA: r8, repStart: repStart, repEnd: repEnd, deferred: deferred))
         } else {
             // Register input (RDX then R8, read like a memory block), or a call with no input.
             var registers = (rdx.littleEndian, r8.littleEndian)
             outcome = withUnsafeBytes(of: &registers) { raw in
                 dispatch(HypercallArguments(p: p, v: v, call: call, input: input, block: raw.baseAddress!, blockLength: length,
-                                            outputGPA: input.fast ? 0 : r8, repStart: repStart, repEnd: repEnd))
+                                            outputGPA: input.fast ? 0 : r8, repStart: repStart, repEnd: repEnd, deferred: deferred))
             }
         }
         var completion = HypercallCompletion.completed(outcome.status, reps: UInt64(outcome.repsCompleted))

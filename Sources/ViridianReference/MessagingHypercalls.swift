@@ -59,6 +59,6 @@ extension ViridianReference {
         }
         guard case .event(let vp, let sint, let baseFlag, let flagCount) = port.kind else { return .invalidPortId }
         guard flagNumber < flagCount else { return .invalidParameter }
-        return setEventFlag(target, Int(vp.rawValue), sint: Int(sint), flag: Int(baseFlag) + Int(flagNumber))
+        return setEventFlag(target, Int(vp.rawValue), sint: Int(sint), flag: Int(baseFlag) + Int(flagNumber), deferred: a.deferred)
     }
 }

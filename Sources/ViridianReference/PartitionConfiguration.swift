@@ -79,4 +79,6 @@ public struct HypercallStub: Sendable {
 public enum PartitionConfigurationError: Error, Sendable, Equatable {
     case vpCountOutOfRange
     case negativeCapacity
+    /// More than 1,024 partitions (the fast paths' reader table is sized at start).
+    case tooManyPartitions
 }

@@ -43,13 +43,14 @@ extension ViridianReference {
     @inline(__always)
     static func isValidIPIVector(_ vector: UInt32) -> Bool { vector >= UInt32(SynICLimits.firstValidVector) && vector <= 0xFF }
 
-    func raiseIPIs(_ p: Int, vector: UInt32, to set: ProcessorSet) {
+    func raiseIPIs(_ p: Int, vector: UInt32, to set: ProcessorSet, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
         let id = partitions[p].id
         for bank in 0..<ProcessorSet.banksInUse(partitions[p].vps.count) {
             var bits = set.banks[bank]
             while bits != 0 {
                 let vp = bank * 64 + bits.trailingZeroBitCount
                 bits &= bits - 1
+                if let deferred, deferred.pointee.addIPI(id, vp, UInt8(vector)) { continue }
                 host.raiseInterrupt(partition: id, vp: VPIndex(UInt32(vp)), vector: UInt8(vector), autoEOI: false)
             }
         }
@@ -61,7 +62,7 @@ extension ViridianReference {
     func sendIPI(_ a: HypercallArguments) -> HVStatus {
         let vector = a.u32(HvSendIpiLayout.vector.offset)
         guard a.u32(HvSendIpiLayout.reserved.offset) == 0, Self.isValidIPIVector(vector) else { return .invalidHypercallInput }
-        raiseIPIs(a.p, vector: vector, to: processorMask(a.p, a.u64(HvSendIpiLayout.cpuMask.offset)))
+        raiseIPIs(a.p, vector: vector, to: processorMask(a.p, a.u64(HvSendIpiLayout.cpuMask.offset)), deferred: a.deferred)
         return .success
     }
 

@@ -9,11 +9,13 @@ extension ViridianReference {
 
     /// Raises SINT `sint` of VP `v` unless it is masked or in polling mode (TLFS "SINTx
     /// Registers": a polling SINT never interrupts; the guest polls its slot or flags).
-    func assertSINT(_ p: Int, _ v: Int, sint: Int) {
+    func assertSINT(_ p: Int, _ v: Int, sint: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
         // One word of the VP's state, not a copy of all of it: this runs on every delivery.
         let s = HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint])
         guard !s.masked, !s.polling else { return }
-        host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)), vector: UInt8(truncatingIfNeeded: s.vector), autoEOI: s.autoEoi)
+        let vector = UInt8(truncatingIfNeeded: s.vector)
+        if let deferred, deferred.pointee.addSINT(partitions[p].id, VPIndex(UInt32(v)), vector, s.autoEoi) { return }
+        host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)), vector: vector, autoEOI: s.autoEoi)
     }
 
     /// The host address of the SIM slot of `sint` on VP `v`, when the SIM page is enabled and
@@ -93,7 +95,7 @@ extension ViridianReference {
     /// flag was clear (an already-set flag raises nothing: TLFS "Event Flags"; QEMU
     /// hw/hyperv/hyperv.c hyperv_set_event_flag). A disabled SynIC or SIEF page, or a masked
     /// SINT, is HV_STATUS_INVALID_SYNIC_STATE (TLFS HvCallSignalEvent).
-    func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int) -> HVStatus {
+    func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) -> HVStatus {
         // Field reads, not a copy of the VP's state: this runs on every SignalEvent.
         let siefp = partitions[p].vps[v].siefp
         guard partitions[p].vps[v].scontrol.enable, siefp.enable, !HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint]).masked,
@@ -104,7 +106,7 @@ extension ViridianReference {
         // same words while this runs, and a plain read-modify-write could bring a cleared flag
         // back or lose one being set.
         if xv_atomic_fetch_or_u8(byte, bit) & bit == 0 {
-            assertSINT(p, v, sint: sint)
+            assertSINT(p, v, sint: sint, deferred: deferred)
         }
         return .success
     }

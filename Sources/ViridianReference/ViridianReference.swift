@@ -14,13 +14,13 @@ import ViridianABI
 /// the virtual clock). What it implements is declared by the `ref` rows of `Specs/viridian/`
 /// (`ReferenceHypercall`, `ReferenceMSR`).
 ///
-/// Threads: every public entry point takes one lock the caller's thread may take again, so
-/// calls from any thread are safe and a host callback (an interrupt the reference raises) may
-/// call back in on the same thread. This is the interim form of the threading contract
-/// (Docs/Threading.md): it serialises the whole reference, so its fast paths do not scale
-/// across vCPUs yet. Single-threaded use is unchanged and deterministic: time moves only when
-/// the embedder advances the clock, so runs are exactly repeatable. Nothing on the hypercall,
-/// MSR or delivery paths allocates after `createPartition`.
+/// Threads (Docs/Threading.md): calls may come from any thread. The fast paths (the fast forms
+/// of HvCallSignalEvent and HvCallSendSyntheticClusterIpi) run as readers, with no shared lock;
+/// every other entry point is a writer, which takes one entry lock (its holder's thread may take
+/// it again: a host callback may call back in) and waits for the readers to leave
+/// (`FastPathReaders.swift`). Single-threaded use is unchanged and deterministic: time moves only
+/// when the embedder advances the clock, so runs are exactly repeatable. Nothing on the
+/// hypercall, MSR or delivery paths allocates after `createPartition`.
 public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     public let host: Host
     public private(set) var clock: ReferenceClock
@@ -30,8 +30,10 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     var partitions: [PartitionState] = []
     /// Each partition's guest memory, by partition index.
     var memories: [Memory] = []
-    /// The entry lock (owner and depth, `xv_rlock`).
+    /// The entry lock (owner and depth, `xv_rlock`), which every writer takes.
     let entryLock: UnsafeMutablePointer<UInt64>
+    /// The fast paths' reader counts (`FastPathReaders.swift`).
+    let readers = ReaderSlots()
 
     /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more
     /// than 10 MHz); nil when the frequency is out of range.
@@ -44,12 +46,24 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
         entryLock.initialize(repeating: 0, count: 2)
     }
 
-    deinit { entryLock.deallocate() }
+    deinit {
+        entryLock.deallocate()
+        readers.deallocate()
+    }
+
+    /// A writer's entry: the entry lock (its holder's thread may take it again), and on the
+    /// outermost entry the wait for every reader to leave.
+    @inline(__always)
+    func lockEntry() {
+        xv_rlock_lock(entryLock)
+        if entryLock[1] == 1 { readers.beginWriter(partitions: partitions.count) }
+    }
 
     @inline(__always)
-    func lockEntry() { xv_rlock_lock(entryLock) }
-    @inline(__always)
-    func unlockEntry() { xv_rlock_unlock(entryLock) }
+    func unlockEntry() {
+        if entryLock[1] == 1 { readers.endWriter() }
+        xv_rlock_unlock(entryLock)
+    }
 
     // MARK: - Partitions
 
@@ -61,9 +75,11 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
         guard config.vpCount >= 1, config.vpCount <= Int(ViridianLimits.maximumProcessors) else { throw .vpCountOutOfRange }
         guard config.messageQueueDepth >= 0, config.maxPorts >= 0, config.maxConnections >= 0,
               config.maxMappedPages >= 0, config.repsPerInvocation >= 0 else { throw .negativeCapacity }
+        guard partitions.count < ReaderSlots.capacity else { throw .tooManyPartitions }
         let id = PartitionID(UInt64(partitions.count + 1))
         partitions.append(PartitionState(id: id, config: config, referenceOffset: 0 &- clock.scaled(clock.tsc)))
         memories.append(memory)
+        readers.add(partitions.count - 1, vpCount: config.vpCount)
         return id
     }
 

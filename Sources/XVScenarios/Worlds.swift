@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 import ViridianABI
@@ -83,9 +84,12 @@ public final class LayerInterruptRouter: ViridianHost {
     /// have one waiting.
     var held: [Bool] = []
     var waiting: [Set<UInt32>] = []
-    public private(set) var interrupts = 0
+    private let interruptCount = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Interrupts raised so far (a relaxed counter: interrupts arrive on any thread).
+    public var interrupts: Int { Int(xv_load_relaxed_u64(interruptCount)) }
 
-    public init() {}
+    public init() { interruptCount.initialize(to: 0) }
+    deinit { interruptCount.deallocate() }
 
     /// Holds back the partition's interrupts until `release`, as when its vCPUs are not
     /// scheduled: messages and flags stay in its SynIC pages.
@@ -106,7 +110,7 @@ public final class LayerInterruptRouter: ViridianHost {
     }
 
     public func raiseInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8, autoEOI: Bool) {
-        interrupts &+= 1
+        xv_store_relaxed_u64(interruptCount, xv_load_relaxed_u64(interruptCount) &+ 1)
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < layers.count else { return }
         if held[i] {

@@ -187,9 +187,21 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         payload.storeBytes(of: fromPort.littleEndian, toByteOffset: XvControlMessageLayout.fromPort.offset, as: UInt32.self)
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(HVCallCode.postMessage.rawValue)
-        countHypercall()
-        return target.hypercall(partition: partition, vp: VPIndex(0), input: input, rdx: inputFrame.rawValue << 12, r8: 0).status
+        // The peer's control queue can be full while its layer drains on another thread: try
+        // again a bounded number of times (a peer whose vCPUs do not run keeps it full, and
+        // the caller then gets the status).
+        var status = HVStatus.insufficientBuffers
+        for attempt in 0..<Self.postAttempts {
+            countHypercall()
+            status = target.hypercall(partition: partition, vp: VPIndex(0), input: input, rdx: inputFrame.rawValue << 12, r8: 0).status
+            guard status == .insufficientBuffers else { break }
+            if attempt & 15 == 15 { sched_yield() } else { xv_cpu_relax() }
+        }
+        return status
     }
+
+    /// How often a control message is posted before a full queue is reported.
+    static var postAttempts: Int { 4096 }
 
     /// Creates this partition's event port for Xen `port`, on its slot's SINT and flag, aimed
     /// at the port's notify vCPU.

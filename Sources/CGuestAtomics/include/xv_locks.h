@@ -21,6 +21,9 @@ static inline void xv_cpu_relax(void) {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+/* Sequentially consistent counts (a reader announcing itself against a writer's flag). */
+static inline uint64_t xv_atomic_fetch_add_u64(void *p, uint64_t v) { return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t xv_atomic_fetch_sub_u64(void *p, uint64_t v) { return __atomic_fetch_sub((uint64_t *)p, v, __ATOMIC_SEQ_CST); }
 #endif
 }
 
@@ -84,4 +87,7 @@ static inline uint64_t xv_exchange_u64(void *p, uint64_t v) { return __atomic_ex
 static inline bool xv_cas_u64(void *p, uint64_t expected, uint64_t desired) {
     return __atomic_compare_exchange_n((uint64_t *)p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
+/* Sequentially consistent counts (a reader announcing itself against a writer's flag). */
+static inline uint64_t xv_atomic_fetch_add_u64(void *p, uint64_t v) { return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t xv_atomic_fetch_sub_u64(void *p, uint64_t v) { return __atomic_fetch_sub((uint64_t *)p, v, __ATOMIC_SEQ_CST); }
 #endif
