@@ -89,31 +89,33 @@ extension XenDomain {
     static var sendRetries: Int { 64 }
 
     /// EVTCHNOP_send (evtchn_send): interdomain → the peer through the fabric; IPI → pending on
-    /// the bound vCPU; unbound → dropped silently; anything else -EINVAL. The port's record
-    /// is read under its lock; the fabric is called with no lock held, and tells when the
-    /// binding it was given no longer holds (then the port is read again: the send takes
+    /// the bound vCPU; unbound → dropped silently; anything else -EINVAL. The port's binding
+    /// is read from its published word; the fabric is called with no lock held, and tells when
+    /// the binding it was given no longer holds (then the port is read again: the send takes
     /// effect on whatever the port is bound to by then, or fails as Xen's would).
     @inline(__always)
     func send<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnSendLayout.port) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }
         for _ in 0..<Self.sendRetries {
-            lockChannel(port)
-            let c = channelPointer(port).pointee
+            // The binding as published: an interdomain send needs no lock of its own port (the
+            // fabric checks the far end under that port's lock, and tells when it has moved).
+            let c = binding(port)
             switch c.state {
             case .interdomain:
-                unlockChannel(port)
                 if let outcome = fabric.send(self, port: port, channel: c, from: vcpu) { return outcome }
             case .ipi:
-                let target = setPendingLocked(port)
+                // Pending under the port's lock, so a close cannot free it in between.
+                lockChannel(port)
+                let still = channelPointer(port).pointee.state == .ipi
+                let target = still ? setPendingLocked(port) : nil
                 unlockChannel(port)
+                guard still else { continue }
                 if let target { fabric.raiseUpcall(self, vcpu: target, from: vcpu) }
                 return .ok
             case .unbound:
-                unlockChannel(port)
                 return .ok
             default:
-                unlockChannel(port)
                 return .portInvalid
             }
         }

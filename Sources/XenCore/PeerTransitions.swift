@@ -10,12 +10,18 @@ extension XenDomain {
     /// `remotePort`. False, changing nothing, when `port` is not unbound for `remote`.
     public func peerBound(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
-        return withChannel(port) { Self.peerBound(&$0, to: remote, remotePort: remotePort) }
+        return withChannel(port) {
+            guard Self.peerBound(&$0, to: remote, remotePort: remotePort) else { return false }
+            publishBinding(port)
+            return true
+        }
     }
 
     /// `peerBound` on a record whose lock the caller holds.
     package func peerBoundLocked(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
-        Self.peerBound(&channelPointer(port).pointee, to: remote, remotePort: remotePort)
+        guard Self.peerBound(&channelPointer(port).pointee, to: remote, remotePort: remotePort) else { return false }
+        publishBinding(port)
+        return true
     }
 
     static func peerBound(_ c: inout EventChannel, to remote: DomainID, remotePort: UInt32) -> Bool {
@@ -44,13 +50,19 @@ extension XenDomain {
     @discardableResult
     public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
-        return withChannel(port) { Self.peerClosed(&$0, by: remote, remotePort: remotePort) }
+        return withChannel(port) {
+            guard Self.peerClosed(&$0, by: remote, remotePort: remotePort) else { return false }
+            publishBinding(port)
+            return true
+        }
     }
 
     /// `peerClosed` on a record whose lock the caller holds.
     @discardableResult
     package func peerClosedLocked(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
-        Self.peerClosed(&channelPointer(port).pointee, by: remote, remotePort: remotePort)
+        guard Self.peerClosed(&channelPointer(port).pointee, by: remote, remotePort: remotePort) else { return false }
+        publishBinding(port)
+        return true
     }
 
     static func peerClosed(_ c: inout EventChannel, by remote: DomainID, remotePort: UInt32) -> Bool {

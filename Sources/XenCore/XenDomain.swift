@@ -92,6 +92,7 @@ public final class XenDomain<Memory: GuestMemory> {
         // evtchn_init: port 0 is allocated and reserved.
         xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
         channelPointer(0).pointee.state = .reserved
+        publishBinding(0)
         allocated[0] = true
     }
 
@@ -114,6 +115,31 @@ public final class XenDomain<Memory: GuestMemory> {
 
     @inline(__always)
     func channelLock(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.lockOffset }
+
+    /// The port's binding as one word (state, remote domain, remote port), published with a
+    /// release store by every change of those fields (under the port's lock), so a send reads
+    /// it with one acquire load and no lock (`bindingLocked`, `binding`).
+    @inline(__always)
+    func bindingWord(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.bindingOffset }
+
+    /// Publishes the record's binding fields; the caller holds the port's lock.
+    @inline(__always)
+    func publishBinding(_ port: UInt32) {
+        let c = channelPointer(port).pointee
+        xv_store_release_u64(bindingWord(port), UInt64(c.state.rawValue) | UInt64(c.remoteDomain.rawValue) << 16 | UInt64(c.remotePort) << 32)
+    }
+
+    /// The port's binding as last published: a channel with the state, remote domain and remote
+    /// port (the other fields zero). A valid port only.
+    @inline(__always)
+    public func binding(_ port: UInt32) -> EventChannel {
+        let w = xv_load_acquire_u64(bindingWord(port))
+        var c = EventChannel.free
+        c.state = EventChannelState(rawValue: UInt8(truncatingIfNeeded: w)) ?? .free
+        c.remoteDomain = DomainID(UInt16(truncatingIfNeeded: w >> 16))
+        c.remotePort = UInt32(truncatingIfNeeded: w >> 32)
+        return c
+    }
 
     /// Takes `port`'s lock (Xen's chn->lock). A leaf lock: nothing that can call into a fabric,
     /// a target or another lock (but the FIFO queue locks) runs while it is held.
@@ -223,7 +249,10 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Binds an allocated port (Xen `evtchn_port_init`: default FIFO priority), under its lock.
     func bind(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
               remotePort: UInt32 = 0, virq: UInt8 = 0) {
-        withChannel(port) { Self.setBinding(&$0, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq) }
+        lockChannel(port)
+        Self.setBinding(&channelPointer(port).pointee, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq)
+        publishBinding(port)
+        unlockChannel(port)
     }
 
     @inline(__always)
@@ -246,6 +275,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// The same, for a fabric that holds the port's lock (`lockPair`).
     package func bindInterdomainLocked(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
         Self.setBinding(&channelPointer(port).pointee, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
+        publishBinding(port)
     }
 
     /// Xen `evtchn_free` of the record: clear the pending event, back to ECS_FREE on vCPU 0.
@@ -254,6 +284,7 @@ public final class XenDomain<Memory: GuestMemory> {
     package func freeLocked(_ port: UInt32) {
         clearPending(port)
         Self.clearRecord(&channelPointer(port).pointee)
+        publishBinding(port)
     }
 
     /// `freeLocked` taking the lock itself.
@@ -274,7 +305,10 @@ public final class XenDomain<Memory: GuestMemory> {
     /// allocated for a bind that then failed), and the allocation given back. Under the event
     /// lock.
     func release(_ port: UInt32) {
-        withChannel(port) { Self.clearRecord(&$0) }
+        lockChannel(port)
+        Self.clearRecord(&channelPointer(port).pointee)
+        publishBinding(port)
+        unlockChannel(port)
         releaseAllocation(port)
     }
 
@@ -380,11 +414,13 @@ public final class XenDomain<Memory: GuestMemory> {
     }
 }
 
-/// The layout of a port record: the channel (16 bytes), its lock word, padding to a cache
-/// line, as Xen's 64-byte struct evtchn holds its lock.
+/// The layout of a port record: the channel (16 bytes), its lock word, its published binding
+/// word, padding to a cache line, as Xen's 64-byte struct evtchn holds its lock.
 enum PortRecords {
     static var stride: Int { 64 }
     static var lockOffset: Int { 16 }
+    /// The published binding word (`XenDomain.binding`), 8-byte aligned.
+    static var bindingOffset: Int { 24 }
 }
 
 /// Byte offsets of a domain's shared words, each on its own cache line.

@@ -248,8 +248,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// channel, and the peer is told, as Xen's close after a bind leaves the peer's port
     /// unbound.
     public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
-        let other = root.unbind(domain.id, port: port)
-        root.withdraw(domain.id, port: port)
+        let other = root.close(domain.id, port: port)
         deleteEventPort(port)
         if let other {
             _ = postControl(to: other.domain, type: .closed, port: other.port, fromPort: port)
@@ -286,10 +285,9 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// to, not what `channel` says: a domain's own record never decides which of another
     /// domain's connections go (`XenViridianRoot.unbind`).
     public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
-        let other = root.unbind(domain.id, port: port)
         // A port the root had offered back to its peer (the peer closed first, and its notice
-        // has not been taken yet) is offered no more.
-        root.withdraw(domain.id, port: port)
+        // has not been taken yet) is offered no more: link and offer go in one step.
+        let other = root.close(domain.id, port: port)
         deleteEventPort(port)
         domain.freeChannel(port)
         if let other {

@@ -128,10 +128,6 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         withRootLock { if let w = offerWord(owner, port) { xv_store_release_u32(w, UInt32(remote.rawValue)) } }
     }
 
-    func withdraw(_ owner: DomainID, port: UInt32) {
-        withRootLock { if let w = offerWord(owner, port) { xv_store_release_u32(w, Self.noOffer) } }
-    }
-
     /// Whether `port` of `owner` is offered to `claimant`.
     public func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
         offerWord(owner, port).map { xv_load_acquire_u32($0) == UInt32(claimant.rawValue) } ?? false
@@ -176,20 +172,33 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// be told; nil, removing nothing, when the root holds no link for the port, whatever the
     /// closing domain believes.
     func unbind(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+        withRootLock { unbindLocked(domain, port: port) }
+    }
+
+    /// Closing `port` of `domain`, whatever its layer believes it is: the link the root holds
+    /// for it removed (`unbind`), and any offer of it withdrawn, in one hold of the root lock,
+    /// so a peer's bind cannot slip in between and leave a link to a freed port.
+    func close(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
         withRootLock {
-            guard let myLink = linkWord(domain, port), let other = RootLink.decode(xv_load_acquire_u64(myLink)),
-                  let here = partition(of: domain) else { return nil }
-            _ = target.disconnectPort(from: here, connection: ConnectionID(port))
-            if let peer = partition(of: other.domain) {
-                _ = target.disconnectPort(from: peer, connection: ConnectionID(other.port))
-            }
-            xv_store_release_u64(myLink, 0)
-            if let theirLink = linkWord(other.domain, other.port), xv_load_acquire_u64(theirLink) == RootLink.encode(domain, port) {
-                xv_store_release_u64(theirLink, 0)
-            }
-            if let w = offerWord(other.domain, other.port) { xv_store_release_u32(w, UInt32(domain.rawValue)) }
+            let other = unbindLocked(domain, port: port)
+            if let w = offerWord(domain, port) { xv_store_release_u32(w, Self.noOffer) }
             return other
         }
+    }
+
+    private func unbindLocked(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+        guard let myLink = linkWord(domain, port), let other = RootLink.decode(xv_load_acquire_u64(myLink)),
+              let here = partition(of: domain) else { return nil }
+        _ = target.disconnectPort(from: here, connection: ConnectionID(port))
+        if let peer = partition(of: other.domain) {
+            _ = target.disconnectPort(from: peer, connection: ConnectionID(other.port))
+        }
+        xv_store_release_u64(myLink, 0)
+        if let theirLink = linkWord(other.domain, other.port), xv_load_acquire_u64(theirLink) == RootLink.encode(domain, port) {
+            xv_store_release_u64(theirLink, 0)
+        }
+        if let w = offerWord(other.domain, other.port) { xv_store_release_u32(w, UInt32(domain.rawValue)) }
+        return other
     }
 
     // MARK: - Control ports
