@@ -27,11 +27,18 @@ extension XenViridianDomain {
         while true {
             drainMessages(vp)
             takeEventFlags(vp)
+            // An upcall another vCPU asked for with its IPI. Only the drainer gets here, so a
+            // load and a store do: a request raised before the store is served by the delivery
+            // after it, one raised after it finds this call still running (its IPI asks it to
+            // go round) or none (its IPI makes the next drainer).
+            if xv_load_acquire_u32(upcallRequested + vp) != 0 {
+                xv_store_release_u32(upcallRequested + vp, 0)
+                deliverUpcall(vp)
+            }
             if xv_cas_u32(state, DrainState.running, 0) { break }
             // Asked again meanwhile: clear the request and go round.
             xv_store_release_u32(state, DrainState.running)
         }
-        if xv_load_acquire_u32(upcallRequested + vp) != 0, xv_exchange_u32(upcallRequested + vp, 0) != 0 { deliverUpcall(vp) }
     }
 
     /// Event flags of the event SINTs below the slot high-water mark: each set flag is taken
