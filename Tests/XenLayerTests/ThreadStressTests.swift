@@ -20,7 +20,7 @@ struct ThreadStressTests {
 
     // MARK: - Checks
 
-    @Test("2-level, native: sends, unmasks, binds, closes and vCPU moves on six threads; no lost wake-up, no event on a freed port, both ends of every channel agree")
+    @Test("2-level, native: sends, unmasks, binds, closes, vCPU moves and a reset on five threads; no lost wake-up, no event on a freed port, both ends of every channel agree, selectors cover pending words")
     func twoLevelNative() {
         let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
         Self.stress(w, switchToFIFO: false, seed: 0x5854_0001)
@@ -82,9 +82,12 @@ struct ThreadStressTests {
         bodies.append { handshakeSender(shared, port: hs, count: handshakes) }
         bodies.append { handshakeConsumer(shared, port: hp, count: handshakes) }
         for d in 0..<domains {
-            for v in 0..<2 {
+            // In the 2-level runs domain 3 has one churn thread, which resets the domain
+            // (EVTCHNOP_reset closes every port, the other domains' ends included) partway.
+            for v in 0..<((!switchToFIFO && d == 2) ? 1 : 2) {
                 let fifo = switchToFIFO && d == 2 && v == 0
-                bodies.append { churnThread(shared, domain: d, vcpu: v, seed: seed &+ UInt64(d * 8 + v), iterations: churn, switchToFIFO: fifo) }
+                let reset = !switchToFIFO && d == 2
+                bodies.append { churnThread(shared, domain: d, vcpu: v, seed: seed &+ UInt64(d * 8 + v), iterations: churn, switchToFIFO: fifo, reset: reset) }
             }
         }
         runConcurrently(bodies)
@@ -130,13 +133,19 @@ struct ThreadStressTests {
 
     /// A vCPU of one domain doing everything a guest does to its ports, at random, on the ports
     /// it made itself (so no two threads close the same port).
-    static func churnThread(_ s: Shared, domain d: Int, vcpu v: Int, seed: UInt64, iterations: Int, switchToFIFO: Bool) {
+    static func churnThread(_ s: Shared, domain d: Int, vcpu v: Int, seed: UInt64, iterations: Int, switchToFIFO: Bool, reset: Bool = false) {
         let me = s.world.domainID(d)
         var r = SplitMix(seed: seed)
         var own: [UInt32] = []
         let switchAt = switchToFIFO ? iterations / 3 : -1
+        let resetAt = reset ? 2 * iterations / 3 : -1
         for i in 0..<iterations {
             if i == switchAt { switchABI(s, me, vcpu: v) }
+            if i == resetAt {
+                let r = s.call(me, vcpu: v, .reset, [(EvtchnResetLayout.dom, 0x7FF0)])
+                if r != 0 { s.fail("d\(me.rawValue): reset \(r)") }
+                own.removeAll()
+            }
             // Keep well below maxPort: a thread closes what it made once it holds many ports.
             let choice = own.count > 48 ? 6 : r.below(10)
             switch choice {
@@ -229,7 +238,22 @@ struct ThreadStressTests {
             if domain.usesFIFO, let word = fifoWord(w, d, port), word & 1 << EventChannelFIFO.linked != 0 { linked.insert(port) }
             port += 1
         }
-        guard domain.usesFIFO else { return }
+        guard domain.usesFIFO else {
+            // 2-level: every word with a pending, unmasked bit has its selector bit set on some
+            // vCPU (the upcall path sets it; only the handshake consumer clears selectors, and
+            // only for its own port's word, whose bit it clears too).
+            let si = w.sharedInfo(d)
+            for word in 0..<64 {
+                let pending = xv_atomic_load_u64(si + SharedInfoLayout.evtchnPending.offset(ofElement: word))
+                let mask = xv_atomic_load_u64(si + SharedInfoLayout.evtchnMask.offset(ofElement: word))
+                guard pending & ~mask != 0 else { continue }
+                let selected = (0..<vcpus).contains { v in
+                    xv_atomic_load_u64(si + SharedInfoLayout.vcpuInfo.offset(ofElement: v) + VcpuInfoLayout.evtchnPendingSel.offset) & (UInt64(1) << UInt64(word)) != 0
+                }
+                #expect(selected, "d\(d.rawValue): word \(word) has pending unmasked events and no selector bit")
+            }
+            return
+        }
         var reached = Set<UInt32>()
         for v in 0..<vcpus {
             let cb = w.ram(d).region.hostAddress(of: GuestFrameNumber(WorldLayout.firstFreeFrame + UInt64(v)))!
