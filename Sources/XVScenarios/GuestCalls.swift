@@ -7,16 +7,26 @@ import XenCore
 extension XenWorld {
     public var argumentAddress: UInt64 { WorldLayout.argumentPage.rawValue << guestPageShift }
 
-    /// Writes little-endian `fields` (offset, size, value) at the argument page, after zeroing
-    /// `size` bytes.
-    public func writeArguments(_ domain: DomainID, size: Int, _ fields: [(ABIField, UInt64)]) {
-        let page = ram(domain).region.hostAddress(of: WorldLayout.argumentPage)!
+    /// The argument page holds `slotSize`-byte slots; vCPUs that run at once each use their own.
+    public static var slotSize: Int { 256 }
+
+    /// The guest-physical address of argument slot `slot`.
+    public func argumentAddress(slot: Int) -> UInt64 { argumentAddress + UInt64(Self.slotSize * slot) }
+
+    func argumentSlot(_ domain: DomainID, _ slot: Int) -> UnsafeMutableRawPointer {
+        ram(domain).region.hostAddress(of: WorldLayout.argumentPage)! + Self.slotSize * slot
+    }
+
+    /// Writes little-endian `fields` (offset, size, value) at argument slot `slot` (the start
+    /// of the argument page by default), after zeroing `size` bytes.
+    public func writeArguments(_ domain: DomainID, size: Int, _ fields: [(ABIField, UInt64)], slot: Int = 0) {
+        let page = argumentSlot(domain, slot)
         page.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         for (field, value) in fields { Self.store(page + field.offset, size: field.size, value) }
     }
 
-    public func readArgument(_ domain: DomainID, _ field: ABIField) -> UInt64 {
-        let page = ram(domain).region.hostAddress(of: WorldLayout.argumentPage)!
+    public func readArgument(_ domain: DomainID, _ field: ABIField, slot: Int = 0) -> UInt64 {
+        let page = argumentSlot(domain, slot)
         var v: UInt64 = 0
         for i in 0..<min(field.size, 8) { v |= UInt64(page.load(fromByteOffset: field.offset + i, as: UInt8.self)) << (8 * i) }
         return v
@@ -28,9 +38,10 @@ extension XenWorld {
 
     /// __HYPERVISOR_event_channel_op(cmd, argument page).
     @discardableResult
-    public func evtchn(_ domain: DomainID, vcpu: Int = 0, _ op: EventChannelOp, size: Int = 32, _ fields: [(ABIField, UInt64)]) -> Int64 {
-        writeArguments(domain, size: size, fields)
-        return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(op.rawValue), rsi: argumentAddress))
+    public func evtchn(_ domain: DomainID, vcpu: Int = 0, _ op: EventChannelOp, size: Int = 32, _ fields: [(ABIField, UInt64)], slot: Int = 0) -> Int64 {
+        writeArguments(domain, size: size, fields, slot: slot)
+        return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(op.rawValue),
+                                                                      rsi: argumentAddress(slot: slot)))
     }
 
     /// __HYPERVISOR_hvm_op(op, argument page).

@@ -37,7 +37,7 @@ public enum ThroughputScenario: String, CaseIterable, Sendable {
 }
 
 /// One sender thread's work, prepared on a world: the registers of its EVTCHNOP_send (the
-/// argument in the sender vCPU's own 256 bytes of the argument page) and the receiver's words
+/// argument in the sender vCPU's own argument slot) and the receiver's words
 /// it acknowledges.
 public struct ThroughputLane: @unchecked Sendable {
     public let sender: DomainID
@@ -67,12 +67,12 @@ public func throughputLanes(_ scenario: ThroughputScenario, on w: any XenWorld) 
         let remote = UInt32(w.allocUnbound(receiver, remote: sender))
         let local = UInt32(w.bindInterdomain(sender, remote: receiver, remotePort: remote))
         _ = w.evtchn(receiver, .bindVcpu, [(EvtchnBindVcpuLayout.port, UInt64(remote)), (EvtchnBindVcpuLayout.vcpu, UInt64(rvcpu))])
-        let slot = w.argumentAddress + 256 * UInt64(vcpu)
         locals.append((sender, vcpu, local))
         let si = w.sharedInfo(receiver)
         let info = si + SharedInfoLayout.vcpuInfo.offset(ofElement: rvcpu)
         lanes.append(ThroughputLane(sender: sender, vcpu: vcpu,
-                                    registers: XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(EventChannelOp.send.rawValue), rsi: slot),
+                                    registers: XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(EventChannelOp.send.rawValue),
+                                                                     rsi: w.argumentAddress(slot: vcpu)),
                                     pendingWord: si + SharedInfoLayout.evtchnPending.offset(ofElement: Int(remote / 64)),
                                     pendingMask: 1 << UInt64(remote % 64),
                                     selectorWord: info + VcpuInfoLayout.evtchnPendingSel.offset,
@@ -81,7 +81,7 @@ public func throughputLanes(_ scenario: ThroughputScenario, on w: any XenWorld) 
     }
     // Each sender's argument last: the set-up calls above use the start of the argument page.
     for (sender, vcpu, local) in locals {
-        w.ram(sender).region.hostAddress(of: WorldLayout.argumentPage)!.storeBytes(of: local, toByteOffset: 256 * vcpu, as: UInt32.self)
+        w.writeArguments(sender, size: EvtchnSendLayout.size, [(EvtchnSendLayout.port, UInt64(local))], slot: vcpu)
     }
     for d in 0..<w.domainCount {
         for v in 0..<w.vcpuCount { w.acknowledgeEvents(w.domainID(d), vcpu: v) }

@@ -10,24 +10,18 @@ extension XenDomain {
     /// `remotePort`. False, changing nothing, when `port` is not unbound for `remote`.
     public func peerBound(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
-        return withChannel(port) {
-            guard Self.peerBound(&$0, to: remote, remotePort: remotePort) else { return false }
-            publishBinding(port)
-            return true
-        }
+        lockChannel(port)
+        defer { unlockChannel(port) }
+        return peerBoundLocked(port, to: remote, remotePort: remotePort)
     }
 
     /// `peerBound` on a record whose lock the caller holds.
     package func peerBoundLocked(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
-        guard Self.peerBound(&channelPointer(port).pointee, to: remote, remotePort: remotePort) else { return false }
+        let c = channelPointer(port)
+        guard c.pointee.state == .unbound && c.pointee.remoteDomain == remote else { return false }
+        c.pointee.state = .interdomain
+        c.pointee.remotePort = remotePort
         publishBinding(port)
-        return true
-    }
-
-    static func peerBound(_ c: inout EventChannel, to remote: DomainID, remotePort: UInt32) -> Bool {
-        guard c.state == .unbound && c.remoteDomain == remote else { return false }
-        c.state = .interdomain
-        c.remotePort = remotePort
         return true
     }
 
@@ -50,24 +44,18 @@ extension XenDomain {
     @discardableResult
     public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
-        return withChannel(port) {
-            guard Self.peerClosed(&$0, by: remote, remotePort: remotePort) else { return false }
-            publishBinding(port)
-            return true
-        }
+        lockChannel(port)
+        defer { unlockChannel(port) }
+        return peerClosedLocked(port, by: remote, remotePort: remotePort)
     }
 
     /// `peerClosed` on a record whose lock the caller holds.
     @discardableResult
     package func peerClosedLocked(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
-        guard Self.peerClosed(&channelPointer(port).pointee, by: remote, remotePort: remotePort) else { return false }
+        let c = channelPointer(port)
+        guard c.pointee.isInterdomain(with: remote, remotePort: remotePort) else { return false }
+        c.pointee.state = .unbound
         publishBinding(port)
-        return true
-    }
-
-    static func peerClosed(_ c: inout EventChannel, by remote: DomainID, remotePort: UInt32) -> Bool {
-        guard c.isInterdomain(with: remote, remotePort: remotePort) else { return false }
-        c.state = .unbound
         return true
     }
 

@@ -118,7 +118,7 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// The port's binding as one word (state, remote domain, remote port), published with a
     /// release store by every change of those fields (under the port's lock), so a send reads
-    /// it with one acquire load and no lock (`bindingLocked`, `binding`).
+    /// it with one acquire load and no lock (`binding`).
     @inline(__always)
     func bindingWord(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.bindingOffset }
 
@@ -250,20 +250,22 @@ public final class XenDomain<Memory: GuestMemory> {
     func bind(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
               remotePort: UInt32 = 0, virq: UInt8 = 0) {
         lockChannel(port)
-        Self.setBinding(&channelPointer(port).pointee, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq)
-        publishBinding(port)
+        setBindingLocked(port, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq)
         unlockChannel(port)
     }
 
+    /// Sets the record's binding and publishes it; the caller holds the port's lock.
     @inline(__always)
-    static func setBinding(_ c: inout EventChannel, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
-                           remotePort: UInt32 = 0, virq: UInt8 = 0) {
-        c.state = state
-        c.notifyVCPU = UInt16(notifyVCPU)
-        c.remoteDomain = remoteDomain
-        c.remotePort = remotePort
-        c.virq = virq
-        c.priority = UInt8(EventChannelFIFO.priorityDefault)
+    func setBindingLocked(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
+                          remotePort: UInt32 = 0, virq: UInt8 = 0) {
+        let c = channelPointer(port)
+        c.pointee.state = state
+        c.pointee.notifyVCPU = UInt16(notifyVCPU)
+        c.pointee.remoteDomain = remoteDomain
+        c.pointee.remotePort = remotePort
+        c.pointee.virq = virq
+        c.pointee.priority = UInt8(EventChannelFIFO.priorityDefault)
+        publishBinding(port)
     }
 
     /// Makes the allocated `port` interdomain with `remotePort` of `remote`, under its lock:
@@ -274,8 +276,7 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// The same, for a fabric that holds the port's lock (`lockPair`).
     package func bindInterdomainLocked(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
-        Self.setBinding(&channelPointer(port).pointee, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
-        publishBinding(port)
+        setBindingLocked(port, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
     }
 
     /// Xen `evtchn_free` of the record: clear the pending event, back to ECS_FREE on vCPU 0.
@@ -283,8 +284,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// path (`release`).
     package func freeLocked(_ port: UInt32) {
         clearPending(port)
-        Self.clearRecord(&channelPointer(port).pointee)
-        publishBinding(port)
+        clearRecordLocked(port)
     }
 
     /// `freeLocked` taking the lock itself.
@@ -294,11 +294,14 @@ public final class XenDomain<Memory: GuestMemory> {
         unlockChannel(port)
     }
 
+    /// Back to ECS_FREE on vCPU 0, published; the caller holds the port's lock.
     @inline(__always)
-    static func clearRecord(_ c: inout EventChannel) {
-        c.state = .free
-        c.notifyVCPU = 0
-        c.savedPending = false
+    func clearRecordLocked(_ port: UInt32) {
+        let c = channelPointer(port)
+        c.pointee.state = .free
+        c.pointee.notifyVCPU = 0
+        c.pointee.savedPending = false
+        publishBinding(port)
     }
 
     /// Back to ECS_FREE on vCPU 0 without touching the guest's pending state (a port that was
@@ -306,8 +309,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// lock.
     func release(_ port: UInt32) {
         lockChannel(port)
-        Self.clearRecord(&channelPointer(port).pointee)
-        publishBinding(port)
+        clearRecordLocked(port)
         unlockChannel(port)
         releaseAllocation(port)
     }

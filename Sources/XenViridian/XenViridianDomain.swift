@@ -248,8 +248,17 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// channel, and the peer is told, as Xen's close after a bind leaves the peer's port
     /// unbound.
     public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
+        closeBindable(port, freeingRecord: false)
+    }
+
+    /// The Viridian side of closing an unbound or interdomain port: the root removes what its
+    /// records say the port is linked to (never what the domain's own record says) and any
+    /// offer of it, in one step; the port's Viridian event port and slot go; the record is
+    /// freed when XenCore has not freed it already; the other end, if any, is told.
+    func closeBindable(_ port: UInt32, freeingRecord: Bool) {
         let other = root.close(domain.id, port: port)
         deleteEventPort(port)
+        if freeingRecord { domain.freeChannel(port) }
         if let other {
             _ = postControl(to: other.domain, type: .closed, port: other.port, fromPort: port)
         }
@@ -283,16 +292,11 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// Closing an interdomain port removes what the root's records say this port is linked
     /// to, not what `channel` says: a domain's own record never decides which of another
-    /// domain's connections go (`XenViridianRoot.unbind`).
+    /// domain's connections go (`closeBindable`, `XenViridianRoot.close`). A port the root had
+    /// offered back to its peer (the peer closed first, and its notice has not been taken yet)
+    /// is offered no more.
     public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
-        // A port the root had offered back to its peer (the peer closed first, and its notice
-        // has not been taken yet) is offered no more: link and offer go in one step.
-        let other = root.close(domain.id, port: port)
-        deleteEventPort(port)
-        domain.freeChannel(port)
-        if let other {
-            _ = postControl(to: other.domain, type: .closed, port: other.port, fromPort: port)
-        }
+        closeBindable(port, freeingRecord: true)
     }
 
     /// One HvCallSignalEvent: connection = the local port, flag 0 of the peer's one-flag port.

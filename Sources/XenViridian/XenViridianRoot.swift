@@ -147,8 +147,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// `.portsExhausted` when the target refuses a connection (nothing is left behind).
     func bind(_ binder: DomainID, port: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
         withRootLock {
-            guard let mine = offerWord(binder, port), let theirs = offerWord(remote, remotePort),
-                  mine != theirs, xv_load_acquire_u32(theirs) == UInt32(binder.rawValue),
+            guard let theirs = offerWord(remote, remotePort), xv_load_acquire_u32(theirs) == UInt32(binder.rawValue),
                   let myLink = linkWord(binder, port), let theirLink = linkWord(remote, remotePort),
                   let here = partition(of: binder), let peer = partition(of: remote) else { return .portInvalid }
             guard xv_load_acquire_u64(myLink) == 0, xv_load_acquire_u64(theirLink) == 0 else { return .portInvalid }

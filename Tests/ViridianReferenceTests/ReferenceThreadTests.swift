@@ -4,6 +4,7 @@ import GuestABI
 import Testing
 import ViridianABI
 @testable import ViridianReference
+import XVTestSupport
 
 /// The reference under the threading contract (Docs/Threading.md): the fast paths run as
 /// readers while writers (the root's port calls, MSR writes) change what they look at. The
@@ -105,22 +106,9 @@ struct ReferenceThreadTests {
             }
             xv_store_release_u32(box.stop, 1)
         }
-        runThreads([signaller(vp: 0, connection: 0x110, allowed: [.success, .invalidPortId]),
+        runConcurrently([signaller(vp: 0, connection: 0x110, allowed: [.success, .invalidPortId]),
                     signaller(vp: 1, connection: 0x111, allowed: [.success]), root])
         #expect(box.failures.isEmpty, "\(box.failures.prefix(8))")
         #expect(host.lock.withLock { host.count } > 0, "signals raised interrupts")
     }
-}
-
-/// Runs each body on a thread of its own and returns when all have finished.
-func runThreads(_ bodies: [@Sendable () -> Void]) {
-    let done = DispatchSemaphore(value: 0)
-    for body in bodies {
-        let t = Thread {
-            body()
-            done.signal()
-        }
-        t.start()
-    }
-    for _ in bodies { done.wait() }
 }

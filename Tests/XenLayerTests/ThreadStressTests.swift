@@ -296,20 +296,12 @@ final class Shared: @unchecked Sendable {
     func offer(to peer: Int, from d: Int, port: UInt32) { lock.withLock { offers[peer].append((d, port)) } }
     func takeOffer(for d: Int) -> (Int, UInt32)? { lock.withLock { offers[d].isEmpty ? nil : offers[d].removeFirst() } }
 
-    /// An EVTCHNOP from `vcpu` with its arguments in that vCPU's own 256 bytes of the argument
-    /// page (vCPUs run at once); the `out` field when it succeeded, else the errno.
+    /// An EVTCHNOP from `vcpu` with its arguments in that vCPU's own argument slot (vCPUs run
+    /// at once); the `out` field when it succeeded, else the errno.
     func call(_ d: DomainID, vcpu: Int, _ op: EventChannelOp, _ fields: [(ABIField, UInt64)], out: ABIField? = nil) -> Int64 {
-        let page = world.ram(d).region.hostAddress(of: WorldLayout.argumentPage)! + 256 * vcpu
-        page.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
-        for (field, value) in fields {
-            for i in 0..<min(field.size, 8) { page.storeBytes(of: UInt8(truncatingIfNeeded: value >> (8 * i)), toByteOffset: field.offset + i, as: UInt8.self) }
-        }
-        let r = world.hypercall(domain: d, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(op.rawValue),
-                                                                                rsi: world.argumentAddress + 256 * UInt64(vcpu)))
+        let r = world.evtchn(d, vcpu: vcpu, op, size: 64, fields, slot: vcpu)
         guard r == 0, let out else { return r }
-        var v: UInt64 = 0
-        for i in 0..<min(out.size, 8) { v |= UInt64(page.load(fromByteOffset: out.offset + i, as: UInt8.self)) << (8 * i) }
-        return Int64(v)
+        return Int64(world.readArgument(d, out, slot: vcpu))
     }
 
     /// The 2-level pending bit, read atomically.
@@ -327,18 +319,4 @@ final class Counter: @unchecked Sendable {
     deinit { word.deallocate() }
     func load() -> Int { Int(xv_load_acquire_u64(word)) }
     func store(_ v: Int) { xv_store_release_u64(word, UInt64(v)) }
-}
-
-/// Runs each body on a thread of its own and returns when all have finished.
-func runConcurrently(_ bodies: [@Sendable () -> Void]) {
-    let done = DispatchSemaphore(value: 0)
-    for body in bodies {
-        let t = Thread {
-            body()
-            done.signal()
-        }
-        t.stackSize = 1 << 21
-        t.start()
-    }
-    for _ in bodies { done.wait() }
 }
