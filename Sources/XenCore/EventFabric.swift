@@ -4,8 +4,8 @@ import XenABI
 /// How event-channel effects leave a domain: to another domain, or to another vCPU's
 /// interrupt. The Xen semantics of every operation live in XenCore; a fabric carries out only
 /// what crosses the domain or vCPU boundary. XenNative's fabric does it directly, as Xen does;
-/// XenViridian's does it through the Viridian target (the translation rule, ARCHITECTURE.md
-/// section 1). Fabrics are classes: handlers call them without copying or boxing. XenCore never
+/// XenViridian's does it through the Viridian target (the translation rule, Docs/Layer.md
+/// "The translation rule, concretely"). Fabrics are classes: handlers call them without copying or boxing. XenCore never
 /// calls a fabric with a port lock held, so a fabric may reach a target that calls back into
 /// any domain's interrupt path on the same thread (Docs/Threading.md).
 public protocol EventFabric: AnyObject {

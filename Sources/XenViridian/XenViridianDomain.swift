@@ -6,7 +6,7 @@ import ViridianABI
 /// The translation layer for one Xen domain: the same Xen semantics as XenNative (XenCore),
 /// with every effect that leaves the domain carried out through the Viridian target. This
 /// object reads and writes only its own domain's memory and state (the translation rule,
-/// ARCHITECTURE.md section 1):
+/// Docs/Layer.md):
 ///
 /// - an interdomain send is one HvCallSignalEvent on the connection the root made into the
 ///   peer's partition; the peer's layer, interrupted by the SINT, turns the event flag into the
