@@ -3,8 +3,8 @@ import ViridianABI
 
 /// The reference's threading (Docs/Threading.md): its fast paths, HvCallSignalEvent and
 /// HvCallSendSyntheticClusterIpi in their fast (register) forms, change nothing but the
-/// guest's event flags (a locked OR), so they run as *readers*: the calling VP raises its own
-/// reader count, on a cache line of its own, and runs without the entry lock, unless a writer is
+/// guest's event flags (a locked OR), so they run as *readers*: the calling VP takes its own
+/// reader slot, on a cache line of its own, and runs without the entry lock, unless a writer is
 /// active. Every other entry point is a *writer*: it takes the entry lock, announces itself and
 /// waits until no VP is inside a reader. So readers share no lock and no written line with each
 /// other, and a writer never changes what a reader is looking at.
@@ -13,8 +13,8 @@ import ViridianABI
 /// (`DeferredInterrupts`) and raised after it has left, because the host's interrupt path
 /// re-enters the reference (an EOM, a message) and may need to be a writer.
 struct ReaderSlots {
-    /// Per partition index: the address of its VPs' reader counts (`stride` words apart), 0
-    /// before the partition exists.
+    /// Per partition index: the address of its VPs' reader slots (`stride` words apart: the
+    /// holder word, then the overflow count), 0 before the partition exists.
     let tables: UnsafeMutablePointer<UInt64>
     /// Per partition index: its VP count.
     let vpCounts: UnsafeMutablePointer<UInt32>
@@ -51,25 +51,38 @@ struct ReaderSlots {
 
     /// Enters VP `vp` of `partition` as a reader; nil when there is no such VP or a writer is
     /// active (the caller takes the entry lock instead).
+    ///
+    /// A VP's own calls are serial, but the host's interrupt path may issue a fast call for a
+    /// VP from another thread (the layer's cross-vCPU IPI), so two readers can share a VP. The
+    /// first takes the VP's slot with one exchange and leaves it with a release store; a reader
+    /// that finds the slot taken counts itself in the slot's overflow word instead.
     @inline(__always)
-    func enter(_ partition: PartitionID, _ vp: VPIndex) -> UnsafeMutablePointer<UInt64>? {
+    func enter(_ partition: PartitionID, _ vp: VPIndex) -> ReaderTicket? {
         let i = partition.rawValue &- 1
         guard i < UInt64(Self.capacity),
               let table = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(tables + Int(i)))),
               vp.rawValue < vpCounts[Int(i)] else { return nil }
         let slot = table + Int(vp.rawValue) * Self.stride
         // Sequentially consistent, against the writer's announcement: either it sees this
-        // count, or this sees its flag.
-        _ = xv_atomic_fetch_add_u64(slot, 1)
+        // reader, or this sees its flag.
+        let owner = xv_atomic_exchange_u64(slot, 1) == 0
+        if !owner { _ = xv_atomic_fetch_add_u64(slot + 1, 1) }
+        let ticket = ReaderTicket(slot: slot, owner: owner)
         if xv_atomic_load_u32(writerActive) != 0 {
-            _ = xv_atomic_fetch_sub_u64(slot, 1)
+            leave(ticket)
             return nil
         }
-        return slot
+        return ticket
     }
 
     @inline(__always)
-    func leave(_ slot: UnsafeMutablePointer<UInt64>) { _ = xv_atomic_fetch_sub_u64(slot, 1) }
+    func leave(_ ticket: ReaderTicket) {
+        if ticket.owner {
+            xv_store_release_u64(ticket.slot, 0)
+        } else {
+            _ = xv_atomic_fetch_sub_u64(ticket.slot + 1, 1)
+        }
+    }
 
     /// A writer announces itself and waits until no VP is inside a reader.
     func beginWriter(partitions: Int) {
@@ -77,12 +90,25 @@ struct ReaderSlots {
         for p in 0..<min(partitions, Self.capacity) {
             guard let table = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(tables + p))) else { continue }
             for v in 0..<Int(vpCounts[p]) {
-                while xv_atomic_load_u64(table + v * Self.stride) != 0 { xv_cpu_relax() }
+                let slot = table + v * Self.stride
+                // A reader preempted inside is waited for without burning the time slice it needs.
+                var spins: UInt32 = 0
+                while xv_atomic_load_u64(slot) != 0 || xv_atomic_load_u64(slot + 1) != 0 {
+                    xv_cpu_relax()
+                    spins &+= 1
+                    if spins & 0xFF == 0 { xv_yield() }
+                }
             }
         }
     }
 
     func endWriter() { xv_store_release_u32(writerActive, 0) }
+}
+
+/// A reader's place: its VP's slot, and whether it holds the slot or counts in its overflow.
+struct ReaderTicket {
+    let slot: UnsafeMutablePointer<UInt64>
+    let owner: Bool
 }
 
 /// Interrupts a reader found due, raised once it has left: the one SINT a HvCallSignalEvent

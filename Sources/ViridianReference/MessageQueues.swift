@@ -40,9 +40,11 @@ struct MessageQueues {
     mutating func pop(_ q: Int, into destination: UnsafeMutableRawPointer) -> Bool {
         guard counts[q] > 0 else { return false }
         let offset = (q * depth + head[q]) * Self.messageSize
-        storage.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress! + offset, byteCount: Self.messageSize) }
         head[q] = (head[q] + 1) % depth
         counts[q] -= 1
+        // Into a SIM slot: published type last, MessagePending set when more wait behind it.
+        let more = counts[q] > 0
+        storage.withUnsafeBytes { SIMSlot.publishMessage(destination, from: $0.baseAddress! + offset, pending: more) }
         return true
     }
 

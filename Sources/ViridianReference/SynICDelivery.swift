@@ -26,22 +26,6 @@ extension ViridianReference {
         return page + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
     }
 
-    @inline(__always)
-    static func slotIsFree(_ slot: UnsafeMutableRawPointer) -> Bool {
-        UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self))
-            == HVMessageType.none.rawValue
-    }
-
-    /// Sets or clears MessagePending in the slot's header. Set, it tells the guest to write EOM
-    /// once it has freed the slot, so that the next message can be delivered (TLFS "Message
-    /// Buffers").
-    static func setMessagePending(_ slot: UnsafeMutableRawPointer, _ pending: Bool = true) {
-        let at = HvMessageLayout.headerMessageFlags.offset
-        var flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: at, as: UInt8.self))
-        flags.messagePending = pending
-        slot.storeBytes(of: flags.rawValue, toByteOffset: at, as: UInt8.self)
-    }
-
     /// Delivers a whole 256-byte message to `sint` of VP `v`: straight into the slot when it is
     /// free and nothing waits before it, otherwise into the queue with MessagePending set.
     func deliverMessage(_ p: Int, _ v: Int, sint: Int, message: UnsafeRawPointer) -> HVStatus {
@@ -49,26 +33,21 @@ extension ViridianReference {
             return .invalidSynicState
         }
         let q = MessageQueues.index(vp: v, sint: sint)
-        if partitions[p].queues.isEmpty(q) && Self.slotIsFree(slot) {
-            slot.copyMemory(from: message, byteCount: Self.messageSize)
+        if partitions[p].queues.isEmpty(q) && SIMSlot.isFree(slot) {
+            SIMSlot.publishMessage(slot, from: message)
             assertSINT(p, v, sint: sint)
             return .success
         }
         guard partitions[p].queues.push(q, message: message) else { return .insufficientBuffers }
-        if Self.slotIsFree(slot) {
-            _ = drainQueue(p, v, sint: sint, slot: slot)
-        } else {
-            Self.setMessagePending(slot)
-        }
+        if SIMSlot.isFree(slot) || SIMSlot.pendAndRecheck(slot) { _ = drainQueue(p, v, sint: sint, slot: slot) }
         return .success
     }
 
     /// Moves the oldest queued message into a free slot; true when one was delivered.
     func drainQueue(_ p: Int, _ v: Int, sint: Int, slot: UnsafeMutableRawPointer) -> Bool {
         let q = MessageQueues.index(vp: v, sint: sint)
-        guard Self.slotIsFree(slot), partitions[p].queues.pop(q, into: slot) else { return false }
         // The message entering the slot carries MessagePending when more wait behind it.
-        Self.setMessagePending(slot, !partitions[p].queues.isEmpty(q))
+        guard SIMSlot.isFree(slot), partitions[p].queues.pop(q, into: slot) else { return false }
         assertSINT(p, v, sint: sint)
         return true
     }

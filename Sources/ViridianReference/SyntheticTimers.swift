@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import ViridianABI
 
@@ -75,10 +76,7 @@ extension ViridianReference {
         } else {
             let sint = Int(timer.config.sintx)
             guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else { return false }
-            guard Self.slotIsFree(slot) else {
-                Self.setMessagePending(slot)
-                return false
-            }
+            guard SIMSlot.isFree(slot) || SIMSlot.pendAndRecheck(slot) else { return false }
             writeTimerMessage(slot, timer: t, expiration: expiration, delivery: now)
             assertSINT(p, v, sint: sint)
         }
@@ -90,13 +88,15 @@ extension ViridianReference {
 
     /// HV_MESSAGE of type HVMSG_TIMER_EXPIRED with an HV_TIMER_MESSAGE_PAYLOAD.
     func writeTimerMessage(_ slot: UnsafeMutableRawPointer, timer t: Int, expiration: UInt64, delivery: UInt64) {
-        slot.initializeMemory(as: UInt8.self, repeating: 0, count: Self.messageSize)
-        slot.storeBytes(of: HVMessageType.timerExpired.rawValue.littleEndian, toByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)
+        // Everything but the type first, the type last (a release store): see publishMessage.
+        let typeEnd = HvMessageLayout.headerMessageType.offset + 4
+        (slot + typeEnd).initializeMemory(as: UInt8.self, repeating: 0, count: Self.messageSize - typeEnd)
         slot.storeBytes(of: UInt8(HvTimerMessagePayloadLayout.size), toByteOffset: HvMessageLayout.headerPayloadSize.offset, as: UInt8.self)
         let payload = slot + HvMessageLayout.payload.offset
         payload.storeBytes(of: UInt32(t).littleEndian, toByteOffset: HvTimerMessagePayloadLayout.timerIndex.offset, as: UInt32.self)
         payload.storeBytes(of: expiration.littleEndian, toByteOffset: HvTimerMessagePayloadLayout.expirationTime.offset, as: UInt64.self)
         payload.storeBytes(of: delivery.littleEndian, toByteOffset: HvTimerMessagePayloadLayout.deliveryTime.offset, as: UInt64.self)
+        xv_store_release_u32(slot + HvMessageLayout.headerMessageType.offset, HVMessageType.timerExpired.rawValue.littleEndian)
     }
 
     /// WRMSR STIMERx_CONFIG. RsvdZ bits raise #GP (TLFS: bits 15:13 and 63:20), as does direct

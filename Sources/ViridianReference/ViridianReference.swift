@@ -32,7 +32,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     var memories: [Memory] = []
     /// The entry lock (owner and depth, `xv_rlock`), which every writer takes.
     let entryLock: UnsafeMutablePointer<UInt64>
-    /// The fast paths' reader counts (`FastPathReaders.swift`).
+    /// The fast paths' reader slots (`FastPathReaders.swift`).
     let readers = ReaderSlots()
 
     /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more

@@ -10,10 +10,38 @@ import ViridianABI
 extension XenViridianDomain {
     /// `interrupt` may run for one VP on several threads at once (each sender's target calls
     /// it on the sender's thread), and again on the same thread from inside itself (an EOM that
-    /// delivers the next message). One caller drains at a time: the others leave word that
-    /// there is more to do, and the drainer goes round again (`DrainState`).
+    /// delivers the next message). Event flags need no turn-taking: each is taken under its
+    /// port's lock by an atomic clear, so of two callers that find one flag, one delivers it.
+    /// Messages do: one caller drains the SIM page at a time, and only when a slot holds one
+    /// (`drainMessagesInTurn`), so the event path takes no lock or word of the VP's own.
     public func interrupt(vp: Int, vector: UInt8) {
         guard vp >= 0, vp < domain.vcpuCount else { return }
+        if messageWaiting(vp) { drainMessagesInTurn(vp) }
+        takeEventFlags(vp)
+        // An upcall another vCPU asked for with its IPI. The request is stored before the IPI
+        // is sent, so the call that IPI causes finds it, unless a concurrent call took it first
+        // and delivers it; the exchange lets exactly one of them deliver.
+        if xv_load_acquire_u32(upcallRequested + vp) != 0, xv_exchange_u32(upcallRequested + vp, 0) != 0 {
+            deliverUpcall(vp)
+        }
+    }
+
+    /// Whether any SINT's message slot holds a message (TLFS "SynIC Message Page": a slot is
+    /// free while its message type is HvMessageTypeNone). The target writes a slot before it
+    /// raises the interrupt, so the call that interrupt causes sees it.
+    @inline(__always)
+    func messageWaiting(_ vp: Int) -> Bool {
+        let sim = page(vp, 0)
+        var types: UInt32 = 0
+        for sint in 0..<Int(SynICLimits.sintCount) {
+            types |= xv_load_acquire_u32(sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint) + HvMessageLayout.headerMessageType.offset)
+        }
+        return types != 0
+    }
+
+    /// Drains the SIM page, one caller at a time: a caller that finds another draining leaves
+    /// word (`DrainState.again`) and returns, and the drainer goes round once more.
+    func drainMessagesInTurn(_ vp: Int) {
         let state = drainState(vp)
         var s = xv_load_acquire_u32(state)
         while true {
@@ -26,15 +54,6 @@ extension XenViridianDomain {
         }
         while true {
             drainMessages(vp)
-            takeEventFlags(vp)
-            // An upcall another vCPU asked for with its IPI. Only the drainer gets here, so a
-            // load and a store do: a request raised before the store is served by the delivery
-            // after it, one raised after it finds this call still running (its IPI asks it to
-            // go round) or none (its IPI makes the next drainer).
-            if xv_load_acquire_u32(upcallRequested + vp) != 0 {
-                xv_store_release_u32(upcallRequested + vp, 0)
-                deliverUpcall(vp)
-            }
             if xv_cas_u32(state, DrainState.running, 0) { break }
             // Asked again meanwhile: clear the request and go round.
             xv_store_release_u32(state, DrainState.running)
@@ -101,27 +120,22 @@ extension XenViridianDomain {
     /// when authenticated and consistent with the root's records, counted, and its slot freed,
     /// with EOM written when the hypervisor has more waiting (TLFS "Message Buffers"). The
     /// other SINTs' slots are drained too, so that a message the layer never asked for cannot
-    /// hold a slot; one OR over their type words keeps that off the common path.
+    /// hold a slot. The caller has the VP's turn (`drainMessagesInTurn`).
     @inline(__always)
     func drainMessages(_ vp: Int) {
         let sim = page(vp, 0)
-        drainSlot(vp, sim, sint: Int(ControlIDs.sint))
-        var others: UInt32 = 0
-        for sint in 1..<Int(SynICLimits.sintCount) {
-            others |= sim.load(fromByteOffset: HvMessagePageLayout.sintMessage.offset(ofElement: sint) + HvMessageLayout.headerMessageType.offset,
-                               as: UInt32.self)
-        }
-        guard others != 0 else { return }
-        for sint in 1..<Int(SynICLimits.sintCount) { drainSlot(vp, sim, sint: sint) }
+        for sint in 0..<Int(SynICLimits.sintCount) { drainSlot(vp, sim, sint: sint) }
     }
 
     func drainSlot(_ vp: Int, _ sim: UnsafeMutableRawPointer, sint: Int) {
         let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
-        while UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)) != 0 {
+        while UInt32(littleEndian: xv_load_acquire_u32(slot + HvMessageLayout.headerMessageType.offset)) != 0 {
             let verdict = sint == Int(ControlIDs.sint) ? applyControlMessage(UnsafeRawPointer(slot)) : .wrongSint
             countControlMessage(verdict)
-            let flags = HVMessageFlags(rawValue: slot.load(fromByteOffset: HvMessageLayout.headerMessageFlags.offset, as: UInt8.self))
-            slot.storeBytes(of: 0, toByteOffset: HvMessageLayout.headerMessageType.offset, as: UInt32.self)
+            // TLFS "Message Buffers": free the slot, then read MessagePending (both sequentially
+            // consistent, against the hypervisor's set-then-look), then EOM if it was set.
+            xv_atomic_store_u32(slot + HvMessageLayout.headerMessageType.offset, 0)
+            let flags = HVMessageFlags(rawValue: xv_atomic_load_u8(slot + HvMessageLayout.headerMessageFlags.offset))
             if flags.messagePending {
                 _ = target.writeMSR(partition: partition, vp: VPIndex(UInt32(vp)), msr: .eom, value: 0)
             }

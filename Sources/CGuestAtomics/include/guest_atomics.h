@@ -44,4 +44,7 @@ static inline uint32_t xv_atomic_cas_u32(void *p, uint32_t expected, uint32_t de
 static inline uint8_t xv_atomic_fetch_or_u8(void *p, uint8_t v) {
     return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST);
 }
+static inline uint8_t xv_atomic_load_u8(const void *p) {
+    return __atomic_load_n((const uint8_t *)p, __ATOMIC_SEQ_CST);
+}
 #endif

@@ -27,6 +27,9 @@ static inline uint64_t xv_atomic_fetch_sub_u64(void *p, uint64_t v) { return __a
 #endif
 }
 
+/* Gives up the time slice: a waiter on a preempted holder. */
+static inline void xv_yield(void) { sched_yield(); }
+
 /* Takes the lock at `l` (a zeroed, naturally aligned uint32_t) when it is free; true when taken. */
 static inline bool xv_spin_trylock(void *l) {
     uint32_t free = 0;
