@@ -1,4 +1,5 @@
 import CGuestAtomics
+import GuestABI
 import ViridianABI
 
 /// One SIM page slot as the hypervisor and the guest share it (TLFS "SynIC Message Page",
