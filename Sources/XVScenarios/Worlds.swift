@@ -31,6 +31,8 @@ public enum WorldLayout {
 /// memory layout. Domain ids are 1...n.
 public protocol XenWorld: AnyObject {
     var recorder: UpcallRecorder { get }
+    /// Every domain's console (attached to each at creation, so console_io writes reach it).
+    var console: ConsoleRecorder { get }
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -47,6 +49,7 @@ extension XenWorld {
 /// XenNative over in-process RAM.
 public final class NativeWorld: XenWorld {
     public let recorder = UpcallRecorder()
+    public let console = ConsoleRecorder()
     public let system: XenNativeSystem<GuestRAMRegion, UpcallRecorder>
     public let domainCount: Int
     public let vcpuCount: Int
@@ -62,6 +65,7 @@ public final class NativeWorld: XenWorld {
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
                                              identity: identity)
             try! system.createDomain(config, memory: ram.region)
+            system.domain(config.id)!.consoleSink = console
         }
     }
 
@@ -128,6 +132,7 @@ public final class LayerInterruptRouter: ViridianHost {
 /// XenViridian over ViridianReference: one partition per domain.
 public final class TranslatedWorld: XenWorld {
     public let recorder = UpcallRecorder()
+    public let console = ConsoleRecorder()
     public let router = LayerInterruptRouter()
     public let reference: LayerInterruptRouter.Reference
     public let root: XenViridianRoot<LayerInterruptRouter.Reference>
@@ -157,6 +162,7 @@ public final class TranslatedWorld: XenWorld {
             let guestView = GuestRAMRegion(base: ram.base, frameCount: guestFrames)
             let layer = try! LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: layerFrames),
                                                       memory: guestView, partitionMemory: ram.region, root: root, sink: recorder)
+            layer.domain.consoleSink = console
             layers.append(layer)
             router.layers.append(Unmanaged.passUnretained(layer))
             router.held.append(false)

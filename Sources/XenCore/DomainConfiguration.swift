@@ -20,14 +20,18 @@ public struct DomainConfiguration: Sendable {
     /// What the guest finds at CPUID 0x40000000 and up, its hypercall-page MSR and hypercall
     /// instruction (Docs/Layer.md, "Guest-visible identity").
     public var identity: XenGuestIdentity
+    /// The strings xen_version reports (extraversion, compile information, changeset, domain
+    /// handle).
+    public var version: XenVersionIdentity
 
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
-                identity: XenGuestIdentity = XenGuestIdentity()) {
+                identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity()) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
         self.sharedInfoFrame = sharedInfoFrame
         self.identity = identity
+        self.version = version
     }
 }
 

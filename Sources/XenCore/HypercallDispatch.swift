@@ -16,6 +16,12 @@ extension XenDomain {
             return eventChannelOp(UInt32(truncatingIfNeeded: registers.rdi), arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .hvmOp:
             return hvmOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric) ?? Self.notYetImplemented
+        case .xenVersion:
+            return xenVersion(registers.rdi, arg: registers.rsi)
+        case .vmAssist:
+            return vmAssist(registers.rdi, type: registers.rsi)
+        case .consoleIo:
+            return consoleIO(registers.rdi, count: registers.rsi, buffer: registers.rdx)
         case .physdevOp:
             if case .rejected(let errno) = PhysdevOp(rawValue: UInt32(truncatingIfNeeded: registers.rdi)).disposition {
                 return errno.hypercallReturnValue
@@ -39,8 +45,7 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .setTimerOp, .xenVersion, .consoleIo, .grantTableOp, .vmAssist,
-        .vcpuOp, .mmuextOp, .schedOp,
+        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .vcpuOp, .mmuextOp, .schedOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = [.flushTlbs, .getTime, .getMemType]

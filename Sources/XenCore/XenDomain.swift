@@ -25,6 +25,11 @@ public final class XenDomain<Memory: GuestMemory> {
     public let sharedInfoFrame: GuestFrameNumber
     /// The guest-visible identity (CPUID leaves, hypercall-page MSR, hypercall classes).
     public let identity: XenGuestIdentity
+    /// The strings xen_version reports.
+    public let version: XenVersionIdentity
+    /// Where CONSOLEIO_write lines go; none attached, console_io is -EPERM (Xen's answer to a
+    /// domain that is not a console domain). Set before the domain's vCPUs run.
+    public var consoleSink: (any XenConsoleSink)?
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     let records: UnsafeMutableRawPointer
@@ -72,6 +77,7 @@ public final class XenDomain<Memory: GuestMemory> {
         maxPort = config.maxPort
         sharedInfoFrame = config.sharedInfoFrame
         identity = config.identity
+        version = config.version
         let portCount = Int(config.maxPort) + 1
         records = .allocate(byteCount: portCount * PortRecords.stride, alignment: PortRecords.stride)
         for p in 0..<portCount {
@@ -432,7 +438,14 @@ enum DomainWords {
     static var usesFIFO: Int { 128 }
     static var eventArrayPages: Int { 192 }
     static var callbackIrq: Int { 256 }
-    static var size: Int { 320 }
+    /// vm_assist bits (Xen's d->vm_assist), changed with locked bit operations.
+    static var vmAssist: Int { 320 }
+    /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
+    /// d->pbuf_idx and d->pbuf).
+    static var consoleLock: Int { 384 }
+    static var consoleFill: Int { 388 }
+    static var consoleBuffer: Int { 448 }
+    static var size: Int { 704 }
 }
 
 /// Byte offsets of a vCPU's shared words: the upcall vector and control block (published

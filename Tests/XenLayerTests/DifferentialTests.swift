@@ -28,6 +28,8 @@ struct DifferentialTests {
         case connect(DomainID, DomainID, vcpu: Int)
         /// The guest writes Xen's hypercall-page MSR.
         case hypercallPage(DomainID, vcpu: Int, UInt64)
+        /// The guest puts `bytes` at RDX (where backed), then makes the call.
+        case console(DomainID, vcpu: Int, [UInt8], XenHypercallRegisters)
 
         var description: String {
             switch self {
@@ -41,6 +43,7 @@ struct DifferentialTests {
             case .fifoWord(let d, let f, let p, let w): return "d\(d.rawValue) guest writes event word \(p) in frame \(f) = \(w)"
             case .connect(let a, let b, let v): return "d\(a.rawValue)v\(v) connects to an unbound port of d\(b.rawValue)"
             case .hypercallPage(let d, let v, let value): return "d\(d.rawValue)v\(v) wrmsr hypercall page \(String(value, radix: 16))"
+            case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
         }
     }
@@ -70,6 +73,7 @@ struct DifferentialTests {
         let d = DomainID(UInt16(1 + r.below(domains)))
         let v = r.below(vcpus)
         let free = WorldLayout.firstFreeFrame
+        let w0 = WorldLayout.argumentPage.rawValue << guestPageShift
         switch r.below(26) {
         case 22, 23, 24: return .connect(d, DomainID(UInt16(1 + r.below(domains))), vcpu: v)
         case 25: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(1 + r.below(8)))])
@@ -103,7 +107,18 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(6) {
+            switch r.below(9) {
+            case 6: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.xenVersion.rawValue, rdi: [UInt64(r.below(13)), 0xFFFF_FFFF, 1 << 32 | 6][r.below(3)],
+                                                              rsi: [w0, edgeAddress(&r), 0, UInt64.max - 2][r.below(4)]))
+            case 7: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vmAssist.rawValue, rdi: UInt64(r.below(3)), rsi: [5, 5, UInt64(r.below(7)), 64][r.below(4)]))
+            case 8:
+                // Text with newlines, tabs, control and high bytes, sometimes longer than a line.
+                let alphabet: [UInt8] = [0x0A, 0x09, 0x00, 0x1B, 0x80, 0xFF] + Array(0x41...0x46) + [0x20, 0x7E]
+                let text = (0..<r.below(320)).map { _ in r.below(4) == 0 ? alphabet[r.below(alphabet.count)] : UInt8(0x61 + r.below(26)) }
+                let at = [w0 + 1024 + UInt64(r.below(2000)), edgeAddress(&r)][r.below(2)]
+                return .console(d, vcpu: v, text, XenHypercallRegisters(rax: XenHypercall.consoleIo.rawValue, rdi: [0, 0, 0, 0, 1, 2][r.below(6)],
+                                                                        rsi: [UInt64(text.count), UInt64(text.count), UInt64(r.below(300)), 0xFFFF_FFFF, 0x8000_0000][r.below(5)],
+                                                                        rdx: at))
             case 0: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(r.below(16)),
                                                               rsi: [0x4000_0000, UInt64.max - 2, 0, edgeAddress(&r)][r.below(4)]))
             case 4: return .raw(d, vcpu: v, XenHypercallRegisters(rax: [XenHypercall.eventChannelOp.rawValue, XenHypercall.hvmOp.rawValue][r.below(2)],
@@ -133,6 +148,12 @@ struct DifferentialTests {
             case .xen(.generalProtection): return -1
             default: return -2
             }
+        case .console(let d, let v, let bytes, let regs):
+            // Only the guest's own frames: in a translated world the layer's follow them.
+            for (i, b) in bytes.enumerated() where regs.rdx &+ UInt64(i) < WorldLayout.frames << guestPageShift {
+                _ = w.ram(d).region.store(b, at: GuestPhysicalAddress(regs.rdx &+ UInt64(i)))
+            }
+            return w.hypercall(domain: d, vcpu: v, regs)
         case .fifoWord(let d, let frame, let p, let value):
             w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))!.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
             return 0
@@ -156,6 +177,9 @@ struct DifferentialTests {
                         return (i, "domain \(id.rawValue) frame \(f) byte \(at) differs")
                     }
                 }
+            }
+            if native.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) != translated.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) {
+                return (i, "console lines differ")
             }
             if native.recorder.snapshot(domains: domains, vcpus: vcpus) != translated.recorder.snapshot(domains: domains, vcpus: vcpus) {
                 return (i, "upcalls differ: native \(native.recorder.snapshot(domains: domains, vcpus: vcpus)), translated \(translated.recorder.snapshot(domains: domains, vcpus: vcpus))")
@@ -181,7 +205,26 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames and upcalls")
+    @Test("the generator reaches xen_version, vm_assist and console_io with answers other than errors, and console lines come out")
+    func generatorReachesTheNewFamilies() {
+        var lines = 0, versionOK = 0, assistOK = 0
+        for n in 0..<200 {
+            var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
+            let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
+            for _ in 0..<40 {
+                let step = Self.randomStep(&r)
+                let result = Self.apply(step, to: w)
+                if case .raw(_, _, let regs) = step, result >= 0 {
+                    if regs.rax == XenHypercall.xenVersion.rawValue { versionOK += 1 }
+                    if regs.rax == XenHypercall.vmAssist.rawValue { assistOK += 1 }
+                }
+            }
+            lines += w.console.lines.count
+        }
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0, "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK)")
+    }
+
+    @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")
     func randomSequences() {
         let base: UInt64 = 0x5856_4456_4946_4600
         for n in 0..<2_000 {

@@ -988,6 +988,32 @@ public enum MmuextOpLayout {
     @inlinable public static var arg2SrcMfn: ABIField { ABIField(offset: 16, size: 8) }
 }
 
+/// Spec table `xen.struct.xen_compile_info` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_compile_info` on x86_64: 144 bytes. Offsets are from the start of the structure.
+public enum XenCompileInfoLayout {
+    /// `sizeof(struct xen_compile_info)`
+    @inlinable public static var size: Int { 144 }
+    /// `compiler`, 64 elements
+    @inlinable public static var compiler: ABIField { ABIField(offset: 0, size: 64, count: 64) }
+    /// `compile_by`, 16 elements
+    @inlinable public static var compileBy: ABIField { ABIField(offset: 64, size: 16, count: 16) }
+    /// `compile_domain`, 32 elements
+    @inlinable public static var compileDomain: ABIField { ABIField(offset: 80, size: 32, count: 32) }
+    /// `compile_date`, 32 elements
+    @inlinable public static var compileDate: ABIField { ABIField(offset: 112, size: 32, count: 32) }
+}
+
+/// Spec table `xen.struct.xen_platform_parameters` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_platform_parameters` on x86_64: 8 bytes. Offsets are from the start of the structure.
+public enum XenPlatformParametersLayout {
+    /// `sizeof(struct xen_platform_parameters)`
+    @inlinable public static var size: Int { 8 }
+    /// `virt_start`
+    @inlinable public static var virtStart: ABIField { ABIField(offset: 0, size: 8) }
+}
+
 /// Spec table `xen.struct.xen_feature_info` (Specs/xen/structs.tbl); family `-`.
 /// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_feature_info` on x86_64: 8 bytes. Offsets are from the start of the structure.

@@ -132,3 +132,16 @@ public enum XenFeatureLimits {
     /// `XENFEAT_NR_SUBMAPS` = 1
     @inlinable public static var submapCount: UInt32 { 1 }
 }
+
+/// Sizes of the fixed-length strings xen_version copies out (the C typedefs' array sizes).
+///
+/// Spec table `xen.xenver_lengths` (Specs/xen/version.tbl); family `XEN_VERSION_LENGTHS`.
+/// Source: Xen 4.17 public headers, xen/version.h and xen/features.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+public enum XenVersionLengths {
+    /// `XEN_EXTRAVERSION_LEN` = 16. xen_extraversion_t
+    @inlinable public static var extraversion: UInt32 { 0x10 }
+    /// `XEN_CAPABILITIES_INFO_LEN` = 1024. xen_capabilities_info_t
+    @inlinable public static var capabilities: UInt32 { 0x400 }
+    /// `XEN_CHANGESET_INFO_LEN` = 64. xen_changeset_info_t
+    @inlinable public static var changeset: UInt32 { 0x40 }
+}

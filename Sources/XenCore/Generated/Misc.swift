@@ -20,7 +20,7 @@ extension XenVersionOp {
         case 6: return .layer // XENVER_get_features
         case 7: return .layer // XENVER_pagesize
         case 8: return .layer // XENVER_guest_handle
-        case 9: return .rejected(.eperm) // XENVER_commandline
+        case 9: return .layer // XENVER_commandline
         case 0xA: return .rejected(.eperm) // XENVER_build_id
         default: return .rejected(.enosys)
         }
@@ -35,7 +35,7 @@ extension ConsoleIOOp {
     public var disposition: XenDisposition {
         switch rawValue {
         case 0: return .layer // CONSOLEIO_write
-        case 1: return .rejected(.eperm) // CONSOLEIO_read
+        case 1: return .layer // CONSOLEIO_read
         default: return .rejected(.enosys)
         }
     }

@@ -431,6 +431,9 @@ const struct xv_probe_constant xv_probe_constants[] = {
     XV_CONSTANT(XENFEAT_not_direct_mapped),
     XV_CONSTANT(XENFEAT_direct_mapped),
     XV_CONSTANT(XENFEAT_NR_SUBMAPS),
+    XV_CONSTANT(XEN_EXTRAVERSION_LEN),
+    XV_CONSTANT(XEN_CAPABILITIES_INFO_LEN),
+    XV_CONSTANT(XEN_CHANGESET_INFO_LEN),
 };
 const size_t xv_probe_constant_count = sizeof(xv_probe_constants) / sizeof(xv_probe_constants[0]);
 
@@ -490,6 +493,8 @@ const struct xv_probe_struct xv_probe_structs[] = {
     { "xen_hvm_get_time", sizeof(struct xen_hvm_get_time) },
     { "multicall_entry", sizeof(struct multicall_entry) },
     { "mmuext_op", sizeof(struct mmuext_op) },
+    { "xen_compile_info", sizeof(struct xen_compile_info) },
+    { "xen_platform_parameters", sizeof(struct xen_platform_parameters) },
     { "xen_feature_info", sizeof(struct xen_feature_info) },
     { "physdev_eoi", sizeof(struct physdev_eoi) },
     { "physdev_irq_status_query", sizeof(struct physdev_irq_status_query) },
@@ -770,6 +775,11 @@ const struct xv_probe_field xv_probe_fields[] = {
     XV_FIELD(struct mmuext_op, "mmuext_op", arg2.nr_ents, 1),
     XV_FIELD(struct mmuext_op, "mmuext_op", arg2.vcpumask, 1),
     XV_FIELD(struct mmuext_op, "mmuext_op", arg2.src_mfn, 1),
+    XV_FIELD(struct xen_compile_info, "xen_compile_info", compiler, XV_COUNT(struct xen_compile_info, compiler)),
+    XV_FIELD(struct xen_compile_info, "xen_compile_info", compile_by, XV_COUNT(struct xen_compile_info, compile_by)),
+    XV_FIELD(struct xen_compile_info, "xen_compile_info", compile_domain, XV_COUNT(struct xen_compile_info, compile_domain)),
+    XV_FIELD(struct xen_compile_info, "xen_compile_info", compile_date, XV_COUNT(struct xen_compile_info, compile_date)),
+    XV_FIELD(struct xen_platform_parameters, "xen_platform_parameters", virt_start, 1),
     XV_FIELD(struct xen_feature_info, "xen_feature_info", submap_idx, 1),
     XV_FIELD(struct xen_feature_info, "xen_feature_info", submap, 1),
     XV_FIELD(struct physdev_eoi, "physdev_eoi", irq, 1),
