@@ -5,20 +5,40 @@ import XenABI
 /// Counts upcalls per (domain slot, vCPU) in fixed storage, so recording allocates nothing:
 /// the embedder side of the benchmarks, the differential tests and the thread stress tests.
 /// Upcalls arrive on any vCPU's thread, so counts are atomic words.
-public final class UpcallRecorder: XenUpcallSink {
+public final class UpcallRecorder: XenNativeSink {
     public static var maxDomains: Int { 8 }
     public static var maxVCPUs: Int { 32 }
     /// Counters a 64-byte line apart, so vCPUs counted on different threads share no line.
     static var stride: Int { 8 }
     private let counts: UnsafeMutablePointer<UInt64>
+    /// TLB flushes asked of the embedder (native side), per domain, a line apart.
+    private let flushes: UnsafeMutablePointer<UInt64>
 
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
         counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)
+        flushes = .allocate(capacity: Self.maxDomains * Self.stride)
+        flushes.initialize(repeating: 0, count: Self.maxDomains * Self.stride)
     }
 
     deinit {
         counts.deallocate()
+        flushes.deallocate()
+    }
+
+    /// HVMOP_flush_tlbs on the native side: counted per domain (a locked add: flushes may come
+    /// from several vCPUs at once, and no benchmark's fast path counts here).
+    public func flushTLBs(domain: DomainID) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return }
+        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride, 1)
+    }
+
+    /// Whole-domain TLB flushes recorded for `domain`.
+    public func flushCount(domain: DomainID) -> Int {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return 0 }
+        return Int(xv_atomic_load_u64(flushes + d * Self.stride))
     }
 
     /// Upcalls recorded so far, all domains.

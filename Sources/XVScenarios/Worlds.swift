@@ -33,6 +33,9 @@ public protocol XenWorld: AnyObject {
     var recorder: UpcallRecorder { get }
     /// Every domain's console (attached to each at creation, so console_io writes reach it).
     var console: ConsoleRecorder { get }
+    /// Whole-domain guest TLB flushes carried out for `domain` (native: asked of the embedder;
+    /// translated: Viridian flushes of every VP and address space the target carried out).
+    func tlbFlushes(_ domain: DomainID) -> Int
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -75,6 +78,7 @@ public final class NativeWorld: XenWorld {
         system.hypercall(domain: domain, vcpu: vcpu, registers)
     }
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { system.domain(domain)! }
+    public func tlbFlushes(_ domain: DomainID) -> Int { recorder.flushCount(domain: domain) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -89,11 +93,18 @@ public final class LayerInterruptRouter: ViridianHost {
     var held: [Bool] = []
     var waiting: [Set<UInt32>] = []
     private let interruptCount = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let flushCounts = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * UpcallRecorder.maxDomains * 8)
     /// Interrupts raised so far (a relaxed counter: interrupts arrive on any thread).
     public var interrupts: Int { Int(xv_load_relaxed_u64(interruptCount)) }
 
-    public init() { interruptCount.initialize(to: 0) }
-    deinit { interruptCount.deallocate() }
+    public init() {
+        interruptCount.initialize(to: 0)
+        flushCounts.initialize(repeating: 0, count: 2 * UpcallRecorder.maxDomains * 8)
+    }
+    deinit {
+        interruptCount.deallocate()
+        flushCounts.deallocate()
+    }
 
     /// Holds back the partition's interrupts until `release`, as when its vCPUs are not
     /// scheduled: messages and flags stay in its SynIC pages.
@@ -125,7 +136,21 @@ public final class LayerInterruptRouter: ViridianHost {
         // reference-count operation on every delivery).
         layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp.rawValue), vector: vector) }
     }
-    public func flushTLB(_ request: TLBFlushRequest) {}
+    /// Counts, per partition, the flushes that cover every VP and every address space (what
+    /// HVMOP_flush_tlbs asks for), and the others apart.
+    public func flushTLB(_ request: TLBFlushRequest) {
+        let i = Int(request.partition.rawValue) - 1
+        guard i >= 0, i < UpcallRecorder.maxDomains else { return }
+        let complete = request.flags.contains(.allVirtualAddressSpaces) && request.processors == ProcessorSet.first(layers[i]._withUnsafeGuaranteedRef { $0.domain.vcpuCount })
+        _ = xv_atomic_fetch_add_u64(flushCounts + (complete ? 2 * i : 2 * i + 1) * 8, 1)
+    }
+
+    /// Flushes of every VP and address space the partition asked for; `partial`: the others.
+    public func flushes(_ partition: PartitionID, partial: Bool = false) -> Int {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < UpcallRecorder.maxDomains else { return 0 }
+        return Int(xv_atomic_load_u64(flushCounts + (partial ? 2 * i + 1 : 2 * i) * 8))
+    }
     public func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32) {}
 }
 
@@ -179,6 +204,7 @@ public final class TranslatedWorld: XenWorld {
         return layers[i].hypercall(vcpu: vcpu, registers)
     }
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { layer(domain).domain }
+    public func tlbFlushes(_ domain: DomainID) -> Int { router.flushes(layer(domain).partition) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

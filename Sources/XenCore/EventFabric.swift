@@ -51,4 +51,8 @@ public protocol EventFabric: AnyObject {
     /// `vcpu`'s upcall vector changed (HVM_PARAM_CALLBACK_IRQ for all vCPUs, or
     /// HVMOP_set_evtchn_upcall_vector). `.invalidArgument` when the fabric cannot deliver it.
     func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome
+
+    /// HVMOP_flush_tlbs from `vcpu`: flush the guest TLBs of every vCPU of `domain`, all
+    /// address spaces (native: the embedder; translated: one HvCallFlushVirtualAddressSpace).
+    func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome
 }

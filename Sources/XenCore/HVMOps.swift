@@ -23,11 +23,48 @@ extension XenDomain {
         case .setParam: return Self.result(withEventLock { setParam(arg, vcpu: vcpu, fabric: fabric) })
         case .getParam: return Self.result(withEventLock { getParam(arg, fabric: fabric) })
         case .setEvtchnUpcallVector: return Self.result(withEventLock { setUpcallVector(arg, vcpu: vcpu, fabric: fabric) })
+        case .flushTlbs:
+            // Only a null argument (hvm.c: guest_handle_is_null), then every vCPU's TLB.
+            return Self.result(arg != 0 ? .invalidArgument : fabric.flushTLBs(self, from: vcpu))
+        case .pagetableDying: return pagetableDying(arg, fabric: fabric)
+        case .getMemType: return getMemType(arg, fabric: fabric)
         default:
             if case .rejected(let errno) = hvm.disposition { return errno.hypercallReturnValue }
             // A row the table handles whose handler belongs to a later part of the layer.
             return nil
         }
+    }
+
+    /// HVMOP_pagetable_dying: a hint for shadow paging, which the layer never uses (its paging
+    /// is the hardware's, Xen's HAP). After the copy-in (-EFAULT) and the domain lookup
+    /// (-ESRCH), another domain is -EOPNOTSUPP and the own domain -EINVAL (hvm.c, 4.17).
+    func pagetableDying<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+        guard memory.argumentReadable(at: arg, size: XenHvmPagetableDyingLayout.size),
+              let domid = memory.argument(UInt16.self, at: arg, XenHvmPagetableDyingLayout.domid) else {
+            return XenErrno.efault.hypercallReturnValue
+        }
+        let d = DomainID(domid)
+        if d == .selfDomain || d == id { return XenErrno.einval.hypercallReturnValue }
+        return (fabric.domainExists(d) ? XenErrno.eopnotsupp : XenErrno.esrch).hypercallReturnValue
+    }
+
+    /// HVMOP_get_mem_type (hvm.c hvmop_get_mem_type): the whole structure in (-EFAULT), the
+    /// domain looked up (-ESRCH) and checked (another domain: -EPERM, XSM_TARGET), then the
+    /// frame's type written back in the whole structure. A frame the guest's memory backs is
+    /// RAM (HVMMEM_ram_rw); every other frame, past the end of the p2m included, is
+    /// HVMMEM_mmio_dm, as Xen reports p2m_invalid.
+    func getMemType<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+        guard memory.argumentReadable(at: arg, size: XenHvmGetMemTypeLayout.size),
+              let domid = memory.argument(UInt16.self, at: arg, XenHvmGetMemTypeLayout.domid),
+              let pfn = memory.argument(UInt64.self, at: arg, XenHvmGetMemTypeLayout.pfn) else {
+            return XenErrno.efault.hypercallReturnValue
+        }
+        let owner = resolveOwnDomain(domid, fabric: fabric)
+        guard owner == .ok else { return Self.result(owner) }
+        let backed = memory.hostAddress(of: GuestFrameNumber(pfn)) != nil
+        let type = backed ? HVMMemType.ramRw : HVMMemType.mmioDm
+        let at = GuestPhysicalAddress(arg &+ UInt64(XenHvmGetMemTypeLayout.memType.offset))
+        return memory.store(type.rawValue, at: at) ? 0 : XenErrno.efault.hypercallReturnValue
     }
 
     /// Sets an HVM parameter as the embedder (the toolstack) would: no guest checks.

@@ -20,6 +20,8 @@ extension XenDomain {
             return xenVersion(registers.rdi, arg: registers.rsi)
         case .vmAssist:
             return vmAssist(registers.rdi, type: registers.rsi)
+        case .mmuextOp:
+            return mmuextOp(registers, fabric: fabric)
         case .consoleIo:
             return consoleIO(registers.rdi, count: registers.rsi, buffer: registers.rdx)
         case .physdevOp:
@@ -45,8 +47,8 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .vcpuOp, .mmuextOp, .schedOp,
+        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .vcpuOp, .schedOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
-    public static let hvmNotYetImplemented: [HVMOp] = [.flushTlbs, .getTime, .getMemType]
+    public static let hvmNotYetImplemented: [HVMOp] = [.getTime]
 }

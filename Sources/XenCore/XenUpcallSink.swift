@@ -8,3 +8,11 @@ import XenABI
 public protocol XenUpcallSink: AnyObject {
     func upcall(domain: DomainID, vcpu: Int, vector: UInt8)
 }
+
+/// What the native baseline, which plays Xen itself, needs of its embedder beyond upcalls: the
+/// guest TLB flushes Xen carries out for HVMOP_flush_tlbs (xen/arch/x86/hvm/hvm.c
+/// hvmop_flush_tlb_all: every vCPU of the domain, all address spaces). On the translated side
+/// the Viridian target does this work, so a layer's sink needs only `XenUpcallSink`.
+public protocol XenNativeSink: XenUpcallSink {
+    func flushTLBs(domain: DomainID)
+}

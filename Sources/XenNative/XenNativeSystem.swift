@@ -14,7 +14,7 @@ import XenCore
 /// make it pending; binds and closes take both ports' locks in address order (Xen's
 /// double_evtchn_lock), so both ends change together. Domains may be created while others
 /// run; they are never destroyed before the system.
-public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
+public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: EventFabric {
     public let sink: Sink
     /// Domains by id: the opaque pointer of each, retained once at creation and released in
     /// deinit, 0 for none. Published with a release store, read with an acquire load, so a
@@ -147,6 +147,11 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenUpcallSink>: Ev
     public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {}
 
     public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome { .ok }
+
+    public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
+        sink.flushTLBs(domain: domain.id)
+        return .ok
+    }
 }
 
 extension XenNativeSystem {

@@ -200,6 +200,27 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return status
     }
 
+    /// HvCallFlushVirtualAddressSpace (TLFS "Virtual TLB flush hypercalls") for HVMOP_flush_tlbs:
+    /// every processor, every address space, as Xen's paging_flush_tlb(NULL). The input block
+    /// is in the calling VP's own input page, past the part control posts use, so no other
+    /// thread writes it while the target reads it. One Viridian call per Xen call.
+    public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
+        let block = page(vcpu, 2) + Self.flushInputOffset
+        block.initializeMemory(as: UInt8.self, repeating: 0, count: HvTlbFlushLayout.size)
+        let flags: HVFlushFlags = [.allProcessors, .allVirtualAddressSpaces]
+        block.storeBytes(of: flags.rawValue.littleEndian, toByteOffset: HvTlbFlushLayout.flags.offset, as: UInt64.self)
+        var input = HVHypercallInput(rawValue: 0)
+        input.callCode = UInt64(HVCallCode.flushVirtualAddressSpace.rawValue)
+        countHypercall()
+        let gpa = frame(vcpu, 2).rawValue << 12 | UInt64(Self.flushInputOffset)
+        let status = target.hypercall(partition: partition, vp: VPIndex(UInt32(vcpu)), input: input, rdx: gpa, r8: 0).status
+        return status == .success ? .ok : .targetFailed
+    }
+
+    /// Where in a VP's input page the flush input block sits (control posts use the start of
+    /// VP 0's).
+    static var flushInputOffset: Int { 2048 }
+
     /// How often a control message is posted before a full queue is reported.
     static var postAttempts: Int { 4096 }
 

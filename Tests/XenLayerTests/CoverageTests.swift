@@ -37,7 +37,7 @@ struct CoverageTests {
                     if listed {
                         #expect(r == errENOSYS, "\(side): \(number) is listed as not yet implemented")
                     } else {
-                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo].contains(call), "\(side): \(number) has a handler")
+                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo, .mmuextOp].contains(call), "\(side): \(number) has a handler")
                         #expect(r != errENOSYS || [XenHypercall.xenVersion, .consoleIo, .eventChannelOp, .hvmOp, .physdevOp].contains(call),
                                 "\(side): \(number) answers -ENOSYS only as an unknown sub-op")
                     }

@@ -107,7 +107,16 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(9) {
+            switch r.below(12) {
+            case 9: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue), rsi: [0, 0, w0][r.below(3)]))
+            case 10:
+                let dom: UInt64 = [0x7FF0, 0x7FF0, UInt64(d.rawValue), domain(&r)][r.below(4)]
+                return r.below(2) == 0
+                    ? .hvm(d, vcpu: v, .getMemType, [(XenHvmGetMemTypeLayout.domid, dom), (XenHvmGetMemTypeLayout.pfn, [UInt64(r.below(60)), edgeFrame(&r), UInt64.max][r.below(3)])])
+                    : .hvm(d, vcpu: v, .pagetableDying, [(XenHvmPagetableDyingLayout.domid, dom), (XenHvmPagetableDyingLayout.gpa, UInt64(r.below(1 << 20)))])
+            case 11: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.mmuextOp.rawValue, rdi: [0, w0, UInt64.max][r.below(3)],
+                                                               rsi: [1, 1 << 31, UInt64(r.below(8)) | 1 << 31][r.below(3)], rdx: 0,
+                                                               r10: [0x7FF0, domain(&r), 0x7FF1, UInt64(r.below(1 << 32))][r.below(4)]))
             case 6: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.xenVersion.rawValue, rdi: [UInt64(r.below(13)), 0xFFFF_FFFF, 1 << 32 | 6][r.below(3)],
                                                               rsi: [w0, edgeAddress(&r), 0, UInt64.max - 2][r.below(4)]))
             case 7: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vmAssist.rawValue, rdi: UInt64(r.below(3)), rsi: [5, 5, UInt64(r.below(7)), 64][r.below(4)]))
@@ -178,6 +187,9 @@ struct DifferentialTests {
                     }
                 }
             }
+            for d in 0..<domains where native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
+                return (i, "domain \(d + 1): TLB flushes differ")
+            }
             if native.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) != translated.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) {
                 return (i, "console lines differ")
             }
@@ -205,9 +217,9 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("the generator reaches xen_version, vm_assist and console_io with answers other than errors, and console lines come out")
+    @Test("the generator reaches xen_version, vm_assist, console_io and HVMOP_flush_tlbs with answers other than errors: console lines and flushes come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0
         for n in 0..<200 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
@@ -220,8 +232,10 @@ struct DifferentialTests {
                 }
             }
             lines += w.console.lines.count
+            flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0, "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")

@@ -192,3 +192,38 @@ public enum HVMCallbackIRQ {
     /// `HVM_PARAM_CALLBACK_IRQ_TYPE_MASK` = 18374686479671623680
     @inlinable public static var typeMask: UInt64 { 0xFF00000000000000 }
 }
+
+/// A guest frame's type as HVMOP_get_mem_type reports it (hvmmem_type_t).
+///
+/// Spec table `xen.hvmmem` (Specs/xen/hvm.tbl); family `HVMMEM`.
+/// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+@frozen
+public struct HVMMemType: RawRepresentable, Hashable, Sendable {
+    public var rawValue: UInt16
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+}
+
+extension HVMMemType {
+    /// `HVMMEM_ram_rw` = 0. ordinary guest RAM
+    @inlinable public static var ramRw: HVMMemType { HVMMemType(rawValue: 0) }
+    /// `HVMMEM_ram_ro` = 1. read-only; writes are discarded
+    @inlinable public static var ramRo: HVMMemType { HVMMemType(rawValue: 1) }
+    /// `HVMMEM_mmio_dm` = 2. reads and writes go to the device model (also: no RAM there)
+    @inlinable public static var mmioDm: HVMMemType { HVMMemType(rawValue: 2) }
+    /// `HVMMEM_unused` = 3. placeholder since 4.7
+    @inlinable public static var unused: HVMMemType { HVMMemType(rawValue: 3) }
+    /// `HVMMEM_ioreq_server` = 4. claimed by an ioreq server
+    @inlinable public static var ioreqServer: HVMMemType { HVMMemType(rawValue: 4) }
+
+    /// The spec (C) name of this value, or nil for a number table `xen.hvmmem` does not list.
+    public var specName: StaticString? {
+        switch rawValue {
+        case 0: return "HVMMEM_ram_rw"
+        case 1: return "HVMMEM_ram_ro"
+        case 2: return "HVMMEM_mmio_dm"
+        case 3: return "HVMMEM_unused"
+        case 4: return "HVMMEM_ioreq_server"
+        default: return nil
+        }
+    }
+}

@@ -940,6 +940,36 @@ public enum XenHvmEvtchnUpcallVectorLayout {
     @inlinable public static var vector: ABIField { ABIField(offset: 4, size: 1) }
 }
 
+/// Spec table `xen.struct.xen_hvm_pagetable_dying` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_hvm_pagetable_dying` on x86_64: 16 bytes. Offsets are from the start of the structure.
+public enum XenHvmPagetableDyingLayout {
+    /// `sizeof(struct xen_hvm_pagetable_dying)`
+    @inlinable public static var size: Int { 16 }
+    /// `domid`
+    @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
+    /// `pad`, 3 elements
+    @inlinable public static var pad: ABIField { ABIField(offset: 2, size: 6, count: 3) }
+    /// `gpa`
+    @inlinable public static var gpa: ABIField { ABIField(offset: 8, size: 8) }
+}
+
+/// Spec table `xen.struct.xen_hvm_get_mem_type` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_hvm_get_mem_type` on x86_64: 16 bytes. Offsets are from the start of the structure.
+public enum XenHvmGetMemTypeLayout {
+    /// `sizeof(struct xen_hvm_get_mem_type)`
+    @inlinable public static var size: Int { 16 }
+    /// `domid`
+    @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
+    /// `mem_type`
+    @inlinable public static var memType: ABIField { ABIField(offset: 2, size: 2) }
+    /// `pad`, 2 elements
+    @inlinable public static var pad: ABIField { ABIField(offset: 4, size: 4, count: 2) }
+    /// `pfn`
+    @inlinable public static var pfn: ABIField { ABIField(offset: 8, size: 8) }
+}
+
 /// Spec table `xen.struct.xen_hvm_get_time` (Specs/xen/structs.tbl); family `-`.
 /// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_get_time` on x86_64: 8 bytes. Offsets are from the start of the structure.

@@ -14,7 +14,7 @@ extension HVMOp {
         case 0: return .translated // HVMOP_set_param via HV_X64_MSR_SINT0
         case 1: return .layer // HVMOP_get_param
         case 5: return .translated // HVMOP_flush_tlbs via HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE
-        case 9: return .rejected(.eopnotsupp) // HVMOP_pagetable_dying
+        case 9: return .layer // HVMOP_pagetable_dying
         case 0xA: return .translated // HVMOP_get_time via HV_X64_MSR_TIME_REF_COUNT
         case 0xB: return .rejected(.eperm) // HVMOP_xentrace
         case 0xF: return .layer // HVMOP_get_mem_type

@@ -36,7 +36,7 @@ extension XenHypercall {
         case 0x17: return .rejected(.enosys) // __HYPERVISOR_iret
         case 0x18: return .subops // __HYPERVISOR_vcpu_op
         case 0x19: return .rejected(.enosys) // __HYPERVISOR_set_segment_base
-        case 0x1A: return .subops // __HYPERVISOR_mmuext_op
+        case 0x1A: return .layer // __HYPERVISOR_mmuext_op
         case 0x1B: return .rejected(.enosys) // __HYPERVISOR_xsm_op
         case 0x1C: return .rejected(.enosys) // __HYPERVISOR_nmi_op
         case 0x1D: return .subops // __HYPERVISOR_sched_op

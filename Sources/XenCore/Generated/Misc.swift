@@ -48,26 +48,26 @@ extension MMUExtOp {
     /// Numbers the table does not list get the table's default answer.
     public var disposition: XenDisposition {
         switch rawValue {
-        case 0: return .rejected(.eopnotsupp) // MMUEXT_PIN_L1_TABLE
-        case 1: return .rejected(.eopnotsupp) // MMUEXT_PIN_L2_TABLE
-        case 2: return .rejected(.eopnotsupp) // MMUEXT_PIN_L3_TABLE
-        case 3: return .rejected(.eopnotsupp) // MMUEXT_PIN_L4_TABLE
-        case 4: return .rejected(.eopnotsupp) // MMUEXT_UNPIN_TABLE
-        case 5: return .rejected(.eopnotsupp) // MMUEXT_NEW_BASEPTR
-        case 6: return .translated // MMUEXT_TLB_FLUSH_LOCAL via HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE
-        case 7: return .translated // MMUEXT_INVLPG_LOCAL via HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST
-        case 8: return .translated // MMUEXT_TLB_FLUSH_MULTI via HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE, HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX
-        case 9: return .translated // MMUEXT_INVLPG_MULTI via HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST, HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX
-        case 0xA: return .translated // MMUEXT_TLB_FLUSH_ALL via HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE
-        case 0xB: return .translated // MMUEXT_INVLPG_ALL via HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST
-        case 0xC: return .rejected(.eperm) // MMUEXT_FLUSH_CACHE
-        case 0xD: return .rejected(.eopnotsupp) // MMUEXT_SET_LDT
-        case 0xF: return .rejected(.eopnotsupp) // MMUEXT_NEW_USER_BASEPTR
-        case 0x10: return .rejected(.eopnotsupp) // MMUEXT_CLEAR_PAGE
-        case 0x11: return .rejected(.eopnotsupp) // MMUEXT_COPY_PAGE
-        case 0x12: return .rejected(.eperm) // MMUEXT_FLUSH_CACHE_GLOBAL
-        case 0x13: return .rejected(.eopnotsupp) // MMUEXT_MARK_SUPER
-        case 0x14: return .rejected(.eopnotsupp) // MMUEXT_UNMARK_SUPER
+        case 0: return .rejected(.einval) // MMUEXT_PIN_L1_TABLE
+        case 1: return .rejected(.einval) // MMUEXT_PIN_L2_TABLE
+        case 2: return .rejected(.einval) // MMUEXT_PIN_L3_TABLE
+        case 3: return .rejected(.einval) // MMUEXT_PIN_L4_TABLE
+        case 4: return .rejected(.einval) // MMUEXT_UNPIN_TABLE
+        case 5: return .rejected(.einval) // MMUEXT_NEW_BASEPTR
+        case 6: return .rejected(.einval) // MMUEXT_TLB_FLUSH_LOCAL
+        case 7: return .rejected(.einval) // MMUEXT_INVLPG_LOCAL
+        case 8: return .rejected(.einval) // MMUEXT_TLB_FLUSH_MULTI
+        case 9: return .rejected(.einval) // MMUEXT_INVLPG_MULTI
+        case 0xA: return .rejected(.einval) // MMUEXT_TLB_FLUSH_ALL
+        case 0xB: return .rejected(.einval) // MMUEXT_INVLPG_ALL
+        case 0xC: return .rejected(.einval) // MMUEXT_FLUSH_CACHE
+        case 0xD: return .rejected(.einval) // MMUEXT_SET_LDT
+        case 0xF: return .rejected(.einval) // MMUEXT_NEW_USER_BASEPTR
+        case 0x10: return .rejected(.einval) // MMUEXT_CLEAR_PAGE
+        case 0x11: return .rejected(.einval) // MMUEXT_COPY_PAGE
+        case 0x12: return .rejected(.einval) // MMUEXT_FLUSH_CACHE_GLOBAL
+        case 0x13: return .rejected(.einval) // MMUEXT_MARK_SUPER
+        case 0x14: return .rejected(.einval) // MMUEXT_UNMARK_SUPER
         default: return .rejected(.enosys)
         }
     }

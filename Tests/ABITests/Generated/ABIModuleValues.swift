@@ -678,6 +678,11 @@ enum ABIModuleValues {
         ("HVM_PARAM_CALLBACK_TYPE_PCI_INTX", ModuleInteger(HVMCallbackType.pciIntx.rawValue)),
         ("HVM_PARAM_CALLBACK_TYPE_VECTOR", ModuleInteger(HVMCallbackType.vector.rawValue)),
         ("HVM_PARAM_CALLBACK_IRQ_TYPE_MASK", ModuleInteger(HVMCallbackIRQ.typeMask)),
+        ("HVMMEM_ram_rw", ModuleInteger(HVMMemType.ramRw.rawValue)),
+        ("HVMMEM_ram_ro", ModuleInteger(HVMMemType.ramRo.rawValue)),
+        ("HVMMEM_mmio_dm", ModuleInteger(HVMMemType.mmioDm.rawValue)),
+        ("HVMMEM_unused", ModuleInteger(HVMMemType.unused.rawValue)),
+        ("HVMMEM_ioreq_server", ModuleInteger(HVMMemType.ioreqServer.rawValue)),
         ("__HYPERVISOR_set_trap_table", ModuleInteger(XenHypercall.setTrapTable.rawValue)),
         ("__HYPERVISOR_mmu_update", ModuleInteger(XenHypercall.mmuUpdate.rawValue)),
         ("__HYPERVISOR_set_gdt", ModuleInteger(XenHypercall.setGdt.rawValue)),
@@ -1346,6 +1351,17 @@ enum ABIModuleValues {
         ("xen_hvm_evtchn_upcall_vector", XenHvmEvtchnUpcallVectorLayout.size, [
             ("vcpu", XenHvmEvtchnUpcallVectorLayout.vcpu),
             ("vector", XenHvmEvtchnUpcallVectorLayout.vector),
+        ]),
+        ("xen_hvm_pagetable_dying", XenHvmPagetableDyingLayout.size, [
+            ("domid", XenHvmPagetableDyingLayout.domid),
+            ("pad", XenHvmPagetableDyingLayout.pad),
+            ("gpa", XenHvmPagetableDyingLayout.gpa),
+        ]),
+        ("xen_hvm_get_mem_type", XenHvmGetMemTypeLayout.size, [
+            ("domid", XenHvmGetMemTypeLayout.domid),
+            ("mem_type", XenHvmGetMemTypeLayout.memType),
+            ("pad", XenHvmGetMemTypeLayout.pad),
+            ("pfn", XenHvmGetMemTypeLayout.pfn),
         ]),
         ("xen_hvm_get_time", XenHvmGetTimeLayout.size, [
             ("now", XenHvmGetTimeLayout.now),
