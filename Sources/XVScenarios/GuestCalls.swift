@@ -121,19 +121,21 @@ extension XenWorld {
         sharedInfo(domain).storeBytes(of: w, toByteOffset: at, as: UInt64.self)
     }
 
+    /// The vCPU's vcpu_info, wherever it is (shared_info, or where the guest registered it).
+    public func vcpuInfo(_ domain: DomainID, vcpu: Int) -> UnsafeMutableRawPointer { xenDomain(domain).vcpuInfoPointer(vcpu)! }
+
     public func upcallPending(_ domain: DomainID, vcpu: Int) -> Bool {
-        sharedInfo(domain).load(fromByteOffset: SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu) + VcpuInfoLayout.evtchnUpcallPending.offset,
-                                as: UInt8.self) != 0
+        vcpuInfo(domain, vcpu: vcpu).load(fromByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self) != 0
     }
 
     /// What a Linux upcall handler does for the 2-level ABI, in the guest: clear
     /// evtchn_upcall_pending, take the selector, and clear the pending bits it names.
     public func acknowledgeEvents(_ domain: DomainID, vcpu: Int) {
         let si = sharedInfo(domain)
-        let vi = SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu)
-        si.storeBytes(of: 0, toByteOffset: vi + VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self)
-        var sel = si.load(fromByteOffset: vi + VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
-        si.storeBytes(of: 0, toByteOffset: vi + VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
+        let vi = vcpuInfo(domain, vcpu: vcpu)
+        vi.storeBytes(of: 0, toByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self)
+        var sel = vi.load(fromByteOffset: VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
+        vi.storeBytes(of: 0, toByteOffset: VcpuInfoLayout.evtchnPendingSel.offset, as: UInt64.self)
         while sel != 0 {
             let w = sel.trailingZeroBitCount
             sel &= sel - 1

@@ -34,6 +34,19 @@ public final class UpcallRecorder: XenNativeSink {
         _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride, 1)
     }
 
+    /// NMIs asked for, per domain (a locked add, as flushes).
+    public func nmi(domain: DomainID, vcpu: Int) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return }
+        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 1, 1)
+    }
+
+    public func nmiCount(domain: DomainID) -> Int {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return 0 }
+        return Int(xv_atomic_load_u64(flushes + d * Self.stride + 1))
+    }
+
     /// Whole-domain TLB flushes recorded for `domain`.
     public func flushCount(domain: DomainID) -> Int {
         let d = Int(domain.rawValue) - 1

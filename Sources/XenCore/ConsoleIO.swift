@@ -22,6 +22,7 @@ public protocol XenConsoleSink: AnyObject {
 extension XenDomain {
     /// `cmd` and `count` are Xen's `unsigned int` arguments (RDI, RSI); `buffer` the guest's
     /// pointer (RDX).
+    @inline(never)
     public func consoleIO(_ cmd: UInt64, count: UInt64, buffer: UInt64) -> Int64 {
         guard let sink = consoleSink else { return XenErrno.eperm.hypercallReturnValue }
         let op = ConsoleIOOp(rawValue: UInt32(truncatingIfNeeded: cmd))

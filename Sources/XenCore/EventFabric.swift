@@ -55,4 +55,7 @@ public protocol EventFabric: AnyObject {
     /// HVMOP_flush_tlbs from `vcpu`: flush the guest TLBs of every vCPU of `domain`, all
     /// address spaces (native: the embedder; translated: one HvCallFlushVirtualAddressSpace).
     func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome
+
+    /// VCPUOP_send_nmi for `vcpu` (both sides: the embedder's `XenUpcallSink.nmi`).
+    func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int)
 }

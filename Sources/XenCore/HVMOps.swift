@@ -38,6 +38,7 @@ extension XenDomain {
     /// HVMOP_pagetable_dying: a hint for shadow paging, which the layer never uses (its paging
     /// is the hardware's, Xen's HAP). After the copy-in (-EFAULT) and the domain lookup
     /// (-ESRCH), another domain is -EOPNOTSUPP and the own domain -EINVAL (hvm.c, 4.17).
+    @inline(never)
     func pagetableDying<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenHvmPagetableDyingLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenHvmPagetableDyingLayout.domid) else {
@@ -53,6 +54,7 @@ extension XenDomain {
     /// frame's type written back in the whole structure. A frame the guest's memory backs is
     /// RAM (HVMMEM_ram_rw); every other frame, past the end of the p2m included, is
     /// HVMMEM_mmio_dm, as Xen reports p2m_invalid.
+    @inline(never)
     func getMemType<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenHvmGetMemTypeLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenHvmGetMemTypeLayout.domid),
@@ -146,9 +148,9 @@ extension XenDomain {
                 return changed
             }
         }
-        guard type == UInt64(HVMCallbackType.vector.rawValue), let si = sharedInfo else { return .ok }
+        guard type == UInt64(HVMCallbackType.vector.rawValue) else { return .ok }
         for v in 0..<vcpuCount where perVCPUUpcallVector(v) == 0
-            && vcpuInfo(si, v).load(fromByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self) & 1 != 0 {
+            && (vcpuInfoPointer(v).map { $0.load(fromByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self) & 1 != 0 } ?? false) {
             fabric.raiseUpcall(self, vcpu: v, from: current)
         }
         return .ok

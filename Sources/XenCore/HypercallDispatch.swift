@@ -8,6 +8,9 @@ extension XenDomain {
     /// Carries out the hypercall `registers` describe, issued by `vcpu`, and returns what the
     /// guest sees in RAX (negative XEN_E* on error). `vcpu` must be below `vcpuCount` (the
     /// embedder names the trapping vCPU; an out-of-range index is -EINVAL, never a trap).
+    ///
+    /// The slow families' handlers are `@inline(never)`: their stack buffers and bodies stay out
+    /// of this frame, which the event-channel fast path runs through.
     public func hypercall<F: EventFabric>(_ registers: XenHypercallRegisters, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount else { return XenErrno.einval.hypercallReturnValue }
         let call = XenHypercall(rawValue: registers.rax)
@@ -20,6 +23,8 @@ extension XenDomain {
             return xenVersion(registers.rdi, arg: registers.rsi)
         case .vmAssist:
             return vmAssist(registers.rdi, type: registers.rsi)
+        case .vcpuOp:
+            return vcpuOp(registers.rdi, vcpuid: registers.rsi, arg: registers.rdx, current: vcpu, fabric: fabric)
         case .mmuextOp:
             return mmuextOp(registers, fabric: fabric)
         case .consoleIo:
@@ -47,8 +52,13 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .vcpuOp, .schedOp,
+        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .schedOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = [.getTime]
+    /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
+    public static let vcpuNotYetImplemented: [VCPUOp] = [
+        .getRunstateInfo, .registerRunstateMemoryArea, .setPeriodicTimer, .stopPeriodicTimer,
+        .setSingleshotTimer, .stopSingleshotTimer, .registerVcpuTimeMemoryArea,
+    ]
 }

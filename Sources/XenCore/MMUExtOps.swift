@@ -12,6 +12,7 @@ import XenABI
 /// So the TLB-flush commands never run for such a guest; HVMOP_flush_tlbs is its flush.
 extension XenDomain {
     /// RDI = op list, RSI = count, RDX = done pointer, R10 = foreign domain (Xen's unsigned ints).
+    @inline(never)
     public func mmuextOp<F: EventFabric>(_ registers: XenHypercallRegisters, fabric: F) -> Int64 where F.Memory == Memory {
         let count = UInt32(truncatingIfNeeded: registers.rsi)
         let foreign = UInt32(truncatingIfNeeded: registers.r10)

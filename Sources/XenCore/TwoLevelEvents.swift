@@ -32,9 +32,10 @@ extension XenDomain {
     @inline(__always)
     private func raiseSelector(_ si: UnsafeMutableRawPointer, _ port: UInt32) -> Int? {
         let vcpu = Int(channelPointer(port).pointee.notifyVCPU)
-        let selector = vcpuInfo(si, vcpu) + VcpuInfoLayout.evtchnPendingSel.offset
+        guard let info = vcpuInfo(si, vcpu) else { return nil }
+        let selector = info + VcpuInfoLayout.evtchnPendingSel.offset
         if GuestWords.testAndSet(selector, bit64: Int(port >> 6)) { return nil }
-        return markEventsPending(vcpu) ? vcpu : nil
+        return Self.markEventsPending(info: info) ? vcpu : nil
     }
 
     /// The 2-level pending bit of `port` (for FIFO's switch-over, Xen setup_ports).

@@ -7,6 +7,7 @@ import XenABI
 /// enable and disable set and clear the bit, and any other command is -ENOSYS.
 extension XenDomain {
     /// `cmd` and `type` are Xen's `unsigned int` arguments (RDI and RSI, low 32 bits).
+    @inline(never)
     public func vmAssist(_ cmd: UInt64, type: UInt64) -> Int64 {
         let command = UInt32(truncatingIfNeeded: cmd), kind = UInt32(truncatingIfNeeded: type)
         guard kind < 64, VMAssistAnswers.hvmValid & (1 << UInt64(kind)) != 0 else { return XenErrno.einval.hypercallReturnValue }

@@ -95,6 +95,8 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpuWords.initializeMemory(as: UInt64.self, repeating: 0, count: config.vcpuCount * VCPUWords.stride / 8)
         eventArray = .allocate(capacity: Self.maxEventArrayPages)
         eventArray.initialize(repeating: 0, count: Self.maxEventArrayPages)
+        // Xen starts an HVM domain with vCPU 0 up and the others down until INIT/SIPI.
+        xv_store_release_u32(vcpuWords + VCPUWords.online, 1)
         // evtchn_init: port 0 is allocated and reserved.
         xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
         channelPointer(0).pointee.state = .reserved
@@ -331,9 +333,23 @@ public final class XenDomain<Memory: GuestMemory> {
     @inline(__always)
     var sharedInfo: UnsafeMutableRawPointer? { memory.hostAddress(of: sharedInfoFrame) }
 
+    /// The host address of `vcpu`'s vcpu_info: where VCPUOP_register_vcpu_info put it, else
+    /// its slot in shared_info (Xen's v->vcpu_info). One acquire load on the delivery path.
     @inline(__always)
-    func vcpuInfo(_ sharedInfo: UnsafeMutableRawPointer, _ vcpu: Int) -> UnsafeMutableRawPointer {
-        sharedInfo + SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu)
+    public func vcpuInfoPointer(_ vcpu: Int) -> UnsafeMutableRawPointer? {
+        let registered = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.vcpuInfoHost)
+        if registered != 0 { return UnsafeMutableRawPointer(bitPattern: UInt(registered)) }
+        guard vcpu < Int(XenLimits.legacyMaxVCPUs), let si = sharedInfo else { return nil }
+        return si + SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu)
+    }
+
+    /// `vcpuInfoPointer` for a caller that has shared_info at hand already (the 2-level
+    /// delivery path), so the page is not looked up twice.
+    @inline(__always)
+    func vcpuInfo(_ si: UnsafeMutableRawPointer, _ vcpu: Int) -> UnsafeMutableRawPointer? {
+        let registered = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.vcpuInfoHost)
+        if registered != 0 { return UnsafeMutableRawPointer(bitPattern: UInt(registered)) }
+        return vcpu < Int(XenLimits.legacyMaxVCPUs) ? si + SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu) : nil
     }
 
     /// The FIFO event word of `port`, when its event-array page exists and is backed.
@@ -363,8 +379,13 @@ public final class XenDomain<Memory: GuestMemory> {
     /// which is when Xen raises the upcall.
     @inline(__always)
     func markEventsPending(_ vcpu: Int) -> Bool {
-        guard let si = sharedInfo else { return false }
-        return !GuestWords.testAndSetByte(vcpuInfo(si, vcpu) + VcpuInfoLayout.evtchnUpcallPending.offset)
+        guard let info = vcpuInfoPointer(vcpu) else { return false }
+        return Self.markEventsPending(info: info)
+    }
+
+    @inline(__always)
+    static func markEventsPending(info: UnsafeMutableRawPointer) -> Bool {
+        !GuestWords.testAndSetByte(info + VcpuInfoLayout.evtchnUpcallPending.offset)
     }
 
     /// Xen `evtchn_port_set_pending` on the port's notify vCPU. Returns the vCPU whose upcall
@@ -454,6 +475,13 @@ enum VCPUWords {
     static var upcallVector: Int { 0 }
     /// The control block's guest-physical address with bit 0 set, 0 when none is mapped.
     static var controlBlock: Int { 8 }
+    /// The host address of the vcpu_info VCPUOP_register_vcpu_info placed, 0 while it is the
+    /// shared_info slot (published with a release store, read on every event delivery).
+    static var vcpuInfoHost: Int { 16 }
+    /// Its guest-physical address with bit 0 set, 0 when none is registered.
+    static var vcpuInfoAddress: Int { 24 }
+    /// Nonzero while the vCPU is up (the embedder's INIT/SIPI state; Xen's !VPF_down).
+    static var online: Int { 32 }
     static var queueTails: Int { 64 }
     static var queueLocks: Int { 128 }
     static var stride: Int { 192 }

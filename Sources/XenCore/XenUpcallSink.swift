@@ -7,6 +7,11 @@ import XenABI
 /// synthetic IPI into the guest's pending bits.
 public protocol XenUpcallSink: AnyObject {
     func upcall(domain: DomainID, vcpu: Int, vector: UInt8)
+    /// VCPUOP_send_nmi: inject an NMI into the vCPU. Xen latches one NMI (v->arch.nmi_pending)
+    /// until the vCPU takes it; the embedder's virtual APIC latches it the same way. Viridian
+    /// gives a guest no call that sends an NMI (a synthetic IPI's vector is 0x10 or above), so
+    /// the layer hands it to the embedder too.
+    func nmi(domain: DomainID, vcpu: Int)
 }
 
 /// What the native baseline, which plays Xen itself, needs of its embedder beyond upcalls: the

@@ -9,6 +9,7 @@ import XenABI
 /// page-by-page copy leaves it.
 extension XenDomain {
     /// `cmd` is Xen's `int cmd` (RDI, low 32 bits); `arg` the guest's pointer (RSI).
+    @inline(never)
     public func xenVersion(_ cmd: UInt64, arg: UInt64) -> Int64 {
         let op = XenVersionOp(rawValue: UInt32(truncatingIfNeeded: cmd))
         if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }

@@ -148,6 +148,8 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
 
     public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome { .ok }
 
+    public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
+
     public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
         sink.flushTLBs(domain: domain.id)
         return .ok

@@ -200,6 +200,9 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return status
     }
 
+    /// VCPUOP_send_nmi: Viridian has no guest call that sends an NMI, so the embedder injects it.
+    public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
+
     /// HvCallFlushVirtualAddressSpace (TLFS "Virtual TLB flush hypercalls") for HVMOP_flush_tlbs:
     /// every processor, every address space, as Xen's paging_flush_tlb(NULL). The input block
     /// is in the calling VP's own input page, past the part control posts use, so no other

@@ -37,7 +37,7 @@ struct CoverageTests {
                     if listed {
                         #expect(r == errENOSYS, "\(side): \(number) is listed as not yet implemented")
                     } else {
-                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo, .mmuextOp].contains(call), "\(side): \(number) has a handler")
+                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo, .mmuextOp, .vcpuOp].contains(call), "\(side): \(number) has a handler")
                         #expect(r != errENOSYS || [XenHypercall.xenVersion, .consoleIo, .eventChannelOp, .hvmOp, .physdevOp].contains(call),
                                 "\(side): \(number) answers -ENOSYS only as an unknown sub-op")
                     }
@@ -46,6 +46,18 @@ struct CoverageTests {
             #expect(w.hypercall(domain: dom1, vcpu: 0, XenHypercallRegisters(rax: UInt64.max)) == errENOSYS, "\(side)")
             for op in XenDispatchCoverage.hvmNotYetImplemented {
                 #expect(w.hvm(dom1, op, []) == errENOSYS, "\(side): HVMOP \(op.rawValue)")
+            }
+            // Every VCPUOP row: its declared refusal, a handler, or listed as not yet built.
+            for raw in UInt32(0)...13 {
+                let op = VCPUOp(rawValue: raw)
+                let r = w.hypercall(domain: dom1, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(raw), rsi: 0, rdx: 0))
+                if case .rejected(let errno) = op.disposition {
+                    #expect(r == errno.hypercallReturnValue, "\(side): VCPUOP \(raw)")
+                } else if XenDispatchCoverage.vcpuNotYetImplemented.contains(op) {
+                    #expect(r == errENOSYS, "\(side): VCPUOP \(raw) is listed as not yet implemented")
+                } else {
+                    #expect(r != errENOSYS, "\(side): VCPUOP \(raw) has a handler")
+                }
             }
         }
     }

@@ -28,6 +28,10 @@ struct DifferentialTests {
         case connect(DomainID, DomainID, vcpu: Int)
         /// The guest writes Xen's hypercall-page MSR.
         case hypercallPage(DomainID, vcpu: Int, UInt64)
+        /// A vcpu_op with a structure at the argument page, naming vCPU `target`.
+        case vcpu(DomainID, vcpu: Int, VCPUOp, target: UInt64, [(ABIField, UInt64)])
+        /// The embedder starts or stops a vCPU (INIT/SIPI).
+        case vcpuUp(DomainID, vcpu: Int, Bool)
         /// The guest puts `bytes` at RDX (where backed), then makes the call.
         case console(DomainID, vcpu: Int, [UInt8], XenHypercallRegisters)
 
@@ -43,6 +47,8 @@ struct DifferentialTests {
             case .fifoWord(let d, let f, let p, let w): return "d\(d.rawValue) guest writes event word \(p) in frame \(f) = \(w)"
             case .connect(let a, let b, let v): return "d\(a.rawValue)v\(v) connects to an unbound port of d\(b.rawValue)"
             case .hypercallPage(let d, let v, let value): return "d\(d.rawValue)v\(v) wrmsr hypercall page \(String(value, radix: 16))"
+            case .vcpu(let d, let v, let op, let t, let f): return "d\(d.rawValue)v\(v) VCPUOP \(op.rawValue) on vCPU \(t) \(f.map { $0.1 })"
+            case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
         }
@@ -107,7 +113,19 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(12) {
+            switch r.below(14) {
+            case 12:
+                let target = UInt64(r.below(8) == 0 ? 2 + r.below(3) : r.below(vcpus))
+                switch r.below(3) {
+                case 0:
+                    let frame = [free + UInt64(r.below(8)), edgeFrame(&r), UInt64.max][r.below(3)]
+                    let offset = r.below(4) == 0 ? UInt64(r.below(4100)) : UInt64(r.below(64) * 64)
+                    return .vcpu(d, vcpu: v, .registerVcpuInfo, target: target,
+                                 [(VcpuRegisterVcpuInfoLayout.mfn, frame), (VcpuRegisterVcpuInfoLayout.offset, offset)])
+                case 1: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.isUp.rawValue), rsi: target))
+                default: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.sendNmi.rawValue), rsi: target, rdx: [0, w0][r.below(2)]))
+                }
+            case 13: return .vcpuUp(d, vcpu: r.below(vcpus), r.below(2) == 0)
             case 9: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue), rsi: [0, 0, w0][r.below(3)]))
             case 10:
                 let dom: UInt64 = [0x7FF0, 0x7FF0, UInt64(d.rawValue), domain(&r)][r.below(4)]
@@ -142,6 +160,10 @@ struct DifferentialTests {
 
     static func apply(_ step: Step, to w: any XenWorld) -> Int64 {
         switch step {
+        case .vcpu(let d, let v, let op, let target, let f):
+            w.writeArguments(d, size: 16, f)
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(op.rawValue),
+                                                                       rsi: target, rdx: w.argumentAddress))
         case .evtchn(let d, let v, let op, let f): return w.evtchn(d, vcpu: v, op, f)
         case .hvm(let d, let v, let op, let f): return w.hvm(d, vcpu: v, op, f)
         case .raw(let d, let v, let regs): return w.hypercall(domain: d, vcpu: v, regs)
@@ -157,6 +179,9 @@ struct DifferentialTests {
             case .xen(.generalProtection): return -1
             default: return -2
             }
+        case .vcpuUp(let d, let v, let up):
+            w.xenDomain(d).setVCPUUp(v, up)
+            return 0
         case .console(let d, let v, let bytes, let regs):
             // Only the guest's own frames: in a translated world the layer's follow them.
             for (i, b) in bytes.enumerated() where regs.rdx &+ UInt64(i) < WorldLayout.frames << guestPageShift {
@@ -186,6 +211,9 @@ struct DifferentialTests {
                         return (i, "domain \(id.rawValue) frame \(f) byte \(at) differs")
                     }
                 }
+            }
+            for d in 0..<domains where native.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) != translated.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) {
+                return (i, "domain \(d + 1): NMIs differ")
             }
             for d in 0..<domains where native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
                 return (i, "domain \(d + 1): TLB flushes differ")

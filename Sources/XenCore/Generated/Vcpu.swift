@@ -22,8 +22,8 @@ extension VCPUOp {
         case 8: return .translated // VCPUOP_set_singleshot_timer via HV_X64_MSR_STIMER0_CONFIG, HV_X64_MSR_STIMER0_COUNT
         case 9: return .translated // VCPUOP_stop_singleshot_timer via HV_X64_MSR_STIMER0_CONFIG
         case 0xA: return .layer // VCPUOP_register_vcpu_info
-        case 0xB: return .rejected(.eopnotsupp) // VCPUOP_send_nmi
-        case 0xC: return .rejected(.eperm) // VCPUOP_get_physid
+        case 0xB: return .layer // VCPUOP_send_nmi
+        case 0xC: return .rejected(.einval) // VCPUOP_get_physid
         case 0xD: return .translated // VCPUOP_register_vcpu_time_memory_area via HV_X64_MSR_REFERENCE_TSC, hv_reference_tsc_page
         default: return .rejected(.enosys)
         }
