@@ -47,6 +47,33 @@ public final class UpcallRecorder: XenNativeSink {
         return Int(xv_atomic_load_u64(flushes + d * Self.stride + 1))
     }
 
+    /// SCHEDOP_yield on the native side, per domain.
+    public func yieldVCPU(domain: DomainID, vcpu: Int) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return }
+        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 2, 1)
+    }
+
+    public func yieldCount(domain: DomainID) -> Int {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return 0 }
+        return Int(xv_atomic_load_u64(flushes + d * Self.stride + 2))
+    }
+
+    /// Shutdowns reported, per domain, and the last reason.
+    public func shutdown(domain: DomainID, reason: UInt8) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return }
+        xv_store_release_u64(flushes + d * Self.stride + 4, UInt64(reason))
+        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 3, 1)
+    }
+
+    public func shutdowns(domain: DomainID) -> (count: Int, reason: UInt8) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return (0, 0) }
+        return (Int(xv_atomic_load_u64(flushes + d * Self.stride + 3)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(flushes + d * Self.stride + 4)))
+    }
+
     /// Whole-domain TLB flushes recorded for `domain`.
     public func flushCount(domain: DomainID) -> Int {
         let d = Int(domain.rawValue) - 1

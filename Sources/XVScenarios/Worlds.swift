@@ -36,6 +36,9 @@ public protocol XenWorld: AnyObject {
     /// Whole-domain guest TLB flushes carried out for `domain` (native: asked of the embedder;
     /// translated: Viridian flushes of every VP and address space the target carried out).
     func tlbFlushes(_ domain: DomainID) -> Int
+    /// SCHEDOP_yields carried out for `domain` (native: the embedder's; translated: the
+    /// target's HvCallNotifyLongSpinWait).
+    func yields(_ domain: DomainID) -> Int
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -79,6 +82,7 @@ public final class NativeWorld: XenWorld {
     }
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { system.domain(domain)! }
     public func tlbFlushes(_ domain: DomainID) -> Int { recorder.flushCount(domain: domain) }
+    public func yields(_ domain: DomainID) -> Int { recorder.yieldCount(domain: domain) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -94,16 +98,19 @@ public final class LayerInterruptRouter: ViridianHost {
     var waiting: [Set<UInt32>] = []
     private let interruptCount = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let flushCounts = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * UpcallRecorder.maxDomains * 8)
+    private let spinWaits = UnsafeMutablePointer<UInt64>.allocate(capacity: UpcallRecorder.maxDomains * 8)
     /// Interrupts raised so far (a relaxed counter: interrupts arrive on any thread).
     public var interrupts: Int { Int(xv_load_relaxed_u64(interruptCount)) }
 
     public init() {
         interruptCount.initialize(to: 0)
         flushCounts.initialize(repeating: 0, count: 2 * UpcallRecorder.maxDomains * 8)
+        spinWaits.initialize(repeating: 0, count: UpcallRecorder.maxDomains * 8)
     }
     deinit {
         interruptCount.deallocate()
         flushCounts.deallocate()
+        spinWaits.deallocate()
     }
 
     /// Holds back the partition's interrupts until `release`, as when its vCPUs are not
@@ -151,7 +158,18 @@ public final class LayerInterruptRouter: ViridianHost {
         guard i >= 0, i < UpcallRecorder.maxDomains else { return 0 }
         return Int(xv_atomic_load_u64(flushCounts + (partial ? 2 * i + 1 : 2 * i) * 8))
     }
-    public func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32) {}
+    /// Counts HvCallNotifyLongSpinWait per partition.
+    public func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32) {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < UpcallRecorder.maxDomains else { return }
+        _ = xv_atomic_fetch_add_u64(spinWaits + i * 8, 1)
+    }
+
+    public func longSpinWaits(_ partition: PartitionID) -> Int {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < UpcallRecorder.maxDomains else { return 0 }
+        return Int(xv_atomic_load_u64(spinWaits + i * 8))
+    }
 }
 
 /// XenViridian over ViridianReference: one partition per domain.
@@ -205,6 +223,7 @@ public final class TranslatedWorld: XenWorld {
     }
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { layer(domain).domain }
     public func tlbFlushes(_ domain: DomainID) -> Int { router.flushes(layer(domain).partition) }
+    public func yields(_ domain: DomainID) -> Int { router.longSpinWaits(layer(domain).partition) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

@@ -58,4 +58,10 @@ public protocol EventFabric: AnyObject {
 
     /// VCPUOP_send_nmi for `vcpu` (both sides: the embedder's `XenUpcallSink.nmi`).
     func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int)
+
+    /// SCHEDOP_yield from `vcpu` (native: the embedder; translated: HvCallNotifyLongSpinWait).
+    func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int)
+
+    /// The domain shut down with `reason` (both sides: the embedder's `XenUpcallSink.shutdown`).
+    func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8)
 }

@@ -23,6 +23,8 @@ extension XenDomain {
             return xenVersion(registers.rdi, arg: registers.rsi)
         case .vmAssist:
             return vmAssist(registers.rdi, type: registers.rsi)
+        case .schedOp:
+            return schedOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .vcpuOp:
             return vcpuOp(registers.rdi, vcpuid: registers.rsi, arg: registers.rdx, current: vcpu, fabric: fabric)
         case .mmuextOp:
@@ -52,10 +54,13 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .setTimerOp, .grantTableOp, .schedOp,
+        .memoryOp, .multicall, .setTimerOp, .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = [.getTime]
+    /// SCHEDOP rows that are not `rejected` and have no handler yet (the time base's and the
+    /// parking contract's).
+    public static let schedNotYetImplemented: [SchedulerOp] = [.block, .poll, .watchdog]
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
     public static let vcpuNotYetImplemented: [VCPUOp] = [
         .getRunstateInfo, .registerRunstateMemoryArea, .setPeriodicTimer, .stopPeriodicTimer,

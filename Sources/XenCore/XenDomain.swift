@@ -95,6 +95,7 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpuWords.initializeMemory(as: UInt64.self, repeating: 0, count: config.vcpuCount * VCPUWords.stride / 8)
         eventArray = .allocate(capacity: Self.maxEventArrayPages)
         eventArray.initialize(repeating: 0, count: Self.maxEventArrayPages)
+        xv_store_release_u32(words + DomainWords.shutdownCode, UInt32.max)
         // Xen starts an HVM domain with vCPU 0 up and the others down until INIT/SIPI.
         xv_store_release_u32(vcpuWords + VCPUWords.online, 1)
         // evtchn_init: port 0 is allocated and reserved.
@@ -463,6 +464,10 @@ enum DomainWords {
     static var vmAssist: Int { 320 }
     /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
     /// d->pbuf_idx and d->pbuf).
+    /// The shutdown code (Xen's d->shutdown_code, ~0 while none) and whether the domain is
+    /// shutting down, changed under the event lock.
+    static var shutdownCode: Int { 320 + 8 }
+    static var shuttingDown: Int { 320 + 12 }
     static var consoleLock: Int { 384 }
     static var consoleFill: Int { 388 }
     static var consoleBuffer: Int { 448 }

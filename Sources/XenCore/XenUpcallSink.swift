@@ -12,6 +12,11 @@ public protocol XenUpcallSink: AnyObject {
     /// gives a guest no call that sends an NMI (a synthetic IPI's vector is 0x10 or above), so
     /// the layer hands it to the embedder too.
     func nmi(domain: DomainID, vcpu: Int)
+    /// The domain shut down (SCHEDOP_shutdown, or VCPUOP_down of its last vCPU), once, with
+    /// its shutdown code (Xen's domain_shutdown: the first reason given, or the one
+    /// SCHEDOP_shutdown_code set before). The embedder stops the domain's vCPUs; Xen pauses
+    /// them. Called on the shutting-down vCPU's thread, no lock held.
+    func shutdown(domain: DomainID, reason: UInt8)
 }
 
 /// What the native baseline, which plays Xen itself, needs of its embedder beyond upcalls: the
@@ -20,4 +25,7 @@ public protocol XenUpcallSink: AnyObject {
 /// the Viridian target does this work, so a layer's sink needs only `XenUpcallSink`.
 public protocol XenNativeSink: XenUpcallSink {
     func flushTLBs(domain: DomainID)
+    /// SCHEDOP_yield: give the physical CPU to someone else, if the embedder has anyone
+    /// (Xen's vcpu_yield). The translated side asks its target (HvCallNotifyLongSpinWait).
+    func yieldVCPU(domain: DomainID, vcpu: Int)
 }

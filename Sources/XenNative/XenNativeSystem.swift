@@ -150,6 +150,10 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
 
     public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
 
+    public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) { sink.yieldVCPU(domain: domain.id, vcpu: vcpu) }
+
+    public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+
     public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
         sink.flushTLBs(domain: domain.id)
         return .ok

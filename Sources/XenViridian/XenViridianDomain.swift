@@ -203,6 +203,17 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// VCPUOP_send_nmi: Viridian has no guest call that sends an NMI, so the embedder injects it.
     public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
 
+    /// SCHEDOP_yield: HvCallNotifyLongSpinWait, fast (TLFS "HvCallNotifyLongSpinWait": RDX
+    /// holds the spin count). Xen's yield says nothing of spinning, so the count is all ones:
+    /// a long wait. One Viridian call per Xen call.
+    public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) {
+        _ = fastCall(.notifyLongSpinWait, vp: vcpu, rdx: UInt64(UInt32.max), r8: 0)
+    }
+
+    /// A guest shutdown has no Viridian call (a Hyper-V guest powers off through ACPI): the
+    /// embedder is told, as on the native side.
+    public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+
     /// HvCallFlushVirtualAddressSpace (TLFS "Virtual TLB flush hypercalls") for HVMOP_flush_tlbs:
     /// every processor, every address space, as Xen's paging_flush_tlb(NULL). The input block
     /// is in the calling VP's own input page, past the part control posts use, so no other

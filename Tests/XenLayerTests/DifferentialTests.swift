@@ -30,6 +30,8 @@ struct DifferentialTests {
         case hypercallPage(DomainID, vcpu: Int, UInt64)
         /// A vcpu_op with a structure at the argument page, naming vCPU `target`.
         case vcpu(DomainID, vcpu: Int, VCPUOp, target: UInt64, [(ABIField, UInt64)])
+        /// A sched_op with its structure at the argument page.
+        case sched(DomainID, vcpu: Int, SchedulerOp, [(ABIField, UInt64)])
         /// The embedder starts or stops a vCPU (INIT/SIPI).
         case vcpuUp(DomainID, vcpu: Int, Bool)
         /// The guest puts `bytes` at RDX (where backed), then makes the call.
@@ -48,6 +50,7 @@ struct DifferentialTests {
             case .connect(let a, let b, let v): return "d\(a.rawValue)v\(v) connects to an unbound port of d\(b.rawValue)"
             case .hypercallPage(let d, let v, let value): return "d\(d.rawValue)v\(v) wrmsr hypercall page \(String(value, radix: 16))"
             case .vcpu(let d, let v, let op, let t, let f): return "d\(d.rawValue)v\(v) VCPUOP \(op.rawValue) on vCPU \(t) \(f.map { $0.1 })"
+            case .sched(let d, let v, let op, let f): return "d\(d.rawValue)v\(v) SCHEDOP \(op.rawValue) \(f.map { $0.1 })"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
@@ -113,7 +116,13 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(14) {
+            switch r.below(15) {
+            case 14:
+                let op: SchedulerOp = [.yield, .yield, .shutdown, .shutdownCode, .remoteShutdown, .pinOverride, SchedulerOp(rawValue: 9)][r.below(7)]
+                if op == .remoteShutdown {
+                    return .sched(d, vcpu: v, op, [(SchedRemoteShutdownLayout.domainId, domain(&r)), (SchedRemoteShutdownLayout.reason, UInt64(0))])
+                }
+                return .sched(d, vcpu: v, op, [(SchedShutdownLayout.reason, UInt64(r.below(8) == 0 ? r.below(256) : r.below(6)))])
             case 12:
                 let target = UInt64(r.below(8) == 0 ? 2 + r.below(3) : r.below(vcpus))
                 switch r.below(3) {
@@ -179,6 +188,9 @@ struct DifferentialTests {
             case .xen(.generalProtection): return -1
             default: return -2
             }
+        case .sched(let d, let v, let op, let f):
+            w.writeArguments(d, size: 8, f)
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: UInt64(op.rawValue), rsi: w.argumentAddress))
         case .vcpuUp(let d, let v, let up):
             w.xenDomain(d).setVCPUUp(v, up)
             return 0
@@ -214,6 +226,11 @@ struct DifferentialTests {
             }
             for d in 0..<domains where native.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) != translated.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) {
                 return (i, "domain \(d + 1): NMIs differ")
+            }
+            for d in 0..<domains {
+                let id = DomainID(UInt16(d + 1))
+                if native.yields(id) != translated.yields(id) { return (i, "domain \(d + 1): yields differ") }
+                if native.recorder.shutdowns(domain: id) != translated.recorder.shutdowns(domain: id) { return (i, "domain \(d + 1): shutdowns differ") }
             }
             for d in 0..<domains where native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
                 return (i, "domain \(d + 1): TLB flushes differ")

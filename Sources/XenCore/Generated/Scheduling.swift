@@ -15,7 +15,7 @@ extension SchedulerOp {
         case 1: return .layer // SCHEDOP_block
         case 2: return .layer // SCHEDOP_shutdown
         case 3: return .layer // SCHEDOP_poll
-        case 4: return .rejected(.eperm) // SCHEDOP_remote_shutdown
+        case 4: return .layer // SCHEDOP_remote_shutdown
         case 5: return .layer // SCHEDOP_shutdown_code
         case 6: return .translated // SCHEDOP_watchdog via HV_X64_MSR_STIMER1_CONFIG, HV_X64_MSR_STIMER1_COUNT
         case 7: return .rejected(.eperm) // SCHEDOP_pin_override
