@@ -17,8 +17,8 @@ public final class UpcallRecorder: XenNativeSink {
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
         counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)
-        flushes = .allocate(capacity: Self.maxDomains * Self.stride)
-        flushes.initialize(repeating: 0, count: Self.maxDomains * Self.stride)
+        flushes = .allocate(capacity: (Self.maxDomains + 1) * Self.stride)
+        flushes.initialize(repeating: 0, count: (Self.maxDomains + 1) * Self.stride)
     }
 
     deinit {
@@ -73,6 +73,12 @@ public final class UpcallRecorder: XenNativeSink {
         guard d >= 0, d < Self.maxDomains else { return (0, 0) }
         return (Int(xv_atomic_load_u64(flushes + d * Self.stride + 3)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(flushes + d * Self.stride + 4)))
     }
+
+    /// The native side's guest TSC (set by the world as it advances time) and its frequency,
+    /// the reference hypervisor's default, so both worlds describe one clock alike.
+    public let guestTSCHz: UInt64 = 2_500_000_000
+    public func guestTSC() -> UInt64 { xv_load_acquire_u64(flushes + Self.maxDomains * Self.stride) }
+    public func setGuestTSC(_ tsc: UInt64) { xv_store_release_u64(flushes + Self.maxDomains * Self.stride, tsc) }
 
     /// Whole-domain TLB flushes recorded for `domain`.
     public func flushCount(domain: DomainID) -> Int {

@@ -39,6 +39,11 @@ public protocol XenWorld: AnyObject {
     /// SCHEDOP_yields carried out for `domain` (native: the embedder's; translated: the
     /// target's HvCallNotifyLongSpinWait).
     func yields(_ domain: DomainID) -> Int
+    /// Moves the guests' TSC forward (native: the embedder's TSC; translated: the reference
+    /// hypervisor's clock).
+    func advanceTime(toTSC tsc: UInt64)
+    /// The embedder's tick: re-anchors `vcpu`'s Xen time (`XenDomain.refreshTime`).
+    func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -83,6 +88,8 @@ public final class NativeWorld: XenWorld {
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { system.domain(domain)! }
     public func tlbFlushes(_ domain: DomainID) -> Int { recorder.flushCount(domain: domain) }
     public func yields(_ domain: DomainID) -> Int { recorder.yieldCount(domain: domain) }
+    public func advanceTime(toTSC tsc: UInt64) { if tsc > recorder.guestTSC() { recorder.setGuestTSC(tsc) } }
+    public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { xenDomain(domain).refreshTime(vcpu: vcpu, fabric: system) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -224,6 +231,8 @@ public final class TranslatedWorld: XenWorld {
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { layer(domain).domain }
     public func tlbFlushes(_ domain: DomainID) -> Int { router.flushes(layer(domain).partition) }
     public func yields(_ domain: DomainID) -> Int { router.longSpinWaits(layer(domain).partition) }
+    public func advanceTime(toTSC tsc: UInt64) { reference.advance(toTSC: tsc) }
+    public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { layer(domain).domain.refreshTime(vcpu: vcpu, fabric: layer(domain)) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

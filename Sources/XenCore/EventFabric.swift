@@ -64,4 +64,18 @@ public protocol EventFabric: AnyObject {
 
     /// The domain shut down with `reason` (both sides: the embedder's `XenUpcallSink.shutdown`).
     func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8)
+
+    /// The guest's clock: its reference TSC page form and a TSC value near now (within a
+    /// 100 ns tick), or nil when the side has no valid clock (a disabled reference TSC page).
+    func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase?
+}
+
+/// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.
+public struct XenTimeBase: Sendable, Equatable {
+    public var page: ReferenceTSCParameters
+    public var tsc: UInt64
+    public init(page: ReferenceTSCParameters, tsc: UInt64) {
+        self.page = page
+        self.tsc = tsc
+    }
 }

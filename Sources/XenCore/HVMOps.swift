@@ -28,6 +28,7 @@ extension XenDomain {
             return Self.result(arg != 0 ? .invalidArgument : fabric.flushTLBs(self, from: vcpu))
         case .pagetableDying: return pagetableDying(arg, fabric: fabric)
         case .getMemType: return getMemType(arg, fabric: fabric)
+        case .getTime: return getTime(arg, fabric: fabric)
         default:
             if case .rejected(let errno) = hvm.disposition { return errno.hypercallReturnValue }
             // A row the table handles whose handler belongs to a later part of the layer.

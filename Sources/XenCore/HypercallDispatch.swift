@@ -57,13 +57,13 @@ public enum XenDispatchCoverage {
         .memoryOp, .multicall, .setTimerOp, .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
-    public static let hvmNotYetImplemented: [HVMOp] = [.getTime]
+    public static let hvmNotYetImplemented: [HVMOp] = []
     /// SCHEDOP rows that are not `rejected` and have no handler yet (the time base's and the
     /// parking contract's).
     public static let schedNotYetImplemented: [SchedulerOp] = [.block, .poll, .watchdog]
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
     public static let vcpuNotYetImplemented: [VCPUOp] = [
         .getRunstateInfo, .registerRunstateMemoryArea, .setPeriodicTimer, .stopPeriodicTimer,
-        .setSingleshotTimer, .stopSingleshotTimer, .registerVcpuTimeMemoryArea,
+        .setSingleshotTimer, .stopSingleshotTimer,
     ]
 }

@@ -26,6 +26,18 @@ public struct ReferenceTSCParameters: Sendable, Equatable {
         UInt64(bitPattern: Int64(bitPattern: tsc.multipliedFullWidth(by: scale).high) &+ offset)
     }
 
+    /// The first TSC at which the page shows reference time `time` (the earliest TSC of that
+    /// 100 ns tick); 0 for a time before TSC 0, the largest TSC past the last.
+    public func tsc(atReferenceTime time: UInt64) -> UInt64 {
+        guard scale != 0 else { return 0 }
+        let target = Int64(bitPattern: time) &- offset
+        guard target > 0 else { return 0 }
+        // Smallest t with (t * scale) >> 64 >= target: t = ceil(target * 2^64 / scale).
+        guard UInt64(target) < scale else { return .max }
+        let (q, r) = scale.dividingFullWidth((high: UInt64(target), low: 0))
+        return r == 0 ? q : q &+ 1
+    }
+
     /// The same time in nanoseconds, without the page's 100 ns rounding: floor of
     /// 100 * (tsc * scale / 2^64) plus 100 * offset (wrapping, as a u64 system time would).
     public func nanoseconds(atTSC tsc: UInt64) -> UInt64 {

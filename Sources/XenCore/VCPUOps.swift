@@ -20,6 +20,8 @@ extension XenDomain {
             return isVCPUUp(v) ? 1 : 0
         case .registerVcpuInfo:
             return registerVCPUInfo(v, arg: arg, current: current, fabric: fabric)
+        case .registerVcpuTimeMemoryArea:
+            return registerTimeArea(v, arg: arg, current: current, fabric: fabric)
         case .sendNmi:
             // do_vcpu_op: "arg" must be null.
             guard arg == 0 else { return XenErrno.einval.hypercallReturnValue }
@@ -82,6 +84,8 @@ extension XenDomain {
             return info
         }
         guard let info = placed else { return XenErrno.einval.hypercallReturnValue }
+        // force_update_vcpu_system_time: the new place gets fresh time at once.
+        refreshTime(vcpu: v, fabric: fabric)
         _ = xv_atomic_exchange_u64(info + VcpuInfoLayout.evtchnPendingSel.offset, UInt64.max)
         if markEventsPending(v) { fabric.raiseUpcall(self, vcpu: v, from: current) }
         return 0

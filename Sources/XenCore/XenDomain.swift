@@ -487,6 +487,11 @@ enum VCPUWords {
     static var vcpuInfoAddress: Int { 24 }
     /// Nonzero while the vCPU is up (the embedder's INIT/SIPI state; Xen's !VPF_down).
     static var online: Int { 32 }
+    /// VCPUOP_register_vcpu_time_memory_area's address with bit 0 set, 0 when none.
+    static var timeArea: Int { 40 }
+    /// Serialises rewrites of the vCPU's time info (the embedder's tick and the vCPU's own
+    /// calls may both re-anchor it).
+    static var timeLock: Int { 48 }
     static var queueTails: Int { 64 }
     static var queueLocks: Int { 128 }
     static var stride: Int { 192 }

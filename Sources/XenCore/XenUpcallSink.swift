@@ -28,4 +28,8 @@ public protocol XenNativeSink: XenUpcallSink {
     /// SCHEDOP_yield: give the physical CPU to someone else, if the embedder has anyone
     /// (Xen's vcpu_yield). The translated side asks its target (HvCallNotifyLongSpinWait).
     func yieldVCPU(domain: DomainID, vcpu: Int)
+    /// The guests' TSC now (what RDTSC returns on their vCPUs) and its frequency: Xen's system
+    /// time is this TSC scaled, from TSC 0, as Xen's NOW() is the host's uptime.
+    func guestTSC() -> UInt64
+    var guestTSCHz: UInt64 { get }
 }

@@ -152,6 +152,15 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
 
     public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) { sink.yieldVCPU(domain: domain.id, vcpu: vcpu) }
 
+    /// The embedder's TSC, in the page form a hypervisor writes for its frequency (offset 0:
+    /// Xen's system time counts from the host's start, not the domain's).
+    /// The TSC is taken at the start of its 100 ns tick, as the translated side can only
+    /// find it from HV_X64_MSR_TIME_REF_COUNT, so both sides anchor at the same TSC.
+    public func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase? {
+        guard let page = ReferenceTSCParameters(tscHz: sink.guestTSCHz) else { return nil }
+        return XenTimeBase(page: page, tsc: page.tsc(atReferenceTime: page.referenceTime(atTSC: sink.guestTSC())))
+    }
+
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
 
     public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {

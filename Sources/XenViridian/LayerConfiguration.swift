@@ -6,9 +6,10 @@ public struct LayerConfiguration: Sendable {
     /// The partition (created by the embedder on the target) that runs the domain, with at
     /// least as many VPs as the domain has vCPUs; vCPU n is VP n.
     public var partition: PartitionID
-    /// First of `3 * vcpuCount` frames of the partition's memory that the layer owns: per
+    /// First of `3 * vcpuCount + 1` frames of the partition's memory that the layer owns: per
     /// vCPU n, frame 3n is its SynIC message page, 3n + 1 its event-flags page and 3n + 2 the
-    /// input page of the Viridian hypercalls it issues. They must be backed in the partition's
+    /// input page of the Viridian hypercalls it issues; the last is the partition's reference
+    /// TSC page, from which the guest's Xen time is derived. They must be backed in the partition's
     /// memory and absent from the guest's memory view, like Hyper-V's overlay pages, which are
     /// not guest RAM: the layer refuses to start otherwise, so no guest address or frame number
     /// can name them.
@@ -24,5 +25,5 @@ public struct LayerConfiguration: Sendable {
     }
 
     /// Frames the layer needs for a domain with `vcpuCount` vCPUs.
-    public static func layerFrameCount(vcpuCount: Int) -> Int { 3 * vcpuCount }
+    public static func layerFrameCount(vcpuCount: Int) -> Int { 3 * vcpuCount + 1 }
 }

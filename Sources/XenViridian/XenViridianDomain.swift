@@ -136,6 +136,9 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     func setUpSynIC() -> Bool {
         guard target.writeMSR(partition: partition, vp: VPIndex(0), msr: .guestOsId, value: Self.guestOSID) == .done else { return false }
+        // The reference TSC page, enabled (TLFS "Reference TSC Page"). A target that refuses it
+        // leaves the domain without pvclock (`timeBase` is nil), not without events.
+        _ = target.writeMSR(partition: partition, vp: VPIndex(0), msr: .referenceTsc, value: referenceTSCFrame.rawValue << 12 | 1)
         for v in 0..<domain.vcpuCount {
             let vp = VPIndex(UInt32(v))
             guard target.writeMSR(partition: partition, vp: vp, msr: .simp, value: frame(v, 0).rawValue << 12 | 1) == .done,
@@ -213,6 +216,31 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// A guest shutdown has no Viridian call (a Hyper-V guest powers off through ACPI): the
     /// embedder is told, as on the native side.
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+
+    /// The partition's reference TSC page: the layer's last frame.
+    var referenceTSCFrame: GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount)) }
+
+    /// The partition's clock: the reference TSC page as the target last wrote it (read between
+    /// two reads of an unchanged, valid TscSequence, TLFS "Reference TSC Page"), and a TSC near
+    /// now, from HV_X64_MSR_TIME_REF_COUNT (the first TSC at which the page shows that time).
+    /// Nil while the page is disabled or invalid (sequence 0 or 0xFFFFFFFF: the hypervisor's
+    /// "use HV_X64_MSR_TIME_REF_COUNT instead"), or the MSRs cannot be read.
+    public func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase? {
+        // A page the embedder turned off is stale, whatever it still holds.
+        guard case .value(let msr) = target.readMSR(partition: partition, vp: VPIndex(0), msr: .referenceTsc), msr & 1 != 0 else { return nil }
+        let page = layerPages[3 * domain.vcpuCount]
+        for _ in 0..<16 {
+            let sequence = xv_load_acquire_u32(page + HvReferenceTscPageLayout.tscSequence.offset)
+            guard sequence != 0, sequence != UInt32.max else { return nil }
+            let scale = UInt64(littleEndian: xv_atomic_load_u64(page + HvReferenceTscPageLayout.tscScale.offset))
+            let offset = Int64(bitPattern: UInt64(littleEndian: xv_atomic_load_u64(page + HvReferenceTscPageLayout.tscOffset.offset)))
+            guard xv_load_acquire_u32(page + HvReferenceTscPageLayout.tscSequence.offset) == sequence else { continue }
+            guard scale != 0, case .value(let now) = target.readMSR(partition: partition, vp: VPIndex(0), msr: .timeRefCount) else { return nil }
+            let p = ReferenceTSCParameters(scale: scale, offset: offset)
+            return XenTimeBase(page: p, tsc: p.tsc(atReferenceTime: now))
+        }
+        return nil
+    }
 
     /// HvCallFlushVirtualAddressSpace (TLFS "Virtual TLB flush hypercalls") for HVMOP_flush_tlbs:
     /// every processor, every address space, as Xen's paging_flush_tlb(NULL). The input block
@@ -392,7 +420,7 @@ extension XenViridianDomain {
     /// The synthetic MSRs the layer programs on every VP of its partition: a guest offered
     /// Viridian must not write them (the embedder keeps such writes from the target).
     public static func isLayerMSR(_ msr: HVMSR) -> Bool {
-        msr == .guestOsId || msr == .simp || msr == .siefp || msr == .scontrol || msr == .eom
+        msr == .guestOsId || msr == .simp || msr == .siefp || msr == .scontrol || msr == .eom || msr == .referenceTsc
             || (msr.rawValue >= HVMSR.sint0.rawValue && msr.rawValue <= HVMSR.sint0.rawValue + 15)
     }
 

@@ -32,6 +32,9 @@ struct DifferentialTests {
         case vcpu(DomainID, vcpu: Int, VCPUOp, target: UInt64, [(ABIField, UInt64)])
         /// A sched_op with its structure at the argument page.
         case sched(DomainID, vcpu: Int, SchedulerOp, [(ABIField, UInt64)])
+        /// Time passes (both worlds' TSC moves to the value), then the embedder's tick
+        /// re-anchors one vCPU's Xen time.
+        case tick(DomainID, vcpu: Int, toTSC: UInt64)
         /// The embedder starts or stops a vCPU (INIT/SIPI).
         case vcpuUp(DomainID, vcpu: Int, Bool)
         /// The guest puts `bytes` at RDX (where backed), then makes the call.
@@ -51,6 +54,7 @@ struct DifferentialTests {
             case .hypercallPage(let d, let v, let value): return "d\(d.rawValue)v\(v) wrmsr hypercall page \(String(value, radix: 16))"
             case .vcpu(let d, let v, let op, let t, let f): return "d\(d.rawValue)v\(v) VCPUOP \(op.rawValue) on vCPU \(t) \(f.map { $0.1 })"
             case .sched(let d, let v, let op, let f): return "d\(d.rawValue)v\(v) SCHEDOP \(op.rawValue) \(f.map { $0.1 })"
+            case .tick(let d, let v, let t): return "TSC to \(t), d\(d.rawValue) refreshes vCPU \(v)"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
@@ -116,7 +120,16 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(15) {
+            switch r.below(17) {
+            case 15: return .tick(d, vcpu: r.below(vcpus), toTSC: [UInt64(r.below(1 << 40)), UInt64(r.below(1 << 20)) << 40, (1 << 62) + UInt64(r.below(1 << 30))][r.below(3)])
+            case 16:
+                switch r.below(3) {
+                case 0: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.getTime.rawValue),
+                                                                   rsi: [w0 + UInt64(r.below(4090)), edgeAddress(&r)][r.below(2)]))
+                default:
+                    let area = [free << guestPageShift + UInt64(r.below(8000)), 0, edgeAddress(&r)][r.below(3)]
+                    return .vcpu(d, vcpu: v, .registerVcpuTimeMemoryArea, target: UInt64(r.below(vcpus)), [(VcpuRegisterTimeMemoryAreaLayout.addrH, area)])
+                }
             case 14:
                 let op: SchedulerOp = [.yield, .yield, .shutdown, .shutdownCode, .remoteShutdown, .pinOverride, SchedulerOp(rawValue: 9)][r.below(7)]
                 if op == .remoteShutdown {
@@ -191,6 +204,9 @@ struct DifferentialTests {
         case .sched(let d, let v, let op, let f):
             w.writeArguments(d, size: 8, f)
             return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: UInt64(op.rawValue), rsi: w.argumentAddress))
+        case .tick(let d, let v, let tsc):
+            w.advanceTime(toTSC: tsc)
+            return w.refreshTime(d, vcpu: v) ? 0 : -1
         case .vcpuUp(let d, let v, let up):
             w.xenDomain(d).setVCPUUp(v, up)
             return 0
@@ -264,13 +280,14 @@ struct DifferentialTests {
 
     @Test("the generator reaches xen_version, vm_assist, console_io and HVMOP_flush_tlbs with answers other than errors: console lines and flushes come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0
         for n in 0..<200 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
             for _ in 0..<40 {
                 let step = Self.randomStep(&r)
                 let result = Self.apply(step, to: w)
+                if case .tick = step, result == 0 { ticks += 1 }
                 if case .raw(_, _, let regs) = step, result >= 0 {
                     if regs.rax == XenHypercall.xenVersion.rawValue { versionOK += 1 }
                     if regs.rax == XenHypercall.vmAssist.rawValue { assistOK += 1 }
@@ -279,8 +296,8 @@ struct DifferentialTests {
             lines += w.console.lines.count
             flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0,
-                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")
