@@ -97,7 +97,9 @@ extension ViridianReference {
         let isList = a.call == .flushVirtualAddressList || a.call == .flushVirtualAddressListEx
         let addressSpace = a.u64(HvTlbFlushLayout.addressSpace.offset)
         let flags = HVFlushFlags(rawValue: a.u64(HvTlbFlushLayout.flags.offset))
-        let known: HVFlushFlags = [.allProcessors, .allVirtualAddressSpaces, .nonGlobalMappingsOnly, .useExtendedRangeFormat]
+        // Built from raw values: an option-set array literal allocates its array in unoptimised builds.
+        let known = HVFlushFlags(rawValue: HVFlushFlags.allProcessors.rawValue | HVFlushFlags.allVirtualAddressSpaces.rawValue
+                                     | HVFlushFlags.nonGlobalMappingsOnly.rawValue | HVFlushFlags.useExtendedRangeFormat.rawValue)
         guard flags.isSubset(of: known) else { return .status(.invalidParameter) }
         if flags.contains(.useExtendedRangeFormat) && !partitions[a.p].config.privileges.edx.contains(.extendedGVARangesFlush) {
             return .status(.invalidParameter)

@@ -70,19 +70,26 @@ extension ViridianReference {
     func deliverTimer(_ p: Int, _ v: Int, timer t: Int, now: UInt64) -> Bool {
         var timer = partitions[p].vps[v].timers[t]
         guard let expiration = timer.undelivered else { return false }
-        if timer.config.directMode {
-            host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)),
-                                vector: UInt8(truncatingIfNeeded: timer.config.apicVector), autoEOI: false)
-        } else {
-            let sint = Int(timer.config.sintx)
-            guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else { return false }
-            guard SIMSlot.isFree(slot) || SIMSlot.pendAndRecheck(slot) else { return false }
-            writeTimerMessage(slot, timer: t, expiration: expiration, delivery: now)
-            assertSINT(p, v, sint: sint)
+        let config = timer.config
+        var slot: UnsafeMutableRawPointer?
+        if !config.directMode {
+            guard partitions[p].vps[v].canDeliverMessages, let s = messageSlot(p, v, sint: Int(config.sintx)) else { return false }
+            guard SIMSlot.isFree(s) || SIMSlot.pendAndRecheck(s) else { return false }
+            slot = s
         }
+        // The timer's state is final before the interrupt: the host's interrupt path may run
+        // the guest's handler at once, and a handler that re-arms the timer must not have its
+        // new configuration overwritten by this delivery.
         timer.undelivered = nil
-        if !timer.config.periodic { timer.config.enable = false }
+        if !config.periodic { timer.config.enable = false }
         partitions[p].vps[v].timers[t] = timer
+        if let slot {
+            writeTimerMessage(slot, timer: t, expiration: expiration, delivery: now)
+            assertSINT(p, v, sint: Int(config.sintx))
+        } else {
+            host.raiseInterrupt(partition: partitions[p].id, vp: VPIndex(UInt32(v)),
+                                vector: UInt8(truncatingIfNeeded: config.apicVector), autoEOI: false)
+        }
         return true
     }
 

@@ -13,17 +13,21 @@ public final class UpcallRecorder: XenNativeSink {
     private let counts: UnsafeMutablePointer<UInt64>
     /// TLB flushes asked of the embedder (native side), per domain, a line apart.
     private let flushes: UnsafeMutablePointer<UInt64>
+    private let timers: UnsafeMutablePointer<UInt64>
 
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
         counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)
         flushes = .allocate(capacity: (Self.maxDomains + 1) * Self.stride)
         flushes.initialize(repeating: 0, count: (Self.maxDomains + 1) * Self.stride)
+        timers = .allocate(capacity: Self.maxDomains * Self.maxVCPUs)
+        timers.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs)
     }
 
     deinit {
         counts.deallocate()
         flushes.deallocate()
+        timers.deallocate()
     }
 
     /// HVMOP_flush_tlbs on the native side: counted per domain (a locked add: flushes may come
@@ -79,6 +83,53 @@ public final class UpcallRecorder: XenNativeSink {
     public let guestTSCHz: UInt64 = 2_500_000_000
     public func guestTSC() -> UInt64 { xv_load_acquire_u64(flushes + Self.maxDomains * Self.stride) }
     public func setGuestTSC(_ tsc: UInt64) { xv_store_release_u64(flushes + Self.maxDomains * Self.stride, tsc) }
+
+    /// The native side's armed timers, per (domain, vCPU): deadline + 1, 0 while disarmed.
+    /// `expire` is how the world fires one (XenNativeSystem.timerExpired); a deadline already
+    /// past when armed fires at once, as a host timer does.
+    public var expire: ((DomainID, Int) -> Void)?
+
+    public func armTimer(domain: DomainID, vcpu: Int, deadline: UInt64?) {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return }
+        xv_store_release_u64(timers + d * Self.maxVCPUs + vcpu, deadline.map { $0 &+ 1 } ?? 0)
+        if let deadline, deadline <= systemTimeNow() {
+            xv_store_release_u64(timers + d * Self.maxVCPUs + vcpu, 0)
+            expire?(domain, vcpu)
+        }
+    }
+
+    /// The armed deadline of (domain, vCPU), if any.
+    public func armedTimer(domain: DomainID, vcpu: Int) -> UInt64? {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return nil }
+        let w = xv_load_acquire_u64(timers + d * Self.maxVCPUs + vcpu)
+        return w == 0 ? nil : w - 1
+    }
+
+    /// Fires, earliest first, every armed timer due at the current TSC.
+    public func fireDueTimers() {
+        let now = systemTimeNow()
+        while true {
+            var best: (Int, Int, UInt64)?
+            for d in 0..<Self.maxDomains {
+                for v in 0..<Self.maxVCPUs {
+                    let w = xv_load_acquire_u64(timers + d * Self.maxVCPUs + v)
+                    guard w != 0, w - 1 <= now, best == nil || w - 1 < best!.2 else { continue }
+                    best = (d, v, w - 1)
+                }
+            }
+            guard let (d, v, _) = best else { return }
+            xv_store_release_u64(timers + d * Self.maxVCPUs + v, 0)
+            expire?(DomainID(UInt16(d + 1)), v)
+        }
+    }
+
+    /// Xen system time at the current TSC, as the native side computes it.
+    func systemTimeNow() -> UInt64 {
+        let page = ReferenceTSCParameters(tscHz: guestTSCHz)!
+        return page.nanoseconds(atTSC: page.tsc(atReferenceTime: page.referenceTime(atTSC: guestTSC())))
+    }
 
     /// Whole-domain TLB flushes recorded for `domain`.
     public func flushCount(domain: DomainID) -> Int {

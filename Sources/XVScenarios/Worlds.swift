@@ -44,6 +44,8 @@ public protocol XenWorld: AnyObject {
     func advanceTime(toTSC tsc: UInt64)
     /// The embedder's tick: re-anchors `vcpu`'s Xen time (`XenDomain.refreshTime`).
     func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool
+    /// Xen system time of `domain` now (ns), as its side computes it.
+    func systemTime(_ domain: DomainID) -> UInt64?
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -78,6 +80,8 @@ public final class NativeWorld: XenWorld {
             try! system.createDomain(config, memory: ram.region)
             system.domain(config.id)!.consoleSink = console
         }
+        let system = self.system
+        recorder.expire = { [unowned system] d, v in system.timerExpired(domain: d, vcpu: v) }
     }
 
     public func ram(_ domain: DomainID) -> GuestRAM { rams[Int(domain.rawValue) - 1] }
@@ -88,8 +92,12 @@ public final class NativeWorld: XenWorld {
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { system.domain(domain)! }
     public func tlbFlushes(_ domain: DomainID) -> Int { recorder.flushCount(domain: domain) }
     public func yields(_ domain: DomainID) -> Int { recorder.yieldCount(domain: domain) }
-    public func advanceTime(toTSC tsc: UInt64) { if tsc > recorder.guestTSC() { recorder.setGuestTSC(tsc) } }
+    public func advanceTime(toTSC tsc: UInt64) {
+        if tsc > recorder.guestTSC() { recorder.setGuestTSC(tsc) }
+        recorder.fireDueTimers()
+    }
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { xenDomain(domain).refreshTime(vcpu: vcpu, fabric: system) }
+    public func systemTime(_ domain: DomainID) -> UInt64? { xenDomain(domain).systemTime(fabric: system) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -233,6 +241,7 @@ public final class TranslatedWorld: XenWorld {
     public func yields(_ domain: DomainID) -> Int { router.longSpinWaits(layer(domain).partition) }
     public func advanceTime(toTSC tsc: UInt64) { reference.advance(toTSC: tsc) }
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { layer(domain).domain.refreshTime(vcpu: vcpu, fabric: layer(domain)) }
+    public func systemTime(_ domain: DomainID) -> UInt64? { layer(domain).domain.systemTime(fabric: layer(domain)) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

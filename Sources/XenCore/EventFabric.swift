@@ -68,6 +68,11 @@ public protocol EventFabric: AnyObject {
     /// The guest's clock: its reference TSC page form and a TSC value near now (within a
     /// 100 ns tick), or nil when the side has no valid clock (a disabled reference TSC page).
     func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase?
+
+    /// Arms `vcpu`'s one timer for Xen system time `deadline` (ns; one in the past fires at
+    /// once), or disarms it (nil). When it fires, the side calls `XenDomain.timerFired`.
+    /// Native: the embedder's timer; translated: the VP's synthetic timer 0.
+    func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?)
 }
 
 /// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.

@@ -23,6 +23,8 @@ extension XenDomain {
             return xenVersion(registers.rdi, arg: registers.rsi)
         case .vmAssist:
             return vmAssist(registers.rdi, type: registers.rsi)
+        case .setTimerOp:
+            return setTimerOp(registers.rdi, vcpu: vcpu, fabric: fabric)
         case .schedOp:
             return schedOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .vcpuOp:
@@ -54,7 +56,7 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .setTimerOp, .grantTableOp,
+        .memoryOp, .multicall, .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = []
@@ -62,8 +64,5 @@ public enum XenDispatchCoverage {
     /// parking contract's).
     public static let schedNotYetImplemented: [SchedulerOp] = [.block, .poll, .watchdog]
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
-    public static let vcpuNotYetImplemented: [VCPUOp] = [
-        .getRunstateInfo, .registerRunstateMemoryArea, .setPeriodicTimer, .stopPeriodicTimer,
-        .setSingleshotTimer, .stopSingleshotTimer,
-    ]
+    public static let vcpuNotYetImplemented: [VCPUOp] = [.getRunstateInfo, .registerRunstateMemoryArea]
 }

@@ -20,6 +20,8 @@ extension XenDomain {
             return isVCPUUp(v) ? 1 : 0
         case .registerVcpuInfo:
             return registerVCPUInfo(v, arg: arg, current: current, fabric: fabric)
+        case .setSingleshotTimer, .stopSingleshotTimer, .setPeriodicTimer, .stopPeriodicTimer:
+            return vcpuTimerOp(op, v, arg: arg, current: current, fabric: fabric)
         case .registerVcpuTimeMemoryArea:
             return registerTimeArea(v, arg: arg, current: current, fabric: fabric)
         case .sendNmi:
@@ -28,7 +30,7 @@ extension XenDomain {
             fabric.raiseNMI(self, vcpu: v)
             return 0
         default:
-            // Timers, runstate and the time area: the time base they need is not built yet.
+            // The runstate rows are not built yet.
             return Self.notYetImplemented
         }
     }

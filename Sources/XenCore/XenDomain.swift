@@ -489,10 +489,15 @@ enum VCPUWords {
     static var online: Int { 32 }
     /// VCPUOP_register_vcpu_time_memory_area's address with bit 0 set, 0 when none.
     static var timeArea: Int { 40 }
-    /// Serialises rewrites of the vCPU's time info (the embedder's tick and the vCPU's own
-    /// calls may both re-anchor it).
+    /// Serialises rewrites of the vCPU's time info and timers (the embedder's tick, a timer's
+    /// expiry and the vCPU's own calls may come on different threads).
     static var timeLock: Int { 48 }
-    static var queueTails: Int { 64 }
-    static var queueLocks: Int { 128 }
-    static var stride: Int { 192 }
+    /// Xen system time (ns) of the single-shot timer's deadline, 0 while stopped.
+    static var singleshotDeadline: Int { 64 }
+    /// The periodic timer's period (ns, 0 while stopped) and its next deadline.
+    static var periodicPeriod: Int { 72 }
+    static var periodicNext: Int { 80 }
+    static var queueTails: Int { 128 }
+    static var queueLocks: Int { 192 }
+    static var stride: Int { 256 }
 }

@@ -32,4 +32,8 @@ public protocol XenNativeSink: XenUpcallSink {
     /// time is this TSC scaled, from TSC 0, as Xen's NOW() is the host's uptime.
     func guestTSC() -> UInt64
     var guestTSCHz: UInt64 { get }
+    /// Arms the embedder's timer for `vcpu` at Xen system time `deadline` (ns, on the
+    /// `guestTSC` clock; one already past fires at once), replacing the one armed before, or
+    /// disarms it (nil). When it fires, the embedder calls `XenNativeSystem.timerExpired`.
+    func armTimer(domain: DomainID, vcpu: Int, deadline: UInt64?)
 }

@@ -152,6 +152,13 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
 
     public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) { sink.yieldVCPU(domain: domain.id, vcpu: vcpu) }
 
+    public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) { sink.armTimer(domain: domain.id, vcpu: vcpu, deadline: deadline) }
+
+    /// The embedder's timer for `vcpu` of `domain` fired.
+    public func timerExpired(domain id: DomainID, vcpu: Int) {
+        withDomain(id) { $0.timerFired(vcpu: vcpu, fabric: self) }
+    }
+
     /// The embedder's TSC, in the page form a hypervisor writes for its frequency (offset 0:
     /// Xen's system time counts from the host's start, not the domain's).
     /// The TSC is taken at the start of its 100 ns tick, as the translated side can only

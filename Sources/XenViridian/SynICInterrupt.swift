@@ -130,8 +130,12 @@ extension XenViridianDomain {
     func drainSlot(_ vp: Int, _ sim: UnsafeMutableRawPointer, sint: Int) {
         let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
         while UInt32(littleEndian: xv_load_acquire_u32(slot + HvMessageLayout.headerMessageType.offset)) != 0 {
-            let verdict = sint == Int(ControlIDs.sint) ? applyControlMessage(UnsafeRawPointer(slot)) : .wrongSint
-            countControlMessage(verdict)
+            let type = UInt32(littleEndian: xv_load_acquire_u32(slot + HvMessageLayout.headerMessageType.offset))
+            let timer = sint == Int(ControlIDs.timerSint) && type == HVMessageType.timerExpired.rawValue
+            if !timer {
+                let verdict = sint == Int(ControlIDs.sint) ? applyControlMessage(UnsafeRawPointer(slot)) : .wrongSint
+                countControlMessage(verdict)
+            }
             // TLFS "Message Buffers": free the slot, then read MessagePending (both sequentially
             // consistent, against the hypervisor's set-then-look), then EOM if it was set.
             xv_atomic_store_u32(slot + HvMessageLayout.headerMessageType.offset, 0)
@@ -139,6 +143,9 @@ extension XenViridianDomain {
             if flags.messagePending {
                 _ = target.writeMSR(partition: partition, vp: VPIndex(UInt32(vp)), msr: .eom, value: 0)
             }
+            // The vCPU's Xen timer (synthetic timer 0): after the slot is free, so a timer armed
+            // again from here finds it free.
+            if timer { domain.timerFired(vcpu: vp, fabric: self) }
         }
     }
 }

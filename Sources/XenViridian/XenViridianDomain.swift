@@ -217,6 +217,24 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// embedder is told, as on the native side.
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
 
+    /// A vCPU's Xen timer on its VP's synthetic timer 0, one-shot, in message mode on
+    /// `ControlIDs.timerSint` (TLFS "Synthetic Timers": SINT 0 is not allowed there). Message mode, not direct mode: the expiry arrives as an
+    /// HVMSG_TIMER_EXPIRED in the SIM slot the layer already drains, naming its timer, with no
+    /// interrupt vector of its own to reserve beside the guest's; an expiry that finds the slot
+    /// busy waits for the EOM instead of being lost. COUNT is absolute reference time, the
+    /// deadline's 100 ns tick rounded up (one already past expires at once).
+    public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
+        let vp = VPIndex(UInt32(vcpu))
+        _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Config, value: 0)
+        guard let deadline else { return }
+        var config = HVSTimerConfigMSR(rawValue: 0)
+        config.enable = true
+        config.sintx = UInt64(ControlIDs.timerSint)
+        let count = deadline / 100 + (deadline % 100 == 0 ? 0 : 1)
+        _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Count, value: max(count, 1))
+        _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Config, value: config.rawValue)
+    }
+
     /// The partition's reference TSC page: the layer's last frame.
     var referenceTSCFrame: GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount)) }
 
@@ -249,7 +267,8 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
         let block = page(vcpu, 2) + Self.flushInputOffset
         block.initializeMemory(as: UInt8.self, repeating: 0, count: HvTlbFlushLayout.size)
-        let flags: HVFlushFlags = [.allProcessors, .allVirtualAddressSpaces]
+        // From raw values: an option-set array literal allocates in unoptimised builds.
+        let flags = HVFlushFlags(rawValue: HVFlushFlags.allProcessors.rawValue | HVFlushFlags.allVirtualAddressSpaces.rawValue)
         block.storeBytes(of: flags.rawValue.littleEndian, toByteOffset: HvTlbFlushLayout.flags.offset, as: UInt64.self)
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(HVCallCode.flushVirtualAddressSpace.rawValue)

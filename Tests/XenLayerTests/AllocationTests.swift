@@ -1,6 +1,8 @@
 import CMallocCounter
 import Testing
 import XVScenarios
+import XenABI
+import XenCore
 
 /// The fast paths allocate nothing, on either side: EVTCHNOP_send (interdomain and IPI),
 /// EVTCHNOP_unmask with a pending event, and upcall delivery, each with its Viridian calls and
@@ -34,5 +36,42 @@ struct AllocationTests {
         #expect(pair.translatedUpcalls - upcallsBefore.1 == 1_000)
         let calls = pair.viridianHypercalls - callsBefore
         #expect(calls == (operation == .upcallDelivery ? 0 : 1_000), "\(calls) Viridian hypercalls for 1,000 operations")
+    }
+}
+
+/// The timer, yield and flush paths of the rest of the surface allocate nothing either:
+/// set_timer_op with its expiry delivered as VIRQ_TIMER, SCHEDOP_yield, HVMOP_flush_tlbs and
+/// the pvclock re-anchoring, on both sides.
+@Suite("Allocations on the timer, yield, flush and time paths")
+struct SurfaceAllocationTests {
+    @Test("set_timer_op to VIRQ_TIMER delivery, SCHEDOP_yield, HVMOP_flush_tlbs and refreshTime allocate nothing, native and translated")
+    func zeroAllocations() throws {
+        try #require(xv_malloc_counter_is_active() != 0, "malloc interposition is not active on this platform")
+        for w in [NativeWorld(domains: 1, vcpus: 1), TranslatedWorld(domains: 1, vcpus: 1)] as [any XenWorld] {
+            let d = DomainID(1)
+            #expect(w.setCallbackVector(d, 0x50) == 0)
+            let port = UInt32(w.bindVIRQ(d, virq: 0, vcpu: 0))
+            var tsc: UInt64 = 2_500_000_000
+            w.advanceTime(toTSC: tsc)
+            func round() -> Bool {
+                let now = w.systemTime(d)!
+                guard w.hypercall(domain: d, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.setTimerOp.rawValue, rdi: now + 1_000_000)) == 0 else { return false }
+                tsc += 2_500_000 * 2
+                w.advanceTime(toTSC: tsc)
+                guard w.isPending(d, port: port) else { return false }
+                w.acknowledgeEvents(d, vcpu: 0)
+                guard w.hypercall(domain: d, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: 0)) == 0,
+                      w.hypercall(domain: d, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue))) == 0
+                else { return false }
+                return w.refreshTime(d, vcpu: 0)
+            }
+            for _ in 0..<50 { #expect(round()) }
+            var allocations: UInt64 = 0
+            for _ in 0..<500 {
+                xv_malloc_counter_begin(); let ok = round(); allocations += xv_malloc_counter_end()
+                #expect(ok)
+            }
+            #expect(allocations == 0, "\(type(of: w)): \(allocations) allocations in 500 rounds")
+        }
     }
 }

@@ -120,7 +120,21 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(17) {
+            switch r.below(19) {
+            case 17:
+                // Deadlines around the clock the ticks move (up to 2^62 TSC, 2^61 ns or so).
+                let deadline: UInt64 = [0, 1, UInt64(r.below(1 << 40)), UInt64(r.below(1 << 20)) << 40, 1 << 63, UInt64.max, (1 << 61) + UInt64(r.below(1 << 36))][r.below(7)]
+                return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.setTimerOp.rawValue, rdi: deadline))
+            case 18:
+                let target = UInt64(r.below(8) == 0 ? 2 : r.below(vcpus))
+                switch r.below(4) {
+                case 0: return .vcpu(d, vcpu: v, .setSingleshotTimer, target: target,
+                                     [(VcpuSetSingleshotTimerLayout.timeoutAbsNs, [UInt64(r.below(1 << 40)), UInt64(r.below(1 << 20)) << 40, 0][r.below(3)]),
+                                      (VcpuSetSingleshotTimerLayout.flags, UInt64(r.below(2)))])
+                case 1: return .vcpu(d, vcpu: v, .stopSingleshotTimer, target: target, [])
+                case 2: return .vcpu(d, vcpu: v, .setPeriodicTimer, target: target, [(VcpuSetPeriodicTimerLayout.periodNs, [999_999, 1_000_000, 5_000_000 + UInt64(r.below(1000)), 1 << 62][r.below(4)])])
+                default: return .vcpu(d, vcpu: v, .stopPeriodicTimer, target: target, [])
+                }
             case 15: return .tick(d, vcpu: r.below(vcpus), toTSC: [UInt64(r.below(1 << 40)), UInt64(r.below(1 << 20)) << 40, (1 << 62) + UInt64(r.below(1 << 30))][r.below(3)])
             case 16:
                 switch r.below(3) {

@@ -43,6 +43,8 @@ public enum ControlIDs {
     @inlinable public static var sint: UInt32 { 0 }
     /// `XV_CONTROL_PAYLOAD_SIZE` = 12. xv_control_message
     @inlinable public static var payloadSize: UInt32 { 0xC }
+    /// `XV_CONTROL_TIMER_SINT` = 1. the SINT whose message slot takes a vCPU's synthetic timer 0 expiries (HVMSG_TIMER_EXPIRED; the TLFS forbids SINT 0 for message-mode timers); its event flags still serve event ports
+    @inlinable public static var timerSint: UInt32 { 1 }
 }
 
 /// A control message's payload, little-endian.

@@ -14,6 +14,7 @@ enum ABIModuleValues {
         ("XV_CONTROL_ID_DOMAIN_MASK", ModuleInteger(ControlIDs.idDomainMask)),
         ("XV_CONTROL_SINT", ModuleInteger(ControlIDs.sint)),
         ("XV_CONTROL_PAYLOAD_SIZE", ModuleInteger(ControlIDs.payloadSize)),
+        ("XV_CONTROL_TIMER_SINT", ModuleInteger(ControlIDs.timerSint)),
         ("XV_CONTROL_VERDICT_APPLIED", ModuleInteger(ControlVerdict.applied.rawValue)),
         ("XV_CONTROL_VERDICT_WRONG_SINT", ModuleInteger(ControlVerdict.wrongSint.rawValue)),
         ("XV_CONTROL_VERDICT_UNAUTHENTICATED", ModuleInteger(ControlVerdict.unauthenticated.rawValue)),
