@@ -21,6 +21,19 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     /// (native: Xen sets it pending; translated: the hypervisor has set the port's SynIC event
     /// flag and the SINT interrupt reaches the layer) up to the guest's upcall.
     case upcallDelivery = "upcall_delivery"
+    /// __HYPERVISOR_set_timer_op for a deadline a second ahead (native: the embedder's timer
+    /// armed; translated: synthetic timer 0 programmed).
+    case setTimerOp = "set_timer_op"
+    /// VCPUOP_set_singleshot_timer with a deadline already past: VIRQ_TIMER to the guest's
+    /// upcall on vCPU 0 of domain 1 (xen_shinfo_test's "deadline in the past" stage).
+    case singleshotTimerDelivery = "singleshot_timer_virq"
+    /// SCHEDOP_yield (translated: one HvCallNotifyLongSpinWait).
+    case schedYield = "sched_yield"
+    /// HVMOP_flush_tlbs (translated: one HvCallFlushVirtualAddressSpace).
+    case tlbFlush = "hvm_flush_tlbs"
+    /// The embedder's tick re-anchoring vCPU 0's vcpu_time_info (translated: from the
+    /// reference TSC page and HV_X64_MSR_TIME_REF_COUNT).
+    case pvclockUpdate = "pvclock_update"
 
     public var summary: String {
         switch self {
@@ -28,6 +41,28 @@ public enum BenchOperation: String, CaseIterable, Sendable {
         case .sendIPI: return "EVTCHNOP_send, IPI channel to another vCPU"
         case .unmaskPending: return "EVTCHNOP_unmask of a pending port on another vCPU"
         case .upcallDelivery: return "event arrival to guest upcall (receiving side)"
+        case .setTimerOp: return "set_timer_op, a deadline one second ahead"
+        case .singleshotTimerDelivery: return "VCPUOP_set_singleshot_timer in the past, to the VIRQ_TIMER upcall"
+        case .schedYield: return "SCHEDOP_yield"
+        case .tlbFlush: return "HVMOP_flush_tlbs"
+        case .pvclockUpdate: return "vcpu_time_info re-anchored (the embedder's tick)"
+        }
+    }
+
+    /// Upcalls one operation raises on each side.
+    public var upcallsPerOperation: Int {
+        switch self {
+        case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery: return 1
+        case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate: return 0
+        }
+    }
+
+    /// Viridian hypercalls one operation issues on the translated side (MSR accesses are not
+    /// hypercalls).
+    public var viridianCallsPerOperation: Int {
+        switch self {
+        case .upcallDelivery, .setTimerOp, .singleshotTimerDelivery, .pvclockUpdate: return 0
+        case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush: return 1
         }
     }
 }
@@ -77,15 +112,36 @@ public final class BenchPair {
                 port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
                 cmd = .unmask
                 target = DomainID(1); targetVCPU = 1
+            case .singleshotTimerDelivery:
+                port = UInt32(w.bindVIRQ(DomainID(1), virq: VIRQ.timer.rawValue, vcpu: 0))
+                target = DomainID(1); targetVCPU = 0
+            case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate:
+                target = DomainID(1); targetVCPU = 0
             }
+            w.advanceTime(toTSC: 2_500_000_000)
             w.writeArguments(DomainID(1), size: 4, [(EvtchnSendLayout.port, UInt64(port))])
+            if operation == .singleshotTimerDelivery {
+                // A deadline long past (1 ns), flags 0.
+                w.writeArguments(DomainID(1), size: 16, [(VcpuSetSingleshotTimerLayout.timeoutAbsNs, 1)])
+            }
         }
         self.port = port
         self.vcpu = 0
         self.target = target
         self.targetVCPU = targetVCPU
-        registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue),
-                                          rsi: WorldLayout.argumentPage.rawValue << guestPageShift)
+        let argument = WorldLayout.argumentPage.rawValue << guestPageShift
+        switch operation {
+        case .setTimerOp:
+            registers = XenHypercallRegisters(rax: XenHypercall.setTimerOp.rawValue, rdi: 2_000_000_000)
+        case .singleshotTimerDelivery:
+            registers = XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.setSingleshotTimer.rawValue), rsi: 0, rdx: argument)
+        case .schedYield:
+            registers = XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: UInt64(SchedulerOp.yield.rawValue))
+        case .tlbFlush:
+            registers = XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue))
+        default:
+            registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue), rsi: argument)
+        }
         if operation == .upcallDelivery, let (vp, sint, flag) = translated.layer(DomainID(2)).eventFlag(of: port) {
             let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames().rawValue + UInt64(3 * vp + 1)))!
             flagWord = sief + sint * 256 + (flag / 64) * 8
@@ -101,6 +157,9 @@ public final class BenchPair {
     /// The measured operation, native side. Returns RAX (0).
     @inline(__always)
     public func runNative() -> Int64 {
+        if operation == .pvclockUpdate {
+            return nativeSystem._withUnsafeGuaranteedRef { system in system.withDomain(DomainID(1)) { $0.refreshTime(vcpu: 0, fabric: system) } ?? false } ? 0 : -1
+        }
         if operation == .upcallDelivery {
             let port = port
             nativeSystem._withUnsafeGuaranteedRef { system in _ = system.withDomain(target) { system.raise($0, port: port) } }
@@ -113,6 +172,9 @@ public final class BenchPair {
     /// The measured operation, translated side. Returns RAX (0).
     @inline(__always)
     public func runTranslated() -> Int64 {
+        if operation == .pvclockUpdate {
+            return senderLayer._withUnsafeGuaranteedRef { $0.domain.refreshTime(vcpu: 0, fabric: $0) } ? 0 : -1
+        }
         if operation == .upcallDelivery {
             flagWord!.storeBytes(of: flagWord!.load(as: UInt64.self) | flagBit, as: UInt64.self)
             receiverLayer._withUnsafeGuaranteedRef { $0.interrupt(vp: 0, vector: 0x41) }

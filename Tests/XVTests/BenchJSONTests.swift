@@ -33,10 +33,11 @@ struct BenchJSONTests {
         #expect(operations.map { $0["name"] as? String } == BenchOperation.allCases.map(\.rawValue))
         for op in operations {
             for key in Self.keys { #expect(op[key] != nil, "\(op["name"] ?? "?") lacks \(key)") }
-            #expect((op["native_upcalls_per_op"] as? NSNumber)?.doubleValue == 1)
-            #expect((op["translated_upcalls_per_op"] as? NSNumber)?.doubleValue == 1)
+            let operation = try #require(BenchOperation(rawValue: op["name"] as? String ?? ""))
+            #expect((op["native_upcalls_per_op"] as? NSNumber)?.doubleValue == Double(operation.upcallsPerOperation))
+            #expect((op["translated_upcalls_per_op"] as? NSNumber)?.doubleValue == Double(operation.upcallsPerOperation))
             let calls = (op["viridian_calls_per_op"] as? NSNumber)?.doubleValue
-            #expect(calls == (op["name"] as? String == "upcall_delivery" ? 0 : 1))
+            #expect(calls == Double(operation.viridianCallsPerOperation), "\(operation.rawValue)")
             #expect((op["native_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
             #expect((op["translated_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
         }
