@@ -46,6 +46,10 @@ public protocol XenWorld: AnyObject {
     func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool
     /// Xen system time of `domain` now (ns), as its side computes it.
     func systemTime(_ domain: DomainID) -> UInt64?
+    /// The embedder starts (INIT/SIPI) or stops a vCPU (`XenDomain.setVCPUUp`).
+    func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool)
+    /// The embedder's scheduler moves a vCPU to `state` (`XenDomain.setRunstate`).
+    func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate)
     var domainCount: Int { get }
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
@@ -98,6 +102,8 @@ public final class NativeWorld: XenWorld {
     }
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { xenDomain(domain).refreshTime(vcpu: vcpu, fabric: system) }
     public func systemTime(_ domain: DomainID) -> UInt64? { xenDomain(domain).systemTime(fabric: system) }
+    public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { xenDomain(domain).setVCPUUp(vcpu, up, fabric: system) }
+    public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { xenDomain(domain).setRunstate(vcpu, state, fabric: system) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -242,6 +248,8 @@ public final class TranslatedWorld: XenWorld {
     public func advanceTime(toTSC tsc: UInt64) { reference.advance(toTSC: tsc) }
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { layer(domain).domain.refreshTime(vcpu: vcpu, fabric: layer(domain)) }
     public func systemTime(_ domain: DomainID) -> UInt64? { layer(domain).domain.systemTime(fabric: layer(domain)) }
+    public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { layer(domain).domain.setVCPUUp(vcpu, up, fabric: layer(domain)) }
+    public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { layer(domain).domain.setRunstate(vcpu, state, fabric: layer(domain)) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

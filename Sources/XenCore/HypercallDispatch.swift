@@ -64,5 +64,5 @@ public enum XenDispatchCoverage {
     /// parking contract's).
     public static let schedNotYetImplemented: [SchedulerOp] = [.block, .poll, .watchdog]
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
-    public static let vcpuNotYetImplemented: [VCPUOp] = [.getRunstateInfo, .registerRunstateMemoryArea]
+    public static let vcpuNotYetImplemented: [VCPUOp] = []
 }

@@ -22,6 +22,10 @@ extension XenDomain {
             return registerVCPUInfo(v, arg: arg, current: current, fabric: fabric)
         case .setSingleshotTimer, .stopSingleshotTimer, .setPeriodicTimer, .stopPeriodicTimer:
             return vcpuTimerOp(op, v, arg: arg, current: current, fabric: fabric)
+        case .getRunstateInfo:
+            return getRunstateInfo(v, arg: arg, fabric: fabric)
+        case .registerRunstateMemoryArea:
+            return registerRunstateArea(v, arg: arg, current: current, fabric: fabric)
         case .registerVcpuTimeMemoryArea:
             return registerTimeArea(v, arg: arg, current: current, fabric: fabric)
         case .sendNmi:
@@ -30,8 +34,7 @@ extension XenDomain {
             fabric.raiseNMI(self, vcpu: v)
             return 0
         default:
-            // The runstate rows are not built yet.
-            return Self.notYetImplemented
+            return XenErrno.enosys.hypercallReturnValue
         }
     }
 
@@ -39,12 +42,6 @@ extension XenDomain {
     /// embedder has started them (INIT/SIPI through its virtual APIC).
     public func isVCPUUp(_ vcpu: Int) -> Bool {
         vcpu >= 0 && vcpu < vcpuCount && xv_load_acquire_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.online) != 0
-    }
-
-    /// The embedder started (INIT/SIPI) or stopped `vcpu`.
-    public func setVCPUUp(_ vcpu: Int, _ up: Bool) {
-        guard vcpu >= 0, vcpu < vcpuCount else { return }
-        xv_store_release_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.online, up ? 1 : 0)
     }
 
     /// Where VCPUOP_register_vcpu_info put `vcpu`'s vcpu_info, nil while it is in shared_info.

@@ -98,6 +98,7 @@ public final class XenDomain<Memory: GuestMemory> {
         xv_store_release_u32(words + DomainWords.shutdownCode, UInt32.max)
         // Xen starts an HVM domain with vCPU 0 up and the others down until INIT/SIPI.
         xv_store_release_u32(vcpuWords + VCPUWords.online, 1)
+        initialiseRunstates()
         // evtchn_init: port 0 is allocated and reserved.
         xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
         channelPointer(0).pointee.state = .reserved
@@ -499,5 +500,9 @@ enum VCPUWords {
     static var periodicNext: Int { 80 }
     static var queueTails: Int { 128 }
     static var queueLocks: Int { 192 }
-    static var stride: Int { 256 }
+    /// The vCPU's runstate (Xen's v->runstate: state, state_entry_time, time[4]) under the
+    /// time lock, then the registered runstate area's address with bit 0 set.
+    static var runstate: Int { 256 }
+    static var runstateArea: Int { 304 }
+    static var stride: Int { 320 }
 }

@@ -35,6 +35,8 @@ struct DifferentialTests {
         /// Time passes (both worlds' TSC moves to the value), then the embedder's tick
         /// re-anchors one vCPU's Xen time.
         case tick(DomainID, vcpu: Int, toTSC: UInt64)
+        /// The embedder's scheduler moves a vCPU to a runstate.
+        case runstate(DomainID, vcpu: Int, VCPURunstate)
         /// The embedder starts or stops a vCPU (INIT/SIPI).
         case vcpuUp(DomainID, vcpu: Int, Bool)
         /// The guest puts `bytes` at RDX (where backed), then makes the call.
@@ -55,6 +57,7 @@ struct DifferentialTests {
             case .vcpu(let d, let v, let op, let t, let f): return "d\(d.rawValue)v\(v) VCPUOP \(op.rawValue) on vCPU \(t) \(f.map { $0.1 })"
             case .sched(let d, let v, let op, let f): return "d\(d.rawValue)v\(v) SCHEDOP \(op.rawValue) \(f.map { $0.1 })"
             case .tick(let d, let v, let t): return "TSC to \(t), d\(d.rawValue) refreshes vCPU \(v)"
+            case .runstate(let d, let v, let state): return "d\(d.rawValue) embedder moves vCPU \(v) to runstate \(state.rawValue)"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
@@ -120,7 +123,16 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(19) {
+            switch r.below(21) {
+            case 19: return .runstate(d, vcpu: r.below(vcpus), VCPURunstate(rawValue: Int32(r.below(5))))
+            case 20:
+                let target = UInt64(r.below(8) == 0 ? 2 : r.below(vcpus))
+                if r.below(2) == 0 {
+                    return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.getRunstateInfo.rawValue), rsi: target,
+                                                               rdx: [w0 + 512 + UInt64(r.below(3000)), edgeAddress(&r)][r.below(2)]))
+                }
+                return .vcpu(d, vcpu: v, .registerRunstateMemoryArea, target: target,
+                             [(VcpuRegisterRunstateMemoryAreaLayout.addrH, [free << guestPageShift + UInt64(r.below(8000)), 0, edgeAddress(&r)][r.below(3)])])
             case 17:
                 // Deadlines around the clock the ticks move (up to 2^62 TSC, 2^61 ns or so).
                 let deadline: UInt64 = [0, 1, UInt64(r.below(1 << 40)), UInt64(r.below(1 << 20)) << 40, 1 << 63, UInt64.max, (1 << 61) + UInt64(r.below(1 << 36))][r.below(7)]
@@ -221,8 +233,14 @@ struct DifferentialTests {
         case .tick(let d, let v, let tsc):
             w.advanceTime(toTSC: tsc)
             return w.refreshTime(d, vcpu: v) ? 0 : -1
+        case .runstate(let d, let v, let state):
+            w.setRunstate(d, vcpu: v, state)
+            return 0
+        case .runstate(let d, let v, let state):
+            w.setRunstate(d, vcpu: v, state)
+            return 0
         case .vcpuUp(let d, let v, let up):
-            w.xenDomain(d).setVCPUUp(v, up)
+            w.setVCPUUp(d, vcpu: v, up)
             return 0
         case .console(let d, let v, let bytes, let regs):
             // Only the guest's own frames: in a translated world the layer's follow them.

@@ -35,9 +35,9 @@ struct VCPUOpTests {
     func isUp() {
         onBothWorlds { w, side in
             #expect(vcpuOp(w, .isUp, target: 0) == 1 && vcpuOp(w, .isUp, target: 1) == 0, "\(side)")
-            w.xenDomain(dom1).setVCPUUp(1, true)
+            w.setVCPUUp(dom1, vcpu: 1, true)
             #expect(vcpuOp(w, .isUp, target: 1) == 1, "\(side)")
-            w.xenDomain(dom1).setVCPUUp(0, false)
+            w.setVCPUUp(dom1, vcpu: 0, false)
             #expect(vcpuOp(w, .isUp, target: 0, from: 1) == 0, "\(side)")
         }
     }
@@ -89,7 +89,7 @@ struct VCPUOpTests {
             #expect(register(w, target: 1, frame: frame, offset: 0) == errEINVAL, "\(side): once only")
             #expect(register(w, target: 1, frame: frame, offset: 0, from: 1) == errEINVAL, "\(side)")
             // An up vCPU only for itself.
-            w.xenDomain(dom2).setVCPUUp(1, true)
+            w.setVCPUUp(dom2, vcpu: 1, true)
             #expect(register(w, target: 1, frame: frame, offset: 0, domain: dom2, from: 0) == errEINVAL, "\(side)")
             #expect(register(w, target: 1, frame: frame, offset: 0, domain: dom2, from: 1) == 0, "\(side)")
         }

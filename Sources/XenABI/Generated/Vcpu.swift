@@ -111,6 +111,15 @@ extension VCPURunstate {
     }
 }
 
+/// The bit Xen sets in a runstate area's state_entry_time while it rewrites the area (VMASST_TYPE_runstate_update_flag).
+///
+/// Spec table `xen.runstate_update` (Specs/xen/vcpu.tbl); family `XEN_RUNSTATE`.
+/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+public enum RunstateUpdate {
+    /// `XEN_RUNSTATE_UPDATE` = 9223372036854775808
+    @inlinable public static var flag: UInt64 { 0x8000000000000000 }
+}
+
 /// vcpu_time_info.flags.
 ///
 /// Spec table `xen.pvclock` (Specs/xen/vcpu.tbl); family `XEN_PVCLOCK`.

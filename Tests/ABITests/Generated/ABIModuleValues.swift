@@ -842,6 +842,7 @@ enum ABIModuleValues {
         ("RUNSTATE_runnable", ModuleInteger(VCPURunstate.runnable.rawValue)),
         ("RUNSTATE_blocked", ModuleInteger(VCPURunstate.blocked.rawValue)),
         ("RUNSTATE_offline", ModuleInteger(VCPURunstate.offline.rawValue)),
+        ("XEN_RUNSTATE_UPDATE", ModuleInteger(RunstateUpdate.flag)),
         ("XEN_PVCLOCK_TSC_STABLE_BIT", ModuleInteger(PVClockFlags.tscStableBit.rawValue)),
         ("XEN_PVCLOCK_GUEST_STOPPED", ModuleInteger(PVClockFlags.guestStopped.rawValue)),
         ("XENVER_version", ModuleInteger(XenVersionOp.version.rawValue)),

@@ -405,6 +405,7 @@ const struct xv_probe_constant xv_probe_constants[] = {
     XV_CONSTANT(RUNSTATE_runnable),
     XV_CONSTANT(RUNSTATE_blocked),
     XV_CONSTANT(RUNSTATE_offline),
+    XV_CONSTANT(XEN_RUNSTATE_UPDATE),
     XV_CONSTANT(XEN_PVCLOCK_TSC_STABLE_BIT),
     XV_CONSTANT(XEN_PVCLOCK_GUEST_STOPPED),
     XV_CONSTANT(XENVER_version),
