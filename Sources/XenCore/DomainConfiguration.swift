@@ -23,15 +23,21 @@ public struct DomainConfiguration: Sendable {
     /// The strings xen_version reports (extraversion, compile information, changeset, domain
     /// handle).
     public var version: XenVersionIdentity
+    /// The wall-clock time (seconds and nanoseconds since the Unix epoch) at Xen system time 0,
+    /// which shared_info's wc_sec, wc_nsec and wc_sec_hi carry (Xen's wc_sec, wc_nsec plus the
+    /// domain's time offset). `XenDomain.setWallclock` changes it later.
+    public var wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32)
 
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
-                identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity()) {
+                identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
+                wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0)) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
         self.sharedInfoFrame = sharedInfoFrame
         self.identity = identity
         self.version = version
+        self.wallclockAtBoot = wallclockAtBoot
     }
 }
 

@@ -99,6 +99,7 @@ public final class XenDomain<Memory: GuestMemory> {
         // Xen starts an HVM domain with vCPU 0 up and the others down until INIT/SIPI.
         xv_store_release_u32(vcpuWords + VCPUWords.online, 1)
         initialiseRunstates()
+        setWallclock(seconds: config.wallclockAtBoot.seconds, nanoseconds: config.wallclockAtBoot.nanoseconds)
         // evtchn_init: port 0 is allocated and reserved.
         xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
         channelPointer(0).pointee.state = .reserved

@@ -115,3 +115,23 @@ struct VCPUTimeTests {
         }
     }
 }
+
+/// The shared_info wall clock (wc_version, wc_sec, wc_nsec, wc_sec_hi).
+@Suite("shared_info wall clock")
+struct WallclockTests {
+    @Test("written at creation with an even version, rewritten by setWallclock with the version bumped by 2, seconds above 2^32 split into wc_sec_hi; the same on both sides")
+    func wallclock() {
+        onBothWorlds { w, side in
+            let si = w.sharedInfo(dom1)
+            func read() -> (UInt32, UInt32, UInt32, UInt32) {
+                (si.load(fromByteOffset: SharedInfoLayout.wcVersion.offset, as: UInt32.self), si.load(fromByteOffset: SharedInfoLayout.wcSec.offset, as: UInt32.self),
+                 si.load(fromByteOffset: SharedInfoLayout.wcNsec.offset, as: UInt32.self), si.load(fromByteOffset: SharedInfoLayout.wcSecHi.offset, as: UInt32.self))
+            }
+            #expect(read() == (2, 0, 0, 0), "\(side): at creation, the configured time (0)")
+            w.xenDomain(dom1).setWallclock(seconds: 1_764_583_200, nanoseconds: 123_456_789)
+            #expect(read() == (4, 1_764_583_200, 123_456_789, 0), "\(side)")
+            w.xenDomain(dom1).setWallclock(seconds: 1 << 33 | 7, nanoseconds: 5)
+            #expect(read() == (6, 7, 5, 2), "\(side): wc_sec_hi")
+        }
+    }
+}
