@@ -1,4 +1,5 @@
 import CGuestAtomics
+import GuestABI
 import XenABI
 
 /// The shared_info wall clock (xen-project/xen xen/common/time.c update_domain_wallclock_time):
