@@ -34,6 +34,10 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     /// The embedder's tick re-anchoring vCPU 0's vcpu_time_info (translated: from the
     /// reference TSC page and HV_X64_MSR_TIME_REF_COUNT).
     case pvclockUpdate = "pvclock_update"
+    /// __HYPERVISOR_multicall of 8 EVTCHNOP_send entries on an IPI channel to vCPU 1: the
+    /// first makes the port pending and raises the upcall, the other seven find it pending (one
+    /// upcall, one Viridian call for the batch).
+    case multicall8 = "multicall_8_sends"
 
     public var summary: String {
         switch self {
@@ -46,13 +50,14 @@ public enum BenchOperation: String, CaseIterable, Sendable {
         case .schedYield: return "SCHEDOP_yield"
         case .tlbFlush: return "HVMOP_flush_tlbs"
         case .pvclockUpdate: return "vcpu_time_info re-anchored (the embedder's tick)"
+        case .multicall8: return "multicall of 8 EVTCHNOP_send on one IPI channel"
         }
     }
 
     /// Upcalls one operation raises on each side.
     public var upcallsPerOperation: Int {
         switch self {
-        case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery: return 1
+        case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery, .multicall8: return 1
         case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate: return 0
         }
     }
@@ -62,7 +67,7 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     public var viridianCallsPerOperation: Int {
         switch self {
         case .upcallDelivery, .setTimerOp, .singleshotTimerDelivery, .pvclockUpdate: return 0
-        case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush: return 1
+        case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush, .multicall8: return 1
         }
     }
 }
@@ -105,7 +110,7 @@ public final class BenchPair {
                 let local = w.bindInterdomain(DomainID(1), remote: DomainID(2), remotePort: UInt32(remote))
                 w.acknowledgeEvents(DomainID(1), vcpu: 0)
                 port = operation == .sendInterdomain ? UInt32(local) : UInt32(remote)
-            case .sendIPI:
+            case .sendIPI, .multicall8:
                 port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
                 target = DomainID(1); targetVCPU = 1
             case .unmaskPending:
@@ -120,6 +125,17 @@ public final class BenchPair {
             }
             w.advanceTime(toTSC: 2_500_000_000)
             w.writeArguments(DomainID(1), size: 4, [(EvtchnSendLayout.port, UInt64(port))])
+            if operation == .multicall8 {
+                // Eight entries in the argument page's second half, each EVTCHNOP_send of the
+                // port written at its start.
+                let list = (WorldLayout.argumentPage.rawValue << guestPageShift) + 2048
+                for i in 0..<8 {
+                    let base = GuestPhysicalAddress(list + UInt64(64 * i))
+                    _ = w.ram(DomainID(1)).region.store(XenHypercall.eventChannelOp.rawValue, at: base)
+                    _ = w.ram(DomainID(1)).region.store(UInt64(EventChannelOp.send.rawValue), at: GuestPhysicalAddress(base.rawValue + 16))
+                    _ = w.ram(DomainID(1)).region.store(WorldLayout.argumentPage.rawValue << guestPageShift, at: GuestPhysicalAddress(base.rawValue + 24))
+                }
+            }
             if operation == .singleshotTimerDelivery {
                 // A deadline long past (1 ns), flags 0.
                 w.writeArguments(DomainID(1), size: 16, [(VcpuSetSingleshotTimerLayout.timeoutAbsNs, 1)])
@@ -139,6 +155,8 @@ public final class BenchPair {
             registers = XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: UInt64(SchedulerOp.yield.rawValue))
         case .tlbFlush:
             registers = XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue))
+        case .multicall8:
+            registers = XenHypercallRegisters(rax: XenHypercall.multicall.rawValue, rdi: argument + 2048, rsi: 8)
         default:
             registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue), rsi: argument)
         }

@@ -23,6 +23,8 @@ extension XenDomain {
             return xenVersion(registers.rdi, arg: registers.rsi)
         case .vmAssist:
             return vmAssist(registers.rdi, type: registers.rsi)
+        case .multicall:
+            return multicall(registers.rdi, count: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .setTimerOp:
             return setTimerOp(registers.rdi, vcpu: vcpu, fabric: fabric)
         case .schedOp:
@@ -56,7 +58,7 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .multicall, .grantTableOp,
+        .memoryOp, .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = []

@@ -499,6 +499,8 @@ enum VCPUWords {
     /// The periodic timer's period (ns, 0 while stopped) and its next deadline.
     static var periodicPeriod: Int { 72 }
     static var periodicNext: Int { 80 }
+    /// Nonzero while the vCPU is inside a multicall (Xen's _MCSF_in_multicall).
+    static var inMulticall: Int { 88 }
     static var queueTails: Int { 128 }
     static var queueLocks: Int { 192 }
     /// The vCPU's runstate (Xen's v->runstate: state, state_entry_time, time[4]) under the

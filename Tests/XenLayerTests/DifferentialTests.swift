@@ -35,6 +35,9 @@ struct DifferentialTests {
         /// Time passes (both worlds' TSC moves to the value), then the embedder's tick
         /// re-anchors one vCPU's Xen time.
         case tick(DomainID, vcpu: Int, toTSC: UInt64)
+        /// The guest writes a multicall list at `at` (op and five arguments per entry), then
+        /// issues __HYPERVISOR_multicall with `count`.
+        case multicall(DomainID, vcpu: Int, at: UInt64, [(UInt64, [UInt64])], count: UInt64)
         /// The embedder's scheduler moves a vCPU to a runstate.
         case runstate(DomainID, vcpu: Int, VCPURunstate)
         /// The embedder starts or stops a vCPU (INIT/SIPI).
@@ -57,6 +60,7 @@ struct DifferentialTests {
             case .vcpu(let d, let v, let op, let t, let f): return "d\(d.rawValue)v\(v) VCPUOP \(op.rawValue) on vCPU \(t) \(f.map { $0.1 })"
             case .sched(let d, let v, let op, let f): return "d\(d.rawValue)v\(v) SCHEDOP \(op.rawValue) \(f.map { $0.1 })"
             case .tick(let d, let v, let t): return "TSC to \(t), d\(d.rawValue) refreshes vCPU \(v)"
+            case .multicall(let d, let v, let at, let e, let n): return "d\(d.rawValue)v\(v) multicall of \(n) at \(String(at, radix: 16)): \(e.map { "\($0.0)\($0.1)" })"
             case .runstate(let d, let v, let state): return "d\(d.rawValue) embedder moves vCPU \(v) to runstate \(state.rawValue)"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
@@ -123,7 +127,20 @@ struct DifferentialTests {
             return .hvm(d, vcpu: v, .setEvtchnUpcallVector, [(XenHvmEvtchnUpcallVectorLayout.vcpu, UInt64(vcpu(&r))),
                                                              (XenHvmEvtchnUpcallVectorLayout.vector, UInt64(r.below(6) == 0 ? r.below(256) : 0x50 + r.below(4)))])
         default:
-            switch r.below(21) {
+            switch r.below(22) {
+            case 21:
+                let at = [w0 + 2048 + UInt64(r.below(16)) * 64, edgeAddress(&r)][r.below(4) == 0 ? 1 : 0]
+                let entries: [(UInt64, [UInt64])] = (0..<(1 + r.below(8))).map { _ in
+                    switch r.below(6) {
+                    case 0: return (XenHypercall.eventChannelOp.rawValue, [UInt64(EventChannelOp.send.rawValue), w0])
+                    case 1: return (XenHypercall.xenVersion.rawValue, [UInt64(r.below(12)), 0])
+                    case 2: return (XenHypercall.vmAssist.rawValue, [UInt64(r.below(2)), 5])
+                    case 3: return (XenHypercall.multicall.rawValue, [at, 1])
+                    case 4: return (XenHypercall.hvmOp.rawValue, [UInt64(HVMOp.flushTlbs.rawValue), 0])
+                    default: return (UInt64(r.below(64)), [UInt64(r.below(16)), w0])
+                    }
+                }
+                return .multicall(d, vcpu: v, at: at, entries, count: [UInt64(entries.count), UInt64(entries.count) + 2, 0][r.below(3)])
             case 19: return .runstate(d, vcpu: r.below(vcpus), VCPURunstate(rawValue: Int32(r.below(5))))
             case 20:
                 let target = UInt64(r.below(8) == 0 ? 2 : r.below(vcpus))
@@ -233,9 +250,31 @@ struct DifferentialTests {
         case .tick(let d, let v, let tsc):
             w.advanceTime(toTSC: tsc)
             return w.refreshTime(d, vcpu: v) ? 0 : -1
+        case .multicall(let d, let v, let at, let entries, let count):
+            // Only the guest's own frames: in a translated world the layer's follow them.
+            let end = WorldLayout.frames << guestPageShift
+            for (i, (op, args)) in entries.enumerated() {
+                let base = at &+ UInt64(i * 64)
+                let words = [op, 0xEE] + args + [UInt64](repeating: 0, count: 6 - args.count)
+                for (j, word) in words.enumerated() where base &+ UInt64(8 * j) < end && base &+ UInt64(8 * j + 8) <= end {
+                    _ = w.ram(d).region.store(word, at: GuestPhysicalAddress(base &+ UInt64(8 * j)))
+                }
+            }
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.multicall.rawValue, rdi: at, rsi: count))
         case .runstate(let d, let v, let state):
             w.setRunstate(d, vcpu: v, state)
             return 0
+        case .multicall(let d, let v, let at, let entries, let count):
+            // Only the guest's own frames: in a translated world the layer's follow them.
+            let end = WorldLayout.frames << guestPageShift
+            for (i, (op, args)) in entries.enumerated() {
+                let base = at &+ UInt64(i * 64)
+                let words = [op, 0xEE] + args + [UInt64](repeating: 0, count: 6 - args.count)
+                for (j, word) in words.enumerated() where base &+ UInt64(8 * j) < end && base &+ UInt64(8 * j + 8) <= end {
+                    _ = w.ram(d).region.store(word, at: GuestPhysicalAddress(base &+ UInt64(8 * j)))
+                }
+            }
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.multicall.rawValue, rdi: at, rsi: count))
         case .runstate(let d, let v, let state):
             w.setRunstate(d, vcpu: v, state)
             return 0

@@ -1,0 +1,53 @@
+import CGuestAtomics
+import GuestABI
+import XenABI
+
+/// __HYPERVISOR_multicall for an hvm64 guest (xen-project/xen xen/common/multicall.c
+/// do_multicall, xen/arch/x86/hvm/hypercall.c hvm_do_multicall_call; XTF's xsa-213 test).
+/// Each multicall_entry is read whole, dispatched through the same table as a hypercall with
+/// its first five arguments, and its result written back; the list stops at the first entry
+/// that cannot be read or whose result cannot be written (-EFAULT for the whole call). An
+/// entry that is itself a multicall gets -EINVAL (re-entry is refused, the outer call goes
+/// on), and iret, PV only, gets the table's -ENOSYS. Xen splits a long list with hypercall
+/// continuations; the layer runs it in one call, which the guest's memory bounds (the list
+/// ends where its RAM does).
+extension XenDomain {
+    /// RDI = the entry list, RSI = `uint32_t nr_calls`; `vcpu` is the caller.
+    @inline(never)
+    public func multicall<F: EventFabric>(_ list: UInt64, count: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+        let flag = vcpuWords + vcpu * VCPUWords.stride + VCPUWords.inMulticall
+        // One vCPU's calls are serial: a flag marks the one in progress.
+        guard xv_load_acquire_u32(flag) == 0 else { return XenErrno.einval.hypercallReturnValue }
+        xv_store_release_u32(flag, 1)
+        defer { xv_store_release_u32(flag, 0) }
+        let n = UInt32(truncatingIfNeeded: count)
+        let size = UInt64(MulticallEntryLayout.size)
+        var entry = list
+        // A while loop, not `for _ in 0..<n`: iterating a Range<UInt32> allocates in unoptimised builds.
+        var remaining = n
+        while remaining > 0 {
+            remaining -= 1
+            guard memory.argumentReadable(at: entry, size: MulticallEntryLayout.size),
+                  let op = memory.argument(UInt64.self, at: entry, MulticallEntryLayout.op) else {
+                return XenErrno.efault.hypercallReturnValue
+            }
+            // The entry was found readable whole: its arguments read (no closure: a captured
+            // variable would be boxed on the heap).
+            let base = entry
+            let a = MulticallEntryLayout.args.offset
+            let registers = XenHypercallRegisters(
+                rax: op,
+                rdi: memory.argument(UInt64.self, at: base, ABIField(offset: a, size: 8)) ?? 0,
+                rsi: memory.argument(UInt64.self, at: base, ABIField(offset: a + 8, size: 8)) ?? 0,
+                rdx: memory.argument(UInt64.self, at: base, ABIField(offset: a + 16, size: 8)) ?? 0,
+                r10: memory.argument(UInt64.self, at: base, ABIField(offset: a + 24, size: 8)) ?? 0,
+                r8: memory.argument(UInt64.self, at: base, ABIField(offset: a + 32, size: 8)) ?? 0)
+            let result = hypercall(registers, vcpu: vcpu, fabric: fabric)
+            guard memory.store(UInt64(bitPattern: result), at: GuestPhysicalAddress(entry &+ UInt64(MulticallEntryLayout.result.offset))) else {
+                return XenErrno.efault.hypercallReturnValue
+            }
+            entry &+= size
+        }
+        return 0
+    }
+}
