@@ -35,7 +35,9 @@ extension XenDomain {
         }
         let vcpu = Int(c.pointee.notifyVCPU)
         let priority = Int(c.pointee.priority)
-        _ = GuestWords.testAndSet(word, bit32: Int(EventChannelFIFO.pending))
+        let wasPending = GuestWords.testAndSet(word, bit32: Int(EventChannelFIFO.pending))
+        // evtchn_fifo_set_pending checks the pollers once the event is pending.
+        if !wasPending { wakeIfParked(nil, port: port) }
         // No control block on that vCPU: the guest may not unmask before it maps one, so the
         // event stays pending and unlinked.
         guard let cb = controlBlock(vcpu) else { return nil }

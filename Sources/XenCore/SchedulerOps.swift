@@ -29,6 +29,10 @@ extension XenDomain {
                 }
             }
             return 0
+        case .block:
+            return schedBlock(vcpu)
+        case .poll:
+            return schedPoll(vcpu, arg: arg)
         case .remoteShutdown:
             // The whole structure first; then the domain by id (DOMID_SELF names none here);
             // then XSM_DM_PRIV, which a domU holds over no domain, itself included.

@@ -16,6 +16,8 @@ extension XenDomain {
     func twoLevelSetPending(_ port: UInt32) -> Int? {
         guard port < EventChannel2L.nrChannels, let si = sharedInfo else { return nil }
         if GuestWords.testAndSet(Self.bitmapWord(si, SharedInfoLayout.evtchnPending, port), bit64: Int(port & 63)) { return nil }
+        // evtchn_check_pollers: a poller of this port wakes, masked or not.
+        wakeIfParked(nil, port: port)
         if GuestWords.test(Self.bitmapWord(si, SharedInfoLayout.evtchnMask, port), bit64: Int(port & 63)) { return nil }
         return raiseSelector(si, port)
     }
@@ -35,7 +37,9 @@ extension XenDomain {
         guard let info = vcpuInfo(si, vcpu) else { return nil }
         let selector = info + VcpuInfoLayout.evtchnPendingSel.offset
         if GuestWords.testAndSet(selector, bit64: Int(port >> 6)) { return nil }
-        return Self.markEventsPending(info: info) ? vcpu : nil
+        guard Self.markEventsPending(info: info) else { return nil }
+        wakeIfParked(vcpu, port: nil)
+        return vcpu
     }
 
     /// The 2-level pending bit of `port` (for FIFO's switch-over, Xen setup_ports).

@@ -30,6 +30,9 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Where CONSOLEIO_write lines go; none attached, console_io is -EPERM (Xen's answer to a
     /// domain that is not a console domain). Set before the domain's vCPUs run.
     public var consoleSink: (any XenConsoleSink)?
+    /// Wakes parked vCPUs' threads (SCHEDOP_block, SCHEDOP_poll). Set before the domain's
+    /// vCPUs run; without one a parked vCPU is woken by nothing but its upcall.
+    public var waker: (any XenVCPUWaker)?
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     let records: UnsafeMutableRawPointer
@@ -383,7 +386,9 @@ public final class XenDomain<Memory: GuestMemory> {
     @inline(__always)
     func markEventsPending(_ vcpu: Int) -> Bool {
         guard let info = vcpuInfoPointer(vcpu) else { return false }
-        return Self.markEventsPending(info: info)
+        let raised = Self.markEventsPending(info: info)
+        if raised { wakeIfParked(vcpu, port: nil) }
+        return raised
     }
 
     @inline(__always)
@@ -470,6 +475,9 @@ enum DomainWords {
     /// shutting down, changed under the event lock.
     static var shutdownCode: Int { 320 + 8 }
     static var shuttingDown: Int { 320 + 12 }
+    /// vCPUs parked by SCHEDOP_block (bit n) and by SCHEDOP_poll (bit 32 + n): one relaxed
+    /// load tells the delivery path whether anyone waits.
+    static var parked: Int { 320 + 16 }
     static var consoleLock: Int { 384 }
     static var consoleFill: Int { 388 }
     static var consoleBuffer: Int { 448 }
@@ -501,6 +509,10 @@ enum VCPUWords {
     static var periodicNext: Int { 80 }
     /// Nonzero while the vCPU is inside a multicall (Xen's _MCSF_in_multicall).
     static var inMulticall: Int { 88 }
+    /// SCHEDOP_poll: the one port polled (Xen's poll_evtchn; 0 for "any port"), and the
+    /// timeout (Xen system time, 0 for none).
+    static var pollPort: Int { 92 }
+    static var pollTimeout: Int { 96 }
     static var queueTails: Int { 128 }
     static var queueLocks: Int { 192 }
     /// The vCPU's runstate (Xen's v->runstate: state, state_entry_time, time[4]) under the

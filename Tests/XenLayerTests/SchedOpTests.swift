@@ -73,7 +73,7 @@ struct SchedOpTests {
         }
     }
 
-    @Test("SCHEDOP_pin_override -EPERM (hardware domain only); unknown commands -ENOSYS; block, poll and watchdog listed as not yet built")
+    @Test("SCHEDOP_pin_override -EPERM (hardware domain only); unknown commands -ENOSYS; watchdog listed as not yet built")
     func refusals() {
         onBothWorlds { w, side in
             #expect(sched(w, .pinOverride, arg: UInt64.max) == errEPERM, "\(side)")
