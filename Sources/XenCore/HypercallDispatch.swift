@@ -64,7 +64,7 @@ public enum XenDispatchCoverage {
     public static let hvmNotYetImplemented: [HVMOp] = []
     /// SCHEDOP rows that are not `rejected` and have no handler yet (the time base's and the
     /// parking contract's).
-    public static let schedNotYetImplemented: [SchedulerOp] = [.watchdog]
+    public static let schedNotYetImplemented: [SchedulerOp] = []
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
     public static let vcpuNotYetImplemented: [VCPUOp] = []
 }

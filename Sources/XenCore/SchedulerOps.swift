@@ -29,6 +29,13 @@ extension XenDomain {
                 }
             }
             return 0
+        case .watchdog:
+            guard memory.argumentReadable(at: arg, size: SchedWatchdogLayout.size),
+                  let id = memory.argument(UInt32.self, at: arg, SchedWatchdogLayout.id),
+                  let timeout = memory.argument(UInt32.self, at: arg, SchedWatchdogLayout.timeout) else {
+                return XenErrno.efault.hypercallReturnValue
+            }
+            return watchdog(id: id, timeout: timeout, fabric: fabric)
         case .block:
             return schedBlock(vcpu)
         case .poll:

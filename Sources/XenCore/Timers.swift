@@ -106,12 +106,16 @@ extension XenDomain {
     func earliestDeadline(_ v: Int) -> UInt64? {
         let one = xv_load_acquire_u64(timerWord(v, VCPUWords.singleshotDeadline))
         let next = xv_load_acquire_u64(timerWord(v, VCPUWords.periodicPeriod)) == 0 ? 0 : xv_load_acquire_u64(timerWord(v, VCPUWords.periodicNext))
-        switch (one, next) {
-        case (0, 0): return nil
-        case (0, _): return next
-        case (_, 0): return one
-        default: return min(one, next)
+        var earliest: UInt64? = one == 0 ? nil : one
+        if next != 0 { earliest = min(earliest ?? next, next) }
+        // The domain's watchdogs ride on vCPU 0's timer.
+        if v == 0 {
+            for i in 0..<Self.watchdogCount {
+                let d = xv_load_acquire_u64(words + DomainWords.watchdogDeadlines + 8 * i)
+                if d != 0 { earliest = min(earliest ?? d, d) }
+            }
         }
+        return earliest
     }
 
     /// The side's timer for `vcpu` went off: every deadline due by now (to within the 100 ns
@@ -120,8 +124,17 @@ extension XenDomain {
     /// side's timer is armed again for what remains.
     public func timerFired<F: EventFabric>(vcpu v: Int, fabric: F) where F.Memory == Memory {
         guard v >= 0, v < vcpuCount, let now = systemTime(fabric: fabric) else { return }
-        var fire = false
+        var fire = false, watchdogFired = false
         withTimers(v, fabric: fabric) {
+            // The domain's watchdogs, on vCPU 0's timer: each fires once (its deadline is
+            // cleared, the slot stays in use, as Xen's timer is not re-armed).
+            if v == 0 {
+                for i in 0..<Self.watchdogCount {
+                    let at = words + DomainWords.watchdogDeadlines + 8 * i
+                    let d = xv_load_acquire_u64(at)
+                    if d != 0, Self.due(d, now) { xv_store_release_u64(at, 0); watchdogFired = true }
+                }
+            }
             let one = xv_load_acquire_u64(timerWord(v, VCPUWords.singleshotDeadline))
             if one != 0, Self.due(one, now) {
                 xv_store_release_u64(timerWord(v, VCPUWords.singleshotDeadline), 0)
@@ -134,6 +147,46 @@ extension XenDomain {
             }
         }
         if fire { sendVIRQ(.timer, vcpu: v, from: v, fabric: fabric) }
+        if watchdogFired { shutDown(UInt8(ShutdownReason.watchdog.rawValue), fabric: fabric) }
+    }
+
+    /// NR_DOMAIN_WATCHDOG_TIMERS (xen/include/xen/sched.h).
+    static var watchdogCount: Int { 2 }
+
+    /// SCHEDOP_watchdog (xen/common/sched/core.c domain_watchdog): id 0 takes a free watchdog,
+    /// armed `timeout` seconds from now, and returns its id (1 or 2), -ENOSPC when both are in
+    /// use; id 1 or 2 re-arms that one, or frees it with timeout 0; any other id, or one not in
+    /// use, -EINVAL. A watchdog that fires shuts the domain down with SHUTDOWN_watchdog.
+    func watchdog<F: EventFabric>(id: UInt32, timeout: UInt32, fabric: F) -> Int64 where F.Memory == Memory {
+        let now = systemTime(fabric: fabric) ?? 0
+        let (deadline, overflow) = now.addingReportingOverflow(UInt64(timeout) &* 1_000_000_000)
+        let at = overflow ? UInt64.max : deadline
+        var result: Int64 = 0
+        withTimers(0, fabric: fabric) {
+            let inUse = xv_load_acquire_u32(words + DomainWords.watchdogsInUse)
+            if id == 0 {
+                guard let i = (0..<Self.watchdogCount).first(where: { inUse & (1 << UInt32($0)) == 0 }) else {
+                    result = XenErrno.enospc.hypercallReturnValue
+                    return
+                }
+                xv_store_release_u32(words + DomainWords.watchdogsInUse, inUse | 1 << UInt32(i))
+                xv_store_release_u64(words + DomainWords.watchdogDeadlines + 8 * i, at)
+                result = Int64(i + 1)
+                return
+            }
+            let i = Int(id) - 1
+            guard i < Self.watchdogCount, inUse & (1 << UInt32(i)) != 0 else {
+                result = XenErrno.einval.hypercallReturnValue
+                return
+            }
+            if timeout == 0 {
+                xv_store_release_u32(words + DomainWords.watchdogsInUse, inUse & ~(1 << UInt32(i)))
+                xv_store_release_u64(words + DomainWords.watchdogDeadlines + 8 * i, 0)
+            } else {
+                xv_store_release_u64(words + DomainWords.watchdogDeadlines + 8 * i, at)
+            }
+        }
+        return result
     }
 
     static func due(_ deadline: UInt64, _ now: UInt64) -> Bool { deadline <= now || deadline - now < 100 }

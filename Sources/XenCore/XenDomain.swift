@@ -478,6 +478,10 @@ enum DomainWords {
     /// vCPUs parked by SCHEDOP_block (bit n) and by SCHEDOP_poll (bit 32 + n): one relaxed
     /// load tells the delivery path whether anyone waits.
     static var parked: Int { 320 + 16 }
+    /// SCHEDOP_watchdog: the two watchdogs' deadlines (Xen system time, 0 while not armed) and
+    /// which are in use (bits 0 and 1), under vCPU 0's time lock (they ride on its side timer).
+    static var watchdogDeadlines: Int { 320 + 24 }
+    static var watchdogsInUse: Int { 320 + 40 }
     static var consoleLock: Int { 384 }
     static var consoleFill: Int { 388 }
     static var consoleBuffer: Int { 448 }

@@ -174,7 +174,10 @@ struct DifferentialTests {
                     return .vcpu(d, vcpu: v, .registerVcpuTimeMemoryArea, target: UInt64(r.below(vcpus)), [(VcpuRegisterTimeMemoryAreaLayout.addrH, area)])
                 }
             case 14:
-                let op: SchedulerOp = [.yield, .yield, .shutdown, .shutdownCode, .remoteShutdown, .pinOverride, SchedulerOp(rawValue: 9)][r.below(7)]
+                let op: SchedulerOp = [.yield, .yield, .shutdown, .shutdownCode, .remoteShutdown, .pinOverride, SchedulerOp(rawValue: 9), .watchdog, .watchdog][r.below(9)]
+                if op == .watchdog {
+                    return .sched(d, vcpu: v, op, [(SchedWatchdogLayout.id, UInt64(r.below(4))), (SchedWatchdogLayout.timeout, [0, 1, 30, 0xFFFF_FFFF][r.below(4)])])
+                }
                 if op == .remoteShutdown {
                     return .sched(d, vcpu: v, op, [(SchedRemoteShutdownLayout.domainId, domain(&r)), (SchedRemoteShutdownLayout.reason, UInt64(0))])
                 }

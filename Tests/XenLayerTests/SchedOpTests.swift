@@ -73,7 +73,31 @@ struct SchedOpTests {
         }
     }
 
-    @Test("SCHEDOP_pin_override -EPERM (hardware domain only); unknown commands -ENOSYS; watchdog listed as not yet built")
+    @Test("SCHEDOP_watchdog: id 0 takes watchdogs 1 and 2, then -ENOSPC; re-arming, freeing with timeout 0, unknown ids -EINVAL; an expired watchdog shuts the domain down with SHUTDOWN_watchdog")
+    func watchdog() {
+        onBothWorlds { w, side in
+            func dog(_ id: UInt64, _ timeout: UInt64) -> Int64 {
+                w.writeArguments(dom1, size: 8, [(SchedWatchdogLayout.id, id), (SchedWatchdogLayout.timeout, timeout)])
+                return sched(w, .watchdog, arg: w.argumentAddress)
+            }
+            #expect(dog(0, 30) == 1 && dog(0, 60) == 2 && dog(0, 5) == XenErrno.enospc.hypercallReturnValue, "\(side)")
+            #expect(dog(3, 5) == errEINVAL && dog(0xFFFF_FFFF, 5) == errEINVAL, "\(side)")
+            #expect(dog(2, 0) == 0 && dog(2, 5) == errEINVAL, "\(side): freed, then not in use")
+            #expect(dog(0, 90) == 2, "\(side): the freed one is taken again")
+            #expect(sched(w, .watchdog, arg: UInt64.max - 3) == errEFAULT, "\(side)")
+            // Re-armed before it fires: 30 s becomes 100 s from now; nothing at 40 s.
+            #expect(dog(1, 100) == 0, "\(side)")
+            w.advanceTime(toTSC: 40 * 2_500_000_000)
+            #expect(w.recorder.shutdowns(domain: dom1).count == 0, "\(side)")
+            // Watchdog 2 (90 s) fires first.
+            w.advanceTime(toTSC: 95 * 2_500_000_000)
+            #expect(w.recorder.shutdowns(domain: dom1) == (1, UInt8(ShutdownReason.watchdog.rawValue)), "\(side)")
+            w.advanceTime(toTSC: 200 * 2_500_000_000)
+            #expect(w.recorder.shutdowns(domain: dom1).count == 1, "\(side): a domain shuts down once")
+        }
+    }
+
+    @Test("SCHEDOP_pin_override -EPERM (hardware domain only); unknown commands -ENOSYS")
     func refusals() {
         onBothWorlds { w, side in
             #expect(sched(w, .pinOverride, arg: UInt64.max) == errEPERM, "\(side)")

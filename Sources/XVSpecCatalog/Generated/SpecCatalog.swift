@@ -1304,79 +1304,83 @@ extension SpecCatalog {
             SpecStructField(name: "domain_id", offset: 0, size: 2, count: 1),
             SpecStructField(name: "reason", offset: 4, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "sched_pin_override", cSpelling: "struct sched_pin_override", size: 4, checkedAgainstC: true, location: "Specs/xen/structs.tbl:348", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "sched_watchdog", cSpelling: "struct sched_watchdog", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:348", fields: [
+            SpecStructField(name: "id", offset: 0, size: 4, count: 1),
+            SpecStructField(name: "timeout", offset: 4, size: 4, count: 1),
+        ]))
+        rows.append(SpecStruct(interface: "xen", name: "sched_pin_override", cSpelling: "struct sched_pin_override", size: 4, checkedAgainstC: true, location: "Specs/xen/structs.tbl:354", fields: [
             SpecStructField(name: "pcpu", offset: 0, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "vcpu_set_singleshot_timer", cSpelling: "struct vcpu_set_singleshot_timer", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:353", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "vcpu_set_singleshot_timer", cSpelling: "struct vcpu_set_singleshot_timer", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:359", fields: [
             SpecStructField(name: "timeout_abs_ns", offset: 0, size: 8, count: 1),
             SpecStructField(name: "flags", offset: 8, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "vcpu_set_periodic_timer", cSpelling: "struct vcpu_set_periodic_timer", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:359", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "vcpu_set_periodic_timer", cSpelling: "struct vcpu_set_periodic_timer", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:365", fields: [
             SpecStructField(name: "period_ns", offset: 0, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_vcpu_info", cSpelling: "struct vcpu_register_vcpu_info", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:364", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_vcpu_info", cSpelling: "struct vcpu_register_vcpu_info", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:370", fields: [
             SpecStructField(name: "mfn", offset: 0, size: 8, count: 1),
             SpecStructField(name: "offset", offset: 8, size: 4, count: 1),
             SpecStructField(name: "rsvd", offset: 12, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_runstate_memory_area", cSpelling: "struct vcpu_register_runstate_memory_area", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:371", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_runstate_memory_area", cSpelling: "struct vcpu_register_runstate_memory_area", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:377", fields: [
             SpecStructField(name: "addr", offset: 0, size: 8, count: 1),
             SpecStructField(name: "addr.h", offset: 0, size: 8, count: 1),
             SpecStructField(name: "addr.v", offset: 0, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_time_memory_area", cSpelling: "struct vcpu_register_time_memory_area", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:378", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "vcpu_register_time_memory_area", cSpelling: "struct vcpu_register_time_memory_area", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:384", fields: [
             SpecStructField(name: "addr", offset: 0, size: 8, count: 1),
             SpecStructField(name: "addr.h", offset: 0, size: 8, count: 1),
             SpecStructField(name: "addr.v", offset: 0, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_add_to_physmap", cSpelling: "struct xen_add_to_physmap", size: 24, checkedAgainstC: true, location: "Specs/xen/structs.tbl:385", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_add_to_physmap", cSpelling: "struct xen_add_to_physmap", size: 24, checkedAgainstC: true, location: "Specs/xen/structs.tbl:391", fields: [
             SpecStructField(name: "domid", offset: 0, size: 2, count: 1),
             SpecStructField(name: "size", offset: 2, size: 2, count: 1),
             SpecStructField(name: "space", offset: 4, size: 4, count: 1),
             SpecStructField(name: "idx", offset: 8, size: 8, count: 1),
             SpecStructField(name: "gpfn", offset: 16, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_remove_from_physmap", cSpelling: "struct xen_remove_from_physmap", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:394", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_remove_from_physmap", cSpelling: "struct xen_remove_from_physmap", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:400", fields: [
             SpecStructField(name: "domid", offset: 0, size: 2, count: 1),
             SpecStructField(name: "gpfn", offset: 8, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_memory_reservation", cSpelling: "struct xen_memory_reservation", size: 32, checkedAgainstC: true, location: "Specs/xen/structs.tbl:400", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_memory_reservation", cSpelling: "struct xen_memory_reservation", size: 32, checkedAgainstC: true, location: "Specs/xen/structs.tbl:406", fields: [
             SpecStructField(name: "extent_start", offset: 0, size: 8, count: 1),
             SpecStructField(name: "nr_extents", offset: 8, size: 8, count: 1),
             SpecStructField(name: "extent_order", offset: 16, size: 4, count: 1),
             SpecStructField(name: "mem_flags", offset: 20, size: 4, count: 1),
             SpecStructField(name: "domid", offset: 24, size: 2, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_param", cSpelling: "struct xen_hvm_param", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:409", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_param", cSpelling: "struct xen_hvm_param", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:415", fields: [
             SpecStructField(name: "domid", offset: 0, size: 2, count: 1),
             SpecStructField(name: "pad", offset: 2, size: 2, count: 1),
             SpecStructField(name: "index", offset: 4, size: 4, count: 1),
             SpecStructField(name: "value", offset: 8, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_evtchn_upcall_vector", cSpelling: "struct xen_hvm_evtchn_upcall_vector", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:417", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_evtchn_upcall_vector", cSpelling: "struct xen_hvm_evtchn_upcall_vector", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:423", fields: [
             SpecStructField(name: "vcpu", offset: 0, size: 4, count: 1),
             SpecStructField(name: "vector", offset: 4, size: 1, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_pagetable_dying", cSpelling: "struct xen_hvm_pagetable_dying", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:423", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_pagetable_dying", cSpelling: "struct xen_hvm_pagetable_dying", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:429", fields: [
             SpecStructField(name: "domid", offset: 0, size: 2, count: 1),
             SpecStructField(name: "pad", offset: 2, size: 6, count: 3),
             SpecStructField(name: "gpa", offset: 8, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_get_mem_type", cSpelling: "struct xen_hvm_get_mem_type", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:430", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_get_mem_type", cSpelling: "struct xen_hvm_get_mem_type", size: 16, checkedAgainstC: true, location: "Specs/xen/structs.tbl:436", fields: [
             SpecStructField(name: "domid", offset: 0, size: 2, count: 1),
             SpecStructField(name: "mem_type", offset: 2, size: 2, count: 1),
             SpecStructField(name: "pad", offset: 4, size: 4, count: 2),
             SpecStructField(name: "pfn", offset: 8, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_get_time", cSpelling: "struct xen_hvm_get_time", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:438", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_hvm_get_time", cSpelling: "struct xen_hvm_get_time", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:444", fields: [
             SpecStructField(name: "now", offset: 0, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "multicall_entry", cSpelling: "struct multicall_entry", size: 64, checkedAgainstC: true, location: "Specs/xen/structs.tbl:443", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "multicall_entry", cSpelling: "struct multicall_entry", size: 64, checkedAgainstC: true, location: "Specs/xen/structs.tbl:449", fields: [
             SpecStructField(name: "op", offset: 0, size: 8, count: 1),
             SpecStructField(name: "result", offset: 8, size: 8, count: 1),
             SpecStructField(name: "args", offset: 16, size: 48, count: 6),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "mmuext_op", cSpelling: "struct mmuext_op", size: 24, checkedAgainstC: true, location: "Specs/xen/structs.tbl:450", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "mmuext_op", cSpelling: "struct mmuext_op", size: 24, checkedAgainstC: true, location: "Specs/xen/structs.tbl:456", fields: [
             SpecStructField(name: "cmd", offset: 0, size: 4, count: 1),
             SpecStructField(name: "arg1", offset: 8, size: 8, count: 1),
             SpecStructField(name: "arg1.mfn", offset: 8, size: 8, count: 1),
@@ -1386,23 +1390,23 @@ extension SpecCatalog {
             SpecStructField(name: "arg2.vcpumask", offset: 16, size: 8, count: 1),
             SpecStructField(name: "arg2.src_mfn", offset: 16, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_compile_info", cSpelling: "struct xen_compile_info", size: 144, checkedAgainstC: true, location: "Specs/xen/structs.tbl:462", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_compile_info", cSpelling: "struct xen_compile_info", size: 144, checkedAgainstC: true, location: "Specs/xen/structs.tbl:468", fields: [
             SpecStructField(name: "compiler", offset: 0, size: 64, count: 64),
             SpecStructField(name: "compile_by", offset: 64, size: 16, count: 16),
             SpecStructField(name: "compile_domain", offset: 80, size: 32, count: 32),
             SpecStructField(name: "compile_date", offset: 112, size: 32, count: 32),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_platform_parameters", cSpelling: "struct xen_platform_parameters", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:470", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_platform_parameters", cSpelling: "struct xen_platform_parameters", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:476", fields: [
             SpecStructField(name: "virt_start", offset: 0, size: 8, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "xen_feature_info", cSpelling: "struct xen_feature_info", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:475", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "xen_feature_info", cSpelling: "struct xen_feature_info", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:481", fields: [
             SpecStructField(name: "submap_idx", offset: 0, size: 4, count: 1),
             SpecStructField(name: "submap", offset: 4, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "physdev_eoi", cSpelling: "struct physdev_eoi", size: 4, checkedAgainstC: true, location: "Specs/xen/structs.tbl:481", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "physdev_eoi", cSpelling: "struct physdev_eoi", size: 4, checkedAgainstC: true, location: "Specs/xen/structs.tbl:487", fields: [
             SpecStructField(name: "irq", offset: 0, size: 4, count: 1),
         ]))
-        rows.append(SpecStruct(interface: "xen", name: "physdev_irq_status_query", cSpelling: "struct physdev_irq_status_query", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:486", fields: [
+        rows.append(SpecStruct(interface: "xen", name: "physdev_irq_status_query", cSpelling: "struct physdev_irq_status_query", size: 8, checkedAgainstC: true, location: "Specs/xen/structs.tbl:492", fields: [
             SpecStructField(name: "irq", offset: 0, size: 4, count: 1),
             SpecStructField(name: "flags", offset: 4, size: 4, count: 1),
         ]))
@@ -1695,7 +1699,7 @@ extension SpecCatalog {
         rows.append(SpecDisposition(xen: "SCHEDOP_poll", disposition: "layer", viridian: [], errno: nil, note: "blocks until one of the ports is pending or the timeout passes", location: "Specs/translation/scheduling.tbl:11"))
         rows.append(SpecDisposition(xen: "SCHEDOP_remote_shutdown", disposition: "layer", viridian: [], errno: nil, note: "-EFAULT, then -ESRCH for a domain id no domain has, then -EPERM (XSM_DM_PRIV: a domU is no domain's device model, not even its own)", location: "Specs/translation/scheduling.tbl:12"))
         rows.append(SpecDisposition(xen: "SCHEDOP_shutdown_code", disposition: "layer", viridian: [], errno: nil, note: "sets the code once, without shutting down", location: "Specs/translation/scheduling.tbl:13"))
-        rows.append(SpecDisposition(xen: "SCHEDOP_watchdog", disposition: "translated", viridian: ["HV_X64_MSR_STIMER1_CONFIG", "HV_X64_MSR_STIMER1_COUNT"], errno: nil, note: "watchdog expiry on a synthetic timer", location: "Specs/translation/scheduling.tbl:14"))
+        rows.append(SpecDisposition(xen: "SCHEDOP_watchdog", disposition: "translated", viridian: ["HV_X64_MSR_STIMER0_CONFIG", "HV_X64_MSR_STIMER0_COUNT"], errno: nil, note: "two watchdogs (domain_watchdog), riding on vCPU 0's synthetic timer 0 with its Xen timers; expiry shuts the domain down with SHUTDOWN_watchdog", location: "Specs/translation/scheduling.tbl:14"))
         rows.append(SpecDisposition(xen: "SCHEDOP_pin_override", disposition: "rejected", viridian: [], errno: "XEN_EPERM", note: "hardware domain only", location: "Specs/translation/scheduling.tbl:15"))
         rows.append(SpecDisposition(xen: "VCPUOP_initialise", disposition: "rejected", viridian: [], errno: "XEN_EOPNOTSUPP", note: "HVM vCPUs start through the virtual APIC (INIT/SIPI)", location: "Specs/translation/vcpu.tbl:10"))
         rows.append(SpecDisposition(xen: "VCPUOP_up", disposition: "rejected", viridian: [], errno: "XEN_EOPNOTSUPP", note: "as above", location: "Specs/translation/vcpu.tbl:11"))
@@ -1967,27 +1971,28 @@ extension SpecCatalog {
         rows.append(SpecTableInfo(id: "xen.struct.sched_shutdown", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:330"))
         rows.append(SpecTableInfo(id: "xen.struct.sched_poll", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:335"))
         rows.append(SpecTableInfo(id: "xen.struct.sched_remote_shutdown", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:342"))
-        rows.append(SpecTableInfo(id: "xen.struct.sched_pin_override", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:348"))
-        rows.append(SpecTableInfo(id: "xen.struct.vcpu_set_singleshot_timer", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:353"))
-        rows.append(SpecTableInfo(id: "xen.struct.vcpu_set_periodic_timer", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:359"))
-        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_vcpu_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:364"))
-        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_runstate_memory_area", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:371"))
-        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_time_memory_area", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:378"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_add_to_physmap", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:385"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_remove_from_physmap", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:394"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_memory_reservation", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:400"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_param", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:409"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_evtchn_upcall_vector", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:417"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_pagetable_dying", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:423"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_get_mem_type", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:430"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_get_time", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:438"))
-        rows.append(SpecTableInfo(id: "xen.struct.multicall_entry", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:443"))
-        rows.append(SpecTableInfo(id: "xen.struct.mmuext_op", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:450"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_compile_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:462"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_platform_parameters", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:470"))
-        rows.append(SpecTableInfo(id: "xen.struct.xen_feature_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:475"))
-        rows.append(SpecTableInfo(id: "xen.struct.physdev_eoi", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:481"))
-        rows.append(SpecTableInfo(id: "xen.struct.physdev_irq_status_query", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:486"))
+        rows.append(SpecTableInfo(id: "xen.struct.sched_watchdog", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:348"))
+        rows.append(SpecTableInfo(id: "xen.struct.sched_pin_override", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:354"))
+        rows.append(SpecTableInfo(id: "xen.struct.vcpu_set_singleshot_timer", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:359"))
+        rows.append(SpecTableInfo(id: "xen.struct.vcpu_set_periodic_timer", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:365"))
+        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_vcpu_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:370"))
+        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_runstate_memory_area", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:377"))
+        rows.append(SpecTableInfo(id: "xen.struct.vcpu_register_time_memory_area", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:384"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_add_to_physmap", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:391"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_remove_from_physmap", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:400"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_memory_reservation", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:406"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_param", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:415"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_evtchn_upcall_vector", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:423"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_pagetable_dying", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:429"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_get_mem_type", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:436"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_hvm_get_time", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:444"))
+        rows.append(SpecTableInfo(id: "xen.struct.multicall_entry", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:449"))
+        rows.append(SpecTableInfo(id: "xen.struct.mmuext_op", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:456"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_compile_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:468"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_platform_parameters", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:476"))
+        rows.append(SpecTableInfo(id: "xen.struct.xen_feature_info", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:481"))
+        rows.append(SpecTableInfo(id: "xen.struct.physdev_eoi", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:487"))
+        rows.append(SpecTableInfo(id: "xen.struct.physdev_irq_status_query", interface: "xen", kind: "struct", source: "Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/structs.tbl:492"))
         rows.append(SpecTableInfo(id: "xen.vcpuop", interface: "xen", kind: "subop", source: "Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/vcpu.tbl:5"))
         rows.append(SpecTableInfo(id: "xen.vcpu_sshottmr", interface: "xen", kind: "flag", source: "Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/vcpu.tbl:27"))
         rows.append(SpecTableInfo(id: "xen.runstate", interface: "xen", kind: "constant", source: "Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00", location: "Specs/xen/vcpu.tbl:35"))

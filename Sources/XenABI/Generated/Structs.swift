@@ -790,6 +790,18 @@ public enum SchedRemoteShutdownLayout {
     @inlinable public static var reason: ABIField { ABIField(offset: 4, size: 4) }
 }
 
+/// Spec table `xen.struct.sched_watchdog` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct sched_watchdog` on x86_64: 8 bytes. Offsets are from the start of the structure.
+public enum SchedWatchdogLayout {
+    /// `sizeof(struct sched_watchdog)`
+    @inlinable public static var size: Int { 8 }
+    /// `id`
+    @inlinable public static var id: ABIField { ABIField(offset: 0, size: 4) }
+    /// `timeout`
+    @inlinable public static var timeout: ABIField { ABIField(offset: 4, size: 4) }
+}
+
 /// Spec table `xen.struct.sched_pin_override` (Specs/xen/structs.tbl); family `-`.
 /// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_pin_override` on x86_64: 4 bytes. Offsets are from the start of the structure.

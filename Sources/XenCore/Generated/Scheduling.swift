@@ -17,7 +17,7 @@ extension SchedulerOp {
         case 3: return .layer // SCHEDOP_poll
         case 4: return .layer // SCHEDOP_remote_shutdown
         case 5: return .layer // SCHEDOP_shutdown_code
-        case 6: return .translated // SCHEDOP_watchdog via HV_X64_MSR_STIMER1_CONFIG, HV_X64_MSR_STIMER1_COUNT
+        case 6: return .translated // SCHEDOP_watchdog via HV_X64_MSR_STIMER0_CONFIG, HV_X64_MSR_STIMER0_COUNT
         case 7: return .rejected(.eperm) // SCHEDOP_pin_override
         default: return .rejected(.enosys)
         }

@@ -1301,6 +1301,10 @@ enum ABIModuleValues {
             ("domain_id", SchedRemoteShutdownLayout.domainId),
             ("reason", SchedRemoteShutdownLayout.reason),
         ]),
+        ("sched_watchdog", SchedWatchdogLayout.size, [
+            ("id", SchedWatchdogLayout.id),
+            ("timeout", SchedWatchdogLayout.timeout),
+        ]),
         ("sched_pin_override", SchedPinOverrideLayout.size, [
             ("pcpu", SchedPinOverrideLayout.pcpu),
         ]),
