@@ -30,52 +30,44 @@ public final class UpcallRecorder: XenNativeSink {
         timers.deallocate()
     }
 
+    /// Word `index` of `domain`'s line of embedder counters (0 flushes, 1 NMIs, 2 yields,
+    /// 3 shutdowns, 4 the last shutdown reason); nil for a domain outside 1...maxDomains.
+    func domainWord(_ domain: DomainID, _ index: Int) -> UnsafeMutablePointer<UInt64>? {
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains else { return nil }
+        return flushes + d * Self.stride + index
+    }
+
     /// HVMOP_flush_tlbs on the native side: counted per domain (a locked add: flushes may come
     /// from several vCPUs at once, and no benchmark's fast path counts here).
     public func flushTLBs(domain: DomainID) {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return }
-        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride, 1)
+        if let w = domainWord(domain, 0) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
 
     /// NMIs asked for, per domain (a locked add, as flushes).
     public func nmi(domain: DomainID, vcpu: Int) {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return }
-        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 1, 1)
+        if let w = domainWord(domain, 1) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
 
-    public func nmiCount(domain: DomainID) -> Int {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return 0 }
-        return Int(xv_atomic_load_u64(flushes + d * Self.stride + 1))
-    }
+    public func nmiCount(domain: DomainID) -> Int { domainWord(domain, 1).map { Int(xv_atomic_load_u64($0)) } ?? 0 }
 
     /// SCHEDOP_yield on the native side, per domain.
     public func yieldVCPU(domain: DomainID, vcpu: Int) {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return }
-        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 2, 1)
+        if let w = domainWord(domain, 2) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
 
-    public func yieldCount(domain: DomainID) -> Int {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return 0 }
-        return Int(xv_atomic_load_u64(flushes + d * Self.stride + 2))
-    }
+    public func yieldCount(domain: DomainID) -> Int { domainWord(domain, 2).map { Int(xv_atomic_load_u64($0)) } ?? 0 }
 
     /// Shutdowns reported, per domain, and the last reason.
     public func shutdown(domain: DomainID, reason: UInt8) {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return }
-        xv_store_release_u64(flushes + d * Self.stride + 4, UInt64(reason))
-        _ = xv_atomic_fetch_add_u64(flushes + d * Self.stride + 3, 1)
+        guard let count = domainWord(domain, 3), let last = domainWord(domain, 4) else { return }
+        xv_store_release_u64(last, UInt64(reason))
+        _ = xv_atomic_fetch_add_u64(count, 1)
     }
 
     public func shutdowns(domain: DomainID) -> (count: Int, reason: UInt8) {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return (0, 0) }
-        return (Int(xv_atomic_load_u64(flushes + d * Self.stride + 3)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(flushes + d * Self.stride + 4)))
+        guard let count = domainWord(domain, 3), let last = domainWord(domain, 4) else { return (0, 0) }
+        return (Int(xv_atomic_load_u64(count)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(last)))
     }
 
     /// The native side's guest TSC (set by the world as it advances time) and its frequency,
@@ -132,11 +124,7 @@ public final class UpcallRecorder: XenNativeSink {
     }
 
     /// Whole-domain TLB flushes recorded for `domain`.
-    public func flushCount(domain: DomainID) -> Int {
-        let d = Int(domain.rawValue) - 1
-        guard d >= 0, d < Self.maxDomains else { return 0 }
-        return Int(xv_atomic_load_u64(flushes + d * Self.stride))
-    }
+    public func flushCount(domain: DomainID) -> Int { domainWord(domain, 0).map { Int(xv_atomic_load_u64($0)) } ?? 0 }
 
     /// Upcalls recorded so far, all domains.
     public var total: Int {

@@ -267,20 +267,6 @@ struct DifferentialTests {
         case .runstate(let d, let v, let state):
             w.setRunstate(d, vcpu: v, state)
             return 0
-        case .multicall(let d, let v, let at, let entries, let count):
-            // Only the guest's own frames: in a translated world the layer's follow them.
-            let end = WorldLayout.frames << guestPageShift
-            for (i, (op, args)) in entries.enumerated() {
-                let base = at &+ UInt64(i * 64)
-                let words = [op, 0xEE] + args + [UInt64](repeating: 0, count: 6 - args.count)
-                for (j, word) in words.enumerated() where base &+ UInt64(8 * j) < end && base &+ UInt64(8 * j + 8) <= end {
-                    _ = w.ram(d).region.store(word, at: GuestPhysicalAddress(base &+ UInt64(8 * j)))
-                }
-            }
-            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.multicall.rawValue, rdi: at, rsi: count))
-        case .runstate(let d, let v, let state):
-            w.setRunstate(d, vcpu: v, state)
-            return 0
         case .vcpuUp(let d, let v, let up):
             w.setVCPUUp(d, vcpu: v, up)
             return 0
