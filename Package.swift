@@ -29,7 +29,7 @@ let package = Package(
     ],
     targets: [
         // Core: no Foundation, Embedded-clean.
-        .target(name: "GuestABI", swiftSettings: crossModule),
+        .target(name: "GuestABI", dependencies: ["CGuestAtomics"], swiftSettings: crossModule),
         .target(name: "XenABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
         .target(name: "ViridianABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
         // Atomic RMW on guest memory for the core (header-only C; Embedded-clean).

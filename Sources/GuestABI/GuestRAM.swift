@@ -1,43 +1,126 @@
-/// A simple in-memory guest-physical address space: `frameCount` zeroed 4 KiB frames starting at
-/// frame 0, allocated once. For tests, benchmarks and embedders without their own memory map.
-///
-/// `GuestRAM` owns the allocation; `region` is the non-owning `GuestMemory` value handed to the
-/// core. The owner must outlive every user of the region (the core stores only the region).
-public final class GuestRAM {
-    /// First byte of frame 0.
-    public let base: UnsafeMutableRawPointer
-    /// Number of backed frames; frames at or past this are unbacked.
-    public let frameCount: UInt64
+import CGuestAtomics
 
-    /// Allocates and zeroes `frameCount` frames (at least one).
+/// A simple in-memory guest-physical address space for tests, benchmarks and embedders without
+/// their own memory map: `frameCount` frames, 0 ..< `frameCount`, each shown through a page
+/// table of host addresses, so that a frame can be a hole, its own RAM page, or another page
+/// (the layer's shared_info or grant frames, `XENMEM_add_to_physmap`). Every frame starts
+/// backed by its own zeroed page, allocated once.
+///
+/// `GuestRAM` owns the pages and the table; `region` is the non-owning `GuestMemory` value
+/// handed to the core. The owner must outlive every user of the region (the core stores only
+/// the region). Table entries are published with release stores and read with acquire loads,
+/// so vCPU threads may read the map while the embedder changes it; changes themselves are the
+/// embedder's to serialise (the layer makes them under its physmap lock).
+public final class GuestRAM {
+    /// First byte of frame 0's own page; frame n's own page is n pages further.
+    public let base: UnsafeMutableRawPointer
+    /// Number of frames the table covers; frames at or past this are never backed.
+    public let frameCount: UInt64
+    /// Per frame, the host address it shows (0: a hole).
+    let table: UnsafeMutablePointer<UInt64>
+    /// Per own page: whether some frame shows it or the embedder handed it out.
+    let pageInUse: UnsafeMutablePointer<Bool>
+
+    /// Allocates and zeroes `frameCount` frames (at least one), each backed by its own page.
     public init(frameCount: UInt64) {
         let frames = max(frameCount, 1)
         self.frameCount = frames
         let bytes = Int(frames * guestPageSize)
         self.base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(guestPageSize))
         self.base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        table = .allocate(capacity: Int(frames))
+        pageInUse = .allocate(capacity: Int(frames))
+        for f in 0..<Int(frames) {
+            table[f] = UInt64(UInt(bitPattern: base + f * Int(guestPageSize)))
+            pageInUse[f] = true
+        }
     }
 
-    deinit { base.deallocate() }
+    deinit {
+        base.deallocate()
+        table.deallocate()
+        pageInUse.deallocate()
+    }
 
-    /// The `GuestMemory` view of this RAM.
-    public var region: GuestRAMRegion { GuestRAMRegion(base: base, frameCount: frameCount) }
+    /// The `GuestMemory` view of every frame.
+    public var region: GuestRAMRegion { GuestRAMRegion(table: table, frameCount: frameCount) }
+
+    /// The view of frames 0 ..< `frames` only (a guest's view of a partition whose later frames
+    /// belong to someone else); the same table, so changes show in both views.
+    public func view(frames: UInt64) -> GuestRAMRegion { GuestRAMRegion(table: table, frameCount: min(frames, frameCount)) }
+
+    /// Makes `frame` show `page` (any host page that outlives the mapping). What it showed
+    /// before is unhooked, not freed (`unmap(_:releasing:)` frees). False for a frame past the
+    /// table.
+    @discardableResult
+    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
+        guard frame.rawValue < frameCount else { return false }
+        if let own = ownIndex(page) { pageInUse[own] = true }
+        xv_store_release_u64(table + Int(frame.rawValue), UInt64(UInt(bitPattern: page)))
+        return true
+    }
+
+    /// Makes `frame` a hole. With `releasing`, an own page it showed becomes free for
+    /// `populate` unless another frame still shows it; without, it stays allocated. False when
+    /// it was a hole.
+    @discardableResult
+    public func unmap(_ frame: GuestFrameNumber, releasing: Bool = true) -> Bool {
+        guard frame.rawValue < frameCount else { return false }
+        let f = Int(frame.rawValue), shown = table[f]
+        guard shown != 0 else { return false }
+        xv_store_release_u64(table + f, 0)
+        if releasing, let own = ownIndex(shown) {
+            var stillShown = false
+            for g in 0..<Int(frameCount) where table[g] == shown { stillShown = true; break }
+            if !stillShown { pageInUse[own] = false }
+        }
+        return true
+    }
+
+    /// Makes `frame` show a free own page, zeroed (its own page when that is free, else the
+    /// lowest free one). What it showed before is unhooked, not freed. False when no own page
+    /// is free or the frame is past the table.
+    public func populate(_ frame: GuestFrameNumber) -> Bool {
+        guard frame.rawValue < frameCount else { return false }
+        let home = Int(frame.rawValue)
+        var index = home
+        if pageInUse[home] {
+            guard let free = (0..<Int(frameCount)).first(where: { !pageInUse[$0] }) else { return false }
+            index = free
+        }
+        let page = base + index * Int(guestPageSize)
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: Int(guestPageSize))
+        pageInUse[index] = true
+        xv_store_release_u64(table + home, UInt64(UInt(bitPattern: page)))
+        return true
+    }
+
+    /// Own pages no frame shows.
+    public var freePages: Int { (0..<Int(frameCount)).reduce(0) { $0 + (pageInUse[$1] ? 0 : 1) } }
+
+    private func ownIndex(_ address: UInt64) -> Int? {
+        let start = UInt64(UInt(bitPattern: base))
+        guard address >= start, address < start + frameCount * guestPageSize else { return nil }
+        return Int((address - start) >> guestPageShift)
+    }
+
+    private func ownIndex(_ page: UnsafeMutableRawPointer) -> Int? { ownIndex(UInt64(UInt(bitPattern: page))) }
 }
 
-/// A non-owning view of a contiguous block of guest frames starting at frame 0.
+/// A non-owning view of frames 0 ..< `frameCount` through a `GuestRAM` page table.
 @frozen
 public struct GuestRAMRegion: GuestMemory {
-    public let base: UnsafeMutableRawPointer
+    public let table: UnsafeMutablePointer<UInt64>
     public let frameCount: UInt64
 
     @inlinable
-    public init(base: UnsafeMutableRawPointer, frameCount: UInt64) {
-        self.base = base
+    public init(table: UnsafeMutablePointer<UInt64>, frameCount: UInt64) {
+        self.table = table
         self.frameCount = frameCount
     }
 
     @inlinable
     public func hostAddress(of frame: GuestFrameNumber) -> UnsafeMutableRawPointer? {
-        frame.rawValue < frameCount ? base + Int(frame.rawValue << guestPageShift) : nil
+        frame.rawValue < frameCount ? UnsafeMutableRawPointer(bitPattern: UInt(xv_load_acquire_u64(table + Int(frame.rawValue)))) : nil
     }
 }

@@ -51,6 +51,27 @@ extension XenWorld {
         return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(op.rawValue), rsi: argumentAddress))
     }
 
+    /// __HYPERVISOR_memory_op(op | start << MEMOP_EXTENT_SHIFT, argument page), with `list`
+    /// (8-byte extent frames, or a batch's idxs then gpfns) at `listAddress`.
+    @discardableResult
+    public func memoryOp(_ domain: DomainID, vcpu: Int = 0, _ op: MemoryOp, start: UInt64 = 0, size: Int = 32, _ fields: [(ABIField, UInt64)],
+                         list: [UInt64] = []) -> Int64 {
+        writeArguments(domain, size: size, fields)
+        let page = argumentSlot(domain, 0)
+        for (i, value) in list.enumerated() { page.storeBytes(of: value.littleEndian, toByteOffset: Self.listOffset + 8 * i, as: UInt64.self) }
+        return hypercall(domain: domain, vcpu: vcpu, XenHypercallRegisters(rax: XenHypercall.memoryOp.rawValue,
+                                                                      rdi: UInt64(op.rawValue) | start << MemoryOpLimits.extentShift, rsi: argumentAddress))
+    }
+
+    /// Where `memoryOp` puts its list in the argument page, and where a batch's errs go.
+    public static var listOffset: Int { 1024 }
+    public static var errsOffset: Int { 3072 }
+    public var listAddress: UInt64 { argumentAddress + UInt64(Self.listOffset) }
+    public var errsAddress: UInt64 { argumentAddress + UInt64(Self.errsOffset) }
+
+    /// The page the guest's `frame` shows, nil for a hole.
+    public func page(_ domain: DomainID, frame: UInt64) -> UnsafeMutableRawPointer? { ram(domain).region.hostAddress(of: GuestFrameNumber(frame)) }
+
     /// HVM_PARAM_CALLBACK_IRQ = vector type with `vector`.
     @discardableResult
     public func setCallbackVector(_ domain: DomainID, _ vector: UInt8) -> Int64 {
@@ -107,7 +128,7 @@ extension XenWorld {
 
     // MARK: - Guest-side views of shared_info
 
-    public func sharedInfo(_ domain: DomainID) -> UnsafeMutableRawPointer { ram(domain).region.hostAddress(of: WorldLayout.sharedInfo)! }
+    public func sharedInfo(_ domain: DomainID) -> UnsafeMutableRawPointer { xenDomain(domain).sharedInfoPage }
 
     public func isPending(_ domain: DomainID, port: UInt32) -> Bool {
         let w = sharedInfo(domain).load(fromByteOffset: SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64)), as: UInt64.self)

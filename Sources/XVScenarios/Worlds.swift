@@ -25,6 +25,11 @@ public enum WorldLayout {
     public static var firstFreeFrame: UInt64 { 20 }
     /// Frames a guest in these worlds can see change: all of its map.
     public static var comparedFrames: Range<UInt64> { 0..<frames }
+    /// What each domain's memory_op reports: `frames` RAM pages, all present, room for 4
+    /// more, one RAM entry in the memory map, on a host of 2^20 pages.
+    public static func memory(frames: UInt64) -> XenMemoryConfiguration {
+        .flat(frames: frames, maxPages: frames + 4, hostPages: 1 << 20)
+    }
 }
 
 /// A set of Xen domains on one side (native or translated), with the same ids, vCPU counts and
@@ -80,9 +85,10 @@ public final class NativeWorld: XenWorld {
             let ram = GuestRAM(frameCount: WorldLayout.frames)
             rams.append(ram)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
-                                             identity: identity)
+                                             identity: identity, memory: WorldLayout.memory(frames: WorldLayout.frames))
             try! system.createDomain(config, memory: ram.region)
             system.domain(config.id)!.consoleSink = console
+            system.domain(config.id)!.physmap = GuestRAMPhysmap(ram)
         }
         let system = self.system
         recorder.expire = { [unowned system] d, v in system.timerExpired(domain: d, vcpu: v) }
@@ -222,11 +228,12 @@ public final class TranslatedWorld: XenWorld {
             let partition = try! reference.createPartition(
                 PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity), memory: ram.region)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
-                                             identity: identity)
-            let guestView = GuestRAMRegion(base: ram.base, frameCount: guestFrames)
+                                             identity: identity, memory: WorldLayout.memory(frames: guestFrames))
+            let guestView = ram.view(frames: guestFrames)
             let layer = try! LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: layerFrames),
                                                       memory: guestView, partitionMemory: ram.region, root: root, sink: recorder)
             layer.domain.consoleSink = console
+            layer.domain.physmap = GuestRAMPhysmap(ram, frames: guestFrames)
             layers.append(layer)
             router.layers.append(Unmanaged.passUnretained(layer))
             router.held.append(false)

@@ -13,9 +13,11 @@ public struct DomainConfiguration: Sendable {
     /// sets from `max_event_channels`, default 1023). At most 2^17 - 1; the 2-level ABI stops
     /// at 4095 whatever this says.
     public var maxPort: UInt32
-    /// Where the domain's shared_info page lives in its guest-physical address space. The
-    /// embedder maps that frame to a page it owns, as Xen maps its shared_info page
-    /// (XENMAPSPACE_shared_info); the layer keeps the structure byte-exact there.
+    /// The frame that shows the domain's shared_info page at creation. The host page behind
+    /// it becomes the domain's shared_info page for its whole life (Xen's d->shared_info): the
+    /// layer keeps the structure byte-exact there, XENMEM_add_to_physmap moves it to the frame
+    /// the guest names (through the embedder's `XenPhysmap`), and the embedder must not free
+    /// it while the domain exists.
     public var sharedInfoFrame: GuestFrameNumber
     /// What the guest finds at CPUID 0x40000000 and up, its hypercall-page MSR and hypercall
     /// instruction (Docs/Layer.md, "Guest-visible identity").
@@ -27,10 +29,16 @@ public struct DomainConfiguration: Sendable {
     /// which shared_info's wc_sec, wc_nsec and wc_sec_hi carry (Xen's wc_sec, wc_nsec plus the
     /// domain's time offset). `XenDomain.setWallclock` changes it later.
     public var wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32)
+    /// The domain's reservation, highest frame and memory map (memory_op).
+    public var memory: XenMemoryConfiguration
+    /// Grant-table frames the domain may have (Xen's max_grant_frames): 1 ...
+    /// `MemoryOpLimits.maxGrantFrames`, default libxl's 32.
+    public var maxGrantFrames: UInt32
 
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
                 identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
-                wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0)) {
+                wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0),
+                memory: XenMemoryConfiguration = XenMemoryConfiguration(), maxGrantFrames: UInt32 = UInt32(MemoryOpLimits.defaultGrantFrames)) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
@@ -38,6 +46,8 @@ public struct DomainConfiguration: Sendable {
         self.identity = identity
         self.version = version
         self.wallclockAtBoot = wallclockAtBoot
+        self.memory = memory
+        self.maxGrantFrames = maxGrantFrames
     }
 }
 
@@ -51,6 +61,11 @@ public enum DomainConfigurationError: Error, Sendable, Equatable {
     case maxPortOutOfRange
     /// The shared_info frame is not backed by the domain's memory.
     case sharedInfoNotBacked
+    /// The memory map has more than `MemoryOpLimits.memoryMapEntries` entries, or maxPages
+    /// is below pages.
+    case memoryConfigurationInvalid
+    /// maxGrantFrames is 0 or above `MemoryOpLimits.maxGrantFrames`.
+    case grantFramesOutOfRange
     /// The frames the translation layer needs are not backed by its partition's memory.
     case layerFramesNotBacked
     /// A frame the translation layer owns is in the guest's memory view (the guest could name

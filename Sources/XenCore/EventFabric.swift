@@ -73,6 +73,12 @@ public protocol EventFabric: AnyObject {
     /// once), or disarms it (nil). When it fires, the side calls `XenDomain.timerFired`.
     /// Native: the embedder's timer; translated: the VP's synthetic timer 0.
     func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?)
+
+    /// Whether `frame` is one the side keeps for itself in the domain's guest-physical space
+    /// (a translated domain's layer frames). memory_op never places or populates such a frame,
+    /// and answers as it does for a frame the embedder cannot back, so the guest cannot tell
+    /// that the frame exists. Native: none.
+    func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool
 }
 
 /// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.

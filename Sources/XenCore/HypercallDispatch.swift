@@ -31,6 +31,8 @@ extension XenDomain {
             return schedOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .vcpuOp:
             return vcpuOp(registers.rdi, vcpuid: registers.rsi, arg: registers.rdx, current: vcpu, fabric: fabric)
+        case .memoryOp:
+            return memoryOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .mmuextOp:
             return mmuextOp(registers, fabric: fabric)
         case .consoleIo:
@@ -58,7 +60,7 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .memoryOp, .grantTableOp,
+        .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = []

@@ -64,7 +64,9 @@ extension XenDomain {
               let offset = memory.argument(UInt32.self, at: arg, VcpuRegisterVcpuInfoLayout.offset) else {
             return XenErrno.efault.hypercallReturnValue
         }
-        let placed: UnsafeMutableRawPointer? = withEventLock {
+        // Under the physmap lock as well, so memory_op cannot release the page between the
+        // lookup and the publication (`holdsPage`).
+        let placed: UnsafeMutableRawPointer? = withPhysmapLock { withEventLock {
             let size = VcpuInfoLayout.size
             guard offset <= UInt32(Int(guestPageSize) - size), offset & 7 == 0,
                   registeredVCPUInfo(v) == nil,
@@ -81,7 +83,7 @@ extension XenDomain {
             xv_store_release_u64(words + VCPUWords.vcpuInfoAddress, (mfn << guestPageShift | UInt64(offset)) | 1)
             xv_store_release_u64(words + VCPUWords.vcpuInfoHost, UInt64(UInt(bitPattern: info)))
             return info
-        }
+        } }
         guard let info = placed else { return XenErrno.einval.hypercallReturnValue }
         // force_update_vcpu_system_time: the new place gets fresh time at once.
         refreshTime(vcpu: v, fabric: fabric)

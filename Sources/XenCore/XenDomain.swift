@@ -22,7 +22,11 @@ public final class XenDomain<Memory: GuestMemory> {
     public let memory: Memory
     public let vcpuCount: Int
     public let maxPort: UInt32
+    /// The frame that showed shared_info at creation (`sharedInfoPage` stays; where the guest
+    /// sees it now is `sharedInfoLocation`).
     public let sharedInfoFrame: GuestFrameNumber
+    /// The domain's shared_info page (Xen's d->shared_info), fixed for the domain's life.
+    public let sharedInfoPage: UnsafeMutableRawPointer
     /// The guest-visible identity (CPUID leaves, hypercall-page MSR, hypercall classes).
     public let identity: XenGuestIdentity
     /// The strings xen_version reports.
@@ -33,6 +37,21 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Wakes parked vCPUs' threads (SCHEDOP_block, SCHEDOP_poll). Set before the domain's
     /// vCPUs run; without one a parked vCPU is woken by nothing but its upcall.
     public var waker: (any XenVCPUWaker)?
+    /// The embedder's guest-physical map, through which memory_op changes it. Set before the
+    /// domain's vCPUs run; without one, the memory_op calls that would change the map answer
+    /// -EOPNOTSUPP, and the rest still answer.
+    public var physmap: (any XenPhysmap)?
+
+    /// memory_op state (`PhysmapState`), under the physmap lock (Xen's p2m lock).
+    var physmapState: PhysmapState
+    /// The memory map XENMEM_memory_map returns, fixed at creation.
+    let memoryMap: [XenE820Entry]
+    /// Grant-table frames: host pages (allocated when the table grows to them) and where the
+    /// guest maps each (`PhysmapState.noFrame` while unmapped), `maxGrantFrames` of each.
+    let grantFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    let grantFrameLocations: UnsafeMutablePointer<UInt64>
+    /// Xen's max_grant_frames.
+    public let maxGrantFrames: UInt32
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     let records: UnsafeMutableRawPointer
@@ -73,12 +92,23 @@ public final class XenDomain<Memory: GuestMemory> {
         guard config.id < DomainID.firstReserved else { throw .invalidDomainID }
         guard config.vcpuCount >= 1, config.vcpuCount <= Int(XenLimits.legacyMaxVCPUs) else { throw .vcpuCountOutOfRange }
         guard config.maxPort >= 1, config.maxPort < EventChannelFIFO.nrChannels else { throw .maxPortOutOfRange }
-        guard memory.hostAddress(of: config.sharedInfoFrame) != nil else { throw .sharedInfoNotBacked }
+        guard let sharedInfoPage = memory.hostAddress(of: config.sharedInfoFrame) else { throw .sharedInfoNotBacked }
+        guard config.memory.memoryMap.count <= Int(MemoryOpLimits.memoryMapEntries),
+              config.memory.maxPages >= config.memory.pages else { throw .memoryConfigurationInvalid }
+        guard config.maxGrantFrames >= 1, UInt64(config.maxGrantFrames) <= MemoryOpLimits.maxGrantFrames else { throw .grantFramesOutOfRange }
         id = config.id
         self.memory = memory
         vcpuCount = config.vcpuCount
         maxPort = config.maxPort
         sharedInfoFrame = config.sharedInfoFrame
+        self.sharedInfoPage = sharedInfoPage
+        physmapState = PhysmapState(config.memory, sharedInfoFrame: config.sharedInfoFrame)
+        memoryMap = config.memory.memoryMap
+        maxGrantFrames = config.maxGrantFrames
+        grantFramePages = .allocate(capacity: Int(config.maxGrantFrames))
+        grantFramePages.initialize(repeating: nil, count: Int(config.maxGrantFrames))
+        grantFrameLocations = .allocate(capacity: Int(config.maxGrantFrames))
+        grantFrameLocations.initialize(repeating: PhysmapState.noFrame, count: Int(config.maxGrantFrames))
         identity = config.identity
         version = config.version
         let portCount = Int(config.maxPort) + 1
@@ -118,6 +148,9 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpus.deallocate()
         vcpuWords.deallocate()
         eventArray.deallocate()
+        for f in 0..<Int(maxGrantFrames) { grantFramePages[f]?.deallocate() }
+        grantFramePages.deallocate()
+        grantFrameLocations.deallocate()
     }
 
     // MARK: - Locks
@@ -337,7 +370,7 @@ public final class XenDomain<Memory: GuestMemory> {
     // MARK: - Guest structures
 
     @inline(__always)
-    var sharedInfo: UnsafeMutableRawPointer? { memory.hostAddress(of: sharedInfoFrame) }
+    var sharedInfo: UnsafeMutableRawPointer? { sharedInfoPage }
 
     /// The host address of `vcpu`'s vcpu_info: where VCPUOP_register_vcpu_info put it, else
     /// its slot in shared_info (Xen's v->vcpu_info). One acquire load on the delivery path.
@@ -485,7 +518,10 @@ enum DomainWords {
     static var consoleLock: Int { 384 }
     static var consoleFill: Int { 388 }
     static var consoleBuffer: Int { 448 }
-    static var size: Int { 704 }
+    /// memory_op's lock (Xen's p2m lock): every change of the guest's map and of
+    /// `PhysmapState` holds it.
+    static var physmapLock: Int { 704 }
+    static var size: Int { 768 }
 }
 
 /// Byte offsets of a vCPU's shared words: the upcall vector and control block (published

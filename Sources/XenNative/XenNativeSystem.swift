@@ -153,6 +153,8 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) { sink.yieldVCPU(domain: domain.id, vcpu: vcpu) }
 
     public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) { sink.armTimer(domain: domain.id, vcpu: vcpu, deadline: deadline) }
+    /// Xen keeps no frames of its own in a guest's physical space.
+    public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool { false }
 
     /// The embedder's timer for `vcpu` of `domain` fired.
     public func timerExpired(domain id: DomainID, vcpu: Int) {

@@ -223,6 +223,13 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// interrupt vector of its own to reserve beside the guest's; an expiry that finds the slot
     /// busy waits for the EOM instead of being lost. COUNT is absolute reference time, the
     /// deadline's 100 ns tick rounded up (one already past expires at once).
+    /// The layer frames (SynIC message and event-flag pages, hypercall input pages, the
+    /// reference TSC page): memory_op never lets the guest's map reach them.
+    public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool {
+        frame.rawValue >= layer.layerFrames.rawValue
+            && frame.rawValue - layer.layerFrames.rawValue < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
+    }
+
     public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
         let vp = VPIndex(UInt32(vcpu))
         _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Config, value: 0)

@@ -17,6 +17,9 @@ struct DifferentialTests {
 
     /// One step of a guest: a hypercall (number, cmd, argument fields) or a guest-side write.
     enum Step: CustomStringConvertible {
+        /// memory_op(cmd, argument page) with `list` at the list offset (extent frames, a
+        /// batch's idxs and gpfns).
+        case memory(DomainID, vcpu: Int, cmd: UInt64, [(ABIField, UInt64)], list: [UInt64])
         case evtchn(DomainID, vcpu: Int, EventChannelOp, [(ABIField, UInt64)])
         case hvm(DomainID, vcpu: Int, HVMOp, [(ABIField, UInt64)])
         case raw(DomainID, vcpu: Int, XenHypercallRegisters)
@@ -63,6 +66,7 @@ struct DifferentialTests {
             case .multicall(let d, let v, let at, let e, let n): return "d\(d.rawValue)v\(v) multicall of \(n) at \(String(at, radix: 16)): \(e.map { "\($0.0)\($0.1)" })"
             case .runstate(let d, let v, let state): return "d\(d.rawValue) embedder moves vCPU \(v) to runstate \(state.rawValue)"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
+            case .memory(let d, let v, let cmd, let f, let list): return "d\(d.rawValue)v\(v) memory_op \(cmd & 0x3F) start \(cmd >> 6) \(f.map { $0.1 }) list \(list)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
         }
@@ -89,12 +93,62 @@ struct DifferentialTests {
         r.below(2) == 0 ? WorldLayout.frames << 12 - UInt64(1 + r.below(32)) : edgeFrame(&r) << 12 + UInt64(r.below(4096))
     }
 
+    /// A memory_op: the guest's frames (never the argument page), shared_info's frame 0, the
+    /// edge of its map where the translated side's layer frames lie, and hostile numbers.
+    static func memoryStep(_ d: DomainID, vcpu v: Int, _ r: inout SplitMix) -> Step {
+        func frame(_ r: inout SplitMix) -> UInt64 {
+            r.below(8) < 5 ? 17 + UInt64(r.below(31)) : [0, edgeFrame(&r), UInt64.max, 1 << 36, WorldLayout.frames - 1][r.below(5)]
+        }
+        let dom: UInt64 = r.below(8) == 0 ? domain(&r) : 0x7FF0
+        let start: UInt64 = r.below(8) == 0 ? UInt64(r.below(3)) : 0
+        let w0 = WorldLayout.argumentPage.rawValue << guestPageShift
+        let list = w0 + UInt64(NativeWorld.listOffset), errs = w0 + UInt64(NativeWorld.errsOffset)
+        switch r.below(8) {
+        case 0, 1:
+            let space = UInt64([0, 0, 1, 2, 2, 3, 4, 5, 9][r.below(9)])
+            let idx: UInt64 = space == 1 ? [0, 1, 3, 31, 32, 0x8000_0000][r.below(6)] : space == 0 ? [0, 0, 1][r.below(3)] : frame(&r)
+            return .memory(d, vcpu: v, cmd: UInt64(MemoryOp.addToPhysmap.rawValue) | start << 6,
+                           [(XenAddToPhysmapLayout.domid, dom), (XenAddToPhysmapLayout.rangeSize, UInt64(r.below(4))),
+                            (XenAddToPhysmapLayout.space, space), (XenAddToPhysmapLayout.idx, idx), (XenAddToPhysmapLayout.gpfn, frame(&r))], list: [])
+        case 2:
+            let n = r.below(4)
+            let space = UInt64([0, 1, 2, 2, 3, 4][r.below(6)])
+            let idxs = (0..<n).map { _ in space == 2 ? frame(&r) : UInt64(r.below(3)) }
+            let gpfns = (0..<n).map { _ in frame(&r) }
+            return .memory(d, vcpu: v, cmd: UInt64(MemoryOp.addToPhysmapBatch.rawValue) | start << 6,
+                           [(XenAddToPhysmapBatchLayout.domid, dom), (XenAddToPhysmapBatchLayout.space, space),
+                            (XenAddToPhysmapBatchLayout.batchSize, UInt64(r.below(8) == 0 ? n + 1 : n)), (XenAddToPhysmapBatchLayout.uForeignDomid, domain(&r)),
+                            (XenAddToPhysmapBatchLayout.idxs, list), (XenAddToPhysmapBatchLayout.gpfns, list + 8 * UInt64(n)),
+                            (XenAddToPhysmapBatchLayout.errs, r.below(8) == 0 ? edgeAddress(&r) : errs)], list: idxs + gpfns)
+        case 3:
+            return .memory(d, vcpu: v, cmd: UInt64(MemoryOp.removeFromPhysmap.rawValue) | start << 6,
+                           [(XenRemoveFromPhysmapLayout.domid, dom), (XenRemoveFromPhysmapLayout.gpfn, frame(&r))], list: [])
+        case 4, 5:
+            let op: MemoryOp = [.decreaseReservation, .decreaseReservation, .populatePhysmap, .populatePhysmap, .increaseReservation][r.below(5)]
+            let n = 1 + r.below(3)
+            let flags: UInt64 = [0, 0, 0, 12, 40, UInt64(MemoryFlags.populateOnDemand), UInt64(MemoryFlags.exactNodeRequest) | 1 << 8][r.below(7)]
+            return .memory(d, vcpu: v, cmd: UInt64(op.rawValue) | start << 6,
+                           [(XenMemoryReservationLayout.extentStart, r.below(8) == 0 ? edgeAddress(&r) : list),
+                            (XenMemoryReservationLayout.nrExtents, [UInt64(n), UInt64(n), UInt64(n + 1), 1 << 26][r.below(4)]),
+                            (XenMemoryReservationLayout.extentOrder, [0, 0, 0, 1, 2, 10][r.below(6)]),
+                            (XenMemoryReservationLayout.memFlags, flags), (XenMemoryReservationLayout.domid, dom)],
+                           list: (0..<n).map { _ in frame(&r) })
+        case 6:
+            let op: MemoryOp = [.currentReservation, .maximumReservation, .maximumGpfn, .maximumRamPage][r.below(4)]
+            return .memory(d, vcpu: v, cmd: UInt64(op.rawValue) | start << 6, [(XenMemoryDomainLayout.domid, dom)], list: [])
+        default:
+            return .memory(d, vcpu: v, cmd: UInt64(MemoryOp.memoryMap.rawValue) | start << 6,
+                           [(XenMemoryMapLayout.nrEntries, UInt64(r.below(3))), (XenMemoryMapLayout.buffer, r.below(4) == 0 ? edgeAddress(&r) : list)], list: [])
+        }
+    }
+
     static func randomStep(_ r: inout SplitMix) -> Step {
         let d = DomainID(UInt16(1 + r.below(domains)))
         let v = r.below(vcpus)
         let free = WorldLayout.firstFreeFrame
         let w0 = WorldLayout.argumentPage.rawValue << guestPageShift
-        switch r.below(26) {
+        switch r.below(28) {
+        case 26, 27: return memoryStep(d, vcpu: v, &r)
         case 22, 23, 24: return .connect(d, DomainID(UInt16(1 + r.below(domains))), vcpu: v)
         case 25: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(1 + r.below(8)))])
         case 0, 1: return .evtchn(d, vcpu: v, .allocUnbound, [(EvtchnAllocUnboundLayout.dom, r.below(6) == 0 ? domain(&r) : 0x7FF0),
@@ -277,8 +331,14 @@ struct DifferentialTests {
             }
             return w.hypercall(domain: d, vcpu: v, regs)
         case .fifoWord(let d, let frame, let p, let value):
-            w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))!.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
+            // memory_op may have made the frame a hole.
+            w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))?.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
             return 0
+        case .memory(let d, let v, let cmd, let f, let list):
+            w.writeArguments(d, size: 32, f)
+            let page = w.ram(d).region.hostAddress(of: WorldLayout.argumentPage)!
+            for (i, value) in list.enumerated() { page.storeBytes(of: value, toByteOffset: NativeWorld.listOffset + 8 * i, as: UInt64.self) }
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.memoryOp.rawValue, rdi: cmd, rsi: w.argumentAddress))
         }
     }
 
@@ -292,8 +352,12 @@ struct DifferentialTests {
             for d in 0..<domains {
                 let id = DomainID(UInt16(d + 1))
                 for f in WorldLayout.comparedFrames {
-                    let pa = native.ram(id).region.hostAddress(of: GuestFrameNumber(f))!
-                    let pb = translated.ram(id).region.hostAddress(of: GuestFrameNumber(f))!
+                    let ma = native.ram(id).region.hostAddress(of: GuestFrameNumber(f))
+                    let mb = translated.ram(id).region.hostAddress(of: GuestFrameNumber(f))
+                    guard let pa = ma, let pb = mb else {
+                        if (ma == nil) != (mb == nil) { return (i, "domain \(id.rawValue) frame \(f) is a hole on one side only") }
+                        continue
+                    }
                     if memcmp(pa, pb, 4096) != 0 {
                         let at = (0..<4096).first { pa.load(fromByteOffset: $0, as: UInt8.self) != pb.load(fromByteOffset: $0, as: UInt8.self) }!
                         return (i, "domain \(id.rawValue) frame \(f) byte \(at) differs")
@@ -338,9 +402,9 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("the generator reaches xen_version, vm_assist, console_io and HVMOP_flush_tlbs with answers other than errors: console lines and flushes come out")
+    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs and memory_op with answers other than errors: console lines, flushes, moved pages and ballooned frames come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0
         for n in 0..<200 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
@@ -348,16 +412,21 @@ struct DifferentialTests {
                 let step = Self.randomStep(&r)
                 let result = Self.apply(step, to: w)
                 if case .tick = step, result == 0 { ticks += 1 }
+                if case .memory(_, _, let cmd, _, _) = step {
+                    if cmd == UInt64(MemoryOp.addToPhysmap.rawValue), result == 0 { placed += 1 }
+                    if cmd == UInt64(MemoryOp.decreaseReservation.rawValue) || cmd == UInt64(MemoryOp.populatePhysmap.rawValue), result > 0 { ballooned += 1 }
+                }
                 if case .raw(_, _, let regs) = step, result >= 0 {
                     if regs.rax == XenHypercall.xenVersion.rawValue { versionOK += 1 }
                     if regs.rax == XenHypercall.vmAssist.rawValue { assistOK += 1 }
                 }
             }
             lines += w.console.lines.count
+            holes += (1...Self.domains).map { d in WorldLayout.comparedFrames.filter { w.ram(DomainID(UInt16(d))).region.hostAddress(of: GuestFrameNumber($0)) == nil }.count }.reduce(0, +)
             flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0,
-                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")

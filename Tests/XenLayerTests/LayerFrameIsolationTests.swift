@@ -61,8 +61,9 @@ struct LayerFrameIsolationTests {
     static func sameGuestFrames(_ n: NativeWorld, _ t: TranslatedWorld) -> Bool {
         for d in 0..<domains {
             for f in WorldLayout.comparedFrames {
-                let a = n.ram(n.domainID(d)).region.hostAddress(of: GuestFrameNumber(f))!
-                let b = t.ram(t.domainID(d)).region.hostAddress(of: GuestFrameNumber(f))!
+                let ma = n.ram(n.domainID(d)).region.hostAddress(of: GuestFrameNumber(f))
+                let mb = t.ram(t.domainID(d)).region.hostAddress(of: GuestFrameNumber(f))
+                guard let a = ma, let b = mb else { if (ma == nil) != (mb == nil) { return false }; continue }
                 if memcmp(a, b, 4096) != 0 { return false }
             }
         }
@@ -194,8 +195,8 @@ struct LayerFrameIsolationTests {
         func attempt(guestFrames: UInt64, layerFrames: UInt64, partitionFrames: UInt64 = 64) -> DomainConfigurationError? {
             do {
                 _ = try LayerInterruptRouter.Layer(config, layer: LayerConfiguration(partition: partition, layerFrames: GuestFrameNumber(layerFrames)),
-                                                   memory: GuestRAMRegion(base: ram.base, frameCount: guestFrames),
-                                                   partitionMemory: GuestRAMRegion(base: ram.base, frameCount: partitionFrames), root: root, sink: recorder)
+                                                   memory: ram.view(frames: guestFrames),
+                                                   partitionMemory: ram.view(frames: partitionFrames), root: root, sink: recorder)
                 return nil
             } catch let error as DomainConfigurationError { return error } catch { return nil }
         }

@@ -122,3 +122,25 @@ extension MapSpace {
         }
     }
 }
+
+/// xen_add_to_physmap.idx for XENMAPSPACE_grant_table: this bit asks for a v2 status frame.
+///
+/// Spec table `xen.xenmapidx` (Specs/xen/memory.tbl); family `XENMAPIDX`.
+/// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+public enum MapIndex {
+    /// `XENMAPIDX_grant_table_status` = 2147483648
+    @inlinable public static var grantTableStatus: UInt64 { 0x80000000 }
+}
+
+/// xen_memory_reservation.mem_flags bits (the low byte is XENMEMF_address_bits, bits 8-15 XENMEMF_node plus one).
+///
+/// Spec table `xen.xenmemf` (Specs/xen/memory.tbl); family `XENMEMF`.
+/// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+public enum MemoryFlags {
+    /// `XENMEMF_populate_on_demand` = 65536
+    @inlinable public static var populateOnDemand: UInt32 { 0x10000 }
+    /// `XENMEMF_exact_node_request` = 131072
+    @inlinable public static var exactNodeRequest: UInt32 { 0x20000 }
+    /// `XENMEMF_vnode` = 262144
+    @inlinable public static var vnode: UInt32 { 0x40000 }
+}

@@ -894,6 +894,54 @@ public enum XenAddToPhysmapLayout {
     @inlinable public static var gpfn: ABIField { ABIField(offset: 16, size: 8) }
 }
 
+/// Spec table `xen.struct.xen_add_to_physmap_batch` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_add_to_physmap_batch` on x86_64: 32 bytes. Offsets are from the start of the structure.
+public enum XenAddToPhysmapBatchLayout {
+    /// `sizeof(struct xen_add_to_physmap_batch)`
+    @inlinable public static var size: Int { 32 }
+    /// `domid`
+    @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
+    /// `space`
+    @inlinable public static var space: ABIField { ABIField(offset: 2, size: 2) }
+    /// `size`
+    @inlinable public static var batchSize: ABIField { ABIField(offset: 4, size: 2) }
+    /// `u`
+    @inlinable public static var u: ABIField { ABIField(offset: 6, size: 2) }
+    /// `u.foreign_domid`
+    @inlinable public static var uForeignDomid: ABIField { ABIField(offset: 6, size: 2) }
+    /// `u.res0`
+    @inlinable public static var uRes0: ABIField { ABIField(offset: 6, size: 2) }
+    /// `idxs`
+    @inlinable public static var idxs: ABIField { ABIField(offset: 8, size: 8) }
+    /// `gpfns`
+    @inlinable public static var gpfns: ABIField { ABIField(offset: 16, size: 8) }
+    /// `errs`
+    @inlinable public static var errs: ABIField { ABIField(offset: 24, size: 8) }
+}
+
+/// Spec table `xen.struct.xen_memory_domain` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_memory_domain` on x86_64: 2 bytes. Offsets are from the start of the structure.
+public enum XenMemoryDomainLayout {
+    /// `sizeof(struct xen_memory_domain)`
+    @inlinable public static var size: Int { 2 }
+    /// `domid`
+    @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
+}
+
+/// Spec table `xen.struct.xen_memory_map` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xen_memory_map` on x86_64: 16 bytes. Offsets are from the start of the structure.
+public enum XenMemoryMapLayout {
+    /// `sizeof(struct xen_memory_map)`
+    @inlinable public static var size: Int { 16 }
+    /// `nr_entries`
+    @inlinable public static var nrEntries: ABIField { ABIField(offset: 0, size: 4) }
+    /// `buffer`
+    @inlinable public static var buffer: ABIField { ABIField(offset: 8, size: 8) }
+}
+
 /// Spec table `xen.struct.xen_remove_from_physmap` (Specs/xen/structs.tbl); family `-`.
 /// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_remove_from_physmap` on x86_64: 16 bytes. Offsets are from the start of the structure.

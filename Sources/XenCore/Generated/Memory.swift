@@ -5,30 +5,30 @@ import XenABI
 import ViridianABI
 
 /// Spec table `translation.xenmem` (Specs/translation/memory.tbl); family `-`.
-/// Source: Design (this project); Xen behaviour from xen-project/xen xen/arch/x86/hvm/hypercall.c (hvm_memory_op)
+/// Source: Design (this project); Xen behaviour from xen-project/xen (RELEASE-4.17.7) xen/arch/x86/hvm/hypercall.c (hvm_memory_op), xen/common/memory.c (do_memory_op, populate_physmap, decrease_reservation, xenmem_add_to_physmap, xenmem_add_to_physmap_batch), xen/arch/x86/mm/p2m.c (xenmem_add_to_physmap_one), xen/arch/x86/mm.c (XENMEM_memory_map)
 extension MemoryOp {
     /// What XenViridian does with this XENMEM, as declared in `Specs/translation/memory.tbl`.
     /// Numbers the table does not list get the table's default answer.
     public var disposition: XenDisposition {
         switch rawValue {
-        case 0: return .rejected(.eperm) // XENMEM_increase_reservation
-        case 1: return .rejected(.eperm) // XENMEM_decrease_reservation
+        case 0: return .layer // XENMEM_increase_reservation
+        case 1: return .layer // XENMEM_decrease_reservation
         case 2: return .layer // XENMEM_maximum_ram_page
         case 3: return .layer // XENMEM_current_reservation
         case 4: return .layer // XENMEM_maximum_reservation
         case 5: return .rejected(.enosys) // XENMEM_machphys_mfn_list
-        case 6: return .rejected(.eperm) // XENMEM_populate_physmap
-        case 7: return .translated // XENMEM_add_to_physmap via HVCALL_MAP_GPA_PAGES
+        case 6: return .layer // XENMEM_populate_physmap
+        case 7: return .layer // XENMEM_add_to_physmap
         case 9: return .layer // XENMEM_memory_map
         case 0xA: return .rejected(.enosys) // XENMEM_machine_memory_map
         case 0xB: return .rejected(.enosys) // XENMEM_exchange
         case 0xC: return .rejected(.enosys) // XENMEM_machphys_mapping
         case 0xD: return .rejected(.eperm) // XENMEM_set_memory_map
         case 0xE: return .layer // XENMEM_maximum_gpfn
-        case 0xF: return .translated // XENMEM_remove_from_physmap via HVCALL_UNMAP_GPA_PAGES
+        case 0xF: return .layer // XENMEM_remove_from_physmap
         case 0x10: return .rejected(.eperm) // XENMEM_set_pod_target
         case 0x11: return .rejected(.eperm) // XENMEM_get_pod_target
-        case 0x17: return .translated // XENMEM_add_to_physmap_batch via HVCALL_MAP_GPA_PAGES
+        case 0x17: return .layer // XENMEM_add_to_physmap_batch
         case 0x19: return .rejected(.enosys) // XENMEM_machphys_compat_mfn_list
         case 0x1A: return .rejected(.eopnotsupp) // XENMEM_get_vnumainfo
         case 0x1C: return .rejected(.eperm) // XENMEM_acquire_resource

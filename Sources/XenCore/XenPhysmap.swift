@@ -1,0 +1,53 @@
+import GuestABI
+
+/// The guest-physical map is the embedder's: it decides which host page each guest frame
+/// shows (KVM memory slots, a Hyper-V root VMM's HvCallMapGpaPages). memory_op changes that
+/// map only through this protocol, on both sides, and the `GuestMemory` the domain was created
+/// with must show each change as soon as the call returns.
+///
+/// The layer calls these methods under its physmap lock, one at a time per domain, never
+/// with another lock held, and never for a frame it owns itself (a translated domain's layer
+/// frames). Implementations must not call back into the layer.
+///
+/// Pages the layer hands to `map` (shared_info, grant-table frames) are the layer's: the
+/// embedder shows them and never frees them. RAM pages are the embedder's.
+public protocol XenPhysmap: AnyObject {
+    /// Makes `frame` show `page`: a page of the layer's, or a RAM page the guest's map showed
+    /// at another frame (XENMAPSPACE_gmfn). The layer has already unmapped whatever `frame`
+    /// showed. False when the embedder cannot show a page at `frame` (the guest gets
+    /// -ENOMEM, as Xen does when its p2m cannot grow).
+    func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool
+    /// Makes `frame` a hole. With `releasing`, the RAM page it showed goes back to the
+    /// embedder (Xen frees it: decrease_reservation, or a page add_to_physmap replaces);
+    /// without, the page is only unhooked and stays allocated to the domain
+    /// (remove_from_physmap, a page moved elsewhere, one of the layer's pages).
+    func unmap(_ frame: GuestFrameNumber, releasing: Bool)
+    /// Makes `frame` show a fresh zeroed RAM page (populate_physmap). The layer has already
+    /// unmapped whatever `frame` showed. False when the embedder has no page for it.
+    func populate(_ frame: GuestFrameNumber) -> Bool
+}
+
+/// `XenPhysmap` over a `GuestRAM`, for frames 0 ..< `frames` (a guest view of the RAM's
+/// first frames; later frames, such as a translated domain's layer frames, are refused).
+public final class GuestRAMPhysmap: XenPhysmap {
+    public let ram: GuestRAM
+    public let frames: UInt64
+
+    public init(_ ram: GuestRAM, frames: UInt64? = nil) {
+        self.ram = ram
+        self.frames = min(frames ?? ram.frameCount, ram.frameCount)
+    }
+
+    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
+        frame.rawValue < frames && ram.map(page, at: frame)
+    }
+
+    public func unmap(_ frame: GuestFrameNumber, releasing: Bool) {
+        guard frame.rawValue < frames else { return }
+        ram.unmap(frame, releasing: releasing)
+    }
+
+    public func populate(_ frame: GuestFrameNumber) -> Bool {
+        frame.rawValue < frames && ram.populate(frame)
+    }
+}
