@@ -31,7 +31,8 @@ public final class UpcallRecorder: XenNativeSink {
     }
 
     /// Word `index` of `domain`'s line of embedder counters (0 flushes, 1 NMIs, 2 yields,
-    /// 3 shutdowns, 4 the last shutdown reason); nil for a domain outside 1...maxDomains.
+    /// 3 shutdowns, 4 the last shutdown reason, 5 vCPUs started, 6 vCPUs stopped); nil for a
+    /// domain outside 1...maxDomains.
     func domainWord(_ domain: DomainID, _ index: Int) -> UnsafeMutablePointer<UInt64>? {
         let d = Int(domain.rawValue) - 1
         guard d >= 0, d < Self.maxDomains else { return nil }
@@ -68,6 +69,25 @@ public final class UpcallRecorder: XenNativeSink {
     public func shutdowns(domain: DomainID) -> (count: Int, reason: UInt8) {
         guard let count = domainWord(domain, 3), let last = domainWord(domain, 4) else { return (0, 0) }
         return (Int(xv_atomic_load_u64(count)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(last)))
+    }
+
+    /// VCPUOP_initialise's contexts as the embedder received them, by (domain, vCPU), and
+    /// whether to refuse them (single-threaded tests only).
+    public private(set) var contexts: [Int: XenVCPUContext] = [:]
+    public var refusesContexts = false
+    public func initialiseVCPU(domain: DomainID, vcpu: Int, _ context: XenVCPUContext) -> Bool {
+        guard !refusesContexts else { return false }
+        contexts[Int(domain.rawValue) * Self.maxVCPUs + vcpu] = context
+        return true
+    }
+    public func context(domain: DomainID, vcpu: Int) -> XenVCPUContext? { contexts[Int(domain.rawValue) * Self.maxVCPUs + vcpu] }
+
+    /// VCPUOP_up and VCPUOP_down that changed whether a vCPU runs, per domain (words 5 and 6).
+    public func vcpuPowerChanged(domain: DomainID, vcpu: Int, up: Bool) {
+        if let w = domainWord(domain, up ? 5 : 6) { _ = xv_atomic_fetch_add_u64(w, 1) }
+    }
+    public func powerChanges(domain: DomainID) -> (ups: Int, downs: Int) {
+        (domainWord(domain, 5).map { Int(xv_atomic_load_u64($0)) } ?? 0, domainWord(domain, 6).map { Int(xv_atomic_load_u64($0)) } ?? 0)
     }
 
     /// The native side's guest TSC (set by the world as it advances time) and its frequency,

@@ -65,6 +65,11 @@ public protocol EventFabric: AnyObject {
     /// The domain shut down with `reason` (both sides: the embedder's `XenUpcallSink.shutdown`).
     func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8)
 
+    /// VCPUOP_initialise's register state, and VCPUOP_up/down's run state (both sides: the
+    /// embedder's `XenUpcallSink.initialiseVCPU` and `vcpuPowerChanged`).
+    func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool
+    func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool)
+
     /// The guest's clock: its reference TSC page form and a TSC value near now (within a
     /// 100 ns tick), or nil when the side has no valid clock (a disabled reference TSC page).
     func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase?

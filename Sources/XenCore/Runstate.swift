@@ -24,6 +24,8 @@ extension XenDomain {
     public func setVCPUUp<F: EventFabric>(_ vcpu: Int, _ up: Bool, fabric: F) where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount else { return }
         xv_store_release_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.online, up ? 1 : 0)
+        // INIT/SIPI gives the vCPU its register state.
+        if up { xv_store_release_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.initialised, 1) }
         setRunstate(vcpu, up ? .running : .offline, fabric: fabric)
     }
 

@@ -18,6 +18,12 @@ extension XenDomain {
         switch op {
         case .isUp:
             return isVCPUUp(v) ? 1 : 0
+        case .initialise:
+            return initialiseVCPU(v, arg: arg, fabric: fabric)
+        case .up:
+            return vcpuUp(v, fabric: fabric)
+        case .down:
+            return vcpuDown(v, fabric: fabric)
         case .registerVcpuInfo:
             return registerVCPUInfo(v, arg: arg, current: current, fabric: fabric)
         case .setSingleshotTimer, .stopSingleshotTimer, .setPeriodicTimer, .stopPeriodicTimer:

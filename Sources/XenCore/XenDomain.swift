@@ -131,6 +131,7 @@ public final class XenDomain<Memory: GuestMemory> {
         xv_store_release_u32(words + DomainWords.shutdownCode, UInt32.max)
         // Xen starts an HVM domain with vCPU 0 up and the others down until INIT/SIPI.
         xv_store_release_u32(vcpuWords + VCPUWords.online, 1)
+        xv_store_release_u32(vcpuWords + VCPUWords.initialised, 1)
         initialiseRunstates()
         setWallclock(seconds: config.wallclockAtBoot.seconds, nanoseconds: config.wallclockAtBoot.nanoseconds)
         // evtchn_init: port 0 is allocated and reserved.
@@ -553,6 +554,8 @@ enum VCPUWords {
     /// timeout (Xen system time, 0 for none).
     static var pollPort: Int { 92 }
     static var pollTimeout: Int { 96 }
+    /// Nonzero once the vCPU has a register state to start from (Xen's is_initialised).
+    static var initialised: Int { 104 }
     static var queueTails: Int { 128 }
     static var queueLocks: Int { 192 }
     /// The vCPU's runstate (Xen's v->runstate: state, state_entry_time, time[4]) under the

@@ -17,6 +17,17 @@ public protocol XenUpcallSink: AnyObject {
     /// SCHEDOP_shutdown_code set before). The embedder stops the domain's vCPUs; Xen pauses
     /// them. Called on the shutting-down vCPU's thread, no lock held.
     func shutdown(domain: DomainID, reason: UInt8)
+    /// VCPUOP_initialise: the guest gives `vcpu`, which is down and has never had one, the
+    /// register state it will start from (checked as Xen checks it). The embedder loads it into
+    /// its vCPU, or returns false to refuse it (a state its CPU model does not allow; the
+    /// guest gets -EINVAL). Called under the domain's event lock: do not call back into the
+    /// layer.
+    func initialiseVCPU(domain: DomainID, vcpu: Int, _ context: XenVCPUContext) -> Bool
+    /// VCPUOP_up or VCPUOP_down changed whether `vcpu` runs: the embedder starts running it
+    /// (from the state VCPUOP_initialise or INIT/SIPI gave it), or stops running it (a vCPU
+    /// that takes itself down stops when its hypercall returns). Xen's vcpu_wake and
+    /// vcpu_sleep_nosync. No lock held.
+    func vcpuPowerChanged(domain: DomainID, vcpu: Int, up: Bool)
 }
 
 /// What the native baseline, which plays Xen itself, needs of its embedder beyond upcalls: the

@@ -216,6 +216,10 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// A guest shutdown has no Viridian call (a Hyper-V guest powers off through ACPI): the
     /// embedder is told, as on the native side.
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+    public func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool {
+        sink.initialiseVCPU(domain: domain.id, vcpu: vcpu, context)
+    }
+    public func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool) { sink.vcpuPowerChanged(domain: domain.id, vcpu: vcpu, up: up) }
 
     /// A vCPU's Xen timer on its VP's synthetic timer 0, one-shot, in message mode on
     /// `ControlIDs.timerSint` (TLFS "Synthetic Timers": SINT 0 is not allowed there). Message mode, not direct mode: the expiry arrives as an

@@ -142,13 +142,28 @@ struct DifferentialTests {
         }
     }
 
+    /// VCPUOP_initialise (a valid 64-bit or 32-bit context, sometimes with one field spoilt),
+    /// up and down, on any vCPU.
+    static func powerStep(_ d: DomainID, vcpu v: Int, _ r: inout SplitMix) -> Step {
+        let target = UInt64(r.below(8) == 0 ? 2 : r.below(vcpus))
+        switch r.below(4) {
+        case 0, 1:
+            var fields = r.below(2) == 0 ? VCPUPowerTests.longMode : VCPUPowerTests.flat32
+            if r.below(2) == 0 { fields[r.below(fields.count)].1 = [0, 1, 0x8B, 0xC93, 1 << 47, UInt64(r.below(1 << 16))][r.below(6)] }
+            return .vcpu(d, vcpu: v, .initialise, target: target, fields)
+        case 2: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.up.rawValue), rsi: target))
+        default: return .raw(d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(VCPUOp.down.rawValue), rsi: target))
+        }
+    }
+
     static func randomStep(_ r: inout SplitMix) -> Step {
         let d = DomainID(UInt16(1 + r.below(domains)))
         let v = r.below(vcpus)
         let free = WorldLayout.firstFreeFrame
         let w0 = WorldLayout.argumentPage.rawValue << guestPageShift
-        switch r.below(28) {
+        switch r.below(29) {
         case 26, 27: return memoryStep(d, vcpu: v, &r)
+        case 28: return powerStep(d, vcpu: v, &r)
         case 22, 23, 24: return .connect(d, DomainID(UInt16(1 + r.below(domains))), vcpu: v)
         case 25: return .evtchn(d, vcpu: v, .send, [(EvtchnSendLayout.port, UInt64(1 + r.below(8)))])
         case 0, 1: return .evtchn(d, vcpu: v, .allocUnbound, [(EvtchnAllocUnboundLayout.dom, r.below(6) == 0 ? domain(&r) : 0x7FF0),
@@ -283,7 +298,7 @@ struct DifferentialTests {
     static func apply(_ step: Step, to w: any XenWorld) -> Int64 {
         switch step {
         case .vcpu(let d, let v, let op, let target, let f):
-            w.writeArguments(d, size: 16, f)
+            w.writeArguments(d, size: VcpuHvmContextLayout.size, f)
             return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(op.rawValue),
                                                                        rsi: target, rdx: w.argumentAddress))
         case .evtchn(let d, let v, let op, let f): return w.evtchn(d, vcpu: v, op, f)
@@ -371,6 +386,10 @@ struct DifferentialTests {
                 let id = DomainID(UInt16(d + 1))
                 if native.yields(id) != translated.yields(id) { return (i, "domain \(d + 1): yields differ") }
                 if native.recorder.shutdowns(domain: id) != translated.recorder.shutdowns(domain: id) { return (i, "domain \(d + 1): shutdowns differ") }
+                if native.recorder.powerChanges(domain: id) != translated.recorder.powerChanges(domain: id) { return (i, "domain \(d + 1): vCPU starts and stops differ") }
+                for v in 0..<vcpus where native.recorder.context(domain: id, vcpu: v) != translated.recorder.context(domain: id, vcpu: v) {
+                    return (i, "domain \(d + 1) vCPU \(v): initial contexts differ")
+                }
             }
             for d in 0..<domains where native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
                 return (i, "domain \(d + 1): TLB flushes differ")
@@ -402,9 +421,9 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs and memory_op with answers other than errors: console lines, flushes, moved pages and ballooned frames come out")
+    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs, memory_op and VCPUOP_initialise with answers other than errors: console lines, flushes, moved pages, ballooned frames and started vCPUs come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0, initialised = 0
         for n in 0..<200 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
@@ -412,6 +431,7 @@ struct DifferentialTests {
                 let step = Self.randomStep(&r)
                 let result = Self.apply(step, to: w)
                 if case .tick = step, result == 0 { ticks += 1 }
+                if case .vcpu(_, _, .initialise, _, _) = step, result == 0 { initialised += 1 }
                 if case .memory(_, _, let cmd, _, _) = step {
                     if cmd == UInt64(MemoryOp.addToPhysmap.rawValue), result == 0 { placed += 1 }
                     if cmd == UInt64(MemoryOp.decreaseReservation.rawValue) || cmd == UInt64(MemoryOp.populatePhysmap.rawValue), result > 0 { ballooned += 1 }
@@ -425,8 +445,8 @@ struct DifferentialTests {
             holes += (1...Self.domains).map { d in WorldLayout.comparedFrames.filter { w.ram(DomainID(UInt16(d))).region.hostAddress(of: GuestFrameNumber($0)) == nil }.count }.reduce(0, +)
             flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0,
-                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0 && initialised > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")

@@ -5,7 +5,7 @@ import GuestABI
 /// A vCPU operation (first argument of __HYPERVISOR_vcpu_op; the second is the vCPU).
 ///
 /// Spec table `xen.vcpuop` (Specs/xen/vcpu.tbl); family `VCPUOP`.
-/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VCPUOp: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt32
@@ -67,7 +67,7 @@ extension VCPUOp {
 /// vcpu_set_singleshot_timer.flags.
 ///
 /// Spec table `xen.vcpu_sshottmr` (Specs/xen/vcpu.tbl); family `VCPU_SSHOTTMR`.
-/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct SingleShotTimerFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt32
@@ -82,7 +82,7 @@ extension SingleShotTimerFlags {
 /// vcpu_runstate_info.state.
 ///
 /// Spec table `xen.runstate` (Specs/xen/vcpu.tbl); family `RUNSTATE`.
-/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VCPURunstate: RawRepresentable, Hashable, Sendable {
     public var rawValue: Int32
@@ -114,7 +114,7 @@ extension VCPURunstate {
 /// The bit Xen sets in a runstate area's state_entry_time while it rewrites the area (VMASST_TYPE_runstate_update_flag).
 ///
 /// Spec table `xen.runstate_update` (Specs/xen/vcpu.tbl); family `XEN_RUNSTATE`.
-/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum RunstateUpdate {
     /// `XEN_RUNSTATE_UPDATE` = 9223372036854775808
     @inlinable public static var flag: UInt64 { 0x8000000000000000 }
@@ -123,7 +123,7 @@ public enum RunstateUpdate {
 /// vcpu_time_info.flags.
 ///
 /// Spec table `xen.pvclock` (Specs/xen/vcpu.tbl); family `XEN_PVCLOCK`.
-/// Source: Xen 4.17 public headers, xen/vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct PVClockFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt8
@@ -135,4 +135,15 @@ extension PVClockFlags {
     @inlinable public static var tscStableBit: PVClockFlags { PVClockFlags(rawValue: 1) }
     /// `XEN_PVCLOCK_GUEST_STOPPED` = 2
     @inlinable public static var guestStopped: PVClockFlags { PVClockFlags(rawValue: 2) }
+}
+
+/// vcpu_hvm_context.mode: which half of cpu_regs VCPUOP_initialise reads (xen/hvm/hvm_vcpu.h).
+///
+/// Spec table `xen.vcpu_hvm_mode` (Specs/xen/vcpu.tbl); family `VCPU_HVM_MODE`.
+/// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
+public enum VCPUHVMMode {
+    /// `VCPU_HVM_MODE_32B` = 0
+    @inlinable public static var mode32: UInt32 { 0 }
+    /// `VCPU_HVM_MODE_64B` = 1
+    @inlinable public static var mode64: UInt32 { 1 }
 }

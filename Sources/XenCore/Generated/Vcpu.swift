@@ -5,15 +5,15 @@ import XenABI
 import ViridianABI
 
 /// Spec table `translation.vcpuop` (Specs/translation/vcpu.tbl); family `-`.
-/// Source: Design (this project); Xen semantics from xen/vcpu.h (libxen-dev 4.17)
+/// Source: Design (this project); Xen semantics from xen/vcpu.h (libxen-dev 4.17) and xen-project/xen RELEASE-4.17.7 xen/common/domain.c (do_vcpu_op), xen/arch/x86/domain.c (arch_initialise_vcpu), xen/arch/x86/hvm/domain.c (arch_set_info_hvm_guest, check_segment), xen/arch/x86/hvm/hvm.c (hvm_efer_valid, hvm_cr4_guest_valid_bits)
 extension VCPUOp {
     /// What XenViridian does with this VCPUOP, as declared in `Specs/translation/vcpu.tbl`.
     /// Numbers the table does not list get the table's default answer.
     public var disposition: XenDisposition {
         switch rawValue {
-        case 0: return .rejected(.eopnotsupp) // VCPUOP_initialise
-        case 1: return .rejected(.eopnotsupp) // VCPUOP_up
-        case 2: return .rejected(.eopnotsupp) // VCPUOP_down
+        case 0: return .layer // VCPUOP_initialise
+        case 1: return .layer // VCPUOP_up
+        case 2: return .layer // VCPUOP_down
         case 3: return .layer // VCPUOP_is_up
         case 4: return .layer // VCPUOP_get_runstate_info
         case 5: return .layer // VCPUOP_register_runstate_memory_area

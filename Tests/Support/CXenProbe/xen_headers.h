@@ -23,6 +23,7 @@
 #include <xen/physdev.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
+#include <xen/hvm/hvm_vcpu.h>
 #include <xen/arch-x86/cpuid.h>
 #else
 #define XV_HAVE_XEN_HEADERS 0
