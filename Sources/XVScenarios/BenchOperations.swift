@@ -1,3 +1,4 @@
+import CGuestAtomics
 import GuestABI
 import XenABI
 import ViridianABI
@@ -38,6 +39,9 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     /// first makes the port pending and raises the upcall, the other seven find it pending (one
     /// upcall, one Viridian call for the batch).
     case multicall8 = "multicall_8_sends"
+    /// EVTCHNOP_send from vCPU 0 to an IPI port of vCPU 1, which is parked in SCHEDOP_poll on
+    /// that port: the send, the event's upcall and the poller's wake callback.
+    case pollWakeup = "sched_poll_wakeup"
 
     public var summary: String {
         switch self {
@@ -51,23 +55,27 @@ public enum BenchOperation: String, CaseIterable, Sendable {
         case .tlbFlush: return "HVMOP_flush_tlbs"
         case .pvclockUpdate: return "vcpu_time_info re-anchored (the embedder's tick)"
         case .multicall8: return "multicall of 8 EVTCHNOP_send on one IPI channel"
+        case .pollWakeup: return "EVTCHNOP_send to a vCPU parked in SCHEDOP_poll on the port, to its wake callback"
         }
     }
 
     /// Upcalls one operation raises on each side.
     public var upcallsPerOperation: Int {
         switch self {
-        case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery, .multicall8: return 1
+        case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery, .multicall8, .pollWakeup: return 1
         case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate: return 0
         }
     }
+
+    /// Parked vCPUs one operation wakes (`XenVCPUWaker.wake`) on each side.
+    public var wakesPerOperation: Int { self == .pollWakeup ? 1 : 0 }
 
     /// Viridian hypercalls one operation issues on the translated side (MSR accesses are not
     /// hypercalls).
     public var viridianCallsPerOperation: Int {
         switch self {
         case .upcallDelivery, .setTimerOp, .singleshotTimerDelivery, .pvclockUpdate: return 0
-        case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush, .multicall8: return 1
+        case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush, .multicall8, .pollWakeup: return 1
         }
     }
 }
@@ -89,6 +97,8 @@ public final class BenchPair {
     let nativeSystem: Unmanaged<XenNativeSystem<GuestRAMRegion, UpcallRecorder>>
     let senderLayer: Unmanaged<LayerInterruptRouter.Layer>
     let receiverLayer: Unmanaged<LayerInterruptRouter.Layer>
+    /// Wakes of parked vCPUs on each side (pollWakeup).
+    public let nativeWakes = WakeCounter(), translatedWakes = WakeCounter()
 
     public init(_ operation: BenchOperation) {
         self.operation = operation
@@ -110,7 +120,7 @@ public final class BenchPair {
                 let local = w.bindInterdomain(DomainID(1), remote: DomainID(2), remotePort: UInt32(remote))
                 w.acknowledgeEvents(DomainID(1), vcpu: 0)
                 port = operation == .sendInterdomain ? UInt32(local) : UInt32(remote)
-            case .sendIPI, .multicall8:
+            case .sendIPI, .multicall8, .pollWakeup:
                 port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
                 target = DomainID(1); targetVCPU = 1
             case .unmaskPending:
@@ -135,6 +145,14 @@ public final class BenchPair {
                     _ = w.ram(DomainID(1)).region.store(UInt64(EventChannelOp.send.rawValue), at: GuestPhysicalAddress(base.rawValue + 16))
                     _ = w.ram(DomainID(1)).region.store(WorldLayout.argumentPage.rawValue << guestPageShift, at: GuestPhysicalAddress(base.rawValue + 24))
                 }
+            }
+            if operation == .pollWakeup {
+                // sched_poll at byte 512 of the argument page, its one port at byte 600.
+                let page = WorldLayout.argumentPage.rawValue << guestPageShift
+                _ = w.ram(DomainID(1)).region.store(page + 600, at: GuestPhysicalAddress(page + 512 + UInt64(SchedPollLayout.ports.offset)))
+                _ = w.ram(DomainID(1)).region.store(UInt32(1), at: GuestPhysicalAddress(page + 512 + UInt64(SchedPollLayout.nrPorts.offset)))
+                _ = w.ram(DomainID(1)).region.store(port, at: GuestPhysicalAddress(page + 600))
+                w.xenDomain(DomainID(1)).waker = w === native ? nativeWakes : translatedWakes
             }
             if operation == .singleshotTimerDelivery {
                 // A deadline long past (1 ns), flags 0.
@@ -207,6 +225,14 @@ public final class BenchPair {
 
     func reset(_ w: any XenWorld) {
         w.acknowledgeEvents(target, vcpu: targetVCPU)
+        if operation == .pollWakeup {
+            // The port's event is taken, and vCPU 1 polls it again (it parks: nothing pending).
+            let at = SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64))
+            let si = w.sharedInfo(target)
+            si.storeBytes(of: si.load(fromByteOffset: at, as: UInt64.self) & ~(1 << UInt64(port % 64)), toByteOffset: at, as: UInt64.self)
+            let poll = (WorldLayout.argumentPage.rawValue << guestPageShift) + 512
+            _ = w.hypercall(domain: target, vcpu: targetVCPU, XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: UInt64(SchedulerOp.poll.rawValue), rsi: poll))
+        }
         if operation == .unmaskPending {
             // The port is pending and masked again, as if an event had arrived while masked.
             w.setMasked(target, port: port, true)
@@ -219,6 +245,19 @@ public final class BenchPair {
     /// Upcalls each side has delivered to the target vCPU so far.
     public var nativeUpcalls: Int { native.recorder.count(domain: target, vcpu: targetVCPU) }
     public var translatedUpcalls: Int { translated.recorder.count(domain: target, vcpu: targetVCPU) }
+    /// Whether the poller is parked on each side (pollWakeup, after a reset).
+    public var parked: (native: Bool, translated: Bool) {
+        (native.xenDomain(target).parkRequest(targetVCPU) != nil, translated.xenDomain(target).parkRequest(targetVCPU) != nil)
+    }
     /// Viridian hypercalls the translated side has issued so far.
     public var viridianHypercalls: Int { translated.viridianHypercalls }
+}
+
+/// Counts `XenVCPUWaker.wake` calls (a relaxed atomic add; no allocation).
+public final class WakeCounter: XenVCPUWaker {
+    private let count = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    public init() { count.initialize(to: 0) }
+    deinit { count.deallocate() }
+    public func wake(domain: DomainID, vcpu: Int) { _ = xv_fetch_add_relaxed_u64(count, 1) }
+    public var wakes: Int { Int(xv_load_relaxed_u64(count)) }
 }

@@ -22,10 +22,14 @@ struct AllocationTests {
         var native: UInt64 = 0, translated: UInt64 = 0
         let callsBefore = pair.viridianHypercalls
         let upcallsBefore = (pair.nativeUpcalls, pair.translatedUpcalls)
+        let wakesBefore = (pair.nativeWakes.wakes, pair.translatedWakes.wakes)
+        var parkedEveryTime = true
         for _ in 0..<1_000 {
             pair.resetNative()
+            if operation.wakesPerOperation > 0 { parkedEveryTime = parkedEveryTime && pair.parked.native }
             xv_malloc_counter_begin(); let a = pair.runNative(); native += xv_malloc_counter_end()
             pair.resetTranslated()
+            if operation.wakesPerOperation > 0 { parkedEveryTime = parkedEveryTime && pair.parked.translated }
             xv_malloc_counter_begin(); let b = pair.runTranslated(); translated += xv_malloc_counter_end()
             #expect(a == 0 && b == 0)
         }
@@ -36,6 +40,10 @@ struct AllocationTests {
         #expect(pair.translatedUpcalls - upcallsBefore.1 == 1_000 * operation.upcallsPerOperation)
         let calls = pair.viridianHypercalls - callsBefore
         #expect(calls == 1_000 * operation.viridianCallsPerOperation, "\(calls) Viridian hypercalls for 1,000 operations")
+        // And woke the vCPUs it should (SCHEDOP_poll), which were parked before each.
+        #expect(pair.nativeWakes.wakes - wakesBefore.0 == 1_000 * operation.wakesPerOperation)
+        #expect(pair.translatedWakes.wakes - wakesBefore.1 == 1_000 * operation.wakesPerOperation)
+        #expect(parkedEveryTime, "the poller was parked before every operation")
     }
 }
 

@@ -61,4 +61,42 @@ struct MulticallTests {
             #expect(multicall(w, 0, 0) == 0 && multicall(w, UInt64.max, 1 << 32) == 0, "\(side): nothing to do")
         }
     }
+
+    @Test("repeated entries are coalesced: 8 interdomain sends on one port are one HvCallSignalEvent, consecutive flushes one flush; a different port, or a close between, breaks the run")
+    func coalescing() {
+        onBothWorlds { w, side in
+            #expect(w.setCallbackVector(dom2, 0x41) == 0)
+            let remote = UInt32(w.allocUnbound(dom2, remote: dom1))
+            let p = UInt32(w.bindInterdomain(dom1, remote: dom2, remotePort: remote))
+            let remote2 = UInt32(w.allocUnbound(dom2, remote: dom1))
+            let q = UInt32(w.bindInterdomain(dom1, remote: dom2, remotePort: remote2))
+            // Two evtchn_send structures: port p at slot 0, port q at slot 1.
+            w.writeArguments(dom1, size: 4, [(EvtchnSendLayout.port, UInt64(p))])
+            w.writeArguments(dom1, size: 4, [(EvtchnSendLayout.port, UInt64(q))], slot: 1)
+            let sendP = (XenHypercall.eventChannelOp.rawValue, [UInt64(EventChannelOp.send.rawValue), w.argumentAddress])
+            let sendQ = (XenHypercall.eventChannelOp.rawValue, [UInt64(EventChannelOp.send.rawValue), w.argumentAddress(slot: 1)])
+            let flush = (XenHypercall.hvmOp.rawValue, [UInt64(HVMOp.flushTlbs.rawValue), 0])
+            let list = (WorldLayout.firstFreeFrame + 15) << guestPageShift
+            let t = w as? TranslatedWorld
+            var calls = t?.viridianHypercalls ?? 0
+            write(w, at: list, Array(repeating: sendP, count: 8))
+            #expect(multicall(w, list, 8) == 0 && (0..<8).allSatisfy { result(w, at: list, $0) == 0 }, "\(side)")
+            #expect(w.isPending(dom2, port: remote) && w.recorder.count(domain: dom2, vcpu: 0) == 1, "\(side)")
+            if let t { #expect(t.viridianHypercalls - calls == 1, "one HvCallSignalEvent for 8 sends"); calls = t.viridianHypercalls }
+            // p, q, p: three runs, three signals.
+            write(w, at: list, [sendP, sendQ, sendP])
+            #expect(multicall(w, list, 3) == 0, "\(side)")
+            if let t { #expect(t.viridianHypercalls - calls == 3); calls = t.viridianHypercalls }
+            // Three flushes in a row: one.
+            write(w, at: list, [flush, flush, flush, sendP, flush])
+            #expect(multicall(w, list, 5) == 0 && (0..<5).allSatisfy { result(w, at: list, $0) == 0 }, "\(side)")
+            #expect(w.tlbFlushes(dom1) == 2, "\(side): the run of three, then the one after the send")
+            if let t { #expect(t.viridianHypercalls - calls == 3, "two flushes and a signal") }
+            // A close between two sends: the second is carried out, and fails.
+            w.writeArguments(dom1, size: 4, [(EvtchnCloseLayout.port, UInt64(p))], slot: 2)
+            write(w, at: list, [sendP, (XenHypercall.eventChannelOp.rawValue, [UInt64(EventChannelOp.close.rawValue), w.argumentAddress(slot: 2)]), sendP])
+            #expect(multicall(w, list, 3) == 0, "\(side)")
+            #expect((0..<3).map { result(w, at: list, $0) } == [0, 0, errEINVAL], "\(side)")
+        }
+    }
 }
