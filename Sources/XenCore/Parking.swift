@@ -61,7 +61,9 @@ extension XenDomain {
             }
             guard bits != 0 else { continue }
             // Whoever clears the bit wakes: one wake per park.
-            if xv_atomic_fetch_and_u64(words + DomainWords.parked, ~bits) & bits != 0 { waker?.wake(domain: id, vcpu: v) }
+            if xv_atomic_fetch_and_u64(words + DomainWords.parked, ~bits) & bits != 0 {
+                wakerBox?._withUnsafeGuaranteedRef { $0.waker.wake(domain: id, vcpu: v) }
+            }
         }
     }
 

@@ -36,7 +36,17 @@ public final class XenDomain<Memory: GuestMemory> {
     public var consoleSink: (any XenConsoleSink)?
     /// Wakes parked vCPUs' threads (SCHEDOP_block, SCHEDOP_poll). Set before the domain's
     /// vCPUs run; without one a parked vCPU is woken by nothing but its upcall.
-    public var waker: (any XenVCPUWaker)?
+    public var waker: (any XenVCPUWaker)? {
+        get { wakerBox?.takeUnretainedValue().waker }
+        set {
+            wakerBox?.release()
+            wakerBox = newValue.map { Unmanaged.passRetained(WakerBox($0)) }
+        }
+    }
+    /// The waker, held in a box the domain retains by hand, so the delivery path reaches it
+    /// through a guaranteed reference and counts no references (`xv bench --check` holds the
+    /// wake path to zero retains).
+    var wakerBox: Unmanaged<WakerBox>?
     /// The embedder's guest-physical map, through which memory_op changes it. Set before the
     /// domain's vCPUs run; without one, the memory_op calls that would change the map answer
     /// -EOPNOTSUPP, and the rest still answer.
@@ -150,6 +160,7 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpuWords.deallocate()
         eventArray.deallocate()
         for f in 0..<Int(maxGrantFrames) { grantFramePages[f]?.deallocate() }
+        wakerBox?.release()
         grantFramePages.deallocate()
         grantFrameLocations.deallocate()
     }
@@ -563,4 +574,10 @@ enum VCPUWords {
     static var runstate: Int { 256 }
     static var runstateArea: Int { 304 }
     static var stride: Int { 320 }
+}
+
+/// Holds a domain's `XenVCPUWaker` (`XenDomain.wakerBox`).
+final class WakerBox {
+    let waker: any XenVCPUWaker
+    init(_ waker: any XenVCPUWaker) { self.waker = waker }
 }
