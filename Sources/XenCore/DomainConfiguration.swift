@@ -34,11 +34,15 @@ public struct DomainConfiguration: Sendable {
     /// Grant-table frames the domain may have (Xen's max_grant_frames): 1 ...
     /// `MemoryOpLimits.maxGrantFrames`, default libxl's 32.
     public var maxGrantFrames: UInt32
+    /// The highest grant table version the domain may use (Xen's max_version): 1 or 2,
+    /// default 2 (libxl's default where Xen offers v2).
+    public var maxGrantVersion: UInt32
 
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
                 identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
                 wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0),
-                memory: XenMemoryConfiguration = XenMemoryConfiguration(), maxGrantFrames: UInt32 = UInt32(MemoryOpLimits.defaultGrantFrames)) {
+                memory: XenMemoryConfiguration = XenMemoryConfiguration(), maxGrantFrames: UInt32 = UInt32(MemoryOpLimits.defaultGrantFrames),
+                maxGrantVersion: UInt32 = 2) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
@@ -48,6 +52,7 @@ public struct DomainConfiguration: Sendable {
         self.wallclockAtBoot = wallclockAtBoot
         self.memory = memory
         self.maxGrantFrames = maxGrantFrames
+        self.maxGrantVersion = maxGrantVersion
     }
 }
 
@@ -64,7 +69,8 @@ public enum DomainConfigurationError: Error, Sendable, Equatable {
     /// The memory map has more than `MemoryOpLimits.memoryMapEntries` entries, or maxPages
     /// is below pages.
     case memoryConfigurationInvalid
-    /// maxGrantFrames is 0 or above `MemoryOpLimits.maxGrantFrames`.
+    /// maxGrantFrames is 0 or above `MemoryOpLimits.maxGrantFrames`, or maxGrantVersion is not
+    /// 1 or 2.
     case grantFramesOutOfRange
     /// The frames the translation layer needs are not backed by its partition's memory.
     case layerFramesNotBacked

@@ -31,6 +31,8 @@ extension XenDomain {
             return schedOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .vcpuOp:
             return vcpuOp(registers.rdi, vcpuid: registers.rsi, arg: registers.rdx, current: vcpu, fabric: fabric)
+        case .grantTableOp:
+            return grantTableOp(registers.rdi, arg: registers.rsi, count: registers.rdx, vcpu: vcpu, fabric: fabric)
         case .memoryOp:
             return memoryOp(registers.rdi, arg: registers.rsi, vcpu: vcpu, fabric: fabric)
         case .mmuextOp:
@@ -60,7 +62,6 @@ extension XenDomain {
 public enum XenDispatchCoverage {
     /// Hypercalls whose table row is not `rejected` and that have no handler yet.
     public static let notYetImplemented: [XenHypercall] = [
-        .grantTableOp,
     ]
     /// HVMOP rows that are not `rejected` and have no handler yet.
     public static let hvmNotYetImplemented: [HVMOp] = []
@@ -69,4 +70,7 @@ public enum XenDispatchCoverage {
     public static let schedNotYetImplemented: [SchedulerOp] = []
     /// VCPUOP rows that are not `rejected` and have no handler yet (the time base's).
     public static let vcpuNotYetImplemented: [VCPUOp] = []
+    /// GNTTABOP rows that are not `rejected` and have no handler yet: the ones that reach another
+    /// domain's grants.
+    public static let grantNotYetImplemented: [GrantTableOp] = [.mapGrantRef, .unmapGrantRef, .copy]
 }

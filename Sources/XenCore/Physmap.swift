@@ -128,11 +128,24 @@ extension XenDomain {
             moving = .sharedInfo
             ramPage = nil
         case .grantTable:
-            // Version 1: XENMAPIDX_grant_table_status names a status frame only under v2
-            // (gnttab_map_frame), so with v1 the index, that bit included, names a shared frame.
-            guard idx < UInt64(maxGrantFrames) else { return XenErrno.einval.hypercallReturnValue }
-            growGrantTable(to: UInt32(idx) + 1)
-            moving = .grantFrame(Int(idx))
+            // gnttab_map_frame: XENMAPIDX_grant_table_status names a status frame only under v2;
+            // with v1 the index, that bit included, names a shared frame. Either index is an
+            // unsigned int there, so only its low 32 bits count.
+            if grantState.version == 2, idx & MapIndex.grantTableStatus != 0 {
+                let s = UInt64(UInt32(truncatingIfNeeded: idx & ~MapIndex.grantTableStatus))
+                if s >= UInt64(grantState.statusFrames) {
+                    // gnttab_get_status_frame_mfn: grow the grant frames so that status frame s exists.
+                    let grantFrames = (s + 1) * GrantTableLimits.statusPerFrame / GrantTableLimits.v2EntriesPerFrame
+                    if grantFrames <= UInt64(maxGrantFrames) { growGrantTable(to: UInt32(grantFrames)) }
+                    guard s < UInt64(grantState.statusFrames) else { return XenErrno.einval.hypercallReturnValue }
+                }
+                moving = .statusFrame(Int(s))
+            } else {
+                let f = UInt64(UInt32(truncatingIfNeeded: idx))
+                guard f < UInt64(maxGrantFrames) else { return XenErrno.einval.hypercallReturnValue }
+                growGrantTable(to: UInt32(f) + 1)
+                moving = .grantFrame(Int(f))
+            }
             ramPage = nil
         case .gmfn:
             guard let page = memory.hostAddress(of: GuestFrameNumber(idx)) else { return XenErrno.einval.hypercallReturnValue }

@@ -33,6 +33,7 @@ struct PhysmapState {
 enum LayerPage: Equatable {
     case sharedInfo
     case grantFrame(Int)
+    case statusFrame(Int)
 }
 
 extension XenDomain {
@@ -72,6 +73,7 @@ extension XenDomain {
     func layerPage(at frame: UInt64) -> LayerPage? {
         if physmapState.sharedInfoLocation == frame { return .sharedInfo }
         for f in 0..<Int(physmapState.grantFrames) where grantFrameLocations[f] == frame { return .grantFrame(f) }
+        for f in 0..<Int(grantState.statusFrames) where statusFrameLocations[f] == frame { return .statusFrame(f) }
         return nil
     }
 
@@ -79,6 +81,7 @@ extension XenDomain {
         switch page {
         case .sharedInfo: physmapState.sharedInfoLocation = frame
         case .grantFrame(let f): grantFrameLocations[f] = frame
+        case .statusFrame(let f): statusFrameLocations[f] = frame
         }
     }
 
@@ -86,6 +89,7 @@ extension XenDomain {
         switch page {
         case .sharedInfo: return physmapState.sharedInfoLocation
         case .grantFrame(let f): return grantFrameLocations[f]
+        case .statusFrame(let f): return statusFrameLocations[f]
         }
     }
 
@@ -93,6 +97,7 @@ extension XenDomain {
         switch page {
         case .sharedInfo: return sharedInfoPage
         case .grantFrame(let f): return grantFramePages[f]!
+        case .statusFrame(let f): return statusFramePages[f]!
         }
     }
 
@@ -108,14 +113,23 @@ extension XenDomain {
         return false
     }
 
-    /// Grows the grant table to `count` frames (gnttab_grow_table), allocating zeroed pages.
+    /// Grows the grant table to `count` frames (gnttab_grow_table): zeroed shared frames, their
+    /// active entries, and under v2 the status frames they need. Under the physmap lock; takes
+    /// the grant lock to publish the new size. The table never shrinks.
     func growGrantTable(to count: UInt32) {
-        while physmapState.grantFrames < count {
-            let f = Int(physmapState.grantFrames)
-            let page = UnsafeMutableRawPointer.allocate(byteCount: Int(guestPageSize), alignment: Int(guestPageSize))
-            page.initializeMemory(as: UInt8.self, repeating: 0, count: Int(guestPageSize))
-            grantFramePages[f] = page
-            physmapState.grantFrames += 1
+        guard physmapState.grantFrames < count else { return }
+        withGrantLock {
+            while physmapState.grantFrames < count {
+                let f = Int(physmapState.grantFrames)
+                let page = UnsafeMutableRawPointer.allocate(byteCount: Int(guestPageSize), alignment: Int(guestPageSize))
+                page.initializeMemory(as: UInt8.self, repeating: 0, count: Int(guestPageSize))
+                grantFramePages[f] = page
+                let active = UnsafeMutablePointer<ActiveGrant>.allocate(capacity: Int(GrantTableLimits.v1EntriesPerFrame))
+                active.initialize(repeating: ActiveGrant(), count: Int(GrantTableLimits.v1EntriesPerFrame))
+                activeGrantPages[f] = active
+                physmapState.grantFrames += 1
+            }
+            if grantState.version == 2 { populateStatusFrames() }
         }
     }
 }

@@ -62,6 +62,15 @@ public final class XenDomain<Memory: GuestMemory> {
     let grantFrameLocations: UnsafeMutablePointer<UInt64>
     /// Xen's max_grant_frames.
     public let maxGrantFrames: UInt32
+    /// The grant table's version and status frames (`GrantTable.swift`).
+    var grantState: GrantTableState
+    /// v2 status frames (host pages, allocated while the table is v2) and where the guest maps
+    /// each; `statusFrames(for: maxGrantFrames)` of each.
+    let statusFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    let statusFrameLocations: UnsafeMutablePointer<UInt64>
+    /// Active grant state, one page of 512 `ActiveGrant`s per grant frame, allocated as the
+    /// table grows.
+    let activeGrantPages: UnsafeMutablePointer<UnsafeMutablePointer<ActiveGrant>?>
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     let records: UnsafeMutableRawPointer
@@ -105,7 +114,8 @@ public final class XenDomain<Memory: GuestMemory> {
         guard let sharedInfoPage = memory.hostAddress(of: config.sharedInfoFrame) else { throw .sharedInfoNotBacked }
         guard config.memory.memoryMap.count <= Int(MemoryOpLimits.memoryMapEntries),
               config.memory.maxPages >= config.memory.pages else { throw .memoryConfigurationInvalid }
-        guard config.maxGrantFrames >= 1, UInt64(config.maxGrantFrames) <= MemoryOpLimits.maxGrantFrames else { throw .grantFramesOutOfRange }
+        guard config.maxGrantFrames >= 1, UInt64(config.maxGrantFrames) <= MemoryOpLimits.maxGrantFrames,
+              config.maxGrantVersion == 1 || config.maxGrantVersion == 2 else { throw .grantFramesOutOfRange }
         id = config.id
         self.memory = memory
         vcpuCount = config.vcpuCount
@@ -119,6 +129,14 @@ public final class XenDomain<Memory: GuestMemory> {
         grantFramePages.initialize(repeating: nil, count: Int(config.maxGrantFrames))
         grantFrameLocations = .allocate(capacity: Int(config.maxGrantFrames))
         grantFrameLocations.initialize(repeating: PhysmapState.noFrame, count: Int(config.maxGrantFrames))
+        grantState = GrantTableState(maxVersion: config.maxGrantVersion)
+        let statusCapacity = Int(Self.statusFrames(for: config.maxGrantFrames))
+        statusFramePages = .allocate(capacity: statusCapacity)
+        statusFramePages.initialize(repeating: nil, count: statusCapacity)
+        statusFrameLocations = .allocate(capacity: statusCapacity)
+        statusFrameLocations.initialize(repeating: PhysmapState.noFrame, count: statusCapacity)
+        activeGrantPages = .allocate(capacity: Int(config.maxGrantFrames))
+        activeGrantPages.initialize(repeating: nil, count: Int(config.maxGrantFrames))
         identity = config.identity
         version = config.version
         let portCount = Int(config.maxPort) + 1
@@ -149,6 +167,8 @@ public final class XenDomain<Memory: GuestMemory> {
         channelPointer(0).pointee.state = .reserved
         publishBinding(0)
         allocated[0] = true
+        // grant_table_init: the table starts with INITIAL_NR_GRANT_FRAMES, zeroed (GTF_invalid).
+        withPhysmapLock { growGrantTable(to: UInt32(GrantTableLimits.initialFrames)) }
     }
 
     deinit {
@@ -159,7 +179,14 @@ public final class XenDomain<Memory: GuestMemory> {
         vcpus.deallocate()
         vcpuWords.deallocate()
         eventArray.deallocate()
-        for f in 0..<Int(maxGrantFrames) { grantFramePages[f]?.deallocate() }
+        for f in 0..<Int(maxGrantFrames) {
+            grantFramePages[f]?.deallocate()
+            activeGrantPages[f]?.deallocate()
+        }
+        for f in 0..<Int(Self.statusFrames(for: maxGrantFrames)) { statusFramePages[f]?.deallocate() }
+        statusFramePages.deallocate()
+        statusFrameLocations.deallocate()
+        activeGrantPages.deallocate()
         wakerBox?.release()
         grantFramePages.deallocate()
         grantFrameLocations.deallocate()
@@ -533,6 +560,9 @@ enum DomainWords {
     /// memory_op's lock (Xen's p2m lock): every change of the guest's map and of
     /// `PhysmapState` holds it.
     static var physmapLock: Int { 704 }
+    /// The grant table's lock (Xen's grant-table rwlock and its active-entry locks, as one):
+    /// active entries, the flags protocol on shared entries, version changes.
+    static var grantLock: Int { 712 }
     static var size: Int { 768 }
 }
 

@@ -37,8 +37,8 @@ struct CoverageTests {
                     if listed {
                         #expect(r == errENOSYS, "\(side): \(number) is listed as not yet implemented")
                     } else {
-                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo, .mmuextOp, .vcpuOp, .schedOp, .setTimerOp, .multicall, .memoryOp].contains(call), "\(side): \(number) has a handler")
-                        #expect(r != errENOSYS || [XenHypercall.xenVersion, .consoleIo, .eventChannelOp, .hvmOp, .physdevOp, .schedOp, .memoryOp].contains(call),
+                        #expect([.eventChannelOp, .hvmOp, .physdevOp, .xenVersion, .vmAssist, .consoleIo, .mmuextOp, .vcpuOp, .schedOp, .setTimerOp, .multicall, .memoryOp, .grantTableOp].contains(call), "\(side): \(number) has a handler")
+                        #expect(r != errENOSYS || [XenHypercall.xenVersion, .consoleIo, .eventChannelOp, .hvmOp, .physdevOp, .schedOp, .memoryOp, .grantTableOp].contains(call),
                                 "\(side): \(number) answers -ENOSYS only as an unknown sub-op")
                     }
                 }
@@ -46,6 +46,19 @@ struct CoverageTests {
             #expect(w.hypercall(domain: dom1, vcpu: 0, XenHypercallRegisters(rax: UInt64.max)) == errENOSYS, "\(side)")
             for op in XenDispatchCoverage.hvmNotYetImplemented {
                 #expect(w.hvm(dom1, op, []) == errENOSYS, "\(side): HVMOP \(op.rawValue)")
+            }
+            // Every GNTTABOP row, with a count of 1: its declared refusal, a handler, or listed.
+            for raw in UInt32(0)...13 {
+                let op = GrantTableOp(rawValue: raw)
+                w.writeArguments(dom1, size: 64, [])
+                let r = w.hypercall(domain: dom1, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(raw), rsi: w.argumentAddress, rdx: 1))
+                if case .rejected(let errno) = op.disposition {
+                    #expect(r == errno.hypercallReturnValue, "\(side): GNTTABOP \(raw)")
+                } else if XenDispatchCoverage.grantNotYetImplemented.contains(op) {
+                    #expect(r == errENOSYS, "\(side): GNTTABOP \(raw) is listed as not yet implemented")
+                } else {
+                    #expect(r != errENOSYS, "\(side): GNTTABOP \(raw) has a handler")
+                }
             }
             // Every VCPUOP row: its declared refusal, a handler, or listed as not yet built.
             for raw in UInt32(0)...13 {

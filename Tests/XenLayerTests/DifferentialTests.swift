@@ -17,6 +17,11 @@ struct DifferentialTests {
 
     /// One step of a guest: a hypercall (number, cmd, argument fields) or a guest-side write.
     enum Step: CustomStringConvertible {
+        /// The guest writes grant entry `ref` of its table (v1: flags, domid, frame; the first 8
+        /// bytes of a v2 entry alike).
+        case grantEntry(DomainID, ref: Int, flags: UInt16, domid: UInt16, frame: UInt32)
+        /// grant_table_op(cmd, argument page, count).
+        case gnttab(DomainID, vcpu: Int, cmd: UInt64, count: UInt64, [(ABIField, UInt64)])
         /// memory_op(cmd, argument page) with `list` at the list offset (extent frames, a
         /// batch's idxs and gpfns).
         case memory(DomainID, vcpu: Int, cmd: UInt64, [(ABIField, UInt64)], list: [UInt64])
@@ -66,6 +71,8 @@ struct DifferentialTests {
             case .multicall(let d, let v, let at, let e, let n): return "d\(d.rawValue)v\(v) multicall of \(n) at \(String(at, radix: 16)): \(e.map { "\($0.0)\($0.1)" })"
             case .runstate(let d, let v, let state): return "d\(d.rawValue) embedder moves vCPU \(v) to runstate \(state.rawValue)"
             case .vcpuUp(let d, let v, let up): return "d\(d.rawValue) embedder \(up ? "starts" : "stops") vCPU \(v)"
+            case .grantEntry(let d, let ref, let flags, let domid, let frame): return "d\(d.rawValue) guest writes grant \(ref): flags \(flags) domid \(domid) frame \(frame)"
+            case .gnttab(let d, let v, let cmd, let count, let f): return "d\(d.rawValue)v\(v) grant_table_op \(cmd) count \(count) \(f.map { $0.1 })"
             case .memory(let d, let v, let cmd, let f, let list): return "d\(d.rawValue)v\(v) memory_op \(cmd & 0x3F) start \(cmd >> 6) \(f.map { $0.1 }) list \(list)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
             }
@@ -156,12 +163,43 @@ struct DifferentialTests {
         }
     }
 
+    /// A grant-table operation on the domain's own table, or the guest writing one of its
+    /// entries (reserved refs and others, with flags that make pins and version switches differ).
+    static func grantStep(_ d: DomainID, vcpu v: Int, _ r: inout SplitMix) -> Step {
+        let dom: UInt64 = r.below(8) == 0 ? domain(&r) : 0x7FF0
+        let list = WorldLayout.argumentPage.rawValue << guestPageShift + UInt64(NativeWorld.listOffset)
+        func ref(_ r: inout SplitMix) -> UInt64 { [UInt64(r.below(12)), UInt64(r.below(600)), 0xFFFF_FFFF][r.below(8) < 6 ? 0 : r.below(3)] }
+        switch r.below(7) {
+        case 0:
+            let flags: UInt16 = [1, 1 | 4, 1 | 8, 2, 3, 0, 1 | 0x100][r.below(7)]
+            return .grantEntry(d, ref: r.below(12), flags: flags, domid: UInt16(1 + r.below(domains)), frame: [UInt32(r.below(48)), 0xFFFF_FFFF][r.below(6) == 0 ? 1 : 0])
+        case 1: return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.querySize.rawValue), count: [1, 1, 0, 2][r.below(4)], [(GnttabQuerySizeLayout.dom, dom)])
+        case 2:
+            return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.setupTable.rawValue), count: [1, 1, 2][r.below(3)],
+                           [(GnttabSetupTableLayout.dom, dom), (GnttabSetupTableLayout.nrFrames, UInt64([1, 2, 4, 33][r.below(4)])),
+                            (GnttabSetupTableLayout.frameList, r.below(6) == 0 ? edgeAddress(&r) : list)])
+        case 3: return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.setVersion.rawValue), count: 1, [(GnttabSetVersionLayout.version, UInt64([1, 2, 2, 0, 3][r.below(5)]))])
+        case 4: return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.getVersion.rawValue), count: 1, [(GnttabGetVersionLayout.dom, dom)])
+        case 5:
+            return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.swapGrantRef.rawValue), count: UInt64(1 + r.below(2)),
+                           [(GnttabSwapGrantRefLayout.refA, ref(&r)), (GnttabSwapGrantRefLayout.refB, ref(&r)),
+                            (ABIField(offset: 12, size: 4), ref(&r)), (ABIField(offset: 16, size: 4), ref(&r))])
+        default:
+            // XENMEM_add_to_physmap of a grant or status frame.
+            let idx: UInt64 = [0, 1, 3, 31, 32, MapIndex.grantTableStatus, MapIndex.grantTableStatus | 1, MapIndex.grantTableStatus | 4][r.below(8)]
+            return .memory(d, vcpu: v, cmd: UInt64(MemoryOp.addToPhysmap.rawValue),
+                           [(XenAddToPhysmapLayout.domid, UInt64(0x7FF0)), (XenAddToPhysmapLayout.space, UInt64(MapSpace.grantTable.rawValue)),
+                            (XenAddToPhysmapLayout.idx, idx), (XenAddToPhysmapLayout.gpfn, 17 + UInt64(r.below(31)))], list: [])
+        }
+    }
+
     static func randomStep(_ r: inout SplitMix) -> Step {
         let d = DomainID(UInt16(1 + r.below(domains)))
         let v = r.below(vcpus)
         let free = WorldLayout.firstFreeFrame
         let w0 = WorldLayout.argumentPage.rawValue << guestPageShift
-        switch r.below(29) {
+        switch r.below(31) {
+        case 29, 30: return grantStep(d, vcpu: v, &r)
         case 26, 27: return memoryStep(d, vcpu: v, &r)
         case 28: return powerStep(d, vcpu: v, &r)
         case 22, 23, 24: return .connect(d, DomainID(UInt16(1 + r.below(domains))), vcpu: v)
@@ -349,6 +387,18 @@ struct DifferentialTests {
             // memory_op may have made the frame a hole.
             w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))?.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
             return 0
+        case .grantEntry(let d, let ref, let flags, let domid, let frame):
+            let dom = w.xenDomain(d)
+            let perFrame = dom.grantTableVersion == 2 ? 256 : 512, size = dom.grantTableVersion == 2 ? 16 : 8
+            guard let page = dom.grantFramePage(ref / perFrame) else { return -1 }
+            let e = page + (ref % perFrame) * size
+            e.storeBytes(of: flags, as: UInt16.self)
+            e.storeBytes(of: domid, toByteOffset: 2, as: UInt16.self)
+            e.storeBytes(of: frame, toByteOffset: dom.grantTableVersion == 2 ? 8 : 4, as: UInt32.self)
+            return 0
+        case .gnttab(let d, let v, let cmd, let count, let f):
+            w.writeArguments(d, size: 64, f)
+            return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: cmd, rsi: w.argumentAddress, rdx: count))
         case .memory(let d, let v, let cmd, let f, let list):
             w.writeArguments(d, size: 32, f)
             let page = w.ram(d).region.hostAddress(of: WorldLayout.argumentPage)!
@@ -421,10 +471,10 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs, memory_op and VCPUOP_initialise with answers other than errors: console lines, flushes, moved pages, ballooned frames and started vCPUs come out")
+    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs, memory_op, VCPUOP_initialise and GNTTABOP_set_version with answers other than errors: console lines, flushes, moved pages, ballooned frames, started vCPUs and v2 tables come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0, initialised = 0
-        for n in 0..<200 {
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0, initialised = 0, v2 = 0
+        for n in 0..<600 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
             for _ in 0..<40 {
@@ -432,6 +482,7 @@ struct DifferentialTests {
                 let result = Self.apply(step, to: w)
                 if case .tick = step, result == 0 { ticks += 1 }
                 if case .vcpu(_, _, .initialise, _, _) = step, result == 0 { initialised += 1 }
+                if case .gnttab(_, _, let cmd, _, let f) = step, cmd == UInt64(GrantTableOp.setVersion.rawValue), result == 0, f.first?.1 == 2 { v2 += 1 }
                 if case .memory(_, _, let cmd, _, _) = step {
                     if cmd == UInt64(MemoryOp.addToPhysmap.rawValue), result == 0 { placed += 1 }
                     if cmd == UInt64(MemoryOp.decreaseReservation.rawValue) || cmd == UInt64(MemoryOp.populatePhysmap.rawValue), result > 0 { ballooned += 1 }
@@ -445,8 +496,8 @@ struct DifferentialTests {
             holes += (1...Self.domains).map { d in WorldLayout.comparedFrames.filter { w.ram(DomainID(UInt16(d))).region.hostAddress(of: GuestFrameNumber($0)) == nil }.count }.reduce(0, +)
             flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0 && initialised > 0,
-                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0 && initialised > 0 && v2 > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised), grant v2 switches \(v2)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")

@@ -94,7 +94,7 @@ struct MemoryOpTests {
     func grantFrames() {
         onBothWorlds { w, side in
             let d = w.xenDomain(dom1)
-            #expect(d.maxGrantFrames == 32 && d.grantFrameCount == 0, "\(side)")
+            #expect(d.maxGrantFrames == 32 && d.grantFrameCount == 1, "\(side): a table starts with one frame")
             #expect(addToPhysmap(w, space: .grantTable, idx: 0, gpfn: 40) == 0, "\(side)")
             #expect(d.grantFrameCount == 1 && w.page(dom1, frame: 40) == d.grantFramePage(0), "\(side)")
             #expect(addToPhysmap(w, space: .grantTable, idx: 3, gpfn: 41) == 0, "\(side)")
@@ -105,6 +105,7 @@ struct MemoryOpTests {
             #expect(d.grantFrameLocation(0) == GuestFrameNumber(41) && d.grantFrameLocation(3) == nil && w.page(dom1, frame: 40) == nil, "\(side)")
             #expect(addToPhysmap(w, space: .grantTable, idx: 32, gpfn: 42) == errEINVAL, "\(side): past max_grant_frames")
             #expect(addToPhysmap(w, space: .grantTable, idx: MapIndex.grantTableStatus, gpfn: 42) == errEINVAL, "\(side): no status frames under v1")
+            #expect(addToPhysmap(w, space: .grantTable, idx: 1 << 32 | 2, gpfn: 42) == 0 && d.grantFrameLocation(2) == GuestFrameNumber(42), "\(side): idx is an unsigned int")
             #expect(d.grantFrameCount == 4, "\(side)")
         }
     }

@@ -1,0 +1,94 @@
+import CGuestAtomics
+import GuestABI
+import XenABI
+
+/// One grant reference's active state in the granter's table (Xen's struct active_grant_entry):
+/// how many host mappings (and copies in progress) pin it for reading and for writing, which
+/// domain pinned it, and the granter's frame it was pinned at. Under the granter's grant lock.
+struct ActiveGrant {
+    var readPins: UInt8 = 0
+    var writePins: UInt8 = 0
+    var grantee: UInt16 = 0
+    var frame: UInt64 = 0
+
+    var pinned: Bool { readPins != 0 || writePins != 0 }
+}
+
+/// The grant table's shape (Xen's struct grant_table, less its entries): the version in use,
+/// the most the domain may use, and its v2 status frames. Changed under the physmap lock and
+/// the grant lock both, so either one is enough to read it.
+struct GrantTableState {
+    var version: UInt32 = 1
+    var maxVersion: UInt32
+    var statusFrames: UInt32 = 0
+}
+
+extension XenDomain {
+    @inline(__always)
+    func withGrantLock<R>(_ body: () -> R) -> R {
+        xv_spin_lock(words + DomainWords.grantLock)
+        defer { xv_spin_unlock(words + DomainWords.grantLock) }
+        return body()
+    }
+
+    /// The grant table version in use (GNTTABOP_get_version).
+    public var grantTableVersion: UInt32 { withGrantLock { grantState.version } }
+
+    /// Status frames a table of `frames` grant frames has under v2 (grant_to_status_frames).
+    static func statusFrames(for frames: UInt32) -> UInt32 {
+        UInt32((UInt64(frames) * GrantTableLimits.v2EntriesPerFrame + GrantTableLimits.statusPerFrame - 1) / GrantTableLimits.statusPerFrame)
+    }
+
+    /// Grant entries the table has now (nr_grant_entries), under either lock.
+    var grantEntryCount: UInt32 {
+        physmapState.grantFrames * UInt32(grantState.version == 2 ? GrantTableLimits.v2EntriesPerFrame : GrantTableLimits.v1EntriesPerFrame)
+    }
+
+    /// The granter's entry `ref` in its shared frames: the v1 entry or the v2 entry's start.
+    /// `ref` must be below `grantEntryCount`.
+    func grantEntry(_ ref: UInt32) -> UnsafeMutableRawPointer {
+        let perFrame = UInt32(grantState.version == 2 ? GrantTableLimits.v2EntriesPerFrame : GrantTableLimits.v1EntriesPerFrame)
+        let size = grantState.version == 2 ? GrantEntryV2Layout.size : GrantEntryV1Layout.size
+        return grantFramePages[Int(ref / perFrame)]! + Int(ref % perFrame) * size
+    }
+
+    /// The v2 status word of `ref`.
+    func grantStatus(_ ref: UInt32) -> UnsafeMutableRawPointer {
+        let perFrame = UInt32(GrantTableLimits.statusPerFrame)
+        return statusFramePages[Int(ref / perFrame)]! + Int(ref % perFrame) * 2
+    }
+
+    /// The active state of `ref` (one page of 512 per grant frame, whatever the version).
+    func activeGrant(_ ref: UInt32) -> UnsafeMutablePointer<ActiveGrant> {
+        let perPage = UInt32(GrantTableLimits.v1EntriesPerFrame)
+        return activeGrantPages[Int(ref / perPage)]! + Int(ref % perPage)
+    }
+
+    /// Allocates v2 status frames until there are enough for the table's grant frames
+    /// (gnttab_populate_status_frames). Under the physmap and grant locks.
+    func populateStatusFrames() {
+        let needed = Self.statusFrames(for: physmapState.grantFrames)
+        while grantState.statusFrames < needed {
+            let page = UnsafeMutableRawPointer.allocate(byteCount: Int(guestPageSize), alignment: Int(guestPageSize))
+            page.initializeMemory(as: UInt8.self, repeating: 0, count: Int(guestPageSize))
+            statusFramePages[Int(grantState.statusFrames)] = page
+            statusFrameLocations[Int(grantState.statusFrames)] = PhysmapState.noFrame
+            grantState.statusFrames += 1
+        }
+    }
+
+    /// Takes every status frame out of the guest's map and frees it (gnttab_unpopulate_status_frames,
+    /// the XSA-255 fix: no frame stays mapped once v1 is back). Status frames are never
+    /// grantable, so no other domain can hold one. Under the physmap and grant locks.
+    func unpopulateStatusFrames() {
+        for f in 0..<Int(grantState.statusFrames) {
+            if statusFrameLocations[f] != PhysmapState.noFrame {
+                physmap?.unmap(GuestFrameNumber(statusFrameLocations[f]), releasing: false)
+                statusFrameLocations[f] = PhysmapState.noFrame
+            }
+            statusFramePages[f]?.deallocate()
+            statusFramePages[f] = nil
+        }
+        grantState.statusFrames = 0
+    }
+}
