@@ -20,6 +20,9 @@ extension ViridianReference {
         guard !found else { return .invalidParameter }
         guard partitions[target].mappings.count < partitions[target].config.maxMappedPages else { return .insufficientMemory }
         partitions[target].mappings.insert(GPAMapping(frame: frame, sourcePartition: source, sourceFrame: sourceFrame, flags: flags), at: i)
+        host.guestMappingChanged(partition: partitions[target].id, frame: GuestFrameNumber(frame),
+                                 page: flags.contains(.readable) ? memories[source].hostAddress(of: GuestFrameNumber(sourceFrame)) : nil,
+                                 writable: flags.contains(.writable))
         return .success
     }
 
@@ -27,6 +30,7 @@ extension ViridianReference {
         let (i, found) = partitions[target].mappingIndex(frame)
         guard found else { return .invalidParameter }
         partitions[target].mappings.remove(at: i)
+        host.guestMappingChanged(partition: partitions[target].id, frame: GuestFrameNumber(frame), page: nil, writable: false)
         return .success
     }
 

@@ -18,6 +18,16 @@ public protocol ViridianHost {
 
     /// A VP reported a long spin wait (HvCallNotifyLongSpinWait): a hint to run another VP.
     func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32)
+
+    /// `partition`'s frame now shows `page` (HvCallMapGpaPages mapped another partition's page
+    /// there), or its own memory again (nil: the mapping went). The embedder's second-level
+    /// page tables follow, so the partition's vCPUs see what the reference's own accesses see.
+    func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool)
+}
+
+extension ViridianHost {
+    /// A host whose partitions never run guest code that reads mapped pages needs nothing.
+    public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {}
 }
 
 /// A set of VP indexes, 0..<2048 (HV_MAXIMUM_PROCESSORS), as 32 banks of 64 (the shape of the

@@ -192,6 +192,17 @@ public final class LayerInterruptRouter: ViridianHost {
         _ = xv_atomic_fetch_add_u64(spinWaits + i * 8, 1)
     }
 
+    /// Each partition's memory (the world sets it), whose page table plays the second-level
+    /// page tables: a page another partition's is mapped into shows at its frame.
+    var memories: [Unmanaged<GuestRAM>] = []
+    public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {
+        let i = Int(partition.rawValue) - 1
+        guard i >= 0, i < memories.count else { return }
+        memories[i]._withUnsafeGuaranteedRef { ram in
+            if let page { ram.map(page, at: frame) } else { ram.unmap(frame, releasing: false) }
+        }
+    }
+
     public func longSpinWaits(_ partition: PartitionID) -> Int {
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < UpcallRecorder.maxDomains else { return 0 }
@@ -225,6 +236,7 @@ public final class TranslatedWorld: XenWorld {
         for i in 0..<domains {
             let ram = GuestRAM(frameCount: guestFrames + UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus)))
             rams.append(ram)
+            router.memories.append(.passUnretained(ram))
             let partition = try! reference.createPartition(
                 PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity), memory: ram.region)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,

@@ -37,12 +37,15 @@ public struct DomainConfiguration: Sendable {
     /// The highest grant table version the domain may use (Xen's max_version): 1 or 2,
     /// default 2 (libxl's default where Xen offers v2).
     public var maxGrantVersion: UInt32
+    /// Pages of grant mappings the domain may hold of other domains' grants (Xen's
+    /// max_maptrack_frames; 256 handles a page), default Xen's 1024.
+    public var maxMaptrackFrames: Int
 
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
                 identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
                 wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0),
                 memory: XenMemoryConfiguration = XenMemoryConfiguration(), maxGrantFrames: UInt32 = UInt32(MemoryOpLimits.defaultGrantFrames),
-                maxGrantVersion: UInt32 = 2) {
+                maxGrantVersion: UInt32 = 2, maxMaptrackFrames: Int = Int(GrantTableLimits.defaultMaptrackFrames)) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.maxPort = maxPort
@@ -53,6 +56,7 @@ public struct DomainConfiguration: Sendable {
         self.memory = memory
         self.maxGrantFrames = maxGrantFrames
         self.maxGrantVersion = maxGrantVersion
+        self.maxMaptrackFrames = maxMaptrackFrames
     }
 }
 

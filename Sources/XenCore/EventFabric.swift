@@ -84,6 +84,27 @@ public protocol EventFabric: AnyObject {
     /// and answers as it does for a frame the embedder cannot back, so the guest cannot tell
     /// that the frame exists. Native: none.
     func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool
+
+    // MARK: Grants (`GrantMapping.swift`, `GrantAccess.swift`)
+
+    /// Asks `granter`'s table to pin `ref` for `domain` (`XenDomain.acquireGrant`, run by the
+    /// granter's own side). Native: directly; translated: through the root, to the granter's
+    /// layer.
+    func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition
+    /// Drops a pin `acquireGrant` took.
+    func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool)
+    /// Shows `granter`'s frame at `domain`'s `frame`, which the caller has emptied (native: the
+    /// embedder's physmap; translated: HvCallMapGpaPages from the granter's partition). False
+    /// when it cannot be shown.
+    func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool
+    /// Takes that page away again: `frame` becomes a hole.
+    func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64)
+    /// The host address through which `domain`'s vCPU may reach `granter`'s frame for a copy,
+    /// in copy window `window` (0 source, 1 destination; translated: mapped into one of the
+    /// vCPU's layer frames, with the grant's rights), until `releaseGrantedPages`. Nil when the
+    /// target refuses.
+    func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer?
+    func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int)
 }
 
 /// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.

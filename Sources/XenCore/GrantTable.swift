@@ -9,6 +9,10 @@ struct ActiveGrant {
     var readPins: UInt8 = 0
     var writePins: UInt8 = 0
     var grantee: UInt16 = 0
+    /// A v2 sub-page grant's window (offset, length), 0 and 4096 otherwise.
+    var offset: UInt16 = 0
+    var length: UInt16 = 4096
+    var subPage = false
     var frame: UInt64 = 0
 
     var pinned: Bool { readPins != 0 || writePins != 0 }

@@ -6,7 +6,7 @@ import XenABI
 /// xen/arch/x86/hvm/hypercall.c hvm_grant_table_op, xen/common/grant_table.c do_grant_table_op,
 /// gnttab_setup_table, gnttab_query_size, gnttab_set_version, gnttab_get_version,
 /// gnttab_swap_grant_ref). The operations on the domain's own table are here; map, unmap and
-/// copy, which reach another domain, are `GrantMapping.swift`.
+/// copy, which reach another domain, are `GrantMapping.swift` and `GrantAccess.swift`.
 extension XenDomain {
     /// RDI = `unsigned int cmd`, RSI = the argument list, RDX = `unsigned int count`.
     @inline(never)
@@ -27,6 +27,9 @@ extension XenDomain {
         case .setVersion: return setGrantVersion(arg)
         case .getVersion: return getGrantVersion(arg, fabric: fabric)
         case .swapGrantRef: return swapGrantRefs(arg, count: n)
+        case .mapGrantRef: return mapGrantRefs(arg, count: n, vcpu: vcpu, fabric: fabric)
+        case .unmapGrantRef: return unmapGrantRefs(arg, count: n, fabric: fabric)
+        case .copy: return copyGrants(arg, count: n, vcpu: vcpu, fabric: fabric)
         default: return Self.notYetImplemented
         }
     }

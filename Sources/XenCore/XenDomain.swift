@@ -71,6 +71,14 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Active grant state, one page of 512 `ActiveGrant`s per grant frame, allocated as the
     /// table grows.
     let activeGrantPages: UnsafeMutablePointer<UnsafeMutablePointer<ActiveGrant>?>
+    /// The grant mappings this domain holds of other domains' grants (Xen's maptrack): pages of
+    /// `GrantTableLimits.maptrackPerFrame` handles, allocated as they are needed, up to
+    /// `maxMaptrackFrames`; free handles are linked through their records. Under the grant lock.
+    let maptrackPages: UnsafeMutablePointer<UnsafeMutablePointer<GrantMapping>?>
+    var maptrackPageCount = 0
+    var maptrackFree = GrantMapping.none
+    /// Xen's max_maptrack_frames.
+    public let maxMaptrackFrames: Int
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     let records: UnsafeMutableRawPointer
@@ -137,6 +145,9 @@ public final class XenDomain<Memory: GuestMemory> {
         statusFrameLocations.initialize(repeating: PhysmapState.noFrame, count: statusCapacity)
         activeGrantPages = .allocate(capacity: Int(config.maxGrantFrames))
         activeGrantPages.initialize(repeating: nil, count: Int(config.maxGrantFrames))
+        maxMaptrackFrames = max(1, config.maxMaptrackFrames)
+        maptrackPages = .allocate(capacity: maxMaptrackFrames)
+        maptrackPages.initialize(repeating: nil, count: maxMaptrackFrames)
         identity = config.identity
         version = config.version
         let portCount = Int(config.maxPort) + 1
@@ -187,6 +198,8 @@ public final class XenDomain<Memory: GuestMemory> {
         statusFramePages.deallocate()
         statusFrameLocations.deallocate()
         activeGrantPages.deallocate()
+        for f in 0..<maptrackPageCount { maptrackPages[f]?.deallocate() }
+        maptrackPages.deallocate()
         wakerBox?.release()
         grantFramePages.deallocate()
         grantFrameLocations.deallocate()

@@ -156,6 +156,27 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     /// Xen keeps no frames of its own in a guest's physical space.
     public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool { false }
 
+    // Grants: Xen itself, so the granter's table and pages are reached directly.
+    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition {
+        withDomain(granter) { $0.acquireGrant(ref: ref, grantee: domain.id, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
+    }
+    public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
+        _ = withDomain(granter) { $0.releaseGrant(ref: ref, writable: writable) }
+    }
+    /// guest_physmap_add_page of the granter's page, through the grantee's embedder.
+    public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
+        guard let physmap = domain.physmap,
+              let page = withDomain(granter, { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) }) ?? nil else { return false }
+        return physmap.map(page, at: frame)
+    }
+    public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
+        domain.physmap?.unmap(frame, releasing: false)
+    }
+    public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
+        withDomain(granter) { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) } ?? nil
+    }
+    public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {}
+
     /// The embedder's timer for `vcpu` of `domain` fired.
     public func timerExpired(domain id: DomainID, vcpu: Int) {
         withDomain(id) { $0.timerFired(vcpu: vcpu, fabric: self) }

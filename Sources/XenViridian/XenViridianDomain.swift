@@ -44,6 +44,8 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// Host addresses of the layer's frames, three per vCPU (`frame(_:_:)`), reached through
     /// the partition's memory and never through the guest's.
     let layerPages: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// Per vCPU, which copy windows hold a mapping (bits 0 and 1); the vCPU's own word.
+    let copyWindowsMapped: UnsafeMutablePointer<UInt8>
     /// What the layer concluded about every message it took from its SIM pages.
     public var controlMessages: ControlMessageCounts { ControlMessageCounts(counters + 1) }
 
@@ -88,9 +90,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         upcallRequested.initialize(repeating: 0, count: config.vcpuCount)
         drainStates = .allocate(capacity: config.vcpuCount * DrainState.stride)
         drainStates.initialize(repeating: 0, count: config.vcpuCount * DrainState.stride)
+        copyWindowsMapped = .allocate(capacity: config.vcpuCount)
+        copyWindowsMapped.initialize(repeating: 0, count: config.vcpuCount)
         counters = .allocate(capacity: 1 + ControlMessageCounts.verdicts)
         counters.initialize(repeating: 0, count: 1 + ControlMessageCounts.verdicts)
         guard setUpSynIC(), root.linkControl(config.id) else { throw .targetRefused }
+        root.registerGranter(config.id, self)
     }
 
     deinit {
@@ -99,6 +104,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         drainStates.deallocate()
         counters.deallocate()
         layerPages.deallocate()
+        copyWindowsMapped.deallocate()
     }
 
     /// The hypercall entry: `registers` from `vcpu`; the value for RAX.
@@ -232,6 +238,54 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool {
         frame.rawValue >= layer.layerFrames.rawValue
             && frame.rawValue - layer.layerFrames.rawValue < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
+    }
+
+    // MARK: - Grants (through the root: `GrantRoot.swift`)
+
+    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition {
+        if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, forMap: forMap) }
+        return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, forMap: forMap)
+    }
+
+    public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
+        if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable); return }
+        root.releaseGrant(granter: granter, ref: ref, writable: writable)
+    }
+
+    /// HvCallMapGpaPages of the granter's frame into this partition (a self-grant too: the
+    /// target maps the partition's own frame).
+    public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
+        countHypercall()
+        return root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable)
+    }
+
+    public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
+        countHypercall()
+        _ = root.unmapGrantedFrame(from: domain.id, at: frame)
+    }
+
+    /// The vCPU's copy window `window` (a layer frame), with the granter's frame mapped there
+    /// by the target, reached through the target's view (so with the mapping's rights).
+    public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
+        let frame = copyWindow(vcpu, window)
+        countHypercall()
+        guard root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable) else { return nil }
+        copyWindowsMapped[vcpu] |= 1 << UInt8(window)
+        return target.hostAddress(partition: partition, frame: frame, write: writable)
+    }
+
+    public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {
+        for window in 0..<2 where copyWindowsMapped[vcpu] & (1 << UInt8(window)) != 0 {
+            countHypercall()
+            _ = root.unmapGrantedFrame(from: domain.id, at: copyWindow(vcpu, window))
+        }
+        copyWindowsMapped[vcpu] = 0
+    }
+
+    /// Copy window `window` (0 or 1) of VP `vp`: after the reference TSC page.
+    @inline(__always)
+    func copyWindow(_ vp: Int, _ window: Int) -> GuestFrameNumber {
+        GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount + 1 + 2 * vp + window))
     }
 
     public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
@@ -464,4 +518,12 @@ enum DrainState {
     static var running: UInt32 { 1 }
     static var again: UInt32 { 2 }
     static var stride: Int { 16 }
+}
+
+extension XenViridianDomain: XenGrantGranter {
+    /// The root asks this layer about its own domain's grants.
+    public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition {
+        domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap)
+    }
+    public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable) }
 }

@@ -32,6 +32,8 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     private let links: UnsafeMutablePointer<UInt64>
     private let maxPorts: UnsafeMutablePointer<UInt32>
     private let rootLock: UnsafeMutablePointer<UInt32>
+    /// Per domain: the opaque pointer of its layer's `GrantGranterBox`, 0 until it registers.
+    let granters: UnsafeMutablePointer<UInt64>
     static var noOffer: UInt32 { 0xFFFF }
     static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
 
@@ -47,6 +49,8 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         maxPorts.initialize(repeating: 0, count: Self.domainSlots)
         rootLock = .allocate(capacity: 1)
         rootLock.initialize(to: 0)
+        granters = .allocate(capacity: Self.domainSlots)
+        granters.initialize(repeating: 0, count: Self.domainSlots)
     }
 
     deinit {
@@ -59,6 +63,10 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         partitionOf.deallocate()
         maxPorts.deallocate()
         rootLock.deallocate()
+        for d in 0..<Self.domainSlots where granters[d] != 0 {
+            Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(granters[d]))!).release()
+        }
+        granters.deallocate()
     }
 
     @inline(__always)

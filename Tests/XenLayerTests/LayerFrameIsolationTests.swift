@@ -212,7 +212,7 @@ struct LayerFrameIsolationTests {
         let t = TranslatedWorld(domains: 1, vcpus: 2)
         let layer = t.layer(DomainID(1))
         let owned = (0..<80).filter { layer.isLayerFrame(GuestFrameNumber(UInt64($0))) }
-        #expect(owned == Array(48..<55), "three per VP and the reference TSC page")
+        #expect(owned == Array(48..<59), "three per VP, the reference TSC page and two copy windows per VP")
         #expect(!layer.isLayerFrame(GuestFrameNumber(.max)))
         let msrs: [HVMSR] = [.guestOsId, .simp, .siefp, .scontrol, .eom, .referenceTsc] + (0..<16).map { HVMSR(rawValue: HVMSR.sint0.rawValue + UInt32($0)) }
         for m in msrs { #expect(LayerInterruptRouter.Layer.isLayerMSR(m), "\(m)") }

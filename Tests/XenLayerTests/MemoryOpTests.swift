@@ -3,6 +3,7 @@ import GuestABI
 import XenABI
 import XenCore
 import XenNative
+import XenViridian
 import XVScenarios
 
 let errEBUSY = XenErrno.ebusy.hypercallReturnValue
@@ -63,7 +64,7 @@ struct MemoryOpTests {
             #expect(addToPhysmap(w, space: .sharedInfo, idx: 1, gpfn: 30) == errEINVAL, "\(side)")
             #expect(addToPhysmap(w, space: .sharedInfo, idx: 0, gpfn: UInt64.max) == errEINVAL, "\(side): INVALID_GFN")
             #expect(addToPhysmap(w, space: .sharedInfo, idx: 0, gpfn: 1 << 36) == errEINVAL, "\(side): beyond 48-bit guest-physical")
-            for gpfn in [WorldLayout.frames, WorldLayout.frames + 1, WorldLayout.frames + 6] {
+            for gpfn in [WorldLayout.frames, WorldLayout.frames + 1, WorldLayout.frames + 10] {
                 #expect(addToPhysmap(w, space: .sharedInfo, idx: 0, gpfn: gpfn) == errENOMEM, "\(side): frame \(gpfn)")
             }
             #expect(addToPhysmap(w, space: .sharedInfo, idx: 0, gpfn: 30, dom: 2) == errEPERM, "\(side)")
@@ -80,14 +81,15 @@ struct MemoryOpTests {
         // The translated side's layer frames are untouched by all of it.
         let t = TranslatedWorld(domains: 1, vcpus: 2)
         let layerFrame = WorldLayout.layerFrames().rawValue
-        let before = (0..<7).map { t.ram(dom1).region.hostAddress(of: GuestFrameNumber(layerFrame + UInt64($0))) }
-        for f in 0..<UInt64(7) {
+        let count = LayerConfiguration.layerFrameCount(vcpuCount: 2)
+        let before = (0..<count).map { t.ram(dom1).region.hostAddress(of: GuestFrameNumber(layerFrame + UInt64($0))) }
+        for f in 0..<UInt64(count) {
             #expect(addToPhysmap(t, space: .sharedInfo, idx: 0, gpfn: layerFrame + f) == errENOMEM)
             #expect(addToPhysmap(t, space: .gmfn, idx: layerFrame + f, gpfn: 30) == errEINVAL, "the guest cannot name a layer frame as a source")
             #expect(reservation(t, .populatePhysmap, frames: [layerFrame + f]) == 0)
             #expect(reservation(t, .decreaseReservation, frames: [layerFrame + f]) == 0)
         }
-        #expect((0..<7).map { t.ram(dom1).region.hostAddress(of: GuestFrameNumber(layerFrame + UInt64($0))) } == before)
+        #expect((0..<count).map { t.ram(dom1).region.hostAddress(of: GuestFrameNumber(layerFrame + UInt64($0))) } == before)
     }
 
     @Test("XENMEM_add_to_physmap XENMAPSPACE_grant_table: frame idx grows the table up to max_grant_frames; the v2 status bit under v1 and idx past the maximum are -EINVAL")

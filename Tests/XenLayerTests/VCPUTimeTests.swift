@@ -106,7 +106,7 @@ struct VCPUTimeTests {
             if invalidate == 0 {
                 #expect(t.reference.writeMSR(partition: t.layer(dom1).partition, vp: VPIndex(0), msr: .referenceTsc, value: 0) == .done)
             } else {
-                let frame = WorldLayout.layerFrames().rawValue + UInt64(LayerConfiguration.layerFrameCount(vcpuCount: 1) - 1)
+                let frame = WorldLayout.layerFrames().rawValue + UInt64(3 * 1)
                 t.ram(dom1).region.hostAddress(of: GuestFrameNumber(frame))!.storeBytes(of: UInt32(0), as: UInt32.self)
             }
             #expect(!t.refreshTime(dom1, vcpu: 0))

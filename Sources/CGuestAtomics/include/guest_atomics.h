@@ -41,6 +41,16 @@ static inline uint32_t xv_atomic_cas_u32(void *p, uint32_t expected, uint32_t de
     __atomic_compare_exchange_n((uint32_t *)p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return expected;
 }
+/* 16-bit words: grant status words (grant_status_t) and v2 entry headers. */
+static inline uint16_t xv_atomic_fetch_or_u16(void *p, uint16_t v) {
+    return __atomic_fetch_or((uint16_t *)p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint16_t xv_atomic_fetch_and_u16(void *p, uint16_t v) {
+    return __atomic_fetch_and((uint16_t *)p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint16_t xv_atomic_load_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_SEQ_CST);
+}
 static inline uint8_t xv_atomic_fetch_or_u8(void *p, uint8_t v) {
     return __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_SEQ_CST);
 }

@@ -11,12 +11,12 @@ extension GrantTableOp {
     /// Numbers the table does not list get the table's default answer.
     public var disposition: XenDisposition {
         switch rawValue {
-        case 0: return .translated // GNTTABOP_map_grant_ref via HVCALL_POST_MESSAGE, HVCALL_MAP_GPA_PAGES
-        case 1: return .translated // GNTTABOP_unmap_grant_ref via HVCALL_POST_MESSAGE, HVCALL_UNMAP_GPA_PAGES
+        case 0: return .translated // GNTTABOP_map_grant_ref via HVCALL_MAP_GPA_PAGES
+        case 1: return .translated // GNTTABOP_unmap_grant_ref via HVCALL_UNMAP_GPA_PAGES
         case 2: return .layer // GNTTABOP_setup_table
         case 3: return .rejected(.enosys) // GNTTABOP_dump_table
         case 4: return .rejected(.enosys) // GNTTABOP_transfer
-        case 5: return .translated // GNTTABOP_copy via HVCALL_POST_MESSAGE, HVCALL_MAP_GPA_PAGES, HVCALL_UNMAP_GPA_PAGES
+        case 5: return .translated // GNTTABOP_copy via HVCALL_MAP_GPA_PAGES, HVCALL_UNMAP_GPA_PAGES
         case 6: return .layer // GNTTABOP_query_size
         case 7: return .rejected(.enosys) // GNTTABOP_unmap_and_replace
         case 8: return .layer // GNTTABOP_set_version

@@ -1,0 +1,64 @@
+import CGuestAtomics
+import GuestABI
+import ViridianABI
+import XenABI
+import XenCore
+
+/// What the root asks of a granter's layer: the answer of its own grant table. Only the
+/// granter's layer reads or changes that table; the root carries the question there.
+public protocol XenGrantGranter: AnyObject {
+    func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition
+    func releaseGrant(ref: UInt32, writable: Bool)
+}
+
+/// Holds a layer for the root, unretained (the embedder owns its layers, which outlive their
+/// registration), so that the root's calls count no references.
+final class GrantGranterBox {
+    unowned(unsafe) let granter: any XenGrantGranter
+    init(_ granter: any XenGrantGranter) { self.granter = granter }
+}
+
+/// Grants through the root (the parent partition's control plane): a grantee's layer asks
+/// the granter's layer to pin a grant, and the root maps the granted frame into the grantee's
+/// partition with HvCallMapGpaPages, with the rights the grant gives. Neither layer reads
+/// the other's state or memory: each sees the other's page only where the target mapped it.
+extension XenViridianRoot {
+    /// Makes `domain`'s layer the one the root asks about `domain`'s grants.
+    func registerGranter(_ domain: DomainID, _ granter: any XenGrantGranter) {
+        guard domain < DomainID.firstReserved else { return }
+        let box = Unmanaged.passRetained(GrantGranterBox(granter))
+        let old = xv_exchange_u64(granters + Int(domain.rawValue), UInt64(UInt(bitPattern: box.toOpaque())))
+        if old != 0 { Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(old))!).release() }
+    }
+
+    @inline(__always)
+    func withGranter<R>(_ domain: DomainID, _ body: (any XenGrantGranter) -> R) -> R? {
+        guard domain < DomainID.firstReserved else { return nil }
+        let bits = xv_load_acquire_u64(granters + Int(domain.rawValue))
+        guard bits != 0 else { return nil }
+        return Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(bits))!)._withUnsafeGuaranteedRef { body($0.granter) }
+    }
+
+    /// `granter`'s table's answer to `grantee` (bad_domain when no layer answers for it).
+    public func acquireGrant(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition {
+        withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
+    }
+
+    public func releaseGrant(granter: DomainID, ref: UInt32, writable: Bool) {
+        _ = withGranter(granter) { $0.releaseGrant(ref: ref, writable: writable) }
+    }
+
+    /// HvCallMapGpaPages: `granter`'s frame at `grantee`'s, readable and, for a writable grant,
+    /// writable. False when a partition is unknown or the target refuses.
+    public func mapGrantedFrame(into grantee: DomainID, at frame: GuestFrameNumber, from granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
+        guard let target = partition(of: grantee), let source = partition(of: granter) else { return false }
+        let flags: HVMapGPAFlags = writable ? HVMapGPAFlags(rawValue: HVMapGPAFlags.readable.rawValue | HVMapGPAFlags.writable.rawValue) : .readable
+        return self.target.mapGPAPages(into: target, at: frame, from: source, sourceBase: GuestFrameNumber(granterFrame), count: 1, flags: flags).status == .success
+    }
+
+    /// HvCallUnmapGpaPages of one frame of `grantee`.
+    public func unmapGrantedFrame(from grantee: DomainID, at frame: GuestFrameNumber) -> Bool {
+        guard let target = partition(of: grantee) else { return false }
+        return self.target.unmapGPAPages(from: target, at: frame, count: 1).status == .success
+    }
+}
