@@ -169,7 +169,28 @@ struct DifferentialTests {
         let dom: UInt64 = r.below(8) == 0 ? domain(&r) : 0x7FF0
         let list = WorldLayout.argumentPage.rawValue << guestPageShift + UInt64(NativeWorld.listOffset)
         func ref(_ r: inout SplitMix) -> UInt64 { [UInt64(r.below(12)), UInt64(r.below(600)), 0xFFFF_FFFF][r.below(8) < 6 ? 0 : r.below(3)] }
-        switch r.below(7) {
+        func frame(_ r: inout SplitMix) -> UInt64 { r.below(8) < 6 ? 17 + UInt64(r.below(31)) : [0, edgeFrame(&r), 1 << 36][r.below(3)] }
+        func peer(_ r: inout SplitMix) -> UInt64 { r.below(8) == 0 ? domain(&r) : UInt64(1 + r.below(domains)) }
+        switch r.below(11) {
+        case 7, 8:
+            let flags: UInt64 = [2, 2, 2 | 4, 0, 1 | 2, 2 | 1 << 16][r.below(6)]
+            return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.mapGrantRef.rawValue), count: [1, 1, 2][r.below(3)],
+                           [(GnttabMapGrantRefLayout.hostAddr, frame(&r) << 12), (GnttabMapGrantRefLayout.flags, flags), (GnttabMapGrantRefLayout.ref, ref(&r)),
+                            (GnttabMapGrantRefLayout.dom, peer(&r)), (GnttabMapGrantRefLayout.handle, UInt64(0xEE)),
+                            (ABIField(offset: 32, size: 8), frame(&r) << 12), (ABIField(offset: 40, size: 4), UInt64(2)), (ABIField(offset: 44, size: 4), ref(&r)),
+                            (ABIField(offset: 48, size: 2), peer(&r))])
+        case 9:
+            return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.unmapGrantRef.rawValue), count: 1,
+                           [(GnttabUnmapGrantRefLayout.hostAddr, r.below(6) == 0 ? 0 : frame(&r) << 12), (GnttabUnmapGrantRefLayout.handle, UInt64(r.below(8) == 0 ? 300 : r.below(4)))])
+        case 10:
+            let srcGref = r.below(2) == 0, dstGref = r.below(2) == 0
+            let flags = (srcGref ? UInt64(GrantCopyFlags.sourceGref.rawValue) : 0) | (dstGref ? UInt64(GrantCopyFlags.destGref.rawValue) : 0)
+            return .gnttab(d, vcpu: v, cmd: UInt64(GrantTableOp.copy.rawValue), count: 1,
+                           [(GnttabCopyLayout.sourceUGmfn, srcGref ? ref(&r) : frame(&r)), (GnttabCopyLayout.sourceDomid, srcGref ? peer(&r) : [0x7FF0, 0x7FF0, peer(&r)][r.below(3)]),
+                            (GnttabCopyLayout.sourceOffset, UInt64([0, 100, 4000][r.below(3)])),
+                            (GnttabCopyLayout.destUGmfn, dstGref ? ref(&r) : frame(&r)), (GnttabCopyLayout.destDomid, dstGref ? peer(&r) : 0x7FF0),
+                            (GnttabCopyLayout.destOffset, UInt64([0, 8, 4095][r.below(3)])), (GnttabCopyLayout.len, UInt64([8, 96, 4096, 0][r.below(4)])),
+                            (GnttabCopyLayout.flags, flags)])
         case 0:
             let flags: UInt16 = [1, 1 | 4, 1 | 8, 2, 3, 0, 1 | 0x100][r.below(7)]
             return .grantEntry(d, ref: r.below(12), flags: flags, domid: UInt16(1 + r.below(domains)), frame: [UInt32(r.below(48)), 0xFFFF_FFFF][r.below(6) == 0 ? 1 : 0])
@@ -437,6 +458,12 @@ struct DifferentialTests {
                 if native.yields(id) != translated.yields(id) { return (i, "domain \(d + 1): yields differ") }
                 if native.recorder.shutdowns(domain: id) != translated.recorder.shutdowns(domain: id) { return (i, "domain \(d + 1): shutdowns differ") }
                 if native.recorder.powerChanges(domain: id) != translated.recorder.powerChanges(domain: id) { return (i, "domain \(d + 1): vCPU starts and stops differ") }
+                let (gn, gt) = (native.xenDomain(id), translated.xenDomain(id))
+                if gn.grantMappingCount != gt.grantMappingCount || gn.grantTableVersion != gt.grantTableVersion { return (i, "domain \(d + 1): grant mappings or version differ") }
+                for ref in UInt32(0)..<12 {
+                    if gn.grantPins(ref) != gt.grantPins(ref) { return (i, "domain \(d + 1): pins of grant \(ref) differ") }
+                }
+                if memcmp(gn.grantFramePage(0)!, gt.grantFramePage(0)!, 4096) != 0 { return (i, "domain \(d + 1): grant frame 0 differs") }
                 for v in 0..<vcpus where native.recorder.context(domain: id, vcpu: v) != translated.recorder.context(domain: id, vcpu: v) {
                     return (i, "domain \(d + 1) vCPU \(v): initial contexts differ")
                 }
@@ -471,9 +498,9 @@ struct DifferentialTests {
         return current
     }
 
-    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs, memory_op, VCPUOP_initialise and GNTTABOP_set_version with answers other than errors: console lines, flushes, moved pages, ballooned frames, started vCPUs and v2 tables come out")
+    @Test("the generator reaches xen_version, vm_assist, console_io, HVMOP_flush_tlbs, memory_op, VCPUOP_initialise and grant_table_op with answers other than errors: console lines, flushes, moved pages, ballooned frames, started vCPUs, v2 tables, grant maps and copies come out")
     func generatorReachesTheNewFamilies() {
-        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0, initialised = 0, v2 = 0
+        var lines = 0, versionOK = 0, assistOK = 0, flushes = 0, ticks = 0, placed = 0, ballooned = 0, holes = 0, initialised = 0, v2 = 0, grantMaps = 0, grantCopies = 0
         for n in 0..<600 {
             var r = SplitMix(seed: 0x5856_4456_4946_4600 &+ UInt64(n))
             let w = NativeWorld(domains: Self.domains, vcpus: Self.vcpus)
@@ -482,7 +509,12 @@ struct DifferentialTests {
                 let result = Self.apply(step, to: w)
                 if case .tick = step, result == 0 { ticks += 1 }
                 if case .vcpu(_, _, .initialise, _, _) = step, result == 0 { initialised += 1 }
-                if case .gnttab(_, _, let cmd, _, let f) = step, cmd == UInt64(GrantTableOp.setVersion.rawValue), result == 0, f.first?.1 == 2 { v2 += 1 }
+                if case .gnttab(let d, _, let cmd, _, let f) = step {
+                    if cmd == UInt64(GrantTableOp.setVersion.rawValue), result == 0, f.first?.1 == 2 { v2 += 1 }
+                    let status = Int16(truncatingIfNeeded: w.readArgument(d, cmd == UInt64(GrantTableOp.copy.rawValue) ? GnttabCopyLayout.status : GnttabMapGrantRefLayout.status))
+                    if cmd == UInt64(GrantTableOp.mapGrantRef.rawValue), result == 0, status == 0 { grantMaps += 1 }
+                    if cmd == UInt64(GrantTableOp.copy.rawValue), result == 0, status == 0 { grantCopies += 1 }
+                }
                 if case .memory(_, _, let cmd, _, _) = step {
                     if cmd == UInt64(MemoryOp.addToPhysmap.rawValue), result == 0 { placed += 1 }
                     if cmd == UInt64(MemoryOp.decreaseReservation.rawValue) || cmd == UInt64(MemoryOp.populatePhysmap.rawValue), result > 0 { ballooned += 1 }
@@ -496,8 +528,8 @@ struct DifferentialTests {
             holes += (1...Self.domains).map { d in WorldLayout.comparedFrames.filter { w.ram(DomainID(UInt16(d))).region.hostAddress(of: GuestFrameNumber($0)) == nil }.count }.reduce(0, +)
             flushes += (1...Self.domains).map { w.tlbFlushes(DomainID(UInt16($0))) }.reduce(0, +)
         }
-        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0 && initialised > 0 && v2 > 0,
-                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised), grant v2 switches \(v2)")
+        #expect(lines > 0 && versionOK > 0 && assistOK > 0 && flushes > 0 && ticks > 0 && placed > 0 && ballooned > 0 && holes > 0 && initialised > 0 && v2 > 0 && grantMaps > 0 && grantCopies > 0,
+                "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised), grant v2 switches \(v2), grant maps \(grantMaps), grant copies \(grantCopies)")
     }
 
     @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")
