@@ -10,7 +10,11 @@ import ViridianABI
 extension ViridianReference {
     /// Map flags the reference accepts; others (large pages, unknown bits) are INVALID_PARAMETER.
     static var supportedMapFlags: HVMapGPAFlags {
-        [.readable, .writable, .kernelExecutable, .userExecutable, .adjustable, .noAccess, .notCached]
+        // Raw values, not an array literal: the literal allocates in an unoptimised build, and
+        // grant maps reach this on their fast path.
+        HVMapGPAFlags(rawValue: HVMapGPAFlags.readable.rawValue | HVMapGPAFlags.writable.rawValue | HVMapGPAFlags.kernelExecutable.rawValue
+                      | HVMapGPAFlags.userExecutable.rawValue | HVMapGPAFlags.adjustable.rawValue | HVMapGPAFlags.noAccess.rawValue
+                      | HVMapGPAFlags.notCached.rawValue)
     }
 
     /// Maps `sourceFrame` of partition `source` at `frame` of partition `target`.
@@ -19,7 +23,16 @@ extension ViridianReference {
         let (i, found) = partitions[target].mappingIndex(frame)
         guard !found else { return .invalidParameter }
         guard partitions[target].mappings.count < partitions[target].config.maxMappedPages else { return .insufficientMemory }
-        partitions[target].mappings.insert(GPAMapping(frame: frame, sourcePartition: source, sourceFrame: sourceFrame, flags: flags), at: i)
+        // Append and shift rather than insert(_:at:), whose generic path allocates in an
+        // unoptimised build (grant maps reach this on their fast path).
+        let mapping = GPAMapping(frame: frame, sourcePartition: source, sourceFrame: sourceFrame, flags: flags)
+        partitions[target].mappings.append(mapping)
+        var j = partitions[target].mappings.count - 1
+        while j > i {
+            partitions[target].mappings[j] = partitions[target].mappings[j - 1]
+            j -= 1
+        }
+        partitions[target].mappings[i] = mapping
         host.guestMappingChanged(partition: partitions[target].id, frame: GuestFrameNumber(frame),
                                  page: flags.contains(.readable) ? memories[source].hostAddress(of: GuestFrameNumber(sourceFrame)) : nil,
                                  writable: flags.contains(.writable))

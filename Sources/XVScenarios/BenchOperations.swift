@@ -42,6 +42,10 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     /// EVTCHNOP_send from vCPU 0 to an IPI port of vCPU 1, which is parked in SCHEDOP_poll on
     /// that port: the send, the event's upcall and the poller's wake callback.
     case pollWakeup = "sched_poll_wakeup"
+    /// GNTTABOP_map_grant_ref of another domain's page, then GNTTABOP_unmap_grant_ref of it.
+    case grantMapUnmap = "grant_map_unmap"
+    /// GNTTABOP_copy of 4 KiB from another domain's grant into an own frame.
+    case grantCopy = "grant_copy_4k"
 
     public var summary: String {
         switch self {
@@ -56,6 +60,8 @@ public enum BenchOperation: String, CaseIterable, Sendable {
         case .pvclockUpdate: return "vcpu_time_info re-anchored (the embedder's tick)"
         case .multicall8: return "multicall of 8 EVTCHNOP_send on one IPI channel"
         case .pollWakeup: return "EVTCHNOP_send to a vCPU parked in SCHEDOP_poll on the port, to its wake callback"
+        case .grantMapUnmap: return "GNTTABOP_map_grant_ref of another domain's page, then unmap_grant_ref"
+        case .grantCopy: return "GNTTABOP_copy of 4 KiB from another domain's grant into an own frame"
         }
     }
 
@@ -63,7 +69,7 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     public var upcallsPerOperation: Int {
         switch self {
         case .sendInterdomain, .sendIPI, .unmaskPending, .upcallDelivery, .singleshotTimerDelivery, .multicall8, .pollWakeup: return 1
-        case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate: return 0
+        case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate, .grantMapUnmap, .grantCopy: return 0
         }
     }
 
@@ -76,6 +82,8 @@ public enum BenchOperation: String, CaseIterable, Sendable {
         switch self {
         case .upcallDelivery, .setTimerOp, .singleshotTimerDelivery, .pvclockUpdate: return 0
         case .sendInterdomain, .sendIPI, .unmaskPending, .schedYield, .tlbFlush, .multicall8, .pollWakeup: return 1
+        // HvCallMapGpaPages and HvCallUnmapGpaPages: of the grantee's frame, or of the copy window.
+        case .grantMapUnmap, .grantCopy: return 2
         }
     }
 }
@@ -132,6 +140,15 @@ public final class BenchPair {
                 target = DomainID(1); targetVCPU = 0
             case .setTimerOp, .schedYield, .tlbFlush, .pvclockUpdate:
                 target = DomainID(1); targetVCPU = 0
+            case .grantMapUnmap, .grantCopy:
+                // Domain 2 grants frame 40 (ref 8, writable) and frame 41 (ref 9) to domain 1.
+                let table = w.xenDomain(DomainID(2)).grantFramePage(0)!
+                for (ref, frame) in [(8, 40), (9, 41)] {
+                    (table + 8 * ref).storeBytes(of: UInt16(1), as: UInt16.self)
+                    (table + 8 * ref).storeBytes(of: UInt16(1), toByteOffset: 2, as: UInt16.self)
+                    (table + 8 * ref).storeBytes(of: UInt32(frame), toByteOffset: 4, as: UInt32.self)
+                }
+                target = DomainID(1); targetVCPU = 0
             }
             w.advanceTime(toTSC: 2_500_000_000)
             w.writeArguments(DomainID(1), size: 4, [(EvtchnSendLayout.port, UInt64(port))])
@@ -154,6 +171,18 @@ public final class BenchPair {
                 _ = w.ram(DomainID(1)).region.store(port, at: GuestPhysicalAddress(page + 600))
                 w.xenDomain(DomainID(1)).waker = w === native ? nativeWakes : translatedWakes
             }
+            if operation == .grantMapUnmap {
+                // map_grant_ref at slot 0 (ref 8 of domain 2 at frame 30), unmap_grant_ref at slot 1
+                // (the handle the map gets: the maptrack hands the freed one out again).
+                w.writeArguments(DomainID(1), size: 32, [(GnttabMapGrantRefLayout.hostAddr, 30 << 12), (GnttabMapGrantRefLayout.flags, UInt64(GrantMapFlags.hostMap.rawValue)),
+                                                         (GnttabMapGrantRefLayout.ref, 8), (GnttabMapGrantRefLayout.dom, 2)])
+                w.writeArguments(DomainID(1), size: 24, [(GnttabUnmapGrantRefLayout.hostAddr, 30 << 12), (GnttabUnmapGrantRefLayout.handle, 0)], slot: 1)
+            }
+            if operation == .grantCopy {
+                w.writeArguments(DomainID(1), size: 40, [(GnttabCopyLayout.sourceUGmfn, 9), (GnttabCopyLayout.sourceDomid, 2), (GnttabCopyLayout.destUGmfn, 25),
+                                                         (GnttabCopyLayout.destDomid, UInt64(DomainID.selfDomain.rawValue)), (GnttabCopyLayout.len, 4096),
+                                                         (GnttabCopyLayout.flags, UInt64(GrantCopyFlags.sourceGref.rawValue))])
+            }
             if operation == .singleshotTimerDelivery {
                 // A deadline long past (1 ns), flags 0.
                 w.writeArguments(DomainID(1), size: 16, [(VcpuSetSingleshotTimerLayout.timeoutAbsNs, 1)])
@@ -175,6 +204,10 @@ public final class BenchPair {
             registers = XenHypercallRegisters(rax: XenHypercall.hvmOp.rawValue, rdi: UInt64(HVMOp.flushTlbs.rawValue))
         case .multicall8:
             registers = XenHypercallRegisters(rax: XenHypercall.multicall.rawValue, rdi: argument + 2048, rsi: 8)
+        case .grantMapUnmap:
+            registers = XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.mapGrantRef.rawValue), rsi: argument, rdx: 1)
+        case .grantCopy:
+            registers = XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.copy.rawValue), rsi: argument, rdx: 1)
         default:
             registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue), rsi: argument)
         }
@@ -202,6 +235,10 @@ public final class BenchPair {
             return 0
         }
         let (vcpu, registers) = (vcpu, registers)
+        if operation == .grantMapUnmap {
+            let unmap = Self.unmapRegisters
+            return nativeSystem._withUnsafeGuaranteedRef { $0.hypercall(domain: DomainID(1), vcpu: vcpu, registers) | $0.hypercall(domain: DomainID(1), vcpu: vcpu, unmap) }
+        }
         return nativeSystem._withUnsafeGuaranteedRef { $0.hypercall(domain: DomainID(1), vcpu: vcpu, registers) }
     }
 
@@ -217,7 +254,17 @@ public final class BenchPair {
             return 0
         }
         let (vcpu, registers) = (vcpu, registers)
+        if operation == .grantMapUnmap {
+            let unmap = Self.unmapRegisters
+            return senderLayer._withUnsafeGuaranteedRef { $0.hypercall(vcpu: vcpu, registers) | $0.hypercall(vcpu: vcpu, unmap) }
+        }
         return senderLayer._withUnsafeGuaranteedRef { $0.hypercall(vcpu: vcpu, registers) }
+    }
+
+    /// grantMapUnmap's second call: unmap_grant_ref from argument slot 1.
+    static var unmapRegisters: XenHypercallRegisters {
+        XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.unmapGrantRef.rawValue),
+                              rsi: (WorldLayout.argumentPage.rawValue << guestPageShift) + 256, rdx: 1)
     }
 
     public func resetNative() { reset(native) }

@@ -191,12 +191,12 @@ extension XenDomain {
         // 0 placed, 1 refused, 2 a grant mapping already there (no captured variable: it would
         // be boxed in an unoptimised build).
         let outcome: Int = raw & ~GrantMapFlags.readonly.rawValue != GrantMapFlags.hostMap.rawValue ? 1 : withPhysmapLock {
-            guard let physmap, frame < MemoryOpLimits.guestFrameLimit, !fabric.ownsFrame(self, GuestFrameNumber(frame)) else { return 1 }
+            guard physmapBox != nil, frame < MemoryOpLimits.guestFrameLimit, !fabric.ownsFrame(self, GuestFrameNumber(frame)) else { return 1 }
             if withGrantLock({ mapsGrant(at: frame) }) { return 2 }
             if let previous = memory.hostAddress(of: GuestFrameNumber(frame)) {
                 let shown = layerPage(at: frame)
                 if shown == nil, holdsPage(previous) { return 1 }
-                physmap.unmap(GuestFrameNumber(frame), releasing: false)
+                _ = withPhysmap { $0.unmap(GuestFrameNumber(frame), releasing: false) }
                 if let shown { setLocation(shown, PhysmapState.noFrame) }
             }
             guard fabric.mapGrantedFrame(self, at: GuestFrameNumber(frame), granter: granter, granterFrame: acquired.frame, writable: writable) else { return 1 }

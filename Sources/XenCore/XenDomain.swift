@@ -50,7 +50,22 @@ public final class XenDomain<Memory: GuestMemory> {
     /// The embedder's guest-physical map, through which memory_op changes it. Set before the
     /// domain's vCPUs run; without one, the memory_op calls that would change the map answer
     /// -EOPNOTSUPP, and the rest still answer.
-    public var physmap: (any XenPhysmap)?
+    public var physmap: (any XenPhysmap)? {
+        get { physmapBox?.takeUnretainedValue().physmap }
+        set {
+            physmapBox?.release()
+            physmapBox = newValue.map { Unmanaged.passRetained(PhysmapBox($0)) }
+        }
+    }
+    /// The physmap in a box retained by hand, so the grant paths reach it through a guaranteed
+    /// reference and count no references (`withPhysmap`).
+    var physmapBox: Unmanaged<PhysmapBox>?
+
+    /// Runs `body` on the embedder's physmap without a retain; nil when there is none.
+    @inline(__always)
+    package func withPhysmap<R>(_ body: (any XenPhysmap) -> R) -> R? {
+        physmapBox?._withUnsafeGuaranteedRef { body($0.physmap) }
+    }
 
     /// memory_op state (`PhysmapState`), under the physmap lock (Xen's p2m lock).
     var physmapState: PhysmapState
@@ -201,6 +216,7 @@ public final class XenDomain<Memory: GuestMemory> {
         for f in 0..<maptrackPageCount { maptrackPages[f]?.deallocate() }
         maptrackPages.deallocate()
         wakerBox?.release()
+        physmapBox?.release()
         grantFramePages.deallocate()
         grantFrameLocations.deallocate()
     }
@@ -623,4 +639,10 @@ enum VCPUWords {
 final class WakerBox {
     let waker: any XenVCPUWaker
     init(_ waker: any XenVCPUWaker) { self.waker = waker }
+}
+
+/// Holds a domain's `XenPhysmap` (`XenDomain.physmapBox`).
+final class PhysmapBox {
+    let physmap: any XenPhysmap
+    init(_ physmap: any XenPhysmap) { self.physmap = physmap }
 }

@@ -165,12 +165,11 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     }
     /// guest_physmap_add_page of the granter's page, through the grantee's embedder.
     public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
-        guard let physmap = domain.physmap,
-              let page = withDomain(granter, { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) }) ?? nil else { return false }
-        return physmap.map(page, at: frame)
+        guard let page = withDomain(granter, { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) }) ?? nil else { return false }
+        return domain.withPhysmap { $0.map(page, at: frame) } ?? false
     }
     public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
-        domain.physmap?.unmap(frame, releasing: false)
+        _ = domain.withPhysmap { $0.unmap(frame, releasing: false) }
     }
     public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
         withDomain(granter) { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) } ?? nil

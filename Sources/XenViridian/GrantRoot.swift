@@ -23,12 +23,26 @@ final class GrantGranterBox {
 /// partition with HvCallMapGpaPages, with the rights the grant gives. Neither layer reads
 /// the other's state or memory: each sees the other's page only where the target mapped it.
 extension XenViridianRoot {
-    /// Makes `domain`'s layer the one the root asks about `domain`'s grants.
-    func registerGranter(_ domain: DomainID, _ granter: any XenGrantGranter) {
+    /// Makes `domain`'s layer the one the root asks about `domain`'s grants. The root keeps it
+    /// unretained, with its type, so that a layer of the same type reaches it through a
+    /// guaranteed reference (`withLayer`), counting no references.
+    func registerGranter<Layer: XenGrantGranter>(_ domain: DomainID, _ granter: Layer) {
         guard domain < DomainID.firstReserved else { return }
         let box = Unmanaged.passRetained(GrantGranterBox(granter))
+        granterTypes[Int(domain.rawValue)] = UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self)))
+        xv_store_release_u64(granterObjects + Int(domain.rawValue), UInt64(UInt(bitPattern: Unmanaged.passUnretained(granter).toOpaque())))
         let old = xv_exchange_u64(granters + Int(domain.rawValue), UInt64(UInt(bitPattern: box.toOpaque())))
         if old != 0 { Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(old))!).release() }
+    }
+
+    /// Runs `body` on `domain`'s layer when it has type `Layer`, through a guaranteed reference;
+    /// nil when it has another type or none registered.
+    @inline(__always)
+    func withLayer<Layer: XenGrantGranter, R>(_ domain: DomainID, as _: Layer.Type, _ body: (Layer) -> R) -> R? {
+        guard domain < DomainID.firstReserved else { return nil }
+        let bits = xv_load_acquire_u64(granterObjects + Int(domain.rawValue))
+        guard bits != 0, granterTypes[Int(domain.rawValue)] == UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self))) else { return nil }
+        return Unmanaged<Layer>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(bits))!)._withUnsafeGuaranteedRef(body)
     }
 
     @inline(__always)
@@ -39,12 +53,16 @@ extension XenViridianRoot {
         return Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(bits))!)._withUnsafeGuaranteedRef { body($0.granter) }
     }
 
-    /// `granter`'s table's answer to `grantee` (bad_domain when no layer answers for it).
-    public func acquireGrant(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition {
-        withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
+    /// `granter`'s table's answer to `grantee` (bad_domain when no layer answers for it). A
+    /// layer of the caller's type `Layer` is reached without counting references; another
+    /// through its protocol.
+    public func acquireGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool, as type: Layer.Type) -> GrantAcquisition {
+        if let typed = withLayer(granter, as: type, { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) }) { return typed }
+        return withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
     }
 
-    public func releaseGrant(granter: DomainID, ref: UInt32, writable: Bool) {
+    public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {
+        if withLayer(granter, as: type, { $0.releaseGrant(ref: ref, writable: writable) }) != nil { return }
         _ = withGranter(granter) { $0.releaseGrant(ref: ref, writable: writable) }
     }
 

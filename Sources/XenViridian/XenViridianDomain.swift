@@ -244,12 +244,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition {
         if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, forMap: forMap) }
-        return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, forMap: forMap)
+        return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, forMap: forMap, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
     public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
         if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable); return }
-        root.releaseGrant(granter: granter, ref: ref, writable: writable)
+        root.releaseGrant(granter: granter, ref: ref, writable: writable, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
     /// HvCallMapGpaPages of the granter's frame into this partition (a self-grant too: the

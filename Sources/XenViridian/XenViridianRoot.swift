@@ -34,6 +34,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     private let rootLock: UnsafeMutablePointer<UInt32>
     /// Per domain: the opaque pointer of its layer's `GrantGranterBox`, 0 until it registers.
     let granters: UnsafeMutablePointer<UInt64>
+    /// Per domain: its layer, unretained, and the layer's type (`withLayer`).
+    let granterObjects: UnsafeMutablePointer<UInt64>
+    let granterTypes: UnsafeMutablePointer<UInt64>
     static var noOffer: UInt32 { 0xFFFF }
     static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
 
@@ -51,6 +54,10 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         rootLock.initialize(to: 0)
         granters = .allocate(capacity: Self.domainSlots)
         granters.initialize(repeating: 0, count: Self.domainSlots)
+        granterObjects = .allocate(capacity: Self.domainSlots)
+        granterObjects.initialize(repeating: 0, count: Self.domainSlots)
+        granterTypes = .allocate(capacity: Self.domainSlots)
+        granterTypes.initialize(repeating: 0, count: Self.domainSlots)
     }
 
     deinit {
@@ -67,6 +74,8 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
             Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(granters[d]))!).release()
         }
         granters.deallocate()
+        granterObjects.deallocate()
+        granterTypes.deallocate()
     }
 
     @inline(__always)

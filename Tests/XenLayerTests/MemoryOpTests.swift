@@ -284,6 +284,20 @@ struct MemoryOpTests {
         }
     }
 
+    @Test("the embedder's physmap and waker are held apart: replacing either leaves the other, and both go with the domain")
+    func embedderHooks() {
+        onBothWorlds { w, side in
+            let d = w.xenDomain(dom1)
+            let wakes = WakeCounter()
+            d.waker = wakes
+            d.waker = wakes
+            #expect(d.physmap != nil && d.waker === wakes, "\(side)")
+            #expect(addToPhysmap(w, space: .sharedInfo, idx: 0, gpfn: 30) == 0, "\(side): the physmap still works")
+            d.physmap = d.physmap
+            #expect(d.waker === wakes && reservation(w, .decreaseReservation, frames: [31]) == 1, "\(side)")
+        }
+    }
+
     @Test("memory_op sub-ops: every XENMEM row gets its declared refusal or its handler; unknown ones -ENOSYS; the arch ones with start bits -ENOSYS")
     func rows() {
         onBothWorlds { w, side in
