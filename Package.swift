@@ -67,6 +67,8 @@ let package = Package(
 
         // Test support: the C compiler's view of libxen-dev (empty when the headers are absent).
         .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
+        // Test support: a blkif frontend and backend in C over libxen-dev's ring.h and blkif.h.
+        .target(name: "CBlkifRing", path: "Tests/Support/CBlkifRing"),
         // Test support: per-thread malloc counting for the zero-allocation tests (Linux/glibc).
         .target(name: "CMallocCounter", path: "Tests/Support/CMallocCounter"),
         // Test support: a seeded generator and the "row named by a test" scan.
@@ -82,7 +84,7 @@ let package = Package(
         .testTarget(
             name: "XenLayerTests",
             dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
-                           "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport"]
+                           "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport", "CBlkifRing"]
         ),
         .testTarget(
             name: "XenABIConformanceTests",
