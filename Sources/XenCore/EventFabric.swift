@@ -90,7 +90,7 @@ public protocol EventFabric: AnyObject {
     /// Asks `granter`'s table to pin `ref` for `domain` (`XenDomain.acquireGrant`, run by the
     /// granter's own side). Native: directly; translated: through the root, to the granter's
     /// layer.
-    func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition
+    func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition
     /// Drops a pin `acquireGrant` took.
     func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool)
     /// Shows `granter`'s frame at `domain`'s `frame`, which the caller has emptied (native: the

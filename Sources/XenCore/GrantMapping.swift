@@ -7,6 +7,8 @@ import XenABI
 struct GrantMapping {
     static var none: UInt32 { UInt32.max }
     var granter: UInt16 = 0
+    /// The domain whose frame is shown (the granter: a map is never transitive).
+    var owner: UInt16 = 0
     /// Bit 0: in use; bit 1: read-only.
     var flags: UInt8 = 0
     var ref: UInt32 = 0
@@ -182,7 +184,7 @@ extension XenDomain {
         guard granter != .selfDomain, granter == id || fabric.domainExists(granter) else { return (.badDomain, nil) }
         guard let handle = withGrantLock({ allocateHandle() }) else { return (.noSpace, nil) }
         let writable = !flags.contains(.readonly)
-        let acquired = fabric.acquireGrant(self, granter: granter, ref: ref, writable: writable, forMap: true)
+        let acquired = fabric.acquireGrant(self, granter: granter, ref: ref, writable: writable, use: .map)
         guard acquired.status == .okay else {
             withGrantLock { freeHandle(handle) }
             return (acquired.status, nil)
@@ -199,7 +201,7 @@ extension XenDomain {
                 _ = withPhysmap { $0.unmap(GuestFrameNumber(frame), releasing: false) }
                 if let shown { setLocation(shown, PhysmapState.noFrame) }
             }
-            guard fabric.mapGrantedFrame(self, at: GuestFrameNumber(frame), granter: granter, granterFrame: acquired.frame, writable: writable) else { return 1 }
+            guard fabric.mapGrantedFrame(self, at: GuestFrameNumber(frame), granter: acquired.owner, granterFrame: acquired.frame, writable: writable) else { return 1 }
             physmapState.maximumGpfn = max(physmapState.maximumGpfn, frame)
             withGrantLock {
                 let m = mapping(handle)!
@@ -208,6 +210,7 @@ extension XenDomain {
                 m.pointee.flags = writable ? 1 : 3
                 m.pointee.hostFrame = frame
                 m.pointee.granterFrame = acquired.frame
+                m.pointee.owner = acquired.owner.rawValue
             }
             return 0
         }
@@ -240,7 +243,7 @@ extension XenDomain {
                 return true
             }
             guard still else { return false }
-            fabric.unmapGrantedFrame(self, at: GuestFrameNumber(record.hostFrame), granter: DomainID(record.granter), granterFrame: record.granterFrame)
+            fabric.unmapGrantedFrame(self, at: GuestFrameNumber(record.hostFrame), granter: DomainID(record.owner), granterFrame: record.granterFrame)
             return true
         }
         guard removed else { return .badHandle }
@@ -270,14 +273,14 @@ extension XenDomain {
             if let g = dstGrant, g.status == .okay { fabric.releaseGrant(self, granter: ddom, ref: UInt32(truncatingIfNeeded: d.0), writable: true) }
         }
         if s.3 {
-            let g = fabric.acquireGrant(self, granter: sdom, ref: UInt32(truncatingIfNeeded: s.0), writable: false, forMap: false)
+            let g = fabric.acquireGrant(self, granter: sdom, ref: UInt32(truncatingIfNeeded: s.0), writable: false, use: .copy)
             srcGrant = g
             guard g.status == .okay else { return g.status }
         } else if !ownFrameUsable(s.0) {
             return .badPage
         }
         if d.3 {
-            let g = fabric.acquireGrant(self, granter: ddom, ref: UInt32(truncatingIfNeeded: d.0), writable: true, forMap: false)
+            let g = fabric.acquireGrant(self, granter: ddom, ref: UInt32(truncatingIfNeeded: d.0), writable: true, use: .copy)
             dstGrant = g
             guard g.status == .okay else { return g.status }
         } else if !ownFrameUsable(d.0) {
@@ -287,8 +290,8 @@ extension XenDomain {
         if let g = srcGrant, s.2 < g.offset || Int(s.2) + Int(length) > Int(g.offset) + Int(g.length) { return .generalError }
         if let g = dstGrant, d.2 < g.offset || Int(d.2) + Int(length) > Int(g.offset) + Int(g.length) { return .generalError }
         guard length > 0 else { return .okay }
-        let from = srcGrant.map { fabric.grantedPage(self, vcpu: vcpu, window: 0, granter: sdom, granterFrame: $0.frame, writable: false) } ?? memory.hostAddress(of: GuestFrameNumber(s.0))
-        let to = dstGrant.map { fabric.grantedPage(self, vcpu: vcpu, window: 1, granter: ddom, granterFrame: $0.frame, writable: true) } ?? memory.hostAddress(of: GuestFrameNumber(d.0))
+        let from = srcGrant.map { fabric.grantedPage(self, vcpu: vcpu, window: 0, granter: $0.owner, granterFrame: $0.frame, writable: false) } ?? memory.hostAddress(of: GuestFrameNumber(s.0))
+        let to = dstGrant.map { fabric.grantedPage(self, vcpu: vcpu, window: 1, granter: $0.owner, granterFrame: $0.frame, writable: true) } ?? memory.hostAddress(of: GuestFrameNumber(d.0))
         defer { fabric.releaseGrantedPages(self, vcpu: vcpu) }
         guard let from, let to else { return .generalError }
         (to + Int(d.2)).copyMemory(from: from + Int(s.2), byteCount: Int(length))

@@ -13,6 +13,9 @@ struct ActiveGrant {
     var offset: UInt16 = 0
     var length: UInt16 = 4096
     var subPage = false
+    /// A transitive grant's domain and gref (DOMID_INVALID while none is followed).
+    var transDomain: UInt16 = DomainID.invalid.rawValue
+    var transRef: UInt32 = 0
     var frame: UInt64 = 0
 
     var pinned: Bool { readPins != 0 || writePins != 0 }

@@ -157,11 +157,11 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool { false }
 
     // Grants: Xen itself, so the granter's table and pages are reached directly.
-    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition {
-        withDomain(granter) { $0.acquireGrant(ref: ref, grantee: domain.id, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
+    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
+        withDomain(granter) { $0.acquireGrant(ref: ref, grantee: domain.id, writable: writable, use: use, fabric: self) } ?? GrantAcquisition(status: .badDomain)
     }
     public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
-        _ = withDomain(granter) { $0.releaseGrant(ref: ref, writable: writable) }
+        _ = withDomain(granter) { $0.releaseGrant(ref: ref, writable: writable, fabric: self) }
     }
     /// guest_physmap_add_page of the granter's page, through the grantee's embedder.
     public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {

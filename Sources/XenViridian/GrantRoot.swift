@@ -7,7 +7,7 @@ import XenCore
 /// What the root asks of a granter's layer: the answer of its own grant table. Only the
 /// granter's layer reads or changes that table; the root carries the question there.
 public protocol XenGrantGranter: AnyObject {
-    func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition
+    func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition
     func releaseGrant(ref: UInt32, writable: Bool)
 }
 
@@ -56,9 +56,9 @@ extension XenViridianRoot {
     /// `granter`'s table's answer to `grantee` (bad_domain when no layer answers for it). A
     /// layer of the caller's type `Layer` is reached without counting references; another
     /// through its protocol.
-    public func acquireGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool, as type: Layer.Type) -> GrantAcquisition {
-        if let typed = withLayer(granter, as: type, { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) }) { return typed }
-        return withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap) } ?? GrantAcquisition(status: .badDomain)
+    public func acquireGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, as type: Layer.Type) -> GrantAcquisition {
+        if let typed = withLayer(granter, as: type, { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use) }) { return typed }
+        return withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use) } ?? GrantAcquisition(status: .badDomain)
     }
 
     public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {

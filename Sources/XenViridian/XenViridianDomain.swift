@@ -242,13 +242,13 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     // MARK: - Grants (through the root: `GrantRoot.swift`)
 
-    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, forMap: Bool) -> GrantAcquisition {
-        if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, forMap: forMap) }
-        return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, forMap: forMap, as: XenViridianDomain<Target, Memory, Sink>.self)
+    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
+        if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, use: use, fabric: self) }
+        return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, use: use, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
     public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
-        if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable); return }
+        if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable, fabric: self); return }
         root.releaseGrant(granter: granter, ref: ref, writable: writable, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
@@ -522,8 +522,8 @@ enum DrainState {
 
 extension XenViridianDomain: XenGrantGranter {
     /// The root asks this layer about its own domain's grants.
-    public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, forMap: Bool) -> GrantAcquisition {
-        domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, forMap: forMap)
+    public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition {
+        domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use, fabric: self)
     }
-    public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable) }
+    public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable, fabric: self) }
 }

@@ -210,6 +210,49 @@ struct GrantMapTests {
         }
     }
 
+    @Test("v2 transitive grants: a copy follows one step to the domain the grant names, which sees the granter as its grantee; self-reference, a missing domain, a second step, a map, and a grant not made to the middle domain are general_error; no pin is left anywhere")
+    func transitive() {
+        onBothWorlds(domains: 3) { w, side in
+            let middle = Self.granter, last = DomainID(3)
+            w.writeArguments(middle, size: 4, [(GnttabSetVersionLayout.version, 2)])
+            #expect(w.hypercall(domain: middle, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.setVersion.rawValue),
+                                                                                rsi: w.argumentAddress, rdx: 1)) == 0, "\(side)")
+            // Domain 3 grants its frame 42 to domain 2 (ref 20, v1), and frame 43 read-only (ref 21).
+            Self.writeEntry(w, last, ref: 20, flags: Self.permit, domid: 2, frame: 42)
+            Self.writeEntry(w, last, ref: 21, flags: Self.permit | Self.readonly, domid: 2, frame: 43)
+            Self.writeEntry(w, last, ref: 22, flags: Self.permit, domid: 1, frame: 42)
+            w.page(last, frame: 42)!.storeBytes(of: 0x7A7A, as: UInt64.self)
+            func transitiveEntry(ref: Int, to dom: UInt16, gref: UInt32) {
+                let e = w.xenDomain(middle).grantFramePage(0)! + ref * 16
+                e.storeBytes(of: GrantEntryFlags.transitive.rawValue, as: UInt16.self)
+                e.storeBytes(of: UInt16(1), toByteOffset: 2, as: UInt16.self)
+                e.storeBytes(of: dom, toByteOffset: GrantEntryV2Layout.transitiveTransDomid.offset, as: UInt16.self)
+                e.storeBytes(of: gref, toByteOffset: GrantEntryV2Layout.transitiveGref.offset, as: UInt32.self)
+            }
+            transitiveEntry(ref: 8, to: 3, gref: 20)
+            #expect(copy(w, from: (8, 2, 0, true), to: (25, Self.selfDom, 0, false), length: 8) == (0, 0), "\(side)")
+            #expect(w.page(Self.grantee, frame: 25)!.load(as: UInt64.self) == 0x7A7A, "\(side): domain 3's page, through domain 2's grant")
+            // Writing through it reaches domain 3's page too.
+            w.page(Self.grantee, frame: 26)!.storeBytes(of: 0x1234, as: UInt64.self)
+            #expect(copy(w, from: (26, Self.selfDom, 0, false), to: (8, 2, 8, true), length: 8) == (0, 0), "\(side)")
+            #expect(w.page(last, frame: 42)!.load(fromByteOffset: 8, as: UInt64.self) == 0x1234, "\(side)")
+            transitiveEntry(ref: 9, to: 2, gref: 20)
+            transitiveEntry(ref: 10, to: 9, gref: 20)
+            transitiveEntry(ref: 11, to: 3, gref: 22)
+            transitiveEntry(ref: 12, to: 3, gref: 21)
+            for (ref, what) in [(9, "itself"), (10, "a missing domain"), (11, "a grant made to domain 1, not 2")] {
+                #expect(copy(w, from: (UInt64(ref), 2, 0, true), to: (25, Self.selfDom, 0, false), length: 8) == (0, GrantStatus.generalError.rawValue), "\(side): \(what)")
+            }
+            #expect(copy(w, from: (26, Self.selfDom, 0, false), to: (12, 2, 0, true), length: 8) == (0, GrantStatus.generalError.rawValue), "\(side): writing through to a read-only grant")
+            #expect(copy(w, from: (12, 2, 0, true), to: (25, Self.selfDom, 0, false), length: 8) == (0, 0), "\(side): reading through it is fine")
+            #expect(map(w, ref: 8, at: 30).1 == GrantStatus.generalError.rawValue, "\(side): a transitive grant cannot be mapped")
+            for ref in UInt32(8)...12 { #expect(w.xenDomain(middle).grantPins(ref) == (0, 0), "\(side): middle ref \(ref)") }
+            for ref in UInt32(20)...22 {
+                #expect(w.xenDomain(last).grantPins(ref) == (0, 0) && Self.entryFlags(w, last, ref: Int(ref)) & (Self.reading | Self.writing) == 0, "\(side): last ref \(ref)")
+            }
+        }
+    }
+
     @Test("a domain may map its own grant by its numeric id; a grant pinned by a mapping blocks set_version (-EBUSY) until it is unmapped")
     func selfGrantAndVersion() {
         onBothWorlds(domains: 2) { w, side in
