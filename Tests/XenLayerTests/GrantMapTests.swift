@@ -253,6 +253,43 @@ struct GrantMapTests {
         }
     }
 
+    @Test("batches: each entry gets its own status; a list that runs off guest memory ends the call with -EFAULT after the entries before it took effect; a count negative as an int is -EINVAL with nothing done")
+    func batches() {
+        onBothWorlds(domains: 3) { w, side in
+            Self.writeEntry(w, Self.granter, ref: 8, flags: Self.permit, domid: 1, frame: Self.frame)
+            Self.writeEntry(w, Self.granter, ref: 9, flags: Self.permit, domid: 1, frame: Self.frame + 1)
+            let size = GnttabMapGrantRefLayout.size
+            func at(_ i: Int, _ f: ABIField) -> ABIField { ABIField(offset: i * size + f.offset, size: f.size) }
+            func entry(_ i: Int, ref: UInt64, frame: UInt64) -> [(ABIField, UInt64)] {
+                [(at(i, GnttabMapGrantRefLayout.hostAddr), frame << 12), (at(i, GnttabMapGrantRefLayout.flags), Self.hostMap),
+                 (at(i, GnttabMapGrantRefLayout.ref), ref), (at(i, GnttabMapGrantRefLayout.dom), 2)]
+            }
+            w.writeArguments(Self.grantee, size: 3 * size, entry(0, ref: 8, frame: 30) + entry(1, ref: 600, frame: 31) + entry(2, ref: 9, frame: 32))
+            let rc = w.hypercall(domain: Self.grantee, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.mapGrantRef.rawValue),
+                                                                                     rsi: w.argumentAddress, rdx: 3))
+            #expect(rc == 0, "\(side)")
+            #expect((0..<3).map { Int16(truncatingIfNeeded: w.readArgument(Self.grantee, at($0, GnttabMapGrantRefLayout.status))) } == [0, GrantStatus.badGntref.rawValue, 0], "\(side)")
+            #expect(w.xenDomain(Self.grantee).grantMappingCount == 2, "\(side)")
+            // A batch whose second entry lies past the guest's memory: the first is done, then -EFAULT.
+            Self.writeEntry(w, Self.granter, ref: 10, flags: Self.permit, domid: 1, frame: Self.frame + 2)
+            let last = WorldLayout.frames << guestPageShift - UInt64(size)
+            let page = w.page(Self.grantee, frame: WorldLayout.frames - 1)!
+            page.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+            page.storeBytes(of: UInt64(33 << 12), toByteOffset: 4096 - size, as: UInt64.self)
+            page.storeBytes(of: UInt32(GrantMapFlags.hostMap.rawValue), toByteOffset: 4096 - size + 8, as: UInt32.self)
+            page.storeBytes(of: UInt32(10), toByteOffset: 4096 - size + 12, as: UInt32.self)
+            page.storeBytes(of: UInt16(2), toByteOffset: 4096 - size + 16, as: UInt16.self)
+            let r2 = w.hypercall(domain: Self.grantee, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(GrantTableOp.mapGrantRef.rawValue),
+                                                                                     rsi: last, rdx: 2))
+            #expect(r2 == errEFAULT && w.xenDomain(Self.grantee).grantMappingCount == 3 && w.xenDomain(Self.granter).grantPins(10) == (0, 1), "\(side): the first entry took effect")
+            for op in [GrantTableOp.mapGrantRef, .unmapGrantRef, .copy] {
+                #expect(w.hypercall(domain: Self.grantee, vcpu: 0, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: UInt64(op.rawValue), rsi: w.argumentAddress,
+                                                                                        rdx: 0xFFFF_FFFF)) == errEINVAL, "\(side): GNTTABOP \(op.rawValue)")
+            }
+            #expect(w.xenDomain(Self.grantee).grantMappingCount == 3, "\(side): nothing done")
+        }
+    }
+
     @Test("a domain may map its own grant by its numeric id; a grant pinned by a mapping blocks set_version (-EBUSY) until it is unmapped")
     func selfGrantAndVersion() {
         onBothWorlds(domains: 2) { w, side in
