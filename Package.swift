@@ -44,7 +44,7 @@ let package = Package(
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
-        .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian"], swiftSettings: crossModule),
+        .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian", "CBlkifRing"], swiftSettings: crossModule),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
@@ -67,7 +67,8 @@ let package = Package(
 
         // Test support: the C compiler's view of libxen-dev (empty when the headers are absent).
         .target(name: "CXenProbe", path: "Tests/Support/CXenProbe"),
-        // Test support: a blkif frontend and backend in C over libxen-dev's ring.h and blkif.h.
+        // A blkif frontend and backend in C over libxen-dev's ring.h and blkif.h (tests and
+        // `xv bench`; empty when the headers are absent at build time).
         .target(name: "CBlkifRing", path: "Tests/Support/CBlkifRing"),
         // Test support: per-thread malloc counting for the zero-allocation tests (Linux/glibc).
         .target(name: "CMallocCounter", path: "Tests/Support/CMallocCounter"),

@@ -32,6 +32,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Exit with an error unless every operation raised its upcalls on each side (one for the event and timer-delivery operations, none for the others), issued its Viridian calls (one for sends, unmask, yield and flush, none for the rest), and allocated and retained nothing on either side, and the throughput runs allocated nothing and every send succeeded.")
     var check = false
 
+    @Option(help: "Write-and-read-back exchanges through the blkif ring in each round (0: no ring runs).")
+    var ringExchanges = 2_000
+
     @Option(help: "Sends per thread in each multi-threaded throughput round (0: no throughput runs).")
     var throughputSends = 200_000
 
@@ -77,19 +80,33 @@ struct BenchCommand: ParsableCommand {
             }
             printThroughput(throughput, counting: counting)
         }
+        var ring: RingRunner.Result? = nil
+        var ringRan = false
+        if ringExchanges > 0 {
+            FileHandle.standardError.write(Data("[ring] blkif exchange\n".utf8))
+            ring = RingRunner(exchanges: ringExchanges, rounds: rounds).measure()
+            ringRan = true
+            printRing(ring)
+        }
         if let json {
             var out = ""
-            report(results, throughput: throughput, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
+            report(results, throughput: throughput, ring: ring, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
                    counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
         if check {
-            let failures = results.flatMap { Self.contractFailures($0, counting: counting) } + throughput.flatMap(Self.throughputFailures)
+            var failures = results.flatMap { Self.contractFailures($0, counting: counting) } + throughput.flatMap(Self.throughputFailures)
+            if let ring {
+                for (side, r) in [("native", ring.native), ("translated", ring.translated)] where r.verified != Int64(ring.exchanges) {
+                    failures.append("blkif ring: \(r.verified) of \(ring.exchanges) read-backs intact, \(side)")
+                }
+            }
             for f in failures { FileHandle.standardError.write(Data("xv bench --check: \(f)\n".utf8)) }
             if !failures.isEmpty { throw ExitCode.failure }
             print("check: each operation's upcalls and Viridian calls, 0 allocations and 0 retains/releases on both sides"
-                  + (throughput.isEmpty ? "" : "; throughput runs: 0 allocations, every send answered 0"))
+                  + (throughput.isEmpty ? "" : "; throughput runs: 0 allocations, every send answered 0")
+                  + (ring == nil ? (ringRan ? "; blkif ring: not built (libxen-dev's headers were absent)" : "") : "; blkif ring: every read-back intact on both sides"))
         }
     }
 
@@ -181,7 +198,18 @@ struct BenchCommand: ParsableCommand {
         print("rc: Swift retains plus releases per operation (the runtime's instrumentation hooks)")
     }
 
-    func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], build: String, clock: String, overhead: Double,
+    func printRing(_ ring: RingRunner.Result?) {
+        guard let ring else {
+            print("blkif ring: not built (libxen-dev's headers were absent when it compiled)")
+            return
+        }
+        print("blkif ring: \(ring.exchanges) writes and read-backs between two domains (C frontend and backend on ring.h/blkif.h), median of \(rounds) rounds per side")
+        print(String(format: "  native %.0f requests/s (%.0f ns each), translated %.0f requests/s (%.0f ns each), translated/native %.2f",
+                     ring.native.requestsPerSecond, ring.native.nsPerRequest, ring.translated.requestsPerSecond, ring.translated.nsPerRequest,
+                     ring.translated.requestsPerSecond / ring.native.requestsPerSecond))
+    }
+
+    func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result? = nil, build: String, clock: String, overhead: Double,
                 timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
@@ -212,6 +240,16 @@ struct BenchCommand: ParsableCommand {
                     ("translated_upcalls_per_op", .number(r.translatedUpcallsPerOp)),
                 ])
             })),
+            ("blkif_ring", ring.map { r in .object([
+                ("exchanges", .int(r.exchanges)),
+                ("native_requests_per_s", .number(r.native.requestsPerSecond)),
+                ("translated_requests_per_s", .number(r.translated.requestsPerSecond)),
+                ("native_ns_per_request", .number(r.native.nsPerRequest)),
+                ("translated_ns_per_request", .number(r.translated.nsPerRequest)),
+                ("ratio", .number(r.translated.requestsPerSecond / r.native.requestsPerSecond)),
+                ("native_verified", .int(Int(r.native.verified))),
+                ("translated_verified", .int(Int(r.translated.verified))),
+            ]) } ?? .null),
             ("throughput", throughput.isEmpty ? .null : .object([
                 ("sends_per_thread", .int(throughputSends)),
                 ("rounds", .int(rounds)),

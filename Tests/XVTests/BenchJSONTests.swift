@@ -23,11 +23,22 @@ struct BenchJSONTests {
         // A small throughput run of every scenario, on threads (its allocation figures are
         // counted per thread, so parallel tests do not disturb them).
         let throughput = ThroughputScenario.allCases.map { ThroughputRunner(sendsPerThread: 500, rounds: 1).measure($0) }
+        let ring = RingRunner(exchanges: 20, rounds: 1).measure()
         var text = ""
-        command.report(results, throughput: throughput, build: "debug", clock: runner.clockName, overhead: runner.timerOverhead,
+        command.report(results, throughput: throughput, ring: ring, build: "debug", clock: runner.clockName, overhead: runner.timerOverhead,
                        timerMean: runner.timerOverheadMean, counting: true).write(into: &text)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(object["tool"] as? String == "xv bench")
+        // The blkif ring: both sides' rates and every read-back intact, or null when it was not built.
+        if BlkifRingExchange.isAvailable {
+            let r = try #require(object["blkif_ring"] as? [String: Any])
+            for key in ["native_requests_per_s", "translated_requests_per_s", "native_ns_per_request", "translated_ns_per_request", "ratio"] {
+                #expect((r[key] as? NSNumber)?.doubleValue ?? 0 > 0, "\(key)")
+            }
+            #expect((r["native_verified"] as? NSNumber)?.intValue == 20 && (r["translated_verified"] as? NSNumber)?.intValue == 20)
+        } else {
+            #expect(object["blkif_ring"] is NSNull)
+        }
         #expect(object["clock"] is String && object["timer_overhead_ns"] is NSNumber)
         let operations = try #require(object["operations"] as? [[String: Any]])
         #expect(operations.map { $0["name"] as? String } == BenchOperation.allCases.map(\.rawValue))
