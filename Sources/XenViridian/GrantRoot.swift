@@ -27,28 +27,30 @@ extension XenViridianRoot {
     /// unretained, with its type, so that a layer of the same type reaches it through a
     /// guaranteed reference (`withLayer`), counting no references.
     func registerGranter<Layer: XenGrantGranter>(_ domain: DomainID, _ granter: Layer) {
-        guard domain < DomainID.firstReserved else { return }
-        let box = Unmanaged.passRetained(GrantGranterBox(granter))
-        granterTypes[Int(domain.rawValue)] = UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self)))
-        xv_store_release_u64(granterObjects + Int(domain.rawValue), UInt64(UInt(bitPattern: Unmanaged.passUnretained(granter).toOpaque())))
-        let old = xv_exchange_u64(granters + Int(domain.rawValue), UInt64(UInt(bitPattern: box.toOpaque())))
-        if old != 0 { Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(old))!).release() }
+        withRootLock {
+            guard let w = slotCreating(domain) else { return }
+            let box = Unmanaged.passRetained(GrantGranterBox(granter))
+            w[RootSlot.granterType] = UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self)))
+            xv_store_release_u64(w + RootSlot.granterObject, UInt64(UInt(bitPattern: Unmanaged.passUnretained(granter).toOpaque())))
+            let old = xv_exchange_u64(w + RootSlot.granterBox, UInt64(UInt(bitPattern: box.toOpaque())))
+            if old != 0 { Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(old))!).release() }
+        }
     }
 
     /// Runs `body` on `domain`'s layer when it has type `Layer`, through a guaranteed reference;
     /// nil when it has another type or none registered.
     @inline(__always)
     func withLayer<Layer: XenGrantGranter, R>(_ domain: DomainID, as _: Layer.Type, _ body: (Layer) -> R) -> R? {
-        guard domain < DomainID.firstReserved else { return nil }
-        let bits = xv_load_acquire_u64(granterObjects + Int(domain.rawValue))
-        guard bits != 0, granterTypes[Int(domain.rawValue)] == UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self))) else { return nil }
+        guard let w = slot(domain) else { return nil }
+        let bits = xv_load_acquire_u64(w + RootSlot.granterObject)
+        guard bits != 0, w[RootSlot.granterType] == UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self))) else { return nil }
         return Unmanaged<Layer>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(bits))!)._withUnsafeGuaranteedRef(body)
     }
 
     @inline(__always)
     func withGranter<R>(_ domain: DomainID, _ body: (any XenGrantGranter) -> R) -> R? {
-        guard domain < DomainID.firstReserved else { return nil }
-        let bits = xv_load_acquire_u64(granters + Int(domain.rawValue))
+        guard let w = slot(domain) else { return nil }
+        let bits = xv_load_acquire_u64(w + RootSlot.granterBox)
         guard bits != 0 else { return nil }
         return Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(bits))!)._withUnsafeGuaranteedRef { body($0.granter) }
     }

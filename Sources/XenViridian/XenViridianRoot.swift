@@ -22,65 +22,67 @@ import ViridianABI
 /// target's calls) never waits for it.
 public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices> {
     public let target: Target
-    /// `partitionOf[domid]`: the partition hosting the domain, 0 when none.
-    private let partitionOf: UnsafeMutablePointer<UInt64>
-    /// Per domain: the address of its offer table (per port, the domain an unbound port is
-    /// offered to, `noOffer` when none), 0 until the domain registers.
-    private let offers: UnsafeMutablePointer<UInt64>
-    /// Per domain: the address of its link table (per port, the interdomain link the root
-    /// made, `RootLink` encoding, 0 when none).
-    private let links: UnsafeMutablePointer<UInt64>
-    private let maxPorts: UnsafeMutablePointer<UInt32>
+    /// The records, by domain id, in chunks of `chunkSize` domains allocated as ids are first
+    /// registered (`chunks[id / chunkSize]`, published with a release store and never freed
+    /// before the root), so the root's size follows the domains it has, not the 32,752 ids
+    /// there could be. Each domain has `RootSlot.words` words (`slot`).
+    private let chunks: UnsafeMutablePointer<UInt64>
+    /// The registered domains, in order of registration (under the root lock).
+    private var registered: [DomainID] = []
     private let rootLock: UnsafeMutablePointer<UInt32>
-    /// Per domain: the opaque pointer of its layer's `GrantGranterBox`, 0 until it registers.
-    let granters: UnsafeMutablePointer<UInt64>
-    /// Per domain: its layer, unretained, and the layer's type (`withLayer`).
-    let granterObjects: UnsafeMutablePointer<UInt64>
-    let granterTypes: UnsafeMutablePointer<UInt64>
     static var noOffer: UInt32 { 0xFFFF }
     static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
+    static var chunkSize: Int { 256 }
+    static var chunkCount: Int { (domainSlots + chunkSize - 1) / chunkSize }
 
     public init(target: Target) {
         self.target = target
-        partitionOf = .allocate(capacity: Self.domainSlots)
-        partitionOf.initialize(repeating: 0, count: Self.domainSlots)
-        offers = .allocate(capacity: Self.domainSlots)
-        offers.initialize(repeating: 0, count: Self.domainSlots)
-        links = .allocate(capacity: Self.domainSlots)
-        links.initialize(repeating: 0, count: Self.domainSlots)
-        maxPorts = .allocate(capacity: Self.domainSlots)
-        maxPorts.initialize(repeating: 0, count: Self.domainSlots)
+        chunks = .allocate(capacity: Self.chunkCount)
+        chunks.initialize(repeating: 0, count: Self.chunkCount)
         rootLock = .allocate(capacity: 1)
         rootLock.initialize(to: 0)
-        granters = .allocate(capacity: Self.domainSlots)
-        granters.initialize(repeating: 0, count: Self.domainSlots)
-        granterObjects = .allocate(capacity: Self.domainSlots)
-        granterObjects.initialize(repeating: 0, count: Self.domainSlots)
-        granterTypes = .allocate(capacity: Self.domainSlots)
-        granterTypes.initialize(repeating: 0, count: Self.domainSlots)
     }
 
     deinit {
-        for d in 0..<Self.domainSlots {
-            Self.table(offers[d], UInt32.self)?.deallocate()
-            Self.table(links[d], UInt64.self)?.deallocate()
+        for c in 0..<Self.chunkCount where chunks[c] != 0 {
+            let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(chunks[c]))!
+            for d in 0..<Self.chunkSize {
+                let w = chunk + d * RootSlot.words
+                Self.table(w[RootSlot.offers], UInt32.self)?.deallocate()
+                Self.table(w[RootSlot.links], UInt64.self)?.deallocate()
+                if w[RootSlot.granterBox] != 0 {
+                    Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(w[RootSlot.granterBox]))!).release()
+                }
+            }
+            chunk.deallocate()
         }
-        offers.deallocate()
-        links.deallocate()
-        partitionOf.deallocate()
-        maxPorts.deallocate()
+        chunks.deallocate()
         rootLock.deallocate()
-        for d in 0..<Self.domainSlots where granters[d] != 0 {
-            Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(granters[d]))!).release()
-        }
-        granters.deallocate()
-        granterObjects.deallocate()
-        granterTypes.deallocate()
     }
 
     @inline(__always)
     static func table<T>(_ bits: UInt64, _: T.Type) -> UnsafeMutablePointer<T>? {
         UnsafeMutablePointer<T>(bitPattern: UInt(bits))
+    }
+
+    /// `domain`'s words, when its chunk exists (a domain never registered reads as zeros).
+    @inline(__always)
+    func slot(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
+        guard domain < DomainID.firstReserved else { return nil }
+        let d = Int(domain.rawValue)
+        guard let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(chunks + d / Self.chunkSize))) else { return nil }
+        return chunk + (d % Self.chunkSize) * RootSlot.words
+    }
+
+    /// `domain`'s words, allocating its chunk. Under the root lock.
+    func slotCreating(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
+        guard domain < DomainID.firstReserved else { return nil }
+        if let s = slot(domain) { return s }
+        let d = Int(domain.rawValue)
+        let chunk = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.chunkSize * RootSlot.words)
+        chunk.initialize(repeating: 0, count: Self.chunkSize * RootSlot.words)
+        xv_store_release_u64(chunks + d / Self.chunkSize, UInt64(UInt(bitPattern: chunk)))
+        return chunk + (d % Self.chunkSize) * RootSlot.words
     }
 
     /// Runs a change of the records under the root lock.
@@ -95,16 +97,17 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// is reserved or taken, or the partition already hosts a domain.
     func register(_ domain: DomainID, partition: PartitionID, maxPort: UInt32) -> Bool {
         withRootLock {
-            guard domain < DomainID.firstReserved, partitionOf[Int(domain.rawValue)] == 0, partition.rawValue != 0,
-                  self.domain(in: partition) == nil else { return false }
+            guard domain < DomainID.firstReserved, self.partition(of: domain) == nil, partition.rawValue != 0,
+                  domainLocked(in: partition) == nil, let w = slotCreating(domain) else { return false }
             let offerTable = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(maxPort) + 1)
             offerTable.initialize(repeating: Self.noOffer, count: Int(maxPort) + 1)
             let linkTable = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(maxPort) + 1)
             linkTable.initialize(repeating: 0, count: Int(maxPort) + 1)
-            maxPorts[Int(domain.rawValue)] = maxPort
-            xv_store_release_u64(offers + Int(domain.rawValue), UInt64(UInt(bitPattern: offerTable)))
-            xv_store_release_u64(links + Int(domain.rawValue), UInt64(UInt(bitPattern: linkTable)))
-            xv_store_release_u64(partitionOf + Int(domain.rawValue), partition.rawValue)
+            w[RootSlot.maxPort] = UInt64(maxPort)
+            xv_store_release_u64(w + RootSlot.offers, UInt64(UInt(bitPattern: offerTable)))
+            xv_store_release_u64(w + RootSlot.links, UInt64(UInt(bitPattern: linkTable)))
+            xv_store_release_u64(w + RootSlot.partition, partition.rawValue)
+            registered.append(domain)
             return true
         }
     }
@@ -112,30 +115,42 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// The partition hosting `domain`, if any.
     @inline(__always)
     public func partition(of domain: DomainID) -> PartitionID? {
-        guard domain < DomainID.firstReserved else { return nil }
-        let p = xv_load_acquire_u64(partitionOf + Int(domain.rawValue))
+        guard let w = slot(domain) else { return nil }
+        let p = xv_load_acquire_u64(w + RootSlot.partition)
         return p == 0 ? nil : PartitionID(p)
     }
 
-    /// The domain `partition` hosts, if any (a slow scan: set-up and tests only).
+    /// The domain `partition` hosts, if any.
     public func domain(in partition: PartitionID) -> DomainID? {
+        withRootLock { domainLocked(in: partition) }
+    }
+
+    private func domainLocked(in partition: PartitionID) -> DomainID? {
         guard partition.rawValue != 0 else { return nil }
-        for d in 0..<Self.domainSlots where xv_load_acquire_u64(partitionOf + d) == partition.rawValue { return DomainID(UInt16(d)) }
+        for d in registered where self.partition(of: d) == partition { return d }
         return nil
+    }
+
+    /// The domains registered so far.
+    public var domainCount: Int { withRootLock { registered.count } }
+
+    /// Chunks of records allocated: one per 256 domain ids in use, not per id possible.
+    public var allocatedChunks: Int {
+        withRootLock { (0..<Self.chunkCount).reduce(0) { $0 + (chunks[$1] != 0 ? 1 : 0) } }
     }
 
     /// The offer word of `port` of `domain`, when both exist.
     @inline(__always)
     func offerWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt32>? {
-        guard domain < DomainID.firstReserved, let t = Self.table(xv_load_acquire_u64(offers + Int(domain.rawValue)), UInt32.self),
-              port <= maxPorts[Int(domain.rawValue)] else { return nil }
+        guard let w = slot(domain), let t = Self.table(xv_load_acquire_u64(w + RootSlot.offers), UInt32.self),
+              UInt64(port) <= w[RootSlot.maxPort] else { return nil }
         return t + Int(port)
     }
 
     @inline(__always)
     func linkWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt64>? {
-        guard domain < DomainID.firstReserved, let t = Self.table(xv_load_acquire_u64(links + Int(domain.rawValue)), UInt64.self),
-              port <= maxPorts[Int(domain.rawValue)] else { return nil }
+        guard let w = slot(domain), let t = Self.table(xv_load_acquire_u64(w + RootSlot.links), UInt64.self),
+              UInt64(port) <= w[RootSlot.maxPort] else { return nil }
         return t + Int(port)
     }
 
@@ -246,9 +261,8 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     private func linkControlLocked(_ domain: DomainID) -> Bool {
         guard let p = partition(of: domain) else { return false }
         let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
-        for d in 0..<Self.domainSlots where xv_load_acquire_u64(partitionOf + d) != 0 {
-            let other = DomainID(UInt16(d))
-            let q = PartitionID(xv_load_acquire_u64(partitionOf + d))
+        for other in registered {
+            guard let q = partition(of: other) else { continue }
             guard target.createPort(in: p, port: Self.controlPort(from: other), kind: message) == .success,
                   target.connectPort(from: q, connection: Self.controlConnection(to: domain), to: p, port: Self.controlPort(from: other)) == .success
             else { return false }
@@ -270,4 +284,22 @@ enum RootLink {
     static func decode(_ value: UInt64) -> (domain: DomainID, port: UInt32)? {
         value >> 63 == 0 ? nil : (DomainID(UInt16(truncatingIfNeeded: value >> 32)), UInt32(truncatingIfNeeded: value))
     }
+}
+
+/// The words the root keeps per domain (`XenViridianRoot.slot`).
+enum RootSlot {
+    /// The partition hosting the domain, 0 when none.
+    static var partition: Int { 0 }
+    /// The address of its offer table (per port, the domain an unbound port is offered to,
+    /// `noOffer` when none).
+    static var offers: Int { 1 }
+    /// The address of its link table (per port, the interdomain link the root made, `RootLink`
+    /// encoding, 0 when none).
+    static var links: Int { 2 }
+    static var maxPort: Int { 3 }
+    /// Its layer's `GrantGranterBox` (retained), its layer (unretained) and the layer's type.
+    static var granterBox: Int { 4 }
+    static var granterObject: Int { 5 }
+    static var granterType: Int { 6 }
+    static var words: Int { 8 }
 }

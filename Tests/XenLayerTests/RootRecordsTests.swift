@@ -1,5 +1,8 @@
 import Testing
+import GuestABI
 import XenABI
+import ViridianABI
+import ViridianReference
 import XenCore
 @testable import XenViridian
 import XVScenarios
@@ -36,5 +39,27 @@ struct RootRecordsTests {
         for (d, p) in [(d2, UInt32.max), (d2, 1024), (DomainID(9), 1), (DomainID(0x7FF0), 1), (DomainID(0xFFFF), 0)] {
             #expect(w.root.close(d, port: p) == nil && w.root.link(of: d, port: p) == nil && !w.root.isOffered(d, port: p, to: d1))
         }
+    }
+
+    @Test("the root's records follow the domains it has, not the 32,752 ids there could be: ids far apart take a chunk each, and every domain is found by its id and its partition")
+    func recordsAreSparse() {
+        let router = LayerInterruptRouter()
+        let reference = LayerInterruptRouter.Reference(host: router)!
+        let root = XenViridianRoot(target: reference)
+        #expect(root.allocatedChunks == 0)
+        var partitions: [PartitionID] = []
+        let rams = (0..<4).map { _ in GuestRAM(frameCount: 1) }
+        for (i, id) in [UInt16(1), 2, 300, 30_000].enumerated() {
+            let p = try! reference.createPartition(PartitionConfiguration(vpCount: 1), memory: rams[i].region)
+            partitions.append(p)
+            #expect(root.register(DomainID(id), partition: p, maxPort: 63))
+        }
+        #expect(root.allocatedChunks == 3, "ids 1 and 2 share a chunk; 300 and 30,000 take one each")
+        #expect(root.domainCount == 4)
+        for (id, p) in zip([UInt16(1), 2, 300, 30_000], partitions) {
+            #expect(root.partition(of: DomainID(id)) == p && root.domain(in: p) == DomainID(id))
+        }
+        #expect(root.partition(of: DomainID(3)) == nil && root.partition(of: DomainID(0x7FEF)) == nil && root.partition(of: DomainID(0x7FF0)) == nil)
+        #expect(!root.register(DomainID(300), partition: partitions[0], maxPort: 63), "taken")
     }
 }
