@@ -50,6 +50,7 @@ extension XenDomain {
             for k in 0..<perPage { page[k].next = k + 1 < perPage ? first + UInt32(k + 1) : GrantMapping.none }
             maptrackPages[maptrackPageCount] = page
             maptrackPageCount += 1
+            growMappedFrames(pages: maptrackPageCount)
             maptrackFree = first
         }
         let h = maptrackFree
@@ -66,14 +67,68 @@ extension XenDomain {
         maptrackFree = h
     }
 
-    /// Whether this domain shows a grant mapping at `frame`. Under the grant lock.
+    /// Whether this domain shows a grant mapping at `frame`. Under the grant lock. One probe of
+    /// `mappedFrames` (an open-addressed set of the frames its mappings occupy), not a walk of
+    /// the maptrack.
     func mapsGrant(at frame: UInt64) -> Bool {
-        let perPage = Int(GrantTableLimits.maptrackPerFrame)
-        for p in 0..<maptrackPageCount {
-            let page = maptrackPages[p]!
-            for k in 0..<perPage where page[k].inUse && page[k].hostFrame == frame { return true }
+        guard mappedFrameCapacity > 0 else { return false }
+        var i = Self.frameHash(frame, mappedFrameCapacity)
+        while mappedFrames[i] != 0 {
+            if mappedFrames[i] == frame &+ 1 { return true }
+            i = (i + 1) & (mappedFrameCapacity - 1)
         }
         return false
+    }
+
+    @inline(__always)
+    static func frameHash(_ frame: UInt64, _ capacity: Int) -> Int {
+        Int(truncatingIfNeeded: (frame &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - capacity.trailingZeroBitCount))
+    }
+
+    /// Records that a mapping now occupies `frame`. Under the grant lock; the set holds twice
+    /// the handles the maptrack has, so it never fills.
+    func insertMappedFrame(_ frame: UInt64) {
+        var i = Self.frameHash(frame, mappedFrameCapacity)
+        while mappedFrames[i] != 0 { i = (i + 1) & (mappedFrameCapacity - 1) }
+        mappedFrames[i] = frame &+ 1
+    }
+
+    /// Forgets `frame` (linear probing with backward-shift deletion: no tombstones).
+    func removeMappedFrame(_ frame: UInt64) {
+        guard mappedFrameCapacity > 0 else { return }
+        let mask = mappedFrameCapacity - 1
+        var i = Self.frameHash(frame, mappedFrameCapacity)
+        while mappedFrames[i] != frame &+ 1 {
+            guard mappedFrames[i] != 0 else { return }
+            i = (i + 1) & mask
+        }
+        var hole = i
+        var j = (i + 1) & mask
+        while mappedFrames[j] != 0 {
+            let home = Self.frameHash(mappedFrames[j] &- 1, mappedFrameCapacity)
+            // Move j back into the hole unless its home lies cyclically in (hole, j].
+            let inRange = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j)
+            if !inRange {
+                mappedFrames[hole] = mappedFrames[j]
+                hole = j
+            }
+            j = (j + 1) & mask
+        }
+        mappedFrames[hole] = 0
+    }
+
+    /// Sizes the set to at least twice the handles of `pages` maptrack pages (a power of two),
+    /// keeping its frames.
+    func growMappedFrames(pages: Int) {
+        var capacity = 2 * Int(GrantTableLimits.maptrackPerFrame)
+        while capacity < 2 * pages * Int(GrantTableLimits.maptrackPerFrame) { capacity <<= 1 }
+        guard capacity > mappedFrameCapacity else { return }
+        let old = mappedFrames, oldCapacity = mappedFrameCapacity
+        mappedFrames = .allocate(capacity: capacity)
+        mappedFrames.initialize(repeating: 0, count: capacity)
+        mappedFrameCapacity = capacity
+        for k in 0..<oldCapacity where old[k] != 0 { insertMappedFrame(old[k] &- 1) }
+        if oldCapacity > 0 { old.deallocate() }
     }
 
     /// Grant mappings the domain holds now.
@@ -210,6 +265,7 @@ extension XenDomain {
                 m.pointee.flags = writable ? 1 : 3
                 m.pointee.hostFrame = frame
                 m.pointee.granterFrame = acquired.frame
+                insertMappedFrame(frame)
                 m.pointee.owner = acquired.owner.rawValue
             }
             return 0
@@ -239,6 +295,7 @@ extension XenDomain {
             // Taken again under the physmap lock: a racing unmap of the same handle loses here.
             let still = withGrantLock { () -> Bool in
                 guard let m = mapping(handle), m.pointee.inUse, m.pointee.hostFrame == record.hostFrame else { return false }
+                removeMappedFrame(record.hostFrame)
                 freeHandle(handle)
                 return true
             }

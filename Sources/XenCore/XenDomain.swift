@@ -92,6 +92,11 @@ public final class XenDomain<Memory: GuestMemory> {
     let maptrackPages: UnsafeMutablePointer<UnsafeMutablePointer<GrantMapping>?>
     var maptrackPageCount = 0
     var maptrackFree = GrantMapping.none
+    /// The frames the domain's grant mappings occupy (`mapsGrant`): an open-addressed set of
+    /// frame + 1, twice the maptrack's handles in size. Under the grant lock. (A placeholder
+    /// pointer, never read, while the capacity is 0.)
+    var mappedFrames = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
+    var mappedFrameCapacity = 0
     /// Xen's max_maptrack_frames.
     public let maxMaptrackFrames: Int
 
@@ -214,6 +219,7 @@ public final class XenDomain<Memory: GuestMemory> {
         statusFrameLocations.deallocate()
         activeGrantPages.deallocate()
         for f in 0..<maptrackPageCount { maptrackPages[f]?.deallocate() }
+        if mappedFrameCapacity > 0 { mappedFrames.deallocate() }
         maptrackPages.deallocate()
         wakerBox?.release()
         physmapBox?.release()
