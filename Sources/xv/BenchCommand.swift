@@ -26,6 +26,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Write the results as JSON to this path.")
     var json: String?
 
+    @Option(help: "Write a chart of the results (SVG: native against translated per operation, the throughput and the ring) to this path.")
+    var svg: String?
+
     @Option(help: "Only these operations (repeatable).")
     var operation: [String] = []
 
@@ -94,6 +97,11 @@ struct BenchCommand: ParsableCommand {
                    counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
+        }
+        if let svg {
+            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring)
+            try chart.svg.write(toFile: svg, atomically: true, encoding: .utf8)
+            print("wrote \(svg)")
         }
         if check {
             var failures = results.flatMap { Self.contractFailures($0, counting: counting) } + throughput.flatMap(Self.throughputFailures)

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import XVScenarios
 @testable import xv
@@ -99,5 +102,30 @@ struct BenchJSONTests {
         tp.native.failedSends = 3
         let tpFailures = BenchCommand.throughputFailures(tp)
         #expect(tpFailures.count == 2 && tpFailures.contains { $0.contains("allocations") } && tpFailures.contains { $0.contains("failed sends") })
+    }
+}
+
+/// `xv bench --svg`: a standalone chart with a row per operation and both sides' values.
+@Suite("xv bench chart")
+struct BenchChartTests {
+    @Test("the SVG names every operation, draws a native and a translated bar for each with its value, and has the throughput and ring panels when they ran")
+    func chart() throws {
+        let runner = BenchRunner(iterations: 20, warmup: 2)
+        let results = [BenchOperation.sendIPI, .grantCopy].map { runner.measure($0, countReferences: false) { _ in } }
+        let throughput = [ThroughputRunner(sendsPerThread: 200, rounds: 1).measure(.oneSender)]
+        let ring = RingRunner(exchanges: 10, rounds: 1).measure()
+        let svg = BenchChart(title: "test", results: results, throughput: throughput, ring: ring).svg
+        #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
+        #expect(!svg.contains("<script") && !svg.contains("href="), "no scripts, no external references")
+        for r in results {
+            #expect(svg.contains(">\(r.operation.rawValue)<"))
+            #expect(svg.contains("native \(BenchChart.format(BenchRunner.percentile(r.native, 0.5))) ns"))
+            #expect(svg.contains("translated \(BenchChart.format(BenchRunner.percentile(r.translated, 0.5))) ns"))
+        }
+        #expect(svg.components(separatedBy: "fill=\"#f58518\"><title>translated").count - 1 == results.count + throughput.count + (ring == nil ? 0 : 1))
+        #expect(svg.contains(">interdomain_1_sender<"))
+        #expect(svg.contains("blkif ring") == (ring != nil))
+        // Well-formed XML.
+        #expect(XMLParser(data: Data(svg.utf8)).parse())
     }
 }

@@ -1,0 +1,92 @@
+import Foundation
+import XVScenarios
+
+/// `xv bench --svg`: a chart a person can open. The first panel has one row per operation, with
+/// native and translated p50 as bars on a shared logarithmic scale, their values, and the ratio.
+/// The second panel has the throughput scenarios (sends per second on each side), and the third
+/// the blkif ring's request rate, when they ran. The SVG has no scripts and no external
+/// references.
+struct BenchChart {
+    struct Bar {
+        var label: String
+        var native: Double
+        var translated: Double
+        var unit: String
+    }
+
+    var title: String
+    var operations: [Bar]
+    var throughput: [Bar]
+    var ring: Bar?
+
+    static let width = 960.0, rowHeight = 34.0, labelWidth = 230.0, barArea = 560.0
+
+    init(title: String, results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result?) {
+        self.title = title
+        operations = results.map {
+            Bar(label: $0.operation.rawValue, native: BenchRunner.percentile($0.native, 0.5), translated: BenchRunner.percentile($0.translated, 0.5), unit: "ns")
+        }
+        self.throughput = throughput.map {
+            Bar(label: $0.scenario.rawValue, native: $0.native.opsPerSecond / 1e6, translated: $0.translated.opsPerSecond / 1e6, unit: "M/s")
+        }
+        self.ring = ring.map { Bar(label: "blkif ring", native: $0.native.requestsPerSecond / 1e6, translated: $0.translated.requestsPerSecond / 1e6, unit: "M req/s") }
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+
+    static func format(_ v: Double) -> String { v >= 100 ? String(format: "%.0f", v) : v >= 10 ? String(format: "%.1f", v) : String(format: "%.2f", v) }
+
+    /// One panel: a heading, then a row per bar with both sides, scaled to the panel's largest
+    /// value (`logarithmic` for times spanning orders of magnitude).
+    static func panel(_ heading: String, _ bars: [Bar], top: Double, logarithmic: Bool, higherIsBetter: Bool) -> (String, Double) {
+        var out = "<text x=\"16\" y=\"\(top + 22)\" font-size=\"16\" font-weight=\"bold\">\(escape(heading))</text>\n"
+        let largest = max(bars.map { max($0.native, $0.translated) }.max() ?? 1, 1e-9)
+        func length(_ v: Double) -> Double {
+            guard v > 0 else { return 0 }
+            if logarithmic { return barArea * log10(1 + v) / log10(1 + largest) }
+            return barArea * v / largest
+        }
+        var y = top + 36
+        for bar in bars {
+            let ratio = bar.native > 0 ? bar.translated / bar.native : 0
+            out += "<text x=\"16\" y=\"\(y + 20)\" font-size=\"12\">\(escape(bar.label))</text>\n"
+            out += "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(length(bar.native))\" height=\"12\" fill=\"#4c78a8\"><title>native \(format(bar.native)) \(bar.unit)</title></rect>\n"
+            out += "<rect x=\"\(labelWidth)\" y=\"\(y + 17)\" width=\"\(length(bar.translated))\" height=\"12\" fill=\"#f58518\"><title>translated \(format(bar.translated)) \(bar.unit)</title></rect>\n"
+            out += "<text x=\"\(labelWidth + length(bar.native) + 4)\" y=\"\(y + 14)\" font-size=\"10\">\(format(bar.native)) \(bar.unit)</text>\n"
+            out += "<text x=\"\(labelWidth + length(bar.translated) + 4)\" y=\"\(y + 28)\" font-size=\"10\">\(format(bar.translated)) \(bar.unit)</text>\n"
+            out += "<text x=\"\(width - 16)\" y=\"\(y + 22)\" font-size=\"12\" text-anchor=\"end\">\(higherIsBetter ? "translated/native" : "ratio") \(String(format: "%.2f", ratio))</text>\n"
+            y += rowHeight
+        }
+        return (out, y)
+    }
+
+    var svg: String {
+        var body = ""
+        var y = 40.0
+        let (ops, afterOps) = Self.panel("p50 per operation (ns, logarithmic)", operations, top: y, logarithmic: true, higherIsBetter: false)
+        body += ops
+        y = afterOps + 16
+        if !throughput.isEmpty {
+            let (tp, after) = Self.panel("throughput, threads at once (million sends per second)", throughput, top: y, logarithmic: false, higherIsBetter: true)
+            body += tp
+            y = after + 16
+        }
+        if let ring {
+            let (rp, after) = Self.panel("blkif ring between two domains (million requests per second)", [ring], top: y, logarithmic: false, higherIsBetter: true)
+            body += rp
+            y = after + 16
+        }
+        let height = y + 24
+        return """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(Self.width))" height="\(Int(height))" viewBox="0 0 \(Int(Self.width)) \(Int(height))" font-family="sans-serif">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="16" y="24" font-size="18" font-weight="bold">\(Self.escape(title))</text>
+        <rect x="\(Int(Self.width) - 250)" y="12" width="12" height="12" fill="#4c78a8"/><text x="\(Int(Self.width) - 234)" y="22" font-size="12">native (XenNative)</text>
+        <rect x="\(Int(Self.width) - 120)" y="12" width="12" height="12" fill="#f58518"/><text x="\(Int(Self.width) - 104)" y="22" font-size="12">translated</text>
+        \(body)</svg>
+
+        """
+    }
+}
