@@ -142,11 +142,8 @@ public final class BenchPair {
                 target = DomainID(1); targetVCPU = 0
             case .grantMapUnmap, .grantCopy:
                 // Domain 2 grants frame 40 (ref 8, writable) and frame 41 (ref 9) to domain 1.
-                let table = w.xenDomain(DomainID(2)).grantFramePage(0)!
-                for (ref, frame) in [(8, 40), (9, 41)] {
-                    (table + 8 * ref).storeBytes(of: UInt16(1), as: UInt16.self)
-                    (table + 8 * ref).storeBytes(of: UInt16(1), toByteOffset: 2, as: UInt16.self)
-                    (table + 8 * ref).storeBytes(of: UInt32(frame), toByteOffset: 4, as: UInt32.self)
+                for (ref, frame) in [(8, UInt64(40)), (9, 41)] {
+                    w.writeGrantEntry(DomainID(2), ref: ref, flags: GrantEntryFlags.permitAccess.rawValue, domid: 1, frame: frame)
                 }
                 target = DomainID(1); targetVCPU = 0
             }

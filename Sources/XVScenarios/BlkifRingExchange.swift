@@ -48,8 +48,9 @@ public final class BlkifRingExchange {
     public func tearDown() -> Int64 { xv_blkif_teardown(&host, &layout, &state) }
 }
 
-/// Holds a world for the C callbacks.
-final class WorldReference {
-    let world: any XenWorld
-    init(_ world: any XenWorld) { self.world = world }
+/// Holds a world for a C callback's context or another thread: the holder keeps the world
+/// alive, and the threading contract (Docs/Threading.md) is what makes the shared use safe.
+public final class WorldReference: @unchecked Sendable {
+    public let world: any XenWorld
+    public init(_ world: any XenWorld) { self.world = world }
 }

@@ -69,6 +69,22 @@ extension XenWorld {
     public var listAddress: UInt64 { argumentAddress + UInt64(Self.listOffset) }
     public var errsAddress: UInt64 { argumentAddress + UInt64(Self.errsOffset) }
 
+    /// The guest writes grant entry `ref` of its own table in the format its version uses: v1
+    /// flags, domid and 32-bit frame; v2 header and full_page frame. False when the table has
+    /// not grown to the entry's frame.
+    @discardableResult
+    public func writeGrantEntry(_ domain: DomainID, ref: Int, flags: UInt16, domid: UInt16, frame: UInt64) -> Bool {
+        let dom = xenDomain(domain)
+        let v2 = dom.grantTableVersion == 2
+        let perFrame = v2 ? 256 : 512
+        guard let page = dom.grantFramePage(ref / perFrame) else { return false }
+        let e = page + (ref % perFrame) * (v2 ? 16 : 8)
+        e.storeBytes(of: flags, as: UInt16.self)
+        e.storeBytes(of: domid, toByteOffset: 2, as: UInt16.self)
+        if v2 { e.storeBytes(of: frame, toByteOffset: 8, as: UInt64.self) } else { e.storeBytes(of: UInt32(truncatingIfNeeded: frame), toByteOffset: 4, as: UInt32.self) }
+        return true
+    }
+
     /// The page the guest's `frame` shows, nil for a hole.
     public func page(_ domain: DomainID, frame: UInt64) -> UnsafeMutableRawPointer? { ram(domain).region.hostAddress(of: GuestFrameNumber(frame)) }
 

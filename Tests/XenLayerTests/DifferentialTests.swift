@@ -409,14 +409,7 @@ struct DifferentialTests {
             w.ram(d).region.hostAddress(of: GuestFrameNumber(frame))?.storeBytes(of: value, toByteOffset: Int(p) * 4, as: UInt32.self)
             return 0
         case .grantEntry(let d, let ref, let flags, let domid, let frame):
-            let dom = w.xenDomain(d)
-            let perFrame = dom.grantTableVersion == 2 ? 256 : 512, size = dom.grantTableVersion == 2 ? 16 : 8
-            guard let page = dom.grantFramePage(ref / perFrame) else { return -1 }
-            let e = page + (ref % perFrame) * size
-            e.storeBytes(of: flags, as: UInt16.self)
-            e.storeBytes(of: domid, toByteOffset: 2, as: UInt16.self)
-            e.storeBytes(of: frame, toByteOffset: dom.grantTableVersion == 2 ? 8 : 4, as: UInt32.self)
-            return 0
+            return w.writeGrantEntry(d, ref: ref, flags: flags, domid: domid, frame: UInt64(frame)) ? 0 : -1
         case .gnttab(let d, let v, let cmd, let count, let f):
             w.writeArguments(d, size: 64, f)
             return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.grantTableOp.rawValue, rdi: cmd, rsi: w.argumentAddress, rdx: count))

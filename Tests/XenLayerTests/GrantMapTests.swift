@@ -16,12 +16,7 @@ struct GrantMapTests {
     static let frame: UInt64 = 40
 
     static func writeEntry(_ w: any XenWorld, _ d: DomainID, ref: Int, flags: UInt16, domid: UInt16, frame: UInt64) {
-        let dom = w.xenDomain(d)
-        let v2 = dom.grantTableVersion == 2
-        let e = dom.grantFramePage(ref / (v2 ? 256 : 512))! + (ref % (v2 ? 256 : 512)) * (v2 ? 16 : 8)
-        e.storeBytes(of: flags, as: UInt16.self)
-        e.storeBytes(of: domid, toByteOffset: 2, as: UInt16.self)
-        if v2 { e.storeBytes(of: frame, toByteOffset: 8, as: UInt64.self) } else { e.storeBytes(of: UInt32(truncatingIfNeeded: frame), toByteOffset: 4, as: UInt32.self) }
+        w.writeGrantEntry(d, ref: ref, flags: flags, domid: domid, frame: frame)
     }
 
     static func entryFlags(_ w: any XenWorld, _ d: DomainID, ref: Int) -> UInt16 {

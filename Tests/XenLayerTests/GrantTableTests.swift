@@ -32,10 +32,7 @@ struct GrantTableTests {
 
     /// Writes a v1 entry in the domain's grant frame, as its guest would.
     static func writeV1(_ w: any XenWorld, ref: Int, flags: UInt16, domid: UInt16, frame: UInt32) {
-        let e = w.xenDomain(dom1).grantFramePage(ref / 512)! + (ref % 512) * 8
-        e.storeBytes(of: flags, as: UInt16.self)
-        e.storeBytes(of: domid, toByteOffset: 2, as: UInt16.self)
-        e.storeBytes(of: frame, toByteOffset: 4, as: UInt32.self)
+        w.writeGrantEntry(dom1, ref: ref, flags: flags, domid: domid, frame: UInt64(frame))
     }
 
     static func readV1(_ w: any XenWorld, ref: Int) -> (UInt16, UInt16, UInt32) {

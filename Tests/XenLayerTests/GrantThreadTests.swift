@@ -31,7 +31,7 @@ struct GrantThreadTests {
         }
         w.page(Self.granter, frame: 44)!.storeBytes(of: 0x4444, as: UInt64.self)
         w.page(Self.granter, frame: 45)!.storeBytes(of: 0x4545, as: UInt64.self)
-        let box = WorldBox(w)
+        let box = WorldReference(w)
         let failures = FailureLog()
         let stop = Counter(), revoked = Counter()
         func mapper(_ d: DomainID, vcpu: Int, refs: [Int], frameBase: UInt64) -> @Sendable () -> Void {

@@ -78,12 +78,6 @@ import Foundation
 /// send from another thread wakes it.
 @Suite("Parking on real threads")
 struct ParkingThreadTests {
-    /// The world, handed to the sender thread (the test keeps it alive; only `send` runs there).
-    final class WorldBox: @unchecked Sendable {
-        let world: any XenWorld
-        init(_ w: any XenWorld) { world = w }
-    }
-
     final class SemaphoreWaker: XenVCPUWaker, @unchecked Sendable {
         let semaphore = DispatchSemaphore(value: 0)
         func wake(domain: DomainID, vcpu: Int) { semaphore.signal() }
@@ -103,7 +97,7 @@ struct ParkingThreadTests {
             for _ in 0..<200 {
                 w.acknowledgeEvents(dom1, vcpu: 1)
                 #expect(w.hypercall(domain: dom1, vcpu: 1, XenHypercallRegisters(rax: XenHypercall.schedOp.rawValue, rdi: 3, rsi: w.argumentAddress)) == 0)
-                let box = WorldBox(w)
+                let box = WorldReference(w)
                 let sender = Thread { _ = box.world.send(dom1, port: port, vcpu: 0) }
                 sender.start()
                 // The embedder's loop: sleep while the request stands.

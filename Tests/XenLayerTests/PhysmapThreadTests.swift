@@ -18,7 +18,7 @@ struct PhysmapThreadTests {
         let w: any XenWorld = side == "native" ? NativeWorld(domains: 1, vcpus: 2) : TranslatedWorld(domains: 1, vcpus: 2)
         #expect(w.setCallbackVector(dom1, 0x40) == 0)
         let port = UInt32(w.bindIPI(dom1, vcpu: 0))
-        let box = WorldBox(w)
+        let box = WorldReference(w)
         let rounds = 1500
         let sends = Counter(), stop = Counter()
         let failures = FailureLog()
@@ -69,11 +69,6 @@ struct PhysmapThreadTests {
         // A last send still lands in shared_info.
         #expect(w.send(dom1, port: port, vcpu: 1) == 0 && w.isPending(dom1, port: port), "\(side)")
     }
-}
-
-final class WorldBox: @unchecked Sendable {
-    let world: any XenWorld
-    init(_ world: any XenWorld) { self.world = world }
 }
 
 final class FailureLog: @unchecked Sendable {
