@@ -21,6 +21,9 @@ let package = Package(
         .library(name: "XenNative", type: .static, targets: ["XenNative"]),
         .library(name: "XVScenarios", targets: ["XVScenarios"]),
         .library(name: "ViridianReference", type: .static, targets: ["ViridianReference"]),
+        // The C ABI (include/xen_viridian.h) as a static library: the layer, the native
+        // baseline and the reference hypervisor behind thin `@c` exports.
+        .library(name: "XenViridianC", type: .static, targets: ["XenViridianC"]),
         .executable(name: "xv", targets: ["xv"]),
         .executable(name: "xv-specgen", targets: ["xv-specgen"]),
     ],
@@ -41,6 +44,13 @@ let package = Package(
         // The translation layer: XenCore over the Viridian target.
         .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
         .target(name: "ViridianReference", dependencies: ["CGuestAtomics", "GuestABI", "ViridianABI"], swiftSettings: crossModule),
+
+        // The C ABI: the header (include/xen_viridian.h, also the module the Swift side imports),
+        // the embedding logic behind it, and the `@c` exports that only convert arguments.
+        .target(name: "CXenViridian", path: "include", publicHeadersPath: "."),
+        .target(name: "XVEmbedding", dependencies: ["CGuestAtomics", "CXenViridian", "GuestABI", "XenABI", "ViridianABI", "XenCore",
+                                                    "XenNative", "XenViridian", "ViridianReference"], swiftSettings: crossModule),
+        .target(name: "XenViridianC", dependencies: ["CXenViridian", "XenCore", "XVEmbedding"], swiftSettings: crossModule),
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
@@ -87,6 +97,7 @@ let package = Package(
             dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
                            "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport", "CBlkifRing"]
         ),
+        .testTarget(name: "CABITests", dependencies: ["CXenViridian", "XenViridianC", "CMallocCounter"]),
         .testTarget(
             name: "XenABIConformanceTests",
             dependencies: ["GuestABI", "XenABI", "ViridianABI", "XVSpecCatalog", "CXenProbe"]

@@ -1,0 +1,277 @@
+import CGuestAtomics
+import CXenViridian
+import GuestABI
+import ViridianABI
+import ViridianReference
+import XenABI
+import XenCore
+import XenNative
+import XenViridian
+
+/// One embedder's set of domains on one side, native or translated over the bundled reference
+/// hypervisor: what an `xv_system` is (include/xen_viridian.h, Docs/CABI.md). The C exports
+/// only convert arguments and call these methods.
+///
+/// Threads: `createDomain` is serialised with itself and may overlap with other domains'
+/// calls; every per-vCPU entry follows the threading contract (Docs/Threading.md); the domain
+/// lookups are loads, with no lock and no reference counting.
+public final class EmbeddedSystem {
+    public enum Side { case native, translated }
+    public let side: Side
+    let callbacks: xv_callbacks
+    let sink: EmbedderSink
+    let console: EmbedderConsole
+    let waker: EmbedderWaker
+    let directory = DomainDirectory()
+    /// The native side's system (nil when translated).
+    let native: NativeSystem?
+    /// The translated side's reference hypervisor, its host and the root (nil when native).
+    let reference: BundledReference?
+    let host: ReferenceHostAdapter?
+    let root: XenViridianRoot<BundledReference>?
+    /// Serialises domain creation (the partition and the layer are made together).
+    let creationLock: UnsafeMutablePointer<UInt32>
+
+    /// Partitions the bundled reference hypervisor can hold (its partition ids are 1 ... this).
+    public static var maxTranslatedDomains: Int { 1024 }
+
+    /// A system, or nil when the configuration is not one this ABI version accepts (an unknown
+    /// side, non-zero reserved fields) or the callbacks lack `upcall`.
+    public init?(config: xv_system_config, callbacks table: xv_callbacks) {
+        var reserved = config.reserved
+        let clear = config.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
+        guard clear, let checked = EmbedderCallbacks(table) else { return nil }
+        callbacks = checked.table
+        let hz = config.tsc_hz == 0 ? 2_500_000_000 : config.tsc_hz
+        sink = EmbedderSink(callbacks: callbacks, tscHz: hz)
+        console = EmbedderConsole(callbacks)
+        waker = EmbedderWaker(callbacks)
+        creationLock = .allocate(capacity: 1)
+        creationLock.initialize(to: 0)
+        switch config.side {
+        case XV_SIDE_NATIVE:
+            side = .native
+            native = NativeSystem(sink: sink)
+            reference = nil; host = nil; root = nil
+        case XV_SIDE_TRANSLATED:
+            side = .translated
+            native = nil
+            let host = ReferenceHostAdapter(callbacks: callbacks, capacity: Self.maxTranslatedDomains)
+            guard let reference = BundledReference(host: host, tscFrequency: hz) else { creationLock.deallocate(); return nil }
+            self.host = host
+            self.reference = reference
+            root = XenViridianRoot(target: reference)
+        default:
+            creationLock.deallocate()
+            return nil
+        }
+        sink.timers = directory
+        sink.native = native
+        host?.directory = directory
+    }
+
+    deinit { creationLock.deallocate() }
+
+    /// The frames the translated side needs past a guest's, for `vcpuCount` vCPUs.
+    public static func layerFrameCount(vcpuCount: UInt32) -> UInt64 {
+        vcpuCount == 0 || vcpuCount > 32 ? 0 : UInt64(LayerConfiguration.layerFrameCount(vcpuCount: Int(vcpuCount)))
+    }
+
+    /// Creates a domain from the embedder's configuration: 0 or an XV_E* code.
+    public func createDomain(_ c: xv_domain_config) -> Int32 {
+        var reserved = c.reserved
+        let clear = c.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
+        guard clear, c.flags & ~UInt32(XV_DOMAIN_VIRIDIAN_DUAL) == 0, let table = c.page_table,
+              c.vcpu_count >= 1, c.vcpu_count <= 32, c.frames > 0, c.frames <= UInt64(Int.max) >> guestPageShift,
+              c.domain >= 1, DomainID(c.domain) < DomainID.firstReserved, c.max_port <= 131_071 else { return XV_EINVAL }
+        let id = DomainID(c.domain)
+        let vcpus = Int(c.vcpu_count)
+        let maxPages = c.max_pages == 0 ? c.frames : c.max_pages
+        guard maxPages >= c.frames else { return XV_EINVAL }
+        let identity = XenGuestIdentity(layout: c.flags & UInt32(XV_DOMAIN_VIRIDIAN_DUAL) != 0 ? .xenWithViridian : .xenOnly)
+        let config = DomainConfiguration(id: id, vcpuCount: vcpus, maxPort: c.max_port == 0 ? 1023 : c.max_port,
+                                         sharedInfoFrame: GuestFrameNumber(c.shared_info_gfn), identity: identity,
+                                         memory: .flat(frames: c.frames, maxPages: maxPages))
+        let guestView = GuestRAMRegion(table: table, frameCount: c.frames)
+        let physmap = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: c.frames)
+        xv_spin_lock(creationLock)
+        defer { xv_spin_unlock(creationLock) }
+        guard !directory.contains(id) else { return XV_EEXIST }
+        if let native {
+            guard native.domain(id) == nil else { return XV_EEXIST }
+            guard let domain = try? native.createDomain(config, memory: guestView) else { return XV_EINVAL }
+            attach(domain, physmap)
+            guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: nil, secondLevel: physmap)) else { return XV_EEXIST }
+            return XV_OK
+        }
+        guard let reference, let root, let host else { return XV_EINVAL }
+        let layerFrames = UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus))
+        let partitionFrames = c.frames + layerFrames
+        let partitionMemory = GuestRAMRegion(table: table, frameCount: partitionFrames)
+        let capacity = Int(config.maxPort) + 2 + Self.maxTranslatedDomains
+        guard let partition = try? reference.createPartition(PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity),
+                                                             memory: partitionMemory) else { return XV_ENODEV }
+        let secondLevel = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: partitionFrames)
+        host.setDomain(id, of: partition)
+        let layer: TranslatedLayer
+        do {
+            layer = try TranslatedLayer(config, layer: LayerConfiguration(partition: partition, layerFrames: GuestFrameNumber(c.frames)),
+                                        memory: guestView, partitionMemory: partitionMemory, root: root, sink: sink)
+        } catch {
+            switch error {
+            case .invalidDomainID: return XV_EEXIST
+            case .targetRefused, .layerFramesNotBacked, .layerFramesVisibleToGuest: return XV_ENODEV
+            default: return XV_EINVAL
+            }
+        }
+        attach(layer.domain, physmap)
+        guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: layer, secondLevel: secondLevel)) else { return XV_EEXIST }
+        return XV_OK
+    }
+
+    private func attach(_ domain: XenDomain<GuestRAMRegion>, _ physmap: EmbedderPhysmap) {
+        if callbacks.console != nil { domain.consoleSink = console }
+        domain.waker = waker
+        domain.physmap = physmap
+    }
+
+    /// Runs `body` with the domain's core state and a fabric-bound call, without a retain.
+    @inline(__always)
+    func withDomain<R>(_ id: UInt16, _ body: (XenDomain<GuestRAMRegion>) -> R) -> R? {
+        directory.withRecord(DomainID(id)) { r in
+            if let layer = r.layer { return body(layer.domain) }
+            return native!.withDomain(r.id, body)
+        } ?? nil
+    }
+
+    /// A guest's Xen hypercall: the value for its RAX. An unknown domain is -ESRCH and a vCPU
+    /// outside the domain -EINVAL.
+    @inline(__always)
+    public func hypercall(domain id: UInt16, vcpu: UInt32, _ registers: XenHypercallRegisters) -> Int64 {
+        directory.withRecord(DomainID(id)) { r in
+            guard Int(vcpu) < r.vcpuCount else { return XenErrno.einval.hypercallReturnValue }
+            if let layer = r.layer { return layer.hypercall(vcpu: Int(vcpu), registers) }
+            return native!.hypercall(domain: r.id, vcpu: Int(vcpu), registers)
+        } ?? XenErrno.esrch.hypercallReturnValue
+    }
+
+    /// What a hypercall instruction is: XV_CALL_* and, when refused, the guest's RAX.
+    public func classify(domain id: UInt16, rax: UInt64, cpl: UInt8) -> (Int32, Int64)? {
+        withDomain(id) { d in
+            switch d.classifyHypercall(rax: rax, cpl: cpl) {
+            case .xen: return (XV_CALL_XEN, 0)
+            case .viridian: return (XV_CALL_VIRIDIAN, 0)
+            case .refused(let value): return (XV_CALL_REFUSED, value)
+            }
+        }
+    }
+
+    /// Xen's CPUID leaves: XV_IDENTITY_* and the answer.
+    public func cpuid(domain id: UInt16, vcpu: UInt32, leaf: UInt32, subleaf: UInt32) -> (Int32, xv_cpuid_result)? {
+        withDomain(id) { d in
+            guard Int(vcpu) < d.vcpuCount else { return nil }
+            switch d.cpuid(leaf: leaf, subleaf: subleaf, vcpu: Int(vcpu)) {
+            case .xen(let r): return (XV_IDENTITY_XEN, xv_cpuid_result(eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx))
+            case .viridian: return (XV_IDENTITY_VIRIDIAN, xv_cpuid_result())
+            case .notHypervisor: return (XV_IDENTITY_NOT_XEN, xv_cpuid_result())
+            }
+        } ?? nil
+    }
+
+    /// Xen's MSRs (the hypercall page): XV_IDENTITY_* and the value read.
+    public func readMSR(domain id: UInt16, vcpu: UInt32, msr: UInt32) -> (Int32, UInt64)? {
+        withDomain(id) { d in
+            guard Int(vcpu) < d.vcpuCount else { return nil }
+            switch d.readMSR(msr, vcpu: Int(vcpu)) {
+            case .xen(.value(let v)): return (XV_IDENTITY_XEN, v)
+            case .xen(.generalProtection): return (XV_IDENTITY_GP, 0)
+            case .viridian: return (XV_IDENTITY_VIRIDIAN, 0)
+            case .notHypervisor: return (XV_IDENTITY_NOT_XEN, 0)
+            }
+        } ?? nil
+    }
+
+    public func writeMSR(domain id: UInt16, vcpu: UInt32, msr: UInt32, value: UInt64) -> Int32? {
+        withDomain(id) { d in
+            guard Int(vcpu) < d.vcpuCount else { return nil }
+            switch d.writeMSR(msr, value: value, vcpu: Int(vcpu)) {
+            case .xen(.done): return XV_IDENTITY_XEN
+            case .xen(.generalProtection): return XV_IDENTITY_GP
+            case .viridian: return XV_IDENTITY_VIRIDIAN
+            case .notHypervisor: return XV_IDENTITY_NOT_XEN
+            }
+        } ?? nil
+    }
+
+    /// The vCPU's park request: XV_PARK_* and a poll's deadline (UInt64.max: none).
+    public func parkRequest(domain id: UInt16, vcpu: UInt32) -> (Int32, UInt64)? {
+        withDomain(id) { d in
+            guard Int(vcpu) < d.vcpuCount else { return nil }
+            switch d.parkRequest(Int(vcpu)) {
+            case nil: return (XV_PARK_NONE, UInt64.max)
+            case .block: return (XV_PARK_BLOCK, UInt64.max)
+            case .poll(let deadline): return (XV_PARK_POLL, deadline ?? UInt64.max)
+            }
+        } ?? nil
+    }
+
+    public func resume(domain id: UInt16, vcpu: UInt32) -> Bool {
+        withDomain(id) { d in
+            guard Int(vcpu) < d.vcpuCount else { return false }
+            d.resume(Int(vcpu))
+            return true
+        } ?? false
+    }
+
+    /// The guests' TSC moves to `tsc`: the native side fires its due timers (each once, by
+    /// compare-and-swap against a re-arm), the translated side advances the reference's clock,
+    /// which fires the synthetic timers.
+    public func setGuestTSC(_ tsc: UInt64) {
+        if let reference { reference.advance(toTSC: tsc); return }
+        if tsc > sink.guestTSC() { xv_store_release_u64(sink.tsc, tsc) }
+        let now = sink.systemTimeNow()
+        directory.forEach { r in
+            for v in 0..<r.vcpuCount {
+                let w = xv_load_acquire_u64(r.timers + v)
+                guard w != 0, w - 1 <= now, xv_cas_u64(r.timers + v, w, 0) else { continue }
+                native!.timerExpired(domain: r.id, vcpu: v)
+            }
+        }
+    }
+
+    /// Xen system time of the domain (ns), nil without a time source.
+    public func systemTime(domain id: UInt16) -> UInt64? {
+        directory.withRecord(DomainID(id)) { r in
+            if let layer = r.layer { return layer.domain.systemTime(fabric: layer) }
+            return native!.withDomain(r.id) { $0.systemTime(fabric: native!) } ?? nil
+        } ?? nil
+    }
+
+    /// Re-anchors the vCPU's vcpu_time_info: XV_OK, XV_ESRCH (no such domain or vCPU) or
+    /// XV_EINVAL (no time source yet, or the guest registered nothing to update).
+    public func refreshTime(domain id: UInt16, vcpu: UInt32) -> Int32 {
+        directory.withRecord(DomainID(id)) { r in
+            guard Int(vcpu) < r.vcpuCount else { return XV_ESRCH }
+            let done: Bool
+            if let layer = r.layer { done = layer.domain.refreshTime(vcpu: Int(vcpu), fabric: layer) }
+            else { done = native!.withDomain(r.id) { $0.refreshTime(vcpu: Int(vcpu), fabric: native!) } ?? false }
+            return done ? XV_OK : XV_EINVAL
+        } ?? XV_ESRCH
+    }
+
+    public func setVCPUUp(domain id: UInt16, vcpu: UInt32, up: Bool) -> Bool {
+        directory.withRecord(DomainID(id)) { r in
+            guard Int(vcpu) < r.vcpuCount else { return false }
+            if let layer = r.layer { layer.domain.setVCPUUp(Int(vcpu), up, fabric: layer); return true }
+            native!.withDomain(r.id) { $0.setVCPUUp(Int(vcpu), up, fabric: native!) }
+            return true
+        } ?? false
+    }
+
+    /// Viridian hypercalls every layer issued (0 native).
+    public var viridianHypercalls: UInt64 {
+        var total: UInt64 = 0
+        directory.forEach { r in total &+= UInt64(r.layer?.viridianHypercalls ?? 0) }
+        return total
+    }
+}

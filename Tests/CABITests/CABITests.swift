@@ -1,0 +1,190 @@
+import CMallocCounter
+import CXenViridian
+import Testing
+import XenViridianC
+
+/// The C ABI (include/xen_viridian.h) through its own entry points: what an embedder sees, on
+/// both sides, including every refusal a bad argument gets. The C and C++ consumers of
+/// .ci/c-abi and .ci/embedded-build run the end-to-end scenario from C.
+@Suite struct CABITests {
+    static let sides: [UInt32] = [XV_SIDE_NATIVE, XV_SIDE_TRANSLATED]
+
+    @Test func versionAndLayerFrames() {
+        #expect(xv_abi_version() == XV_ABI_VERSION)
+        #expect(xv_layer_frame_count(1) == 6)
+        #expect(xv_layer_frame_count(32) == 161)
+        #expect(xv_layer_frame_count(0) == 0)
+        #expect(xv_layer_frame_count(33) == 0)
+    }
+
+    @Test func refusesBadSystems() {
+        var config = xv_system_config()
+        var callbacks = CEmbedder.callbacks(for: nil)
+        var out: OpaquePointer?
+        #expect(xv_system_create(nil, &callbacks, &out) == XV_EINVAL)
+        #expect(xv_system_create(&config, nil, &out) == XV_EINVAL)
+        #expect(xv_system_create(&config, &callbacks, nil) == XV_EINVAL)
+        config.side = 7
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        config.side = XV_SIDE_NATIVE
+        config.reserved.5 = 1
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        config.reserved.5 = 0
+        config.reserved0 = 1
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        config.reserved0 = 0
+        callbacks.reserved.3 = UnsafeMutableRawPointer(bitPattern: 8)
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        callbacks.reserved.3 = nil
+        callbacks.upcall = nil
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        #expect(out == nil)
+        xv_system_destroy(nil)
+    }
+
+    @Test(arguments: sides) func refusesBadDomains(side: UInt32) {
+        let e = CEmbedder(side: side)
+        let table = e.makeTable(vcpus: 1)
+        defer { table.deallocate() }
+        func create(_ change: (inout xv_domain_config) -> Void) -> Int32 {
+            var c = e.config(3, table: table)
+            change(&c)
+            return xv_domain_create(e.system, &c)
+        }
+        #expect(xv_domain_create(e.system, nil) == XV_EINVAL)
+        #expect(create { $0.page_table = nil } == XV_EINVAL)
+        #expect(create { $0.vcpu_count = 0 } == XV_EINVAL)
+        #expect(create { $0.vcpu_count = 33 } == XV_EINVAL)
+        #expect(create { $0.frames = 0 } == XV_EINVAL)
+        #expect(create { $0.domain = 0 } == XV_EINVAL)
+        #expect(create { $0.domain = 0x7FF0 } == XV_EINVAL)
+        #expect(create { $0.domain = 0xFFFF } == XV_EINVAL)
+        #expect(create { $0.max_port = 131_072 } == XV_EINVAL)
+        #expect(create { $0.flags = 2 } == XV_EINVAL)
+        #expect(create { $0.max_pages = 10 } == XV_EINVAL)
+        #expect(create { $0.shared_info_gfn = CEmbedder.frames } == XV_EINVAL)
+        #expect(create { $0.reserved.0 = 1 } == XV_EINVAL)
+        #expect(create { $0.reserved0 = 1 } == XV_EINVAL)
+        #expect(xv_domain_create(nil, nil) == XV_EINVAL)
+        #expect(create { _ in } == XV_OK)
+        #expect(create { _ in } == XV_EEXIST)
+        if side == XV_SIDE_TRANSLATED {
+            // The layer's frames must be backed: a table whose extra entries are holes is refused.
+            let holes = e.makeTable(vcpus: 1, backLayer: false)
+            defer { holes.deallocate() }
+            var c = e.config(4, table: holes)
+            #expect(xv_domain_create(e.system, &c) == XV_ENODEV)
+        }
+    }
+
+    @Test(arguments: sides) func unknownDomainsAndVCPUs(side: UInt32) {
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK)
+        #expect(e.call(9, 17) == -3)                       // -ESRCH
+        #expect(e.call(1, vcpu: 1, 17) == -22)             // a vCPU the domain does not have
+        #expect(e.call(1, vcpu: UInt32.max, 17) == -22)
+        #expect(xv_hypercall(e.system, 1, 0, nil) == Int64(XV_EINVAL))
+        var r = xv_hypercall_regs()
+        #expect(xv_hypercall(nil, 1, 0, &r) == Int64(XV_ESRCH))
+        #expect(xv_park_request(e.system, 9, 0, nil) == XV_ESRCH)
+        #expect(xv_park_request(e.system, 1, 4, nil) == XV_ESRCH)
+        #expect(xv_resume(e.system, 9, 0) == XV_ESRCH)
+        #expect(xv_system_time(e.system, 9) == UInt64.max)
+        #expect(xv_refresh_time(e.system, 1, 3) == XV_ESRCH)
+        #expect(xv_set_vcpu_up(e.system, 9, 0, 1) == XV_ESRCH)
+        var result = xv_cpuid_result()
+        #expect(xv_cpuid(e.system, 9, 0, 0x4000_0000, 0, &result) == XV_ESRCH)
+        #expect(xv_classify_hypercall(e.system, 9, 32, 0, nil) == XV_ESRCH)
+        #expect(e.call(1, 17) == (4 << 16 | 17))           // XENVER_version still answers
+    }
+
+    @Test(arguments: sides) func identity(side: UInt32) {
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK)
+        #expect(e.addDomain(2, flags: XV_DOMAIN_VIRIDIAN_DUAL) == XV_OK)
+        var r = xv_cpuid_result()
+        #expect(xv_cpuid(e.system, 1, 0, 0x4000_0000, 0, &r) == XV_IDENTITY_XEN)
+        #expect(r.eax == 0x4000_0005 && r.ebx == 0x566e_6558)   // "XenV"
+        #expect(xv_cpuid(e.system, 1, 0, 0, 0, &r) == XV_IDENTITY_NOT_XEN)
+        #expect(xv_cpuid(e.system, 2, 0, 0x4000_0000, 0, &r) == XV_IDENTITY_VIRIDIAN)
+        #expect(xv_cpuid(e.system, 2, 0, 0x4000_0100, 0, &r) == XV_IDENTITY_XEN && r.ebx == 0x566e_6558)
+        // The hypercall page through its MSR: `mov $n, %eax; vmcall; ret` per entry.
+        #expect(xv_wrmsr(e.system, 1, 0, 0x4000_0000, 5 << 12) == XV_IDENTITY_XEN)
+        #expect(e.page(1, 5).load(fromByteOffset: 32 * 32, as: UInt8.self) == 0xB8)
+        var value: UInt64 = 0
+        #expect(xv_rdmsr(e.system, 1, 0, 0x1B, &value) == XV_IDENTITY_NOT_XEN)
+        var refused: Int64 = 0
+        #expect(xv_classify_hypercall(e.system, 1, 32, 3, &refused) == XV_CALL_REFUSED && refused == -1)
+        #expect(xv_classify_hypercall(e.system, 1, 32, 0, &refused) == XV_CALL_XEN)
+        #expect(xv_classify_hypercall(e.system, 2, 0x8000_0001, 0, nil) == XV_CALL_VIRIDIAN)
+    }
+
+    /// EVTCHNOP_send through xv_hypercall allocates nothing, on either side (counted on this
+    /// thread only, so other tests' allocations do not count).
+    @Test(arguments: sides) func sendAllocatesNothing(side: UInt32) throws {
+        try #require(xv_malloc_counter_is_active() != 0, "malloc interposition is not active on this platform")
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK && e.addDomain(2) == XV_OK)
+        #expect(e.setCallbackVector(1) == 0 && e.setCallbackVector(2) == 0)
+        let (local, _) = try #require(e.connect(1, 2))
+        e.acknowledge(1); e.acknowledge(2)
+        e.resetUpcalls()
+        e.page(1, CEmbedder.argGFN).storeBytes(of: local, toByteOffset: 512, as: UInt32.self)
+        var r = xv_hypercall_regs()
+        r.rax = 32; r.rdi = 4; r.rsi = e.arg + 512
+        _ = xv_hypercall(e.system, 1, 0, &r)
+        e.acknowledge(2)
+        let before = e.upcalls(2)
+        var failures = 0
+        var allocations: UInt64 = 0
+        let shared = e.page(2, 0)
+        for _ in 0..<100 {
+            xv_malloc_counter_begin()
+            let rc = xv_hypercall(e.system, 1, 0, &r)
+            allocations += xv_malloc_counter_end()
+            if rc != 0 { failures += 1 }
+            // The receiving guest's upcall handler, outside the count.
+            shared.storeBytes(of: UInt8(0), as: UInt8.self)
+            shared.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
+            (shared + 2048).initializeMemory(as: UInt8.self, repeating: 0, count: 512)
+        }
+        #expect(allocations == 0)
+        #expect(failures == 0)
+        #expect(e.upcalls(2) - before == 100)
+        if side == XV_SIDE_TRANSLATED { #expect(xv_viridian_hypercalls(e.system) > 100) }
+        else { #expect(xv_viridian_hypercalls(e.system) == 0) }
+    }
+
+    /// SCHEDOP_block parks the vCPU; an event for it calls the wake callback once and clears
+    /// the request. SCHEDOP_poll with a timeout reports its deadline.
+    @Test(arguments: sides) func parkAndWake(side: UInt32) throws {
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK && e.addDomain(2) == XV_OK)
+        #expect(e.setCallbackVector(1) == 0 && e.setCallbackVector(2) == 0)
+        let (local, remote) = try #require(e.connect(1, 2))
+        e.acknowledge(1); e.acknowledge(2)
+        #expect(e.call(2, 29, 1) == 0)                             // SCHEDOP_block
+        #expect(xv_park_request(e.system, 2, 0, nil) == XV_PARK_BLOCK)
+        e.page(1, CEmbedder.argGFN).storeBytes(of: local, toByteOffset: 512, as: UInt32.self)
+        #expect(e.call(1, 32, 4, e.arg + 512) == 0)
+        #expect(e.wakes == 1)
+        #expect(xv_park_request(e.system, 2, 0, nil) == XV_PARK_NONE)
+        e.acknowledge(2)
+        // SCHEDOP_poll on the remote port with a timeout.
+        let p = e.page(2, CEmbedder.argGFN)
+        p.storeBytes(of: UInt32(remote), toByteOffset: 256, as: UInt32.self)
+        p.storeBytes(of: e.arg + 256, toByteOffset: 0, as: UInt64.self)
+        p.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: UInt64(5_000_000), toByteOffset: 16, as: UInt64.self)
+        #expect(e.call(2, 29, 3, e.arg) == 0)                      // SCHEDOP_poll
+        var deadline: UInt64 = 0
+        #expect(xv_park_request(e.system, 2, 0, &deadline) == XV_PARK_POLL)
+        #expect(deadline == 5_000_000)
+        #expect(xv_resume(e.system, 2, 0) == XV_OK)
+        #expect(xv_park_request(e.system, 2, 0, &deadline) == XV_PARK_NONE)
+        // The shutdown callback, once, with the reason.
+        e.page(2, CEmbedder.argGFN).storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)   // SHUTDOWN_reboot
+        #expect(e.call(2, 29, 2, e.arg) == 0)
+        #expect(e.shutdowns == [1])
+    }
+}
