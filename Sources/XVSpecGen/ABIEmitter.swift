@@ -60,6 +60,31 @@ struct ABIEmitter {
         return s
     }
 
+    /// The doc sentence of a code row whose table line carries no `-- doc`: what kind of number
+    /// it is, its hex spelling where that is how the specs write it, and the table it comes from.
+    func genericRowDoc(_ t: SpecTable, _ r: CodeRow) -> String {
+        let side: String
+        switch t.interface {
+        case .some(.xen): side = "Xen"
+        case .some(.viridian): side = "Viridian"
+        case .some(.translation), .none: side = "XenViridian"
+        }
+        let what: String
+        switch t.kind {
+        case .some(.hypercall): what = side == "Viridian" ? "Viridian hypercall call code" : "\(side) hypercall number"
+        case .some(.subop): what = "\(side) `\(t.family ?? t.id)` sub-op number"
+        case .some(.errno): what = "\(side) errno value"
+        case .some(.status): what = "HV_STATUS code"
+        case .some(.msr): what = "\(side) MSR index"
+        case .some(.message): what = "SynIC message type"
+        case .some(.flag): what = "\(side) `\(t.family ?? t.id)` bit mask"
+        case .some(.outcome): what = "layer outcome code"
+        default: what = "\(side) `\(t.family ?? t.id)` constant"
+        }
+        let hex = (!r.value.isNegative && r.value.magnitude >= 10) ? " " + r.value.swiftLiteral : ""
+        return "\(what)\(hex), from `\(t.location.file)`."
+    }
+
     func emitCodes(_ t: SpecTable) -> String {
         guard let type = t.swiftType, let raw = t.rawType else { return "" }
         var out = tableDoc(t)
@@ -68,7 +93,7 @@ struct ABIEmitter {
         case .namespace:
             out += "public enum \(type) {\n"
             for r in t.codes {
-                out += "    /// `\(r.name)` = \(r.value)\(r.doc.map { ". " + $0 } ?? "")\n"
+                out += "    /// `\(r.name)` = \(r.value). \(r.doc ?? genericRowDoc(t, r))\n"
                 out += "    @inlinable public static var \(member(r)): \(raw) { \(r.value.swiftLiteral) }\n"
             }
             out += "}\n"
@@ -76,7 +101,15 @@ struct ABIEmitter {
         case .struct, .flags:
             let conformance = t.representation == .flags ? "OptionSet, Hashable, Sendable" : "RawRepresentable, Hashable, Sendable"
             out += "@frozen\npublic struct \(type): \(conformance) {\n"
-            out += "    public var rawValue: \(raw)\n"
+            if t.representation == .flags {
+                out += "    /// The raw `\(t.family ?? t.id)` bits as the guest or hypervisor passes them (\(raw)); bits `\(t.id)` does not name are kept.\n"
+                out += "    public var rawValue: \(raw)\n"
+                out += "    /// Wraps `rawValue` as it is, unknown bits included.\n"
+            } else {
+                out += "    /// The raw `\(t.family ?? t.id)` number as the guest or hypervisor passes it (\(raw)); numbers `\(t.id)` does not list are kept.\n"
+                out += "    public var rawValue: \(raw)\n"
+                out += "    /// Wraps `rawValue` as it is, without checking it against `\(t.id)`.\n"
+            }
             out += "    @inlinable public init(rawValue: \(raw)) { self.rawValue = rawValue }\n"
             out += "}\n\n"
         case .extend:
@@ -86,7 +119,7 @@ struct ABIEmitter {
         for r in t.codes {
             var attrs = r.flags.isEmpty ? "" : " [\(r.flags.joined(separator: ", "))]"
             if let a = r.alias { attrs += " (shares its value with `\(a)`)" }
-            out += "    /// `\(r.name)` = \(r.value)\(attrs)\(r.doc.map { ". " + $0 } ?? "")\n"
+            out += "    /// `\(r.name)` = \(r.value)\(attrs). \(r.doc ?? genericRowDoc(t, r))\n"
             out += "    @inlinable public static var \(member(r)): \(type) { \(type)(rawValue: \(r.value.swiftLiteral)) }\n"
         }
         if t.representation != .extend && t.representation != .flags {
@@ -151,6 +184,7 @@ struct ABIEmitter {
             var what = "`\(f.name)`"
             if f.count > 1 { what += ", \(f.count) elements" }
             if let ref = f.typeRef { what += ", `\(structsByTag[ref]?.cSpelling ?? ref)`" }
+            what += ": bytes \(f.offset) ..< \(f.offset + f.size) (\(f.size) byte\(f.size == 1 ? "" : "s"))"
             out += "    /// \(what)\n"
             let countArg = f.count == 1 ? "" : ", count: \(f.count)"
             out += "    @inlinable public static var \(SwiftNaming.escaped(f.swiftName)): ABIField { ABIField(offset: \(f.offset), size: \(f.size)\(countArg)) }\n"
@@ -175,7 +209,9 @@ struct ABIEmitter {
         let raw = Self.rawType(forWidth: width)
         var out = tableDoc(t)
         out += "@frozen\npublic struct \(type): RawRepresentable, Hashable, Sendable {\n"
+        out += "    /// The whole \(width)-bit `\(t.family ?? t.id)` value, reserved bits included.\n"
         out += "    public var rawValue: \(raw)\n"
+        out += "    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).\n"
         out += "    @inlinable public init(rawValue: \(raw)) { self.rawValue = rawValue }\n\n"
         let reserved = t.bits.filter(\.isReserved).reduce(UInt64(0)) { $0 | Self.mask($1) }
         let preserved = t.bits.filter(\.isPreserved).reduce(UInt64(0)) { $0 | Self.mask($1) }

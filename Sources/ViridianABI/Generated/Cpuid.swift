@@ -8,30 +8,32 @@ import GuestABI
 /// Source: Hyper-V TLFS markdown feature-discovery.md and TLFS v6.0b section 2.4 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (HYPERV_CPUID_*, HV_MSR_*_AVAILABLE, HV_* privileges, HV_X64_* features and recommendations)
 @frozen
 public struct HVCPUIDLeaf: RawRepresentable, Hashable, Sendable {
+    /// The raw `HYPERV_CPUID` number as the guest or hypervisor passes it (UInt32); numbers `viridian.cpuid_leaf` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `viridian.cpuid_leaf`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVCPUIDLeaf {
-    /// `HYPERV_CPUID_VENDOR_AND_MAX_FUNCTIONS` = 1073741824
+    /// `HYPERV_CPUID_VENDOR_AND_MAX_FUNCTIONS` = 1073741824. Viridian `HYPERV_CPUID` constant 0x40000000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var vendorAndMaxFunctions: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000000) }
-    /// `HYPERV_CPUID_INTERFACE` = 1073741825
+    /// `HYPERV_CPUID_INTERFACE` = 1073741825. Viridian `HYPERV_CPUID` constant 0x40000001, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var interface: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000001) }
-    /// `HYPERV_CPUID_VERSION` = 1073741826
+    /// `HYPERV_CPUID_VERSION` = 1073741826. Viridian `HYPERV_CPUID` constant 0x40000002, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var version: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000002) }
-    /// `HYPERV_CPUID_FEATURES` = 1073741827
+    /// `HYPERV_CPUID_FEATURES` = 1073741827. Viridian `HYPERV_CPUID` constant 0x40000003, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var features: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000003) }
-    /// `HYPERV_CPUID_ENLIGHTMENT_INFO` = 1073741828
+    /// `HYPERV_CPUID_ENLIGHTMENT_INFO` = 1073741828. Viridian `HYPERV_CPUID` constant 0x40000004, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var enlightmentInfo: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000004) }
-    /// `HYPERV_CPUID_IMPLEMENT_LIMITS` = 1073741829
+    /// `HYPERV_CPUID_IMPLEMENT_LIMITS` = 1073741829. Viridian `HYPERV_CPUID` constant 0x40000005, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var implementLimits: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000005) }
-    /// `HYPERV_CPUID_HARDWARE_FEATURES` = 1073741830 [nolinux]
+    /// `HYPERV_CPUID_HARDWARE_FEATURES` = 1073741830 [nolinux]. Viridian `HYPERV_CPUID` constant 0x40000006, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var hardwareFeatures: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000006) }
-    /// `HYPERV_CPUID_CPU_MANAGEMENT_FEATURES` = 1073741831
+    /// `HYPERV_CPUID_CPU_MANAGEMENT_FEATURES` = 1073741831. Viridian `HYPERV_CPUID` constant 0x40000007, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var cpuManagementFeatures: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x40000007) }
-    /// `HYPERV_CPUID_NESTED_FEATURES` = 1073741834
+    /// `HYPERV_CPUID_NESTED_FEATURES` = 1073741834. Viridian `HYPERV_CPUID` constant 0x4000000A, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var nestedFeatures: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x4000000A) }
-    /// `HYPERV_CPUID_ISOLATION_CONFIG` = 1073741836
+    /// `HYPERV_CPUID_ISOLATION_CONFIG` = 1073741836. Viridian `HYPERV_CPUID` constant 0x4000000C, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var isolationConfig: HVCPUIDLeaf { HVCPUIDLeaf(rawValue: 0x4000000C) }
 
     /// The spec (C) name of this value, or nil for a number table `viridian.cpuid_leaf` does not list.
@@ -73,36 +75,38 @@ public enum HVCPUIDSignature {
 /// Source: Hyper-V TLFS markdown feature-discovery.md and TLFS v6.0b section 2.4 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (HYPERV_CPUID_*, HV_MSR_*_AVAILABLE, HV_* privileges, HV_X64_* features and recommendations)
 @frozen
 public struct HVPrivilegesLow: OptionSet, Hashable, Sendable {
+    /// The raw `HYPERV_CPUID_FEATURES.EAX` bits as the guest or hypervisor passes them (UInt32); bits `viridian.cpuid3_eax` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVPrivilegesLow {
-    /// `HV_MSR_VP_RUNTIME_AVAILABLE` = 1
+    /// `HV_MSR_VP_RUNTIME_AVAILABLE` = 1. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var vpRuntime: HVPrivilegesLow { HVPrivilegesLow(rawValue: 1) }
-    /// `HV_MSR_TIME_REF_COUNT_AVAILABLE` = 2
+    /// `HV_MSR_TIME_REF_COUNT_AVAILABLE` = 2. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var timeRefCount: HVPrivilegesLow { HVPrivilegesLow(rawValue: 2) }
-    /// `HV_MSR_SYNIC_AVAILABLE` = 4
+    /// `HV_MSR_SYNIC_AVAILABLE` = 4. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var synic: HVPrivilegesLow { HVPrivilegesLow(rawValue: 4) }
-    /// `HV_MSR_SYNTIMER_AVAILABLE` = 8
+    /// `HV_MSR_SYNTIMER_AVAILABLE` = 8. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var syntheticTimers: HVPrivilegesLow { HVPrivilegesLow(rawValue: 8) }
-    /// `HV_MSR_APIC_ACCESS_AVAILABLE` = 16
+    /// `HV_MSR_APIC_ACCESS_AVAILABLE` = 16. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x10, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var apicAccess: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x10) }
-    /// `HV_MSR_HYPERCALL_AVAILABLE` = 32
+    /// `HV_MSR_HYPERCALL_AVAILABLE` = 32. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x20, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var hypercall: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x20) }
-    /// `HV_MSR_VP_INDEX_AVAILABLE` = 64
+    /// `HV_MSR_VP_INDEX_AVAILABLE` = 64. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x40, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var vpIndex: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x40) }
-    /// `HV_MSR_RESET_AVAILABLE` = 128
+    /// `HV_MSR_RESET_AVAILABLE` = 128. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x80, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var reset: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x80) }
-    /// `HV_MSR_STAT_PAGES_AVAILABLE` = 256
+    /// `HV_MSR_STAT_PAGES_AVAILABLE` = 256. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x100, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var statPages: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x100) }
-    /// `HV_MSR_REFERENCE_TSC_AVAILABLE` = 512
+    /// `HV_MSR_REFERENCE_TSC_AVAILABLE` = 512. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x200, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var referenceTSC: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x200) }
-    /// `HV_MSR_GUEST_IDLE_AVAILABLE` = 1024
+    /// `HV_MSR_GUEST_IDLE_AVAILABLE` = 1024. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x400, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var guestIdle: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x400) }
-    /// `HV_ACCESS_FREQUENCY_MSRS` = 2048
+    /// `HV_ACCESS_FREQUENCY_MSRS` = 2048. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x800, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var frequencyMSRs: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x800) }
-    /// `HV_ACCESS_REENLIGHTENMENT` = 8192
+    /// `HV_ACCESS_REENLIGHTENMENT` = 8192. Viridian `HYPERV_CPUID_FEATURES.EAX` bit mask 0x2000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var reenlightenment: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x2000) }
     /// `HV_ACCESS_TSC_INVARIANT` = 32768. Linux only; TLFS reserved
     @inlinable public static var tscInvariant: HVPrivilegesLow { HVPrivilegesLow(rawValue: 0x8000) }
@@ -114,40 +118,42 @@ extension HVPrivilegesLow {
 /// Source: Hyper-V TLFS markdown feature-discovery.md and TLFS v6.0b section 2.4 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (HYPERV_CPUID_*, HV_MSR_*_AVAILABLE, HV_* privileges, HV_X64_* features and recommendations)
 @frozen
 public struct HVPrivilegesHigh: OptionSet, Hashable, Sendable {
+    /// The raw `HYPERV_CPUID_FEATURES.EBX` bits as the guest or hypervisor passes them (UInt32); bits `viridian.cpuid3_ebx` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVPrivilegesHigh {
-    /// `HV_CREATE_PARTITIONS` = 1
+    /// `HV_CREATE_PARTITIONS` = 1. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var createPartitions: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 1) }
-    /// `HV_ACCESS_PARTITION_ID` = 2
+    /// `HV_ACCESS_PARTITION_ID` = 2. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var accessPartitionID: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 2) }
-    /// `HV_ACCESS_MEMORY_POOL` = 4
+    /// `HV_ACCESS_MEMORY_POOL` = 4. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var accessMemoryPool: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 4) }
     /// `HV_ADJUST_MESSAGE_BUFFERS` = 8. Linux only; TLFS reserved
     @inlinable public static var adjustMessageBuffers: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 8) }
-    /// `HV_POST_MESSAGES` = 16
+    /// `HV_POST_MESSAGES` = 16. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x10, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var postMessages: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x10) }
-    /// `HV_SIGNAL_EVENTS` = 32
+    /// `HV_SIGNAL_EVENTS` = 32. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x20, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var signalEvents: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x20) }
-    /// `HV_CREATE_PORT` = 64
+    /// `HV_CREATE_PORT` = 64. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x40, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var createPort: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x40) }
-    /// `HV_CONNECT_PORT` = 128
+    /// `HV_CONNECT_PORT` = 128. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x80, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var connectPort: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x80) }
-    /// `HV_ACCESS_STATS` = 256
+    /// `HV_ACCESS_STATS` = 256. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x100, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var accessStats: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x100) }
-    /// `HV_DEBUGGING` = 2048
+    /// `HV_DEBUGGING` = 2048. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x800, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var debugging: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x800) }
-    /// `HV_CPU_MANAGEMENT` = 4096
+    /// `HV_CPU_MANAGEMENT` = 4096. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x1000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var cpuManagement: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x1000) }
-    /// `HV_ACCESS_VSM` = 65536 [nolinux]
+    /// `HV_ACCESS_VSM` = 65536 [nolinux]. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x10000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var accessVSM: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x10000) }
-    /// `HV_ACCESS_VP_REGISTERS` = 131072 [nolinux]
+    /// `HV_ACCESS_VP_REGISTERS` = 131072 [nolinux]. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x20000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var accessVPRegisters: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x20000) }
-    /// `HV_ENABLE_EXTENDED_HYPERCALLS` = 1048576
+    /// `HV_ENABLE_EXTENDED_HYPERCALLS` = 1048576. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x100000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var enableExtendedHypercalls: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x100000) }
-    /// `HV_START_VIRTUAL_PROCESSOR` = 2097152 [nolinux]
+    /// `HV_START_VIRTUAL_PROCESSOR` = 2097152 [nolinux]. Viridian `HYPERV_CPUID_FEATURES.EBX` bit mask 0x200000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var startVirtualProcessor: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x200000) }
     /// `HV_ISOLATION` = 4194304. Linux only; TLFS reserved
     @inlinable public static var isolation: HVPrivilegesHigh { HVPrivilegesHigh(rawValue: 0x400000) }
@@ -159,38 +165,40 @@ extension HVPrivilegesHigh {
 /// Source: Hyper-V TLFS markdown feature-discovery.md and TLFS v6.0b section 2.4 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (HYPERV_CPUID_*, HV_MSR_*_AVAILABLE, HV_* privileges, HV_X64_* features and recommendations)
 @frozen
 public struct HVFeatures: OptionSet, Hashable, Sendable {
+    /// The raw `HYPERV_CPUID_FEATURES.EDX` bits as the guest or hypervisor passes them (UInt32); bits `viridian.cpuid3_edx` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVFeatures {
     /// `HV_X64_MWAIT_AVAILABLE` = 1. deprecated
     @inlinable public static var mwait: HVFeatures { HVFeatures(rawValue: 1) }
-    /// `HV_X64_GUEST_DEBUGGING_AVAILABLE` = 2
+    /// `HV_X64_GUEST_DEBUGGING_AVAILABLE` = 2. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var guestDebugging: HVFeatures { HVFeatures(rawValue: 2) }
-    /// `HV_X64_PERF_MONITOR_AVAILABLE` = 4
+    /// `HV_X64_PERF_MONITOR_AVAILABLE` = 4. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var perfMonitor: HVFeatures { HVFeatures(rawValue: 4) }
-    /// `HV_X64_CPU_DYNAMIC_PARTITIONING_AVAILABLE` = 8
+    /// `HV_X64_CPU_DYNAMIC_PARTITIONING_AVAILABLE` = 8. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var cpuDynamicPartitioning: HVFeatures { HVFeatures(rawValue: 8) }
-    /// `HV_X64_HYPERCALL_XMM_INPUT_AVAILABLE` = 16
+    /// `HV_X64_HYPERCALL_XMM_INPUT_AVAILABLE` = 16. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x10, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var hypercallXMMInput: HVFeatures { HVFeatures(rawValue: 0x10) }
-    /// `HV_X64_GUEST_IDLE_STATE_AVAILABLE` = 32
+    /// `HV_X64_GUEST_IDLE_STATE_AVAILABLE` = 32. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x20, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var guestIdleState: HVFeatures { HVFeatures(rawValue: 0x20) }
-    /// `HV_FEATURE_FREQUENCY_MSRS_AVAILABLE` = 256 [ref]
+    /// `HV_FEATURE_FREQUENCY_MSRS_AVAILABLE` = 256 [ref]. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x100, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var frequencyMSRs: HVFeatures { HVFeatures(rawValue: 0x100) }
-    /// `HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE` = 1024
+    /// `HV_FEATURE_GUEST_CRASH_MSR_AVAILABLE` = 1024. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x400, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var guestCrashMSRs: HVFeatures { HVFeatures(rawValue: 0x400) }
-    /// `HV_FEATURE_DEBUG_MSRS_AVAILABLE` = 2048
+    /// `HV_FEATURE_DEBUG_MSRS_AVAILABLE` = 2048. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x800, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var debugMSRs: HVFeatures { HVFeatures(rawValue: 0x800) }
-    /// `HV_FEATURE_EXT_GVA_RANGES_FLUSH` = 16384
+    /// `HV_FEATURE_EXT_GVA_RANGES_FLUSH` = 16384. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x4000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var extendedGVARangesFlush: HVFeatures { HVFeatures(rawValue: 0x4000) }
-    /// `HV_X64_HYPERCALL_XMM_OUTPUT_AVAILABLE` = 32768
+    /// `HV_X64_HYPERCALL_XMM_OUTPUT_AVAILABLE` = 32768. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x8000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var hypercallXMMOutput: HVFeatures { HVFeatures(rawValue: 0x8000) }
-    /// `HV_X64_SINT_POLLING_AVAILABLE` = 131072 [nolinux, ref]
+    /// `HV_X64_SINT_POLLING_AVAILABLE` = 131072 [nolinux, ref]. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x20000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var sintPolling: HVFeatures { HVFeatures(rawValue: 0x20000) }
-    /// `HV_X64_HYPERCALL_MSR_LOCK_AVAILABLE` = 262144 [nolinux]
+    /// `HV_X64_HYPERCALL_MSR_LOCK_AVAILABLE` = 262144 [nolinux]. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x40000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var hypercallMSRLock: HVFeatures { HVFeatures(rawValue: 0x40000) }
-    /// `HV_STIMER_DIRECT_MODE_AVAILABLE` = 524288 [ref]
+    /// `HV_STIMER_DIRECT_MODE_AVAILABLE` = 524288 [ref]. Viridian `HYPERV_CPUID_FEATURES.EDX` bit mask 0x80000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var stimerDirectMode: HVFeatures { HVFeatures(rawValue: 0x80000) }
 }
 
@@ -200,34 +208,36 @@ extension HVFeatures {
 /// Source: Hyper-V TLFS markdown feature-discovery.md and TLFS v6.0b section 2.4 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (HYPERV_CPUID_*, HV_MSR_*_AVAILABLE, HV_* privileges, HV_X64_* features and recommendations)
 @frozen
 public struct HVRecommendations: OptionSet, Hashable, Sendable {
+    /// The raw `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bits as the guest or hypervisor passes them (UInt32); bits `viridian.cpuid4_eax` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVRecommendations {
-    /// `HV_X64_AS_SWITCH_RECOMMENDED` = 1
+    /// `HV_X64_AS_SWITCH_RECOMMENDED` = 1. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var addressSpaceSwitch: HVRecommendations { HVRecommendations(rawValue: 1) }
-    /// `HV_X64_LOCAL_TLB_FLUSH_RECOMMENDED` = 2
+    /// `HV_X64_LOCAL_TLB_FLUSH_RECOMMENDED` = 2. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var localTLBFlush: HVRecommendations { HVRecommendations(rawValue: 2) }
-    /// `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED` = 4
+    /// `HV_X64_REMOTE_TLB_FLUSH_RECOMMENDED` = 4. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var remoteTLBFlush: HVRecommendations { HVRecommendations(rawValue: 4) }
-    /// `HV_X64_APIC_ACCESS_RECOMMENDED` = 8
+    /// `HV_X64_APIC_ACCESS_RECOMMENDED` = 8. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var apicAccess: HVRecommendations { HVRecommendations(rawValue: 8) }
-    /// `HV_X64_SYSTEM_RESET_RECOMMENDED` = 16
+    /// `HV_X64_SYSTEM_RESET_RECOMMENDED` = 16. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x10, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var systemReset: HVRecommendations { HVRecommendations(rawValue: 0x10) }
-    /// `HV_X64_RELAXED_TIMING_RECOMMENDED` = 32
+    /// `HV_X64_RELAXED_TIMING_RECOMMENDED` = 32. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x20, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var relaxedTiming: HVRecommendations { HVRecommendations(rawValue: 0x20) }
-    /// `HV_DEPRECATING_AEOI_RECOMMENDED` = 512
+    /// `HV_DEPRECATING_AEOI_RECOMMENDED` = 512. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x200, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var deprecateAutoEOI: HVRecommendations { HVRecommendations(rawValue: 0x200) }
-    /// `HV_X64_CLUSTER_IPI_RECOMMENDED` = 1024
+    /// `HV_X64_CLUSTER_IPI_RECOMMENDED` = 1024. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x400, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var clusterIPI: HVRecommendations { HVRecommendations(rawValue: 0x400) }
-    /// `HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED` = 2048
+    /// `HV_X64_EX_PROCESSOR_MASKS_RECOMMENDED` = 2048. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x800, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var exProcessorMasks: HVRecommendations { HVRecommendations(rawValue: 0x800) }
-    /// `HV_X64_HYPERV_NESTED` = 4096
+    /// `HV_X64_HYPERV_NESTED` = 4096. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x1000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var nested: HVRecommendations { HVRecommendations(rawValue: 0x1000) }
-    /// `HV_X64_ENLIGHTENED_VMCS_RECOMMENDED` = 16384
+    /// `HV_X64_ENLIGHTENED_VMCS_RECOMMENDED` = 16384. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x4000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var enlightenedVMCS: HVRecommendations { HVRecommendations(rawValue: 0x4000) }
-    /// `HV_X64_NO_NONARCH_CORESHARING` = 262144
+    /// `HV_X64_NO_NONARCH_CORESHARING` = 262144. Viridian `HYPERV_CPUID_ENLIGHTMENT_INFO.EAX` bit mask 0x40000, from `Specs/viridian/cpuid.tbl`.
     @inlinable public static var noNonArchitecturalCoreSharing: HVRecommendations { HVRecommendations(rawValue: 0x40000) }
     /// `HV_X64_USE_MMIO_HYPERCALLS` = 2097152. Linux only
     @inlinable public static var mmioHypercalls: HVRecommendations { HVRecommendations(rawValue: 0x200000) }

@@ -8,202 +8,204 @@ import GuestABI
 /// Source: Hyper-V TLFS v6.0b (February 2020) Appendix A, MicrosoftDocs/Virtualization-Documentation tlfs/; TLFS markdown hypercalls/*.md (MicrosoftDocs/Virtualization-Documentation virtualization/hyper-v-on-windows/tlfs, 2025-12); Linux names from torvalds/linux include/hyperv/hvgdk_mini.h and include/hyperv/hvgdk_ext.h
 @frozen
 public struct HVCallCode: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVCALL` number as the guest or hypervisor passes it (UInt16); numbers `viridian.hypercall` does not list are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, without checking it against `viridian.hypercall`.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 
 extension HVCallCode {
-    /// `HVCALL_SWITCH_VIRTUAL_ADDRESS_SPACE` = 1 [simple, fast, nolinux]
+    /// `HVCALL_SWITCH_VIRTUAL_ADDRESS_SPACE` = 1 [simple, fast, nolinux]. Viridian hypercall call code, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var switchVirtualAddressSpace: HVCallCode { HVCallCode(rawValue: 1) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE` = 2 [simple, ref]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE` = 2 [simple, ref]. Viridian hypercall call code, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushVirtualAddressSpace: HVCallCode { HVCallCode(rawValue: 2) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST` = 3 [rep, ref]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST` = 3 [rep, ref]. Viridian hypercall call code, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushVirtualAddressList: HVCallCode { HVCallCode(rawValue: 3) }
-    /// `HVCALL_GET_LOGICAL_PROCESSOR_RUN_TIME` = 4 [simple, nolinux]
+    /// `HVCALL_GET_LOGICAL_PROCESSOR_RUN_TIME` = 4 [simple, nolinux]. Viridian hypercall call code, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getLogicalProcessorRunTime: HVCallCode { HVCallCode(rawValue: 4) }
-    /// `HVCALL_NOTIFY_LONG_SPIN_WAIT` = 8 [simple, fast, ref]
+    /// `HVCALL_NOTIFY_LONG_SPIN_WAIT` = 8 [simple, fast, ref]. Viridian hypercall call code, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var notifyLongSpinWait: HVCallCode { HVCallCode(rawValue: 8) }
     /// `HVCALL_PARKED_VIRTUAL_PROCESSORS` = 9 [simple, nolinux]. appendix prints "0x00090"
     @inlinable public static var parkedVirtualProcessors: HVCallCode { HVCallCode(rawValue: 9) }
     /// `HVCALL_SEND_IPI` = 11 [simple, fast, ref]. HvCallSendSyntheticClusterIpi; no fast tick in the appendix, but Linux issues it fast (hv_do_fast_hypercall16) and Xen accepts it
     @inlinable public static var sendIpi: HVCallCode { HVCallCode(rawValue: 0xB) }
-    /// `HVCALL_MODIFY_VTL_PROTECTION_MASK` = 12 [rep, nolinux]
+    /// `HVCALL_MODIFY_VTL_PROTECTION_MASK` = 12 [rep, nolinux]. Viridian hypercall call code 0xC, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var modifyVtlProtectionMask: HVCallCode { HVCallCode(rawValue: 0xC) }
-    /// `HVCALL_ENABLE_PARTITION_VTL` = 13 [simple, nolinux]
+    /// `HVCALL_ENABLE_PARTITION_VTL` = 13 [simple, nolinux]. Viridian hypercall call code 0xD, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var enablePartitionVtl: HVCallCode { HVCallCode(rawValue: 0xD) }
-    /// `HVCALL_DISABLE_PARTITION_VTL` = 14 [simple, nolinux]
+    /// `HVCALL_DISABLE_PARTITION_VTL` = 14 [simple, nolinux]. Viridian hypercall call code 0xE, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var disablePartitionVtl: HVCallCode { HVCallCode(rawValue: 0xE) }
-    /// `HVCALL_ENABLE_VP_VTL` = 15 [simple]
+    /// `HVCALL_ENABLE_VP_VTL` = 15 [simple]. Viridian hypercall call code 0xF, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var enableVpVtl: HVCallCode { HVCallCode(rawValue: 0xF) }
-    /// `HVCALL_DISABLE_VP_VTL` = 16 [simple, nolinux]
+    /// `HVCALL_DISABLE_VP_VTL` = 16 [simple, nolinux]. Viridian hypercall call code 0x10, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var disableVpVtl: HVCallCode { HVCallCode(rawValue: 0x10) }
-    /// `HVCALL_VTL_CALL` = 17 [simple, nolinux]
+    /// `HVCALL_VTL_CALL` = 17 [simple, nolinux]. Viridian hypercall call code 0x11, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var vtlCall: HVCallCode { HVCallCode(rawValue: 0x11) }
-    /// `HVCALL_VTL_RETURN` = 18 [simple, nolinux]
+    /// `HVCALL_VTL_RETURN` = 18 [simple, nolinux]. Viridian hypercall call code 0x12, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var vtlReturn: HVCallCode { HVCallCode(rawValue: 0x12) }
-    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX` = 19 [simple, ref]
+    /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_SPACE_EX` = 19 [simple, ref]. Viridian hypercall call code 0x13, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushVirtualAddressSpaceEx: HVCallCode { HVCallCode(rawValue: 0x13) }
     /// `HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX` = 20 [rep, ref]. markdown page says Rep; the appendix lacks the tick
     @inlinable public static var flushVirtualAddressListEx: HVCallCode { HVCallCode(rawValue: 0x14) }
     /// `HVCALL_SEND_IPI_EX` = 21 [simple, ref]. HvCallSendSyntheticClusterIpiEx
     @inlinable public static var sendIpiEx: HVCallCode { HVCallCode(rawValue: 0x15) }
-    /// `HVCALL_CREATE_PARTITION` = 64 [simple]
+    /// `HVCALL_CREATE_PARTITION` = 64 [simple]. Viridian hypercall call code 0x40, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var createPartition: HVCallCode { HVCallCode(rawValue: 0x40) }
-    /// `HVCALL_INITIALIZE_PARTITION` = 65 [simple, fast]
+    /// `HVCALL_INITIALIZE_PARTITION` = 65 [simple, fast]. Viridian hypercall call code 0x41, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var initializePartition: HVCallCode { HVCallCode(rawValue: 0x41) }
-    /// `HVCALL_FINALIZE_PARTITION` = 66 [simple, fast]
+    /// `HVCALL_FINALIZE_PARTITION` = 66 [simple, fast]. Viridian hypercall call code 0x42, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var finalizePartition: HVCallCode { HVCallCode(rawValue: 0x42) }
-    /// `HVCALL_DELETE_PARTITION` = 67 [simple, fast]
+    /// `HVCALL_DELETE_PARTITION` = 67 [simple, fast]. Viridian hypercall call code 0x43, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var deletePartition: HVCallCode { HVCallCode(rawValue: 0x43) }
-    /// `HVCALL_GET_PARTITION_PROPERTY` = 68 [simple]
+    /// `HVCALL_GET_PARTITION_PROPERTY` = 68 [simple]. Viridian hypercall call code 0x44, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getPartitionProperty: HVCallCode { HVCallCode(rawValue: 0x44) }
-    /// `HVCALL_SET_PARTITION_PROPERTY` = 69 [simple]
+    /// `HVCALL_SET_PARTITION_PROPERTY` = 69 [simple]. Viridian hypercall call code 0x45, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setPartitionProperty: HVCallCode { HVCallCode(rawValue: 0x45) }
-    /// `HVCALL_GET_PARTITION_ID` = 70 [simple, ref]
+    /// `HVCALL_GET_PARTITION_ID` = 70 [simple, ref]. Viridian hypercall call code 0x46, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getPartitionId: HVCallCode { HVCallCode(rawValue: 0x46) }
-    /// `HVCALL_GET_NEXT_CHILD_PARTITION` = 71 [simple, nolinux]
+    /// `HVCALL_GET_NEXT_CHILD_PARTITION` = 71 [simple, nolinux]. Viridian hypercall call code 0x47, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getNextChildPartition: HVCallCode { HVCallCode(rawValue: 0x47) }
-    /// `HVCALL_DEPOSIT_MEMORY` = 72 [rep]
+    /// `HVCALL_DEPOSIT_MEMORY` = 72 [rep]. Viridian hypercall call code 0x48, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var depositMemory: HVCallCode { HVCallCode(rawValue: 0x48) }
-    /// `HVCALL_WITHDRAW_MEMORY` = 73 [rep]
+    /// `HVCALL_WITHDRAW_MEMORY` = 73 [rep]. Viridian hypercall call code 0x49, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var withdrawMemory: HVCallCode { HVCallCode(rawValue: 0x49) }
-    /// `HVCALL_GET_MEMORY_BALANCE` = 74 [simple, nolinux]
+    /// `HVCALL_GET_MEMORY_BALANCE` = 74 [simple, nolinux]. Viridian hypercall call code 0x4A, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getMemoryBalance: HVCallCode { HVCallCode(rawValue: 0x4A) }
-    /// `HVCALL_MAP_GPA_PAGES` = 75 [rep, ref]
+    /// `HVCALL_MAP_GPA_PAGES` = 75 [rep, ref]. Viridian hypercall call code 0x4B, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapGpaPages: HVCallCode { HVCallCode(rawValue: 0x4B) }
-    /// `HVCALL_UNMAP_GPA_PAGES` = 76 [rep, ref]
+    /// `HVCALL_UNMAP_GPA_PAGES` = 76 [rep, ref]. Viridian hypercall call code 0x4C, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unmapGpaPages: HVCallCode { HVCallCode(rawValue: 0x4C) }
-    /// `HVCALL_INSTALL_INTERCEPT` = 77 [simple]
+    /// `HVCALL_INSTALL_INTERCEPT` = 77 [simple]. Viridian hypercall call code 0x4D, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var installIntercept: HVCallCode { HVCallCode(rawValue: 0x4D) }
-    /// `HVCALL_CREATE_VP` = 78 [simple]
+    /// `HVCALL_CREATE_VP` = 78 [simple]. Viridian hypercall call code 0x4E, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var createVp: HVCallCode { HVCallCode(rawValue: 0x4E) }
-    /// `HVCALL_DELETE_VP` = 79 [simple, fast]
+    /// `HVCALL_DELETE_VP` = 79 [simple, fast]. Viridian hypercall call code 0x4F, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var deleteVp: HVCallCode { HVCallCode(rawValue: 0x4F) }
-    /// `HVCALL_GET_VP_REGISTERS` = 80 [rep]
+    /// `HVCALL_GET_VP_REGISTERS` = 80 [rep]. Viridian hypercall call code 0x50, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getVpRegisters: HVCallCode { HVCallCode(rawValue: 0x50) }
-    /// `HVCALL_SET_VP_REGISTERS` = 81 [rep]
+    /// `HVCALL_SET_VP_REGISTERS` = 81 [rep]. Viridian hypercall call code 0x51, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setVpRegisters: HVCallCode { HVCallCode(rawValue: 0x51) }
-    /// `HVCALL_TRANSLATE_VIRTUAL_ADDRESS` = 82 [simple]
+    /// `HVCALL_TRANSLATE_VIRTUAL_ADDRESS` = 82 [simple]. Viridian hypercall call code 0x52, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var translateVirtualAddress: HVCallCode { HVCallCode(rawValue: 0x52) }
-    /// `HVCALL_READ_GPA` = 83 [simple, nolinux]
+    /// `HVCALL_READ_GPA` = 83 [simple, nolinux]. Viridian hypercall call code 0x53, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var readGpa: HVCallCode { HVCallCode(rawValue: 0x53) }
-    /// `HVCALL_WRITE_GPA` = 84 [simple, nolinux]
+    /// `HVCALL_WRITE_GPA` = 84 [simple, nolinux]. Viridian hypercall call code 0x54, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var writeGpa: HVCallCode { HVCallCode(rawValue: 0x54) }
-    /// `HVCALL_CLEAR_VIRTUAL_INTERRUPT` = 86 [simple, fast]
+    /// `HVCALL_CLEAR_VIRTUAL_INTERRUPT` = 86 [simple, fast]. Viridian hypercall call code 0x56, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var clearVirtualInterrupt: HVCallCode { HVCallCode(rawValue: 0x56) }
-    /// `HVCALL_DELETE_PORT` = 88 [simple, fast]
+    /// `HVCALL_DELETE_PORT` = 88 [simple, fast]. Viridian hypercall call code 0x58, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var deletePort: HVCallCode { HVCallCode(rawValue: 0x58) }
     /// `HVCALL_CONNECT_PORT_LEGACY` = 89 [simple, nolinux]. appendix "HvConnectPort"; current port calls are 0x0095/0x0096
     @inlinable public static var connectPortLegacy: HVCallCode { HVCallCode(rawValue: 0x59) }
-    /// `HVCALL_GET_PORT_PROPERTY` = 90 [simple, nolinux]
+    /// `HVCALL_GET_PORT_PROPERTY` = 90 [simple, nolinux]. Viridian hypercall call code 0x5A, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getPortProperty: HVCallCode { HVCallCode(rawValue: 0x5A) }
-    /// `HVCALL_DISCONNECT_PORT` = 91 [simple, fast]
+    /// `HVCALL_DISCONNECT_PORT` = 91 [simple, fast]. Viridian hypercall call code 0x5B, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var disconnectPort: HVCallCode { HVCallCode(rawValue: 0x5B) }
-    /// `HVCALL_POST_MESSAGE` = 92 [simple, ref]
+    /// `HVCALL_POST_MESSAGE` = 92 [simple, ref]. Viridian hypercall call code 0x5C, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var postMessage: HVCallCode { HVCallCode(rawValue: 0x5C) }
-    /// `HVCALL_SIGNAL_EVENT` = 93 [simple, fast, ref]
+    /// `HVCALL_SIGNAL_EVENT` = 93 [simple, fast, ref]. Viridian hypercall call code 0x5D, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var signalEvent: HVCallCode { HVCallCode(rawValue: 0x5D) }
-    /// `HVCALL_SAVE_PARTITION_STATE` = 94 [simple, nolinux]
+    /// `HVCALL_SAVE_PARTITION_STATE` = 94 [simple, nolinux]. Viridian hypercall call code 0x5E, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var savePartitionState: HVCallCode { HVCallCode(rawValue: 0x5E) }
-    /// `HVCALL_RESTORE_PARTITION_STATE` = 95 [simple, nolinux]
+    /// `HVCALL_RESTORE_PARTITION_STATE` = 95 [simple, nolinux]. Viridian hypercall call code 0x5F, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var restorePartitionState: HVCallCode { HVCallCode(rawValue: 0x5F) }
-    /// `HVCALL_INITIALIZE_EVENT_LOG_BUFFER_GROUP` = 96 [simple, nolinux]
+    /// `HVCALL_INITIALIZE_EVENT_LOG_BUFFER_GROUP` = 96 [simple, nolinux]. Viridian hypercall call code 0x60, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var initializeEventLogBufferGroup: HVCallCode { HVCallCode(rawValue: 0x60) }
-    /// `HVCALL_FINALIZE_EVENT_LOG_BUFFER_GROUP` = 97 [simple, fast, nolinux]
+    /// `HVCALL_FINALIZE_EVENT_LOG_BUFFER_GROUP` = 97 [simple, fast, nolinux]. Viridian hypercall call code 0x61, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var finalizeEventLogBufferGroup: HVCallCode { HVCallCode(rawValue: 0x61) }
-    /// `HVCALL_CREATE_EVENT_LOG_BUFFER` = 98 [simple, fast, nolinux]
+    /// `HVCALL_CREATE_EVENT_LOG_BUFFER` = 98 [simple, fast, nolinux]. Viridian hypercall call code 0x62, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var createEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x62) }
-    /// `HVCALL_DELETE_EVENT_LOG_BUFFER` = 99 [simple, fast, nolinux]
+    /// `HVCALL_DELETE_EVENT_LOG_BUFFER` = 99 [simple, fast, nolinux]. Viridian hypercall call code 0x63, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var deleteEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x63) }
-    /// `HVCALL_MAP_EVENT_LOG_BUFFER` = 100 [simple, nolinux]
+    /// `HVCALL_MAP_EVENT_LOG_BUFFER` = 100 [simple, nolinux]. Viridian hypercall call code 0x64, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x64) }
-    /// `HVCALL_UNMAP_EVENT_LOG_BUFFER` = 101 [simple, fast, nolinux]
+    /// `HVCALL_UNMAP_EVENT_LOG_BUFFER` = 101 [simple, fast, nolinux]. Viridian hypercall call code 0x65, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unmapEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x65) }
-    /// `HVCALL_SET_EVENT_LOG_GROUP_SOURCES` = 102 [simple, fast, nolinux]
+    /// `HVCALL_SET_EVENT_LOG_GROUP_SOURCES` = 102 [simple, fast, nolinux]. Viridian hypercall call code 0x66, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setEventLogGroupSources: HVCallCode { HVCallCode(rawValue: 0x66) }
-    /// `HVCALL_RELEASE_EVENT_LOG_BUFFER` = 103 [simple, fast, nolinux]
+    /// `HVCALL_RELEASE_EVENT_LOG_BUFFER` = 103 [simple, fast, nolinux]. Viridian hypercall call code 0x67, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var releaseEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x67) }
-    /// `HVCALL_FLUSH_EVENT_LOG_BUFFER` = 104 [simple, fast, nolinux]
+    /// `HVCALL_FLUSH_EVENT_LOG_BUFFER` = 104 [simple, fast, nolinux]. Viridian hypercall call code 0x68, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushEventLogBuffer: HVCallCode { HVCallCode(rawValue: 0x68) }
-    /// `HVCALL_POST_DEBUG_DATA` = 105 [simple]
+    /// `HVCALL_POST_DEBUG_DATA` = 105 [simple]. Viridian hypercall call code 0x69, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var postDebugData: HVCallCode { HVCallCode(rawValue: 0x69) }
-    /// `HVCALL_RETRIEVE_DEBUG_DATA` = 106 [simple]
+    /// `HVCALL_RETRIEVE_DEBUG_DATA` = 106 [simple]. Viridian hypercall call code 0x6A, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var retrieveDebugData: HVCallCode { HVCallCode(rawValue: 0x6A) }
-    /// `HVCALL_RESET_DEBUG_SESSION` = 107 [simple, fast]
+    /// `HVCALL_RESET_DEBUG_SESSION` = 107 [simple, fast]. Viridian hypercall call code 0x6B, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var resetDebugSession: HVCallCode { HVCallCode(rawValue: 0x6B) }
-    /// `HVCALL_MAP_STATS_PAGE` = 108 [simple]
+    /// `HVCALL_MAP_STATS_PAGE` = 108 [simple]. Viridian hypercall call code 0x6C, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapStatsPage: HVCallCode { HVCallCode(rawValue: 0x6C) }
-    /// `HVCALL_UNMAP_STATS_PAGE` = 109 [simple]
+    /// `HVCALL_UNMAP_STATS_PAGE` = 109 [simple]. Viridian hypercall call code 0x6D, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unmapStatsPage: HVCallCode { HVCallCode(rawValue: 0x6D) }
-    /// `HVCALL_MAP_SPARSE_GPA_PAGES` = 110 [rep, nolinux]
+    /// `HVCALL_MAP_SPARSE_GPA_PAGES` = 110 [rep, nolinux]. Viridian hypercall call code 0x6E, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapSparseGpaPages: HVCallCode { HVCallCode(rawValue: 0x6E) }
-    /// `HVCALL_SET_SYSTEM_PROPERTY` = 111 [simple, nolinux]
+    /// `HVCALL_SET_SYSTEM_PROPERTY` = 111 [simple, nolinux]. Viridian hypercall call code 0x6F, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setSystemProperty: HVCallCode { HVCallCode(rawValue: 0x6F) }
-    /// `HVCALL_SET_PORT_PROPERTY` = 112 [simple, nolinux]
+    /// `HVCALL_SET_PORT_PROPERTY` = 112 [simple, nolinux]. Viridian hypercall call code 0x70, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setPortProperty: HVCallCode { HVCallCode(rawValue: 0x70) }
-    /// `HVCALL_ADD_LOGICAL_PROCESSOR` = 118 [simple]
+    /// `HVCALL_ADD_LOGICAL_PROCESSOR` = 118 [simple]. Viridian hypercall call code 0x76, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var addLogicalProcessor: HVCallCode { HVCallCode(rawValue: 0x76) }
-    /// `HVCALL_REMOVE_LOGICAL_PROCESSOR` = 119 [simple, nolinux]
+    /// `HVCALL_REMOVE_LOGICAL_PROCESSOR` = 119 [simple, nolinux]. Viridian hypercall call code 0x77, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var removeLogicalProcessor: HVCallCode { HVCallCode(rawValue: 0x77) }
-    /// `HVCALL_QUERY_NUMA_DISTANCE` = 120 [simple, nolinux]
+    /// `HVCALL_QUERY_NUMA_DISTANCE` = 120 [simple, nolinux]. Viridian hypercall call code 0x78, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var queryNumaDistance: HVCallCode { HVCallCode(rawValue: 0x78) }
-    /// `HVCALL_SET_LOGICAL_PROCESSOR_PROPERTY` = 121 [simple, nolinux]
+    /// `HVCALL_SET_LOGICAL_PROCESSOR_PROPERTY` = 121 [simple, nolinux]. Viridian hypercall call code 0x79, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setLogicalProcessorProperty: HVCallCode { HVCallCode(rawValue: 0x79) }
-    /// `HVCALL_GET_LOGICAL_PROCESSOR_PROPERTY` = 122 [simple, nolinux]
+    /// `HVCALL_GET_LOGICAL_PROCESSOR_PROPERTY` = 122 [simple, nolinux]. Viridian hypercall call code 0x7A, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getLogicalProcessorProperty: HVCallCode { HVCallCode(rawValue: 0x7A) }
-    /// `HVCALL_GET_SYSTEM_PROPERTY` = 123 [simple]
+    /// `HVCALL_GET_SYSTEM_PROPERTY` = 123 [simple]. Viridian hypercall call code 0x7B, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getSystemProperty: HVCallCode { HVCallCode(rawValue: 0x7B) }
-    /// `HVCALL_MAP_DEVICE_INTERRUPT` = 124 [simple]
+    /// `HVCALL_MAP_DEVICE_INTERRUPT` = 124 [simple]. Viridian hypercall call code 0x7C, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapDeviceInterrupt: HVCallCode { HVCallCode(rawValue: 0x7C) }
-    /// `HVCALL_UNMAP_DEVICE_INTERRUPT` = 125 [simple]
+    /// `HVCALL_UNMAP_DEVICE_INTERRUPT` = 125 [simple]. Viridian hypercall call code 0x7D, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unmapDeviceInterrupt: HVCallCode { HVCallCode(rawValue: 0x7D) }
     /// `HVCALL_RETARGET_INTERRUPT` = 126 [simple]. HvCallRetargetDeviceInterrupt
     @inlinable public static var retargetInterrupt: HVCallCode { HVCallCode(rawValue: 0x7E) }
-    /// `HVCALL_MAP_DEVICE_PAGES` = 128 [simple, nolinux]
+    /// `HVCALL_MAP_DEVICE_PAGES` = 128 [simple, nolinux]. Viridian hypercall call code 0x80, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var mapDevicePages: HVCallCode { HVCallCode(rawValue: 0x80) }
-    /// `HVCALL_UNMAP_DEVICE_PAGES` = 129 [simple, nolinux]
+    /// `HVCALL_UNMAP_DEVICE_PAGES` = 129 [simple, nolinux]. Viridian hypercall call code 0x81, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unmapDevicePages: HVCallCode { HVCallCode(rawValue: 0x81) }
-    /// `HVCALL_ATTACH_DEVICE` = 130 [simple, nolinux]
+    /// `HVCALL_ATTACH_DEVICE` = 130 [simple, nolinux]. Viridian hypercall call code 0x82, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var attachDevice: HVCallCode { HVCallCode(rawValue: 0x82) }
-    /// `HVCALL_DETACH_DEVICE` = 131 [simple, nolinux]
+    /// `HVCALL_DETACH_DEVICE` = 131 [simple, nolinux]. Viridian hypercall call code 0x83, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var detachDevice: HVCallCode { HVCallCode(rawValue: 0x83) }
-    /// `HVCALL_NOTIFY_STANDBY_TRANSITION` = 132 [simple, nolinux]
+    /// `HVCALL_NOTIFY_STANDBY_TRANSITION` = 132 [simple, nolinux]. Viridian hypercall call code 0x84, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var notifyStandbyTransition: HVCallCode { HVCallCode(rawValue: 0x84) }
-    /// `HVCALL_PREPARE_FOR_SLEEP` = 133 [simple, nolinux]
+    /// `HVCALL_PREPARE_FOR_SLEEP` = 133 [simple, nolinux]. Viridian hypercall call code 0x85, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var prepareForSleep: HVCallCode { HVCallCode(rawValue: 0x85) }
-    /// `HVCALL_PREPARE_FOR_HIBERNATE` = 134 [simple, nolinux]
+    /// `HVCALL_PREPARE_FOR_HIBERNATE` = 134 [simple, nolinux]. Viridian hypercall call code 0x86, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var prepareForHibernate: HVCallCode { HVCallCode(rawValue: 0x86) }
-    /// `HVCALL_NOTIFY_PARTITION_EVENT` = 135 [simple, nolinux]
+    /// `HVCALL_NOTIFY_PARTITION_EVENT` = 135 [simple, nolinux]. Viridian hypercall call code 0x87, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var notifyPartitionEvent: HVCallCode { HVCallCode(rawValue: 0x87) }
-    /// `HVCALL_GET_LOGICAL_PROCESSOR_REGISTERS` = 136 [simple, nolinux]
+    /// `HVCALL_GET_LOGICAL_PROCESSOR_REGISTERS` = 136 [simple, nolinux]. Viridian hypercall call code 0x88, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getLogicalProcessorRegisters: HVCallCode { HVCallCode(rawValue: 0x88) }
-    /// `HVCALL_SET_LOGICAL_PROCESSOR_REGISTERS` = 137 [simple, nolinux]
+    /// `HVCALL_SET_LOGICAL_PROCESSOR_REGISTERS` = 137 [simple, nolinux]. Viridian hypercall call code 0x89, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var setLogicalProcessorRegisters: HVCallCode { HVCallCode(rawValue: 0x89) }
-    /// `HVCALL_QUERY_ASSOCIATED_LPS_FOR_MCA` = 138 [simple, nolinux]
+    /// `HVCALL_QUERY_ASSOCIATED_LPS_FOR_MCA` = 138 [simple, nolinux]. Viridian hypercall call code 0x8A, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var queryAssociatedLpsForMca: HVCallCode { HVCallCode(rawValue: 0x8A) }
     /// `HVCALL_NOTIFY_PORT_RING_EMPTY` = 139 [simple]. HvCallNotifyRingEmpty
     @inlinable public static var notifyPortRingEmpty: HVCallCode { HVCallCode(rawValue: 0x8B) }
-    /// `HVCALL_INJECT_SYNTHETIC_MACHINE_CHECK` = 140 [simple, nolinux]
+    /// `HVCALL_INJECT_SYNTHETIC_MACHINE_CHECK` = 140 [simple, nolinux]. Viridian hypercall call code 0x8C, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var injectSyntheticMachineCheck: HVCallCode { HVCallCode(rawValue: 0x8C) }
-    /// `HVCALL_SCRUB_PARTITION` = 141 [simple, nolinux]
+    /// `HVCALL_SCRUB_PARTITION` = 141 [simple, nolinux]. Viridian hypercall call code 0x8D, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var scrubPartition: HVCallCode { HVCallCode(rawValue: 0x8D) }
-    /// `HVCALL_COLLECT_LIVEDUMP` = 142 [simple, nolinux]
+    /// `HVCALL_COLLECT_LIVEDUMP` = 142 [simple, nolinux]. Viridian hypercall call code 0x8E, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var collectLivedump: HVCallCode { HVCallCode(rawValue: 0x8E) }
-    /// `HVCALL_DISABLE_HYPERVISOR` = 143 [simple, nolinux]
+    /// `HVCALL_DISABLE_HYPERVISOR` = 143 [simple, nolinux]. Viridian hypercall call code 0x8F, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var disableHypervisor: HVCallCode { HVCallCode(rawValue: 0x8F) }
     /// `HVCALL_MODIFY_SPARSE_GPA_PAGES` = 144 [rep, nolinux]. markdown page says Rep; the appendix lacks the tick
     @inlinable public static var modifySparseGpaPages: HVCallCode { HVCallCode(rawValue: 0x90) }
-    /// `HVCALL_REGISTER_INTERCEPT_RESULT` = 145 [simple]
+    /// `HVCALL_REGISTER_INTERCEPT_RESULT` = 145 [simple]. Viridian hypercall call code 0x91, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var registerInterceptResult: HVCallCode { HVCallCode(rawValue: 0x91) }
-    /// `HVCALL_UNREGISTER_INTERCEPT_RESULT` = 146 [simple, nolinux]
+    /// `HVCALL_UNREGISTER_INTERCEPT_RESULT` = 146 [simple, nolinux]. Viridian hypercall call code 0x92, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var unregisterInterceptResult: HVCallCode { HVCallCode(rawValue: 0x92) }
-    /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT` = 148 [simple]
+    /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT` = 148 [simple]. Viridian hypercall call code 0x94, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var assertVirtualInterrupt: HVCallCode { HVCallCode(rawValue: 0x94) }
-    /// `HVCALL_CREATE_PORT` = 149 [simple]
+    /// `HVCALL_CREATE_PORT` = 149 [simple]. Viridian hypercall call code 0x95, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var createPort: HVCallCode { HVCallCode(rawValue: 0x95) }
-    /// `HVCALL_CONNECT_PORT` = 150 [simple]
+    /// `HVCALL_CONNECT_PORT` = 150 [simple]. Viridian hypercall call code 0x96, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var connectPort: HVCallCode { HVCallCode(rawValue: 0x96) }
-    /// `HVCALL_GET_SPA_PAGE_LIST` = 151 [simple, nolinux]
+    /// `HVCALL_GET_SPA_PAGE_LIST` = 151 [simple, nolinux]. Viridian hypercall call code 0x97, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var getSpaPageList: HVCallCode { HVCallCode(rawValue: 0x97) }
     /// `HVCALL_START_VP` = 153 [simple]. HvCallStartVirtualProcessor
     @inlinable public static var startVp: HVCallCode { HVCallCode(rawValue: 0x99) }
@@ -213,9 +215,9 @@ extension HVCallCode {
     @inlinable public static var translateVirtualAddressEx: HVCallCode { HVCallCode(rawValue: 0xAC) }
     /// `HVCALL_CHECK_FOR_IO_INTERCEPT` = 173 [simple, nolinux]. markdown only
     @inlinable public static var checkForIoIntercept: HVCallCode { HVCallCode(rawValue: 0xAD) }
-    /// `HVCALL_FLUSH_GUEST_PHYSICAL_ADDRESS_SPACE` = 175 [simple]
+    /// `HVCALL_FLUSH_GUEST_PHYSICAL_ADDRESS_SPACE` = 175 [simple]. Viridian hypercall call code 0xAF, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushGuestPhysicalAddressSpace: HVCallCode { HVCallCode(rawValue: 0xAF) }
-    /// `HVCALL_FLUSH_GUEST_PHYSICAL_ADDRESS_LIST` = 176 [rep]
+    /// `HVCALL_FLUSH_GUEST_PHYSICAL_ADDRESS_LIST` = 176 [rep]. Viridian hypercall call code 0xB0, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var flushGuestPhysicalAddressList: HVCallCode { HVCallCode(rawValue: 0xB0) }
     /// `HVCALL_SIGNAL_EVENT_DIRECT` = 192 [simple]. markdown only (not in the 6.0b appendix)
     @inlinable public static var signalEventDirect: HVCallCode { HVCallCode(rawValue: 0xC0) }
@@ -257,13 +259,13 @@ extension HVCallCode {
     @inlinable public static var mapStatsPage2: HVCallCode { HVCallCode(rawValue: 0x131) }
     /// `HV_EXT_CALL_QUERY_CAPABILITIES` = 32769 [simple]. extended hypercall (code above 0x8000)
     @inlinable public static var extQueryCapabilities: HVCallCode { HVCallCode(rawValue: 0x8001) }
-    /// `HV_EXT_CALL_GET_BOOT_ZEROED_MEMORY` = 32770 [simple, nolinux]
+    /// `HV_EXT_CALL_GET_BOOT_ZEROED_MEMORY` = 32770 [simple, nolinux]. Viridian hypercall call code 0x8002, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var extGetBootZeroedMemory: HVCallCode { HVCallCode(rawValue: 0x8002) }
-    /// `HV_EXT_CALL_MEMORY_HEAT_HINT` = 32771 [simple]
+    /// `HV_EXT_CALL_MEMORY_HEAT_HINT` = 32771 [simple]. Viridian hypercall call code 0x8003, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var extMemoryHeatHint: HVCallCode { HVCallCode(rawValue: 0x8003) }
-    /// `HV_EXT_CALL_EPF_SETUP` = 32772 [simple, nolinux]
+    /// `HV_EXT_CALL_EPF_SETUP` = 32772 [simple, nolinux]. Viridian hypercall call code 0x8004, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var extEpfSetup: HVCallCode { HVCallCode(rawValue: 0x8004) }
-    /// `HV_EXT_CALL_MEMORY_HEAT_HINT_ASYNC` = 32774 [simple, nolinux]
+    /// `HV_EXT_CALL_MEMORY_HEAT_HINT_ASYNC` = 32774 [simple, nolinux]. Viridian hypercall call code 0x8006, from `Specs/viridian/hypercalls.tbl`.
     @inlinable public static var extMemoryHeatHintAsync: HVCallCode { HVCallCode(rawValue: 0x8006) }
 
     /// The spec (C) name of this value, or nil for a number table `viridian.hypercall` does not list.

@@ -8,122 +8,124 @@ import GuestABI
 /// Source: Hyper-V TLFS v6.0b Appendix C and TLFS markdown (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h; numbers cross-checked with xen-project/xen xen/arch/x86/include/asm/guest/hyperv-tlfs.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVMSR: RawRepresentable, Hashable, Sendable {
+    /// The raw `HV_X64_MSR` number as the guest or hypervisor passes it (UInt32); numbers `viridian.msr` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `viridian.msr`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVMSR {
-    /// `HV_X64_MSR_GUEST_OS_ID` = 1073741824 [rw, ref]
+    /// `HV_X64_MSR_GUEST_OS_ID` = 1073741824 [rw, ref]. Viridian MSR index 0x40000000, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var guestOsId: HVMSR { HVMSR(rawValue: 0x40000000) }
-    /// `HV_X64_MSR_HYPERCALL` = 1073741825 [rw, ref]
+    /// `HV_X64_MSR_HYPERCALL` = 1073741825 [rw, ref]. Viridian MSR index 0x40000001, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var hypercall: HVMSR { HVMSR(rawValue: 0x40000001) }
-    /// `HV_X64_MSR_VP_INDEX` = 1073741826 [ro, ref]
+    /// `HV_X64_MSR_VP_INDEX` = 1073741826 [ro, ref]. Viridian MSR index 0x40000002, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var vpIndex: HVMSR { HVMSR(rawValue: 0x40000002) }
-    /// `HV_X64_MSR_RESET` = 1073741827 [rw]
+    /// `HV_X64_MSR_RESET` = 1073741827 [rw]. Viridian MSR index 0x40000003, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var reset: HVMSR { HVMSR(rawValue: 0x40000003) }
     /// `HV_X64_MSR_VP_RUNTIME` = 1073741840 [ro]. 100 ns units
     @inlinable public static var vpRuntime: HVMSR { HVMSR(rawValue: 0x40000010) }
     /// `HV_X64_MSR_TIME_REF_COUNT` = 1073741856 [ro, ref]. 100 ns units
     @inlinable public static var timeRefCount: HVMSR { HVMSR(rawValue: 0x40000020) }
-    /// `HV_X64_MSR_REFERENCE_TSC` = 1073741857 [rw, ref]
+    /// `HV_X64_MSR_REFERENCE_TSC` = 1073741857 [rw, ref]. Viridian MSR index 0x40000021, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var referenceTsc: HVMSR { HVMSR(rawValue: 0x40000021) }
     /// `HV_X64_MSR_TSC_FREQUENCY` = 1073741858 [ro, ref]. Hz
     @inlinable public static var tscFrequency: HVMSR { HVMSR(rawValue: 0x40000022) }
     /// `HV_X64_MSR_APIC_FREQUENCY` = 1073741859 [ro, ref]. Hz
     @inlinable public static var apicFrequency: HVMSR { HVMSR(rawValue: 0x40000023) }
-    /// `HV_X64_MSR_NPIEP_CONFIG` = 1073741888 [rw, nolinux]
+    /// `HV_X64_MSR_NPIEP_CONFIG` = 1073741888 [rw, nolinux]. Viridian MSR index 0x40000040, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var npiepConfig: HVMSR { HVMSR(rawValue: 0x40000040) }
-    /// `HV_X64_MSR_EOI` = 1073741936 [wo]
+    /// `HV_X64_MSR_EOI` = 1073741936 [wo]. Viridian MSR index 0x40000070, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var eoi: HVMSR { HVMSR(rawValue: 0x40000070) }
-    /// `HV_X64_MSR_ICR` = 1073741937 [rw]
+    /// `HV_X64_MSR_ICR` = 1073741937 [rw]. Viridian MSR index 0x40000071, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var icr: HVMSR { HVMSR(rawValue: 0x40000071) }
-    /// `HV_X64_MSR_TPR` = 1073741938 [rw]
+    /// `HV_X64_MSR_TPR` = 1073741938 [rw]. Viridian MSR index 0x40000072, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var tpr: HVMSR { HVMSR(rawValue: 0x40000072) }
-    /// `HV_X64_MSR_VP_ASSIST_PAGE` = 1073741939 [rw, ref]
+    /// `HV_X64_MSR_VP_ASSIST_PAGE` = 1073741939 [rw, ref]. Viridian MSR index 0x40000073, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var vpAssistPage: HVMSR { HVMSR(rawValue: 0x40000073) }
-    /// `HV_X64_MSR_SCONTROL` = 1073741952 [rw, ref]
+    /// `HV_X64_MSR_SCONTROL` = 1073741952 [rw, ref]. Viridian MSR index 0x40000080, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var scontrol: HVMSR { HVMSR(rawValue: 0x40000080) }
-    /// `HV_X64_MSR_SVERSION` = 1073741953 [ro, ref]
+    /// `HV_X64_MSR_SVERSION` = 1073741953 [ro, ref]. Viridian MSR index 0x40000081, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sversion: HVMSR { HVMSR(rawValue: 0x40000081) }
-    /// `HV_X64_MSR_SIEFP` = 1073741954 [rw, ref]
+    /// `HV_X64_MSR_SIEFP` = 1073741954 [rw, ref]. Viridian MSR index 0x40000082, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var siefp: HVMSR { HVMSR(rawValue: 0x40000082) }
-    /// `HV_X64_MSR_SIMP` = 1073741955 [rw, ref]
+    /// `HV_X64_MSR_SIMP` = 1073741955 [rw, ref]. Viridian MSR index 0x40000083, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var simp: HVMSR { HVMSR(rawValue: 0x40000083) }
     /// `HV_X64_MSR_EOM` = 1073741956 [wo, ref]. reads return 0
     @inlinable public static var eom: HVMSR { HVMSR(rawValue: 0x40000084) }
     /// `HV_X64_MSR_SIRBP` = 1073741957 [rw]. Linux only; access unconfirmed
     @inlinable public static var sirbp: HVMSR { HVMSR(rawValue: 0x40000085) }
-    /// `HV_X64_MSR_SINT0` = 1073741968 [rw, ref]
+    /// `HV_X64_MSR_SINT0` = 1073741968 [rw, ref]. Viridian MSR index 0x40000090, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint0: HVMSR { HVMSR(rawValue: 0x40000090) }
-    /// `HV_X64_MSR_SINT1` = 1073741969 [rw, ref]
+    /// `HV_X64_MSR_SINT1` = 1073741969 [rw, ref]. Viridian MSR index 0x40000091, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint1: HVMSR { HVMSR(rawValue: 0x40000091) }
-    /// `HV_X64_MSR_SINT2` = 1073741970 [rw, ref]
+    /// `HV_X64_MSR_SINT2` = 1073741970 [rw, ref]. Viridian MSR index 0x40000092, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint2: HVMSR { HVMSR(rawValue: 0x40000092) }
-    /// `HV_X64_MSR_SINT3` = 1073741971 [rw, ref]
+    /// `HV_X64_MSR_SINT3` = 1073741971 [rw, ref]. Viridian MSR index 0x40000093, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint3: HVMSR { HVMSR(rawValue: 0x40000093) }
-    /// `HV_X64_MSR_SINT4` = 1073741972 [rw, ref]
+    /// `HV_X64_MSR_SINT4` = 1073741972 [rw, ref]. Viridian MSR index 0x40000094, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint4: HVMSR { HVMSR(rawValue: 0x40000094) }
-    /// `HV_X64_MSR_SINT5` = 1073741973 [rw, ref]
+    /// `HV_X64_MSR_SINT5` = 1073741973 [rw, ref]. Viridian MSR index 0x40000095, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint5: HVMSR { HVMSR(rawValue: 0x40000095) }
-    /// `HV_X64_MSR_SINT6` = 1073741974 [rw, ref]
+    /// `HV_X64_MSR_SINT6` = 1073741974 [rw, ref]. Viridian MSR index 0x40000096, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint6: HVMSR { HVMSR(rawValue: 0x40000096) }
-    /// `HV_X64_MSR_SINT7` = 1073741975 [rw, ref]
+    /// `HV_X64_MSR_SINT7` = 1073741975 [rw, ref]. Viridian MSR index 0x40000097, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint7: HVMSR { HVMSR(rawValue: 0x40000097) }
-    /// `HV_X64_MSR_SINT8` = 1073741976 [rw, ref]
+    /// `HV_X64_MSR_SINT8` = 1073741976 [rw, ref]. Viridian MSR index 0x40000098, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint8: HVMSR { HVMSR(rawValue: 0x40000098) }
-    /// `HV_X64_MSR_SINT9` = 1073741977 [rw, ref]
+    /// `HV_X64_MSR_SINT9` = 1073741977 [rw, ref]. Viridian MSR index 0x40000099, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint9: HVMSR { HVMSR(rawValue: 0x40000099) }
-    /// `HV_X64_MSR_SINT10` = 1073741978 [rw, ref]
+    /// `HV_X64_MSR_SINT10` = 1073741978 [rw, ref]. Viridian MSR index 0x4000009A, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint10: HVMSR { HVMSR(rawValue: 0x4000009A) }
-    /// `HV_X64_MSR_SINT11` = 1073741979 [rw, ref]
+    /// `HV_X64_MSR_SINT11` = 1073741979 [rw, ref]. Viridian MSR index 0x4000009B, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint11: HVMSR { HVMSR(rawValue: 0x4000009B) }
-    /// `HV_X64_MSR_SINT12` = 1073741980 [rw, ref]
+    /// `HV_X64_MSR_SINT12` = 1073741980 [rw, ref]. Viridian MSR index 0x4000009C, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint12: HVMSR { HVMSR(rawValue: 0x4000009C) }
-    /// `HV_X64_MSR_SINT13` = 1073741981 [rw, ref]
+    /// `HV_X64_MSR_SINT13` = 1073741981 [rw, ref]. Viridian MSR index 0x4000009D, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint13: HVMSR { HVMSR(rawValue: 0x4000009D) }
-    /// `HV_X64_MSR_SINT14` = 1073741982 [rw, ref]
+    /// `HV_X64_MSR_SINT14` = 1073741982 [rw, ref]. Viridian MSR index 0x4000009E, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint14: HVMSR { HVMSR(rawValue: 0x4000009E) }
-    /// `HV_X64_MSR_SINT15` = 1073741983 [rw, ref]
+    /// `HV_X64_MSR_SINT15` = 1073741983 [rw, ref]. Viridian MSR index 0x4000009F, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var sint15: HVMSR { HVMSR(rawValue: 0x4000009F) }
-    /// `HV_X64_MSR_STIMER0_CONFIG` = 1073742000 [rw, ref]
+    /// `HV_X64_MSR_STIMER0_CONFIG` = 1073742000 [rw, ref]. Viridian MSR index 0x400000B0, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer0Config: HVMSR { HVMSR(rawValue: 0x400000B0) }
-    /// `HV_X64_MSR_STIMER0_COUNT` = 1073742001 [rw, ref]
+    /// `HV_X64_MSR_STIMER0_COUNT` = 1073742001 [rw, ref]. Viridian MSR index 0x400000B1, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer0Count: HVMSR { HVMSR(rawValue: 0x400000B1) }
-    /// `HV_X64_MSR_STIMER1_CONFIG` = 1073742002 [rw, ref]
+    /// `HV_X64_MSR_STIMER1_CONFIG` = 1073742002 [rw, ref]. Viridian MSR index 0x400000B2, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer1Config: HVMSR { HVMSR(rawValue: 0x400000B2) }
-    /// `HV_X64_MSR_STIMER1_COUNT` = 1073742003 [rw, ref]
+    /// `HV_X64_MSR_STIMER1_COUNT` = 1073742003 [rw, ref]. Viridian MSR index 0x400000B3, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer1Count: HVMSR { HVMSR(rawValue: 0x400000B3) }
-    /// `HV_X64_MSR_STIMER2_CONFIG` = 1073742004 [rw, ref]
+    /// `HV_X64_MSR_STIMER2_CONFIG` = 1073742004 [rw, ref]. Viridian MSR index 0x400000B4, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer2Config: HVMSR { HVMSR(rawValue: 0x400000B4) }
-    /// `HV_X64_MSR_STIMER2_COUNT` = 1073742005 [rw, ref]
+    /// `HV_X64_MSR_STIMER2_COUNT` = 1073742005 [rw, ref]. Viridian MSR index 0x400000B5, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer2Count: HVMSR { HVMSR(rawValue: 0x400000B5) }
-    /// `HV_X64_MSR_STIMER3_CONFIG` = 1073742006 [rw, ref]
+    /// `HV_X64_MSR_STIMER3_CONFIG` = 1073742006 [rw, ref]. Viridian MSR index 0x400000B6, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer3Config: HVMSR { HVMSR(rawValue: 0x400000B6) }
-    /// `HV_X64_MSR_STIMER3_COUNT` = 1073742007 [rw, ref]
+    /// `HV_X64_MSR_STIMER3_COUNT` = 1073742007 [rw, ref]. Viridian MSR index 0x400000B7, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimer3Count: HVMSR { HVMSR(rawValue: 0x400000B7) }
-    /// `HV_X64_MSR_GUEST_IDLE` = 1073742064 [ro]
+    /// `HV_X64_MSR_GUEST_IDLE` = 1073742064 [ro]. Viridian MSR index 0x400000F0, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var guestIdle: HVMSR { HVMSR(rawValue: 0x400000F0) }
-    /// `HV_X64_MSR_CRASH_P0` = 1073742080 [rw]
+    /// `HV_X64_MSR_CRASH_P0` = 1073742080 [rw]. Viridian MSR index 0x40000100, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashP0: HVMSR { HVMSR(rawValue: 0x40000100) }
-    /// `HV_X64_MSR_CRASH_P1` = 1073742081 [rw]
+    /// `HV_X64_MSR_CRASH_P1` = 1073742081 [rw]. Viridian MSR index 0x40000101, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashP1: HVMSR { HVMSR(rawValue: 0x40000101) }
-    /// `HV_X64_MSR_CRASH_P2` = 1073742082 [rw]
+    /// `HV_X64_MSR_CRASH_P2` = 1073742082 [rw]. Viridian MSR index 0x40000102, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashP2: HVMSR { HVMSR(rawValue: 0x40000102) }
-    /// `HV_X64_MSR_CRASH_P3` = 1073742083 [rw]
+    /// `HV_X64_MSR_CRASH_P3` = 1073742083 [rw]. Viridian MSR index 0x40000103, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashP3: HVMSR { HVMSR(rawValue: 0x40000103) }
-    /// `HV_X64_MSR_CRASH_P4` = 1073742084 [rw]
+    /// `HV_X64_MSR_CRASH_P4` = 1073742084 [rw]. Viridian MSR index 0x40000104, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashP4: HVMSR { HVMSR(rawValue: 0x40000104) }
-    /// `HV_X64_MSR_CRASH_CTL` = 1073742085 [rw]
+    /// `HV_X64_MSR_CRASH_CTL` = 1073742085 [rw]. Viridian MSR index 0x40000105, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var crashCtl: HVMSR { HVMSR(rawValue: 0x40000105) }
-    /// `HV_X64_MSR_REENLIGHTENMENT_CONTROL` = 1073742086 [rw]
+    /// `HV_X64_MSR_REENLIGHTENMENT_CONTROL` = 1073742086 [rw]. Viridian MSR index 0x40000106, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var reenlightenmentControl: HVMSR { HVMSR(rawValue: 0x40000106) }
-    /// `HV_X64_MSR_TSC_EMULATION_CONTROL` = 1073742087 [rw]
+    /// `HV_X64_MSR_TSC_EMULATION_CONTROL` = 1073742087 [rw]. Viridian MSR index 0x40000107, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var tscEmulationControl: HVMSR { HVMSR(rawValue: 0x40000107) }
-    /// `HV_X64_MSR_TSC_EMULATION_STATUS` = 1073742088 [rw]
+    /// `HV_X64_MSR_TSC_EMULATION_STATUS` = 1073742088 [rw]. Viridian MSR index 0x40000108, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var tscEmulationStatus: HVMSR { HVMSR(rawValue: 0x40000108) }
-    /// `HV_X64_MSR_STIME_UNHALTED_TIMER_CONFIG` = 1073742100 [rw, nolinux]
+    /// `HV_X64_MSR_STIME_UNHALTED_TIMER_CONFIG` = 1073742100 [rw, nolinux]. Viridian MSR index 0x40000114, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimeUnhaltedTimerConfig: HVMSR { HVMSR(rawValue: 0x40000114) }
-    /// `HV_X64_MSR_STIME_UNHALTED_TIMER_COUNT` = 1073742101 [rw, nolinux]
+    /// `HV_X64_MSR_STIME_UNHALTED_TIMER_COUNT` = 1073742101 [rw, nolinux]. Viridian MSR index 0x40000115, from `Specs/viridian/msrs.tbl`.
     @inlinable public static var stimeUnhaltedTimerCount: HVMSR { HVMSR(rawValue: 0x40000115) }
     /// `HV_X64_MSR_TSC_INVARIANT_CONTROL` = 1073742104 [rw]. Linux only; access unconfirmed
     @inlinable public static var tscInvariantControl: HVMSR { HVMSR(rawValue: 0x40000118) }

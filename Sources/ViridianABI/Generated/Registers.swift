@@ -8,7 +8,9 @@ import GuestABI
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVHypercallInput: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_HYPERCALL_INPUT` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -63,7 +65,9 @@ public struct HVHypercallInput: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVHypercallResult: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_HYPERCALL_RESULT` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -92,7 +96,9 @@ public struct HVHypercallResult: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVHypercallMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_HYPERCALL` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -127,7 +133,9 @@ public struct HVHypercallMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVReferenceTSCMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_REFERENCE_TSC` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -156,7 +164,9 @@ public struct HVReferenceTSCMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVVPAssistPageMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_VP_ASSIST_PAGE` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -185,7 +195,9 @@ public struct HVVPAssistPageMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSControlMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_SCONTROL` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -208,7 +220,9 @@ public struct HVSControlMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSVersionMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_SVERSION` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -231,7 +245,9 @@ public struct HVSVersionMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSIMPMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_SIMP` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -260,7 +276,9 @@ public struct HVSIMPMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSIEFPMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_SIEFP` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -291,7 +309,9 @@ public struct HVSIEFPMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSINTMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_SINT` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -332,7 +352,9 @@ public struct HVSINTMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVSTimerConfigMSR: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_STIMER_CONFIG` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -393,7 +415,9 @@ public struct HVSTimerConfigMSR: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVGuestOSID: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_GUEST_OS_ID` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -440,7 +464,9 @@ public struct HVGuestOSID: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVCrashControl: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_X64_MSR_CRASH_CTL` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -481,7 +507,9 @@ public struct HVCrashControl: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVMessageFlags: RawRepresentable, Hashable, Sendable {
+    /// The whole 8-bit `HV_MESSAGE_FLAGS` value, reserved bits included.
     public var rawValue: UInt8
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -504,7 +532,9 @@ public struct HVMessageFlags: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVConnectionIDBits: RawRepresentable, Hashable, Sendable {
+    /// The whole 32-bit `HV_CONNECTION_ID` value, reserved bits included.
     public var rawValue: UInt32
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -527,7 +557,9 @@ public struct HVConnectionIDBits: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVPortIDBits: RawRepresentable, Hashable, Sendable {
+    /// The whole 32-bit `HV_PORT_ID` value, reserved bits included.
     public var rawValue: UInt32
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).
@@ -552,7 +584,9 @@ public struct HVPortIDBits: RawRepresentable, Hashable, Sendable {
 /// Source: Hyper-V TLFS markdown hypercall-interface.md, synic.md, timers.md, vp-properties.md, datatypes/hv_crash_ctl_reg_contents.md (MicrosoftDocs/Virtualization-Documentation, 2025-12); TLFS v6.0b; cross-checked with torvalds/linux include/hyperv/hvgdk_mini.h and microsoft/openvmm vm/hv1/hvdef/src/lib.rs
 @frozen
 public struct HVGVARange: RawRepresentable, Hashable, Sendable {
+    /// The whole 64-bit `HV_GVA_RANGE` value, reserved bits included.
     public var rawValue: UInt64
+    /// Wraps a raw value as it is; reserved bits are kept (see `hasReservedBitsSet`).
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Reserved bits that must be zero (RsvdZ).

@@ -8,106 +8,108 @@ import GuestABI
 /// Source: Hyper-V TLFS v6.0b Appendix B (MicrosoftDocs/Virtualization-Documentation tlfs/); Linux torvalds/linux include/hyperv/hvgdk_mini.h; INSUFFICIENT_BUFFERS is 0x13 as Linux, Xen (xen/arch/x86/include/asm/guest/hyperv-tlfs.h) and openvmm (vm/hv1/hvdef/src/lib.rs) define it (6.0b misprints 0x0033)
 @frozen
 public struct HVStatus: RawRepresentable, Hashable, Sendable {
+    /// The raw `HV_STATUS` number as the guest or hypervisor passes it (UInt16); numbers `viridian.status` does not list are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, without checking it against `viridian.status`.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 
 extension HVStatus {
-    /// `HV_STATUS_SUCCESS` = 0 [ref]
+    /// `HV_STATUS_SUCCESS` = 0 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var success: HVStatus { HVStatus(rawValue: 0) }
-    /// `HV_STATUS_INVALID_HYPERCALL_CODE` = 2 [ref]
+    /// `HV_STATUS_INVALID_HYPERCALL_CODE` = 2 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidHypercallCode: HVStatus { HVStatus(rawValue: 2) }
-    /// `HV_STATUS_INVALID_HYPERCALL_INPUT` = 3 [ref]
+    /// `HV_STATUS_INVALID_HYPERCALL_INPUT` = 3 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidHypercallInput: HVStatus { HVStatus(rawValue: 3) }
-    /// `HV_STATUS_INVALID_ALIGNMENT` = 4 [ref]
+    /// `HV_STATUS_INVALID_ALIGNMENT` = 4 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidAlignment: HVStatus { HVStatus(rawValue: 4) }
-    /// `HV_STATUS_INVALID_PARAMETER` = 5 [ref]
+    /// `HV_STATUS_INVALID_PARAMETER` = 5 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidParameter: HVStatus { HVStatus(rawValue: 5) }
-    /// `HV_STATUS_ACCESS_DENIED` = 6 [ref]
+    /// `HV_STATUS_ACCESS_DENIED` = 6 [ref]. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var accessDenied: HVStatus { HVStatus(rawValue: 6) }
-    /// `HV_STATUS_INVALID_PARTITION_STATE` = 7
+    /// `HV_STATUS_INVALID_PARTITION_STATE` = 7. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidPartitionState: HVStatus { HVStatus(rawValue: 7) }
-    /// `HV_STATUS_OPERATION_DENIED` = 8
+    /// `HV_STATUS_OPERATION_DENIED` = 8. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var operationDenied: HVStatus { HVStatus(rawValue: 8) }
-    /// `HV_STATUS_UNKNOWN_PROPERTY` = 9
+    /// `HV_STATUS_UNKNOWN_PROPERTY` = 9. HV_STATUS code, from `Specs/viridian/status.tbl`.
     @inlinable public static var unknownProperty: HVStatus { HVStatus(rawValue: 9) }
-    /// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE` = 10
+    /// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE` = 10. HV_STATUS code 0xA, from `Specs/viridian/status.tbl`.
     @inlinable public static var propertyValueOutOfRange: HVStatus { HVStatus(rawValue: 0xA) }
-    /// `HV_STATUS_INSUFFICIENT_MEMORY` = 11 [ref]
+    /// `HV_STATUS_INSUFFICIENT_MEMORY` = 11 [ref]. HV_STATUS code 0xB, from `Specs/viridian/status.tbl`.
     @inlinable public static var insufficientMemory: HVStatus { HVStatus(rawValue: 0xB) }
-    /// `HV_STATUS_PARTITION_TOO_DEEP` = 12 [nolinux]
+    /// `HV_STATUS_PARTITION_TOO_DEEP` = 12 [nolinux]. HV_STATUS code 0xC, from `Specs/viridian/status.tbl`.
     @inlinable public static var partitionTooDeep: HVStatus { HVStatus(rawValue: 0xC) }
-    /// `HV_STATUS_INVALID_PARTITION_ID` = 13 [ref]
+    /// `HV_STATUS_INVALID_PARTITION_ID` = 13 [ref]. HV_STATUS code 0xD, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidPartitionId: HVStatus { HVStatus(rawValue: 0xD) }
-    /// `HV_STATUS_INVALID_VP_INDEX` = 14 [ref]
+    /// `HV_STATUS_INVALID_VP_INDEX` = 14 [ref]. HV_STATUS code 0xE, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidVpIndex: HVStatus { HVStatus(rawValue: 0xE) }
     /// `HV_STATUS_NOT_FOUND` = 16. Linux only (6.0b: reserved)
     @inlinable public static var notFound: HVStatus { HVStatus(rawValue: 0x10) }
-    /// `HV_STATUS_INVALID_PORT_ID` = 17 [ref]
+    /// `HV_STATUS_INVALID_PORT_ID` = 17 [ref]. HV_STATUS code 0x11, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidPortId: HVStatus { HVStatus(rawValue: 0x11) }
-    /// `HV_STATUS_INVALID_CONNECTION_ID` = 18 [ref]
+    /// `HV_STATUS_INVALID_CONNECTION_ID` = 18 [ref]. HV_STATUS code 0x12, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidConnectionId: HVStatus { HVStatus(rawValue: 0x12) }
-    /// `HV_STATUS_INSUFFICIENT_BUFFERS` = 19 [ref]
+    /// `HV_STATUS_INSUFFICIENT_BUFFERS` = 19 [ref]. HV_STATUS code 0x13, from `Specs/viridian/status.tbl`.
     @inlinable public static var insufficientBuffers: HVStatus { HVStatus(rawValue: 0x13) }
-    /// `HV_STATUS_NOT_ACKNOWLEDGED` = 20
+    /// `HV_STATUS_NOT_ACKNOWLEDGED` = 20. HV_STATUS code 0x14, from `Specs/viridian/status.tbl`.
     @inlinable public static var notAcknowledged: HVStatus { HVStatus(rawValue: 0x14) }
-    /// `HV_STATUS_INVALID_VP_STATE` = 21
+    /// `HV_STATUS_INVALID_VP_STATE` = 21. HV_STATUS code 0x15, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidVpState: HVStatus { HVStatus(rawValue: 0x15) }
-    /// `HV_STATUS_ACKNOWLEDGED` = 22 [nolinux]
+    /// `HV_STATUS_ACKNOWLEDGED` = 22 [nolinux]. HV_STATUS code 0x16, from `Specs/viridian/status.tbl`.
     @inlinable public static var acknowledged: HVStatus { HVStatus(rawValue: 0x16) }
-    /// `HV_STATUS_INVALID_SAVE_RESTORE_STATE` = 23 [nolinux, ref]
+    /// `HV_STATUS_INVALID_SAVE_RESTORE_STATE` = 23 [nolinux, ref]. HV_STATUS code 0x17, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidSaveRestoreState: HVStatus { HVStatus(rawValue: 0x17) }
-    /// `HV_STATUS_INVALID_SYNIC_STATE` = 24 [nolinux, ref]
+    /// `HV_STATUS_INVALID_SYNIC_STATE` = 24 [nolinux, ref]. HV_STATUS code 0x18, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidSynicState: HVStatus { HVStatus(rawValue: 0x18) }
-    /// `HV_STATUS_OBJECT_IN_USE` = 25 [nolinux]
+    /// `HV_STATUS_OBJECT_IN_USE` = 25 [nolinux]. HV_STATUS code 0x19, from `Specs/viridian/status.tbl`.
     @inlinable public static var objectInUse: HVStatus { HVStatus(rawValue: 0x19) }
-    /// `HV_STATUS_INVALID_PROXIMITY_DOMAIN_INFO` = 26 [nolinux]
+    /// `HV_STATUS_INVALID_PROXIMITY_DOMAIN_INFO` = 26 [nolinux]. HV_STATUS code 0x1A, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidProximityDomainInfo: HVStatus { HVStatus(rawValue: 0x1A) }
-    /// `HV_STATUS_NO_DATA` = 27 [nolinux]
+    /// `HV_STATUS_NO_DATA` = 27 [nolinux]. HV_STATUS code 0x1B, from `Specs/viridian/status.tbl`.
     @inlinable public static var noData: HVStatus { HVStatus(rawValue: 0x1B) }
-    /// `HV_STATUS_INACTIVE` = 28 [nolinux]
+    /// `HV_STATUS_INACTIVE` = 28 [nolinux]. HV_STATUS code 0x1C, from `Specs/viridian/status.tbl`.
     @inlinable public static var inactive: HVStatus { HVStatus(rawValue: 0x1C) }
-    /// `HV_STATUS_NO_RESOURCES` = 29
+    /// `HV_STATUS_NO_RESOURCES` = 29. HV_STATUS code 0x1D, from `Specs/viridian/status.tbl`.
     @inlinable public static var noResources: HVStatus { HVStatus(rawValue: 0x1D) }
-    /// `HV_STATUS_FEATURE_UNAVAILABLE` = 30 [nolinux]
+    /// `HV_STATUS_FEATURE_UNAVAILABLE` = 30 [nolinux]. HV_STATUS code 0x1E, from `Specs/viridian/status.tbl`.
     @inlinable public static var featureUnavailable: HVStatus { HVStatus(rawValue: 0x1E) }
-    /// `HV_STATUS_PARTIAL_PACKET` = 31 [nolinux]
+    /// `HV_STATUS_PARTIAL_PACKET` = 31 [nolinux]. HV_STATUS code 0x1F, from `Specs/viridian/status.tbl`.
     @inlinable public static var partialPacket: HVStatus { HVStatus(rawValue: 0x1F) }
-    /// `HV_STATUS_PROCESSOR_FEATURE_NOT_SUPPORTED` = 32
+    /// `HV_STATUS_PROCESSOR_FEATURE_NOT_SUPPORTED` = 32. HV_STATUS code 0x20, from `Specs/viridian/status.tbl`.
     @inlinable public static var processorFeatureNotSupported: HVStatus { HVStatus(rawValue: 0x20) }
-    /// `HV_STATUS_PROCESSOR_CACHE_LINE_FLUSH_SIZE_INCOMPATIBLE` = 48 [nolinux]
+    /// `HV_STATUS_PROCESSOR_CACHE_LINE_FLUSH_SIZE_INCOMPATIBLE` = 48 [nolinux]. HV_STATUS code 0x30, from `Specs/viridian/status.tbl`.
     @inlinable public static var processorCacheLineFlushSizeIncompatible: HVStatus { HVStatus(rawValue: 0x30) }
-    /// `HV_STATUS_INSUFFICIENT_BUFFER` = 51 [nolinux]
+    /// `HV_STATUS_INSUFFICIENT_BUFFER` = 51 [nolinux]. HV_STATUS code 0x33, from `Specs/viridian/status.tbl`.
     @inlinable public static var insufficientBuffer: HVStatus { HVStatus(rawValue: 0x33) }
-    /// `HV_STATUS_INCOMPATIBLE_PROCESSOR` = 55 [nolinux]
+    /// `HV_STATUS_INCOMPATIBLE_PROCESSOR` = 55 [nolinux]. HV_STATUS code 0x37, from `Specs/viridian/status.tbl`.
     @inlinable public static var incompatibleProcessor: HVStatus { HVStatus(rawValue: 0x37) }
-    /// `HV_STATUS_INSUFFICIENT_DEVICE_DOMAINS` = 56 [nolinux]
+    /// `HV_STATUS_INSUFFICIENT_DEVICE_DOMAINS` = 56 [nolinux]. HV_STATUS code 0x38, from `Specs/viridian/status.tbl`.
     @inlinable public static var insufficientDeviceDomains: HVStatus { HVStatus(rawValue: 0x38) }
-    /// `HV_STATUS_CPUID_FEATURE_VALIDATION_ERROR` = 60 [nolinux]
+    /// `HV_STATUS_CPUID_FEATURE_VALIDATION_ERROR` = 60 [nolinux]. HV_STATUS code 0x3C, from `Specs/viridian/status.tbl`.
     @inlinable public static var cpuidFeatureValidationError: HVStatus { HVStatus(rawValue: 0x3C) }
-    /// `HV_STATUS_CPUID_XSAVE_FEATURE_VALIDATION_ERROR` = 61 [nolinux]
+    /// `HV_STATUS_CPUID_XSAVE_FEATURE_VALIDATION_ERROR` = 61 [nolinux]. HV_STATUS code 0x3D, from `Specs/viridian/status.tbl`.
     @inlinable public static var cpuidXsaveFeatureValidationError: HVStatus { HVStatus(rawValue: 0x3D) }
-    /// `HV_STATUS_PROCESSOR_STARTUP_TIMEOUT` = 62 [nolinux]
+    /// `HV_STATUS_PROCESSOR_STARTUP_TIMEOUT` = 62 [nolinux]. HV_STATUS code 0x3E, from `Specs/viridian/status.tbl`.
     @inlinable public static var processorStartupTimeout: HVStatus { HVStatus(rawValue: 0x3E) }
-    /// `HV_STATUS_SMX_ENABLED` = 63 [nolinux]
+    /// `HV_STATUS_SMX_ENABLED` = 63 [nolinux]. HV_STATUS code 0x3F, from `Specs/viridian/status.tbl`.
     @inlinable public static var smxEnabled: HVStatus { HVStatus(rawValue: 0x3F) }
-    /// `HV_STATUS_INVALID_LP_INDEX` = 65
+    /// `HV_STATUS_INVALID_LP_INDEX` = 65. HV_STATUS code 0x41, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidLpIndex: HVStatus { HVStatus(rawValue: 0x41) }
-    /// `HV_STATUS_INVALID_REGISTER_VALUE` = 80
+    /// `HV_STATUS_INVALID_REGISTER_VALUE` = 80. HV_STATUS code 0x50, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidRegisterValue: HVStatus { HVStatus(rawValue: 0x50) }
-    /// `HV_STATUS_NX_NOT_DETECTED` = 85 [nolinux]
+    /// `HV_STATUS_NX_NOT_DETECTED` = 85 [nolinux]. HV_STATUS code 0x55, from `Specs/viridian/status.tbl`.
     @inlinable public static var nxNotDetected: HVStatus { HVStatus(rawValue: 0x55) }
-    /// `HV_STATUS_INVALID_DEVICE_ID` = 87 [nolinux]
+    /// `HV_STATUS_INVALID_DEVICE_ID` = 87 [nolinux]. HV_STATUS code 0x57, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidDeviceId: HVStatus { HVStatus(rawValue: 0x57) }
-    /// `HV_STATUS_INVALID_DEVICE_STATE` = 88 [nolinux]
+    /// `HV_STATUS_INVALID_DEVICE_STATE` = 88 [nolinux]. HV_STATUS code 0x58, from `Specs/viridian/status.tbl`.
     @inlinable public static var invalidDeviceState: HVStatus { HVStatus(rawValue: 0x58) }
-    /// `HV_STATUS_PENDING_PAGE_REQUESTS` = 89 [nolinux]
+    /// `HV_STATUS_PENDING_PAGE_REQUESTS` = 89 [nolinux]. HV_STATUS code 0x59, from `Specs/viridian/status.tbl`.
     @inlinable public static var pendingPageRequests: HVStatus { HVStatus(rawValue: 0x59) }
-    /// `HV_STATUS_PAGE_REQUEST_INVALID` = 96 [nolinux]
+    /// `HV_STATUS_PAGE_REQUEST_INVALID` = 96 [nolinux]. HV_STATUS code 0x60, from `Specs/viridian/status.tbl`.
     @inlinable public static var pageRequestInvalid: HVStatus { HVStatus(rawValue: 0x60) }
-    /// `HV_STATUS_OPERATION_FAILED` = 113
+    /// `HV_STATUS_OPERATION_FAILED` = 113. HV_STATUS code 0x71, from `Specs/viridian/status.tbl`.
     @inlinable public static var operationFailed: HVStatus { HVStatus(rawValue: 0x71) }
-    /// `HV_STATUS_NOT_ALLOWED_WITH_NESTED_VIRT_ACTIVE` = 114 [nolinux]
+    /// `HV_STATUS_NOT_ALLOWED_WITH_NESTED_VIRT_ACTIVE` = 114 [nolinux]. HV_STATUS code 0x72, from `Specs/viridian/status.tbl`.
     @inlinable public static var notAllowedWithNestedVirtActive: HVStatus { HVStatus(rawValue: 0x72) }
     /// `HV_STATUS_TIME_OUT` = 120. Linux only
     @inlinable public static var timeOut: HVStatus { HVStatus(rawValue: 0x78) }

@@ -8,15 +8,15 @@ import GuestABI
 public enum HvReferenceTscPageLayout {
     /// `sizeof(struct hv_reference_tsc_page)`
     @inlinable public static var size: Int { 4096 }
-    /// `tsc_sequence`
+    /// `tsc_sequence`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var tscSequence: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved1`
+    /// `reserved1`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved1: ABIField { ABIField(offset: 4, size: 4) }
-    /// `tsc_scale`
+    /// `tsc_scale`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var tscScale: ABIField { ABIField(offset: 8, size: 8) }
-    /// `tsc_offset`
+    /// `tsc_offset`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var tscOffset: ABIField { ABIField(offset: 16, size: 8) }
-    /// `reserved2`, 509 elements
+    /// `reserved2`, 509 elements: bytes 24 ..< 4096 (4072 bytes)
     @inlinable public static var reserved2: ABIField { ABIField(offset: 24, size: 4072, count: 509) }
 }
 
@@ -26,19 +26,19 @@ public enum HvReferenceTscPageLayout {
 public enum HvMessageHeaderLayout {
     /// `sizeof(struct hv_message_header)`
     @inlinable public static var size: Int { 16 }
-    /// `message_type`
+    /// `message_type`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var messageType: ABIField { ABIField(offset: 0, size: 4) }
-    /// `payload_size`
+    /// `payload_size`: bytes 4 ..< 5 (1 byte)
     @inlinable public static var payloadSize: ABIField { ABIField(offset: 4, size: 1) }
-    /// `message_flags`
+    /// `message_flags`: bytes 5 ..< 6 (1 byte)
     @inlinable public static var messageFlags: ABIField { ABIField(offset: 5, size: 1) }
-    /// `reserved`
+    /// `reserved`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 6, size: 2) }
-    /// `u`
+    /// `u`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var u: ABIField { ABIField(offset: 8, size: 8) }
-    /// `u.sender`
+    /// `u.sender`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var uSender: ABIField { ABIField(offset: 8, size: 8) }
-    /// `u.port`
+    /// `u.port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uPort: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -48,23 +48,23 @@ public enum HvMessageHeaderLayout {
 public enum HvMessageLayout {
     /// `sizeof(struct hv_message)`
     @inlinable public static var size: Int { 256 }
-    /// `header`, `struct hv_message_header`
+    /// `header`, `struct hv_message_header`: bytes 0 ..< 16 (16 bytes)
     @inlinable public static var header: ABIField { ABIField(offset: 0, size: 16) }
-    /// `header.message_type`
+    /// `header.message_type`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var headerMessageType: ABIField { ABIField(offset: 0, size: 4) }
-    /// `header.payload_size`
+    /// `header.payload_size`: bytes 4 ..< 5 (1 byte)
     @inlinable public static var headerPayloadSize: ABIField { ABIField(offset: 4, size: 1) }
-    /// `header.message_flags`
+    /// `header.message_flags`: bytes 5 ..< 6 (1 byte)
     @inlinable public static var headerMessageFlags: ABIField { ABIField(offset: 5, size: 1) }
-    /// `header.reserved`
+    /// `header.reserved`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var headerReserved: ABIField { ABIField(offset: 6, size: 2) }
-    /// `header.u`
+    /// `header.u`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var headerU: ABIField { ABIField(offset: 8, size: 8) }
-    /// `header.u.sender`
+    /// `header.u.sender`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var headerUSender: ABIField { ABIField(offset: 8, size: 8) }
-    /// `header.u.port`
+    /// `header.u.port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var headerUPort: ABIField { ABIField(offset: 8, size: 4) }
-    /// `payload`, 30 elements
+    /// `payload`, 30 elements: bytes 16 ..< 256 (240 bytes)
     @inlinable public static var payload: ABIField { ABIField(offset: 16, size: 240, count: 30) }
 }
 
@@ -74,13 +74,13 @@ public enum HvMessageLayout {
 public enum HvTimerMessagePayloadLayout {
     /// `sizeof(struct hv_timer_message_payload)`
     @inlinable public static var size: Int { 24 }
-    /// `timer_index`
+    /// `timer_index`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var timerIndex: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved`
+    /// `reserved`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 4, size: 4) }
-    /// `expiration_time`
+    /// `expiration_time`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var expirationTime: ABIField { ABIField(offset: 8, size: 8) }
-    /// `delivery_time`
+    /// `delivery_time`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var deliveryTime: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -90,7 +90,7 @@ public enum HvTimerMessagePayloadLayout {
 public enum HvMessagePageLayout {
     /// `sizeof(struct hv_message_page)`
     @inlinable public static var size: Int { 4096 }
-    /// `sint_message`, 16 elements, `struct hv_message`
+    /// `sint_message`, 16 elements, `struct hv_message`: bytes 0 ..< 4096 (4096 bytes)
     @inlinable public static var sintMessage: ABIField { ABIField(offset: 0, size: 4096, count: 16) }
 }
 
@@ -100,7 +100,7 @@ public enum HvMessagePageLayout {
 public enum HvSynicEventFlagsLayout {
     /// `sizeof(struct hv_synic_event_flags)`
     @inlinable public static var size: Int { 256 }
-    /// `flags`, 256 elements
+    /// `flags`, 256 elements: bytes 0 ..< 256 (256 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 0, size: 256, count: 256) }
 }
 
@@ -110,7 +110,7 @@ public enum HvSynicEventFlagsLayout {
 public enum HvSynicEventFlagsPageLayout {
     /// `sizeof(struct hv_synic_event_flags_page)`
     @inlinable public static var size: Int { 4096 }
-    /// `sintevent_flags`, 16 elements, `struct hv_synic_event_flags`
+    /// `sintevent_flags`, 16 elements, `struct hv_synic_event_flags`: bytes 0 ..< 4096 (4096 bytes)
     @inlinable public static var sinteventFlags: ABIField { ABIField(offset: 0, size: 4096, count: 16) }
 }
 
@@ -120,9 +120,9 @@ public enum HvSynicEventFlagsPageLayout {
 public enum HvVpsetLayout {
     /// `sizeof(struct hv_vpset)`
     @inlinable public static var size: Int { 16 }
-    /// `format`
+    /// `format`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var format: ABIField { ABIField(offset: 0, size: 8) }
-    /// `valid_bank_mask`
+    /// `valid_bank_mask`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var validBankMask: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -132,15 +132,15 @@ public enum HvVpsetLayout {
 public enum HvInputPostMessageLayout {
     /// `sizeof(struct hv_input_post_message)`
     @inlinable public static var size: Int { 256 }
-    /// `connectionid`
+    /// `connectionid`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var connectionid: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved`
+    /// `reserved`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 4, size: 4) }
-    /// `message_type`
+    /// `message_type`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var messageType: ABIField { ABIField(offset: 8, size: 4) }
-    /// `payload_size`
+    /// `payload_size`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var payloadSize: ABIField { ABIField(offset: 12, size: 4) }
-    /// `payload`, 30 elements
+    /// `payload`, 30 elements: bytes 16 ..< 256 (240 bytes)
     @inlinable public static var payload: ABIField { ABIField(offset: 16, size: 240, count: 30) }
 }
 
@@ -150,11 +150,11 @@ public enum HvInputPostMessageLayout {
 public enum HvInputSignalEventLayout {
     /// `sizeof(struct hv_input_signal_event)`
     @inlinable public static var size: Int { 8 }
-    /// `connectionid`
+    /// `connectionid`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var connectionid: ABIField { ABIField(offset: 0, size: 4) }
-    /// `flag_number`
+    /// `flag_number`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var flagNumber: ABIField { ABIField(offset: 4, size: 2) }
-    /// `rsvdz`
+    /// `rsvdz`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var rsvdz: ABIField { ABIField(offset: 6, size: 2) }
 }
 
@@ -164,11 +164,11 @@ public enum HvInputSignalEventLayout {
 public enum HvSendIpiLayout {
     /// `sizeof(struct hv_send_ipi)`
     @inlinable public static var size: Int { 16 }
-    /// `vector`
+    /// `vector`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var vector: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved`
+    /// `reserved`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 4, size: 4) }
-    /// `cpu_mask`
+    /// `cpu_mask`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var cpuMask: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -178,15 +178,15 @@ public enum HvSendIpiLayout {
 public enum HvSendIpiExLayout {
     /// `sizeof(struct hv_send_ipi_ex)`
     @inlinable public static var size: Int { 24 }
-    /// `vector`
+    /// `vector`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var vector: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved`
+    /// `reserved`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 4, size: 4) }
-    /// `vp_set`, `struct hv_vpset`
+    /// `vp_set`, `struct hv_vpset`: bytes 8 ..< 24 (16 bytes)
     @inlinable public static var vpSet: ABIField { ABIField(offset: 8, size: 16) }
-    /// `vp_set.format`
+    /// `vp_set.format`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var vpSetFormat: ABIField { ABIField(offset: 8, size: 8) }
-    /// `vp_set.valid_bank_mask`
+    /// `vp_set.valid_bank_mask`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var vpSetValidBankMask: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -196,11 +196,11 @@ public enum HvSendIpiExLayout {
 public enum HvTlbFlushLayout {
     /// `sizeof(struct hv_tlb_flush)`
     @inlinable public static var size: Int { 24 }
-    /// `address_space`
+    /// `address_space`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addressSpace: ABIField { ABIField(offset: 0, size: 8) }
-    /// `flags`
+    /// `flags`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 8) }
-    /// `processor_mask`
+    /// `processor_mask`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var processorMask: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -210,15 +210,15 @@ public enum HvTlbFlushLayout {
 public enum HvTlbFlushExLayout {
     /// `sizeof(struct hv_tlb_flush_ex)`
     @inlinable public static var size: Int { 32 }
-    /// `address_space`
+    /// `address_space`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addressSpace: ABIField { ABIField(offset: 0, size: 8) }
-    /// `flags`
+    /// `flags`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 8) }
-    /// `hv_vp_set`, `struct hv_vpset`
+    /// `hv_vp_set`, `struct hv_vpset`: bytes 16 ..< 32 (16 bytes)
     @inlinable public static var hvVpSet: ABIField { ABIField(offset: 16, size: 16) }
-    /// `hv_vp_set.format`
+    /// `hv_vp_set.format`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var hvVpSetFormat: ABIField { ABIField(offset: 16, size: 8) }
-    /// `hv_vp_set.valid_bank_mask`
+    /// `hv_vp_set.valid_bank_mask`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var hvVpSetValidBankMask: ABIField { ABIField(offset: 24, size: 8) }
 }
 
@@ -228,9 +228,9 @@ public enum HvTlbFlushExLayout {
 public enum HvGuestMappingFlushLayout {
     /// `sizeof(struct hv_guest_mapping_flush)`
     @inlinable public static var size: Int { 16 }
-    /// `address_space`
+    /// `address_space`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addressSpace: ABIField { ABIField(offset: 0, size: 8) }
-    /// `flags`
+    /// `flags`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -240,13 +240,13 @@ public enum HvGuestMappingFlushLayout {
 public enum HvInputMapGpaPagesLayout {
     /// `sizeof(struct hv_input_map_gpa_pages)`
     @inlinable public static var size: Int { 24 }
-    /// `target_partition_id`
+    /// `target_partition_id`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var targetPartitionId: ABIField { ABIField(offset: 0, size: 8) }
-    /// `target_gpa_base`
+    /// `target_gpa_base`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var targetGpaBase: ABIField { ABIField(offset: 8, size: 8) }
-    /// `map_flags`
+    /// `map_flags`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var mapFlags: ABIField { ABIField(offset: 16, size: 4) }
-    /// `padding`
+    /// `padding`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var padding: ABIField { ABIField(offset: 20, size: 4) }
 }
 
@@ -256,13 +256,13 @@ public enum HvInputMapGpaPagesLayout {
 public enum HvInputUnmapGpaPagesLayout {
     /// `sizeof(struct hv_input_unmap_gpa_pages)`
     @inlinable public static var size: Int { 24 }
-    /// `target_partition_id`
+    /// `target_partition_id`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var targetPartitionId: ABIField { ABIField(offset: 0, size: 8) }
-    /// `target_gpa_base`
+    /// `target_gpa_base`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var targetGpaBase: ABIField { ABIField(offset: 8, size: 8) }
-    /// `unmap_flags`
+    /// `unmap_flags`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var unmapFlags: ABIField { ABIField(offset: 16, size: 4) }
-    /// `padding`
+    /// `padding`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var padding: ABIField { ABIField(offset: 20, size: 4) }
 }
 
@@ -272,8 +272,8 @@ public enum HvInputUnmapGpaPagesLayout {
 public enum HvInputNotifyLongSpinWaitLayout {
     /// `sizeof(struct hv_input_notify_long_spin_wait)`
     @inlinable public static var size: Int { 8 }
-    /// `spin_count`
+    /// `spin_count`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var spinCount: ABIField { ABIField(offset: 0, size: 4) }
-    /// `reserved`
+    /// `reserved`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 4, size: 4) }
 }

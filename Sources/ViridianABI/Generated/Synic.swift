@@ -8,78 +8,80 @@ import GuestABI
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 @frozen
 public struct HVMessageType: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVMSG` number as the guest or hypervisor passes it (UInt32); numbers `viridian.message` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `viridian.message`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVMessageType {
     /// `HVMSG_NONE` = 0 [ref]. the slot is free
     @inlinable public static var none: HVMessageType { HVMessageType(rawValue: 0) }
-    /// `HVMSG_UNMAPPED_GPA` = 2147483648
+    /// `HVMSG_UNMAPPED_GPA` = 2147483648. SynIC message type 0x80000000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var unmappedGpa: HVMessageType { HVMessageType(rawValue: 0x80000000) }
-    /// `HVMSG_GPA_INTERCEPT` = 2147483649
+    /// `HVMSG_GPA_INTERCEPT` = 2147483649. SynIC message type 0x80000001, from `Specs/viridian/synic.tbl`.
     @inlinable public static var gpaIntercept: HVMessageType { HVMessageType(rawValue: 0x80000001) }
-    /// `HVMSG_UNACCEPTED_GPA` = 2147483651 [nolinux]
+    /// `HVMSG_UNACCEPTED_GPA` = 2147483651 [nolinux]. SynIC message type 0x80000003, from `Specs/viridian/synic.tbl`.
     @inlinable public static var unacceptedGpa: HVMessageType { HVMessageType(rawValue: 0x80000003) }
-    /// `HVMSG_GPA_ATTRIBUTE_INTERCEPT` = 2147483652 [nolinux]
+    /// `HVMSG_GPA_ATTRIBUTE_INTERCEPT` = 2147483652 [nolinux]. SynIC message type 0x80000004, from `Specs/viridian/synic.tbl`.
     @inlinable public static var gpaAttributeIntercept: HVMessageType { HVMessageType(rawValue: 0x80000004) }
-    /// `HVMSG_TIMER_EXPIRED` = 2147483664 [ref]
+    /// `HVMSG_TIMER_EXPIRED` = 2147483664 [ref]. SynIC message type 0x80000010, from `Specs/viridian/synic.tbl`.
     @inlinable public static var timerExpired: HVMessageType { HVMessageType(rawValue: 0x80000010) }
-    /// `HVMSG_INVALID_VP_REGISTER_VALUE` = 2147483680
+    /// `HVMSG_INVALID_VP_REGISTER_VALUE` = 2147483680. SynIC message type 0x80000020, from `Specs/viridian/synic.tbl`.
     @inlinable public static var invalidVpRegisterValue: HVMessageType { HVMessageType(rawValue: 0x80000020) }
-    /// `HVMSG_UNRECOVERABLE_EXCEPTION` = 2147483681
+    /// `HVMSG_UNRECOVERABLE_EXCEPTION` = 2147483681. SynIC message type 0x80000021, from `Specs/viridian/synic.tbl`.
     @inlinable public static var unrecoverableException: HVMessageType { HVMessageType(rawValue: 0x80000021) }
-    /// `HVMSG_UNSUPPORTED_FEATURE` = 2147483682
+    /// `HVMSG_UNSUPPORTED_FEATURE` = 2147483682. SynIC message type 0x80000022, from `Specs/viridian/synic.tbl`.
     @inlinable public static var unsupportedFeature: HVMessageType { HVMessageType(rawValue: 0x80000022) }
-    /// `HVMSG_TLB_PAGE_SIZE_MISMATCH` = 2147483683 [nolinux]
+    /// `HVMSG_TLB_PAGE_SIZE_MISMATCH` = 2147483683 [nolinux]. SynIC message type 0x80000023, from `Specs/viridian/synic.tbl`.
     @inlinable public static var tlbPageSizeMismatch: HVMessageType { HVMessageType(rawValue: 0x80000023) }
-    /// `HVMSG_OPAQUE_INTERCEPT` = 2147483711
+    /// `HVMSG_OPAQUE_INTERCEPT` = 2147483711. SynIC message type 0x8000003F, from `Specs/viridian/synic.tbl`.
     @inlinable public static var opaqueIntercept: HVMessageType { HVMessageType(rawValue: 0x8000003F) }
-    /// `HVMSG_EVENTLOG_BUFFERCOMPLETE` = 2147483712
+    /// `HVMSG_EVENTLOG_BUFFERCOMPLETE` = 2147483712. SynIC message type 0x80000040, from `Specs/viridian/synic.tbl`.
     @inlinable public static var eventlogBuffercomplete: HVMessageType { HVMessageType(rawValue: 0x80000040) }
-    /// `HVMSG_HYPERCALL_INTERCEPT` = 2147483728
+    /// `HVMSG_HYPERCALL_INTERCEPT` = 2147483728. SynIC message type 0x80000050, from `Specs/viridian/synic.tbl`.
     @inlinable public static var hypercallIntercept: HVMessageType { HVMessageType(rawValue: 0x80000050) }
-    /// `HVMSG_SYNIC_EVENT_INTERCEPT` = 2147483744
+    /// `HVMSG_SYNIC_EVENT_INTERCEPT` = 2147483744. SynIC message type 0x80000060, from `Specs/viridian/synic.tbl`.
     @inlinable public static var synicEventIntercept: HVMessageType { HVMessageType(rawValue: 0x80000060) }
-    /// `HVMSG_SYNIC_SINT_INTERCEPT` = 2147483745
+    /// `HVMSG_SYNIC_SINT_INTERCEPT` = 2147483745. SynIC message type 0x80000061, from `Specs/viridian/synic.tbl`.
     @inlinable public static var synicSintIntercept: HVMessageType { HVMessageType(rawValue: 0x80000061) }
-    /// `HVMSG_SYNIC_SINT_DELIVERABLE` = 2147483746
+    /// `HVMSG_SYNIC_SINT_DELIVERABLE` = 2147483746. SynIC message type 0x80000062, from `Specs/viridian/synic.tbl`.
     @inlinable public static var synicSintDeliverable: HVMessageType { HVMessageType(rawValue: 0x80000062) }
-    /// `HVMSG_ASYNC_CALL_COMPLETION` = 2147483760
+    /// `HVMSG_ASYNC_CALL_COMPLETION` = 2147483760. SynIC message type 0x80000070, from `Specs/viridian/synic.tbl`.
     @inlinable public static var asyncCallCompletion: HVMessageType { HVMessageType(rawValue: 0x80000070) }
-    /// `HVMSG_INSUFFICIENT_MEMORY` = 2147483761 [nolinux]
+    /// `HVMSG_INSUFFICIENT_MEMORY` = 2147483761 [nolinux]. SynIC message type 0x80000071, from `Specs/viridian/synic.tbl`.
     @inlinable public static var insufficientMemory: HVMessageType { HVMessageType(rawValue: 0x80000071) }
-    /// `HVMSG_SCHEDULER_VP_SIGNAL_BITSET` = 2147483904
+    /// `HVMSG_SCHEDULER_VP_SIGNAL_BITSET` = 2147483904. SynIC message type 0x80000100, from `Specs/viridian/synic.tbl`.
     @inlinable public static var schedulerVpSignalBitset: HVMessageType { HVMessageType(rawValue: 0x80000100) }
-    /// `HVMSG_SCHEDULER_VP_SIGNAL_PAIR` = 2147483905
+    /// `HVMSG_SCHEDULER_VP_SIGNAL_PAIR` = 2147483905. SynIC message type 0x80000101, from `Specs/viridian/synic.tbl`.
     @inlinable public static var schedulerVpSignalPair: HVMessageType { HVMessageType(rawValue: 0x80000101) }
-    /// `HVMSG_X64_IO_PORT_INTERCEPT` = 2147549184
+    /// `HVMSG_X64_IO_PORT_INTERCEPT` = 2147549184. SynIC message type 0x80010000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64IoPortIntercept: HVMessageType { HVMessageType(rawValue: 0x80010000) }
-    /// `HVMSG_X64_MSR_INTERCEPT` = 2147549185
+    /// `HVMSG_X64_MSR_INTERCEPT` = 2147549185. SynIC message type 0x80010001, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64MsrIntercept: HVMessageType { HVMessageType(rawValue: 0x80010001) }
-    /// `HVMSG_X64_CPUID_INTERCEPT` = 2147549186
+    /// `HVMSG_X64_CPUID_INTERCEPT` = 2147549186. SynIC message type 0x80010002, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64CpuidIntercept: HVMessageType { HVMessageType(rawValue: 0x80010002) }
-    /// `HVMSG_X64_EXCEPTION_INTERCEPT` = 2147549187
+    /// `HVMSG_X64_EXCEPTION_INTERCEPT` = 2147549187. SynIC message type 0x80010003, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64ExceptionIntercept: HVMessageType { HVMessageType(rawValue: 0x80010003) }
-    /// `HVMSG_X64_APIC_EOI` = 2147549188
+    /// `HVMSG_X64_APIC_EOI` = 2147549188. SynIC message type 0x80010004, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64ApicEoi: HVMessageType { HVMessageType(rawValue: 0x80010004) }
-    /// `HVMSG_X64_LEGACY_FP_ERROR` = 2147549189
+    /// `HVMSG_X64_LEGACY_FP_ERROR` = 2147549189. SynIC message type 0x80010005, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64LegacyFpError: HVMessageType { HVMessageType(rawValue: 0x80010005) }
     /// `HVMSG_X64_IOMMU_PRQ` = 2147549190. TLFS: HvMessageTypeRegisterIntercept
     @inlinable public static var x64IommuPrq: HVMessageType { HVMessageType(rawValue: 0x80010006) }
-    /// `HVMSG_X64_HALT` = 2147549191
+    /// `HVMSG_X64_HALT` = 2147549191. SynIC message type 0x80010007, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64Halt: HVMessageType { HVMessageType(rawValue: 0x80010007) }
-    /// `HVMSG_X64_INTERRUPTION_DELIVERABLE` = 2147549192
+    /// `HVMSG_X64_INTERRUPTION_DELIVERABLE` = 2147549192. SynIC message type 0x80010008, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64InterruptionDeliverable: HVMessageType { HVMessageType(rawValue: 0x80010008) }
-    /// `HVMSG_X64_SIPI_INTERCEPT` = 2147549193
+    /// `HVMSG_X64_SIPI_INTERCEPT` = 2147549193. SynIC message type 0x80010009, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64SipiIntercept: HVMessageType { HVMessageType(rawValue: 0x80010009) }
-    /// `HVMSG_X64_RDTSC_INTERCEPT` = 2147549194 [nolinux]
+    /// `HVMSG_X64_RDTSC_INTERCEPT` = 2147549194 [nolinux]. SynIC message type 0x8001000A, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64RdtscIntercept: HVMessageType { HVMessageType(rawValue: 0x8001000A) }
-    /// `HVMSG_X64_APIC_SMI_INTERCEPT` = 2147549195 [nolinux]
+    /// `HVMSG_X64_APIC_SMI_INTERCEPT` = 2147549195 [nolinux]. SynIC message type 0x8001000B, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64ApicSmiIntercept: HVMessageType { HVMessageType(rawValue: 0x8001000B) }
-    /// `HVMSG_X64_APIC_INIT_SIPI_INTERCEPT` = 2147549197 [nolinux]
+    /// `HVMSG_X64_APIC_INIT_SIPI_INTERCEPT` = 2147549197 [nolinux]. SynIC message type 0x8001000D, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64ApicInitSipiIntercept: HVMessageType { HVMessageType(rawValue: 0x8001000D) }
-    /// `HVMSG_X64_APIC_WRITE_INTERCEPT` = 2147549198 [nolinux]
+    /// `HVMSG_X64_APIC_WRITE_INTERCEPT` = 2147549198 [nolinux]. SynIC message type 0x8001000E, from `Specs/viridian/synic.tbl`.
     @inlinable public static var x64ApicWriteIntercept: HVMessageType { HVMessageType(rawValue: 0x8001000E) }
 
     /// The spec (C) name of this value, or nil for a number table `viridian.message` does not list.
@@ -129,25 +131,25 @@ extension HVMessageType {
 /// Spec table `viridian.synic_limits` (Specs/viridian/synic.tbl); family `HV_SYNIC`.
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 public enum SynICLimits {
-    /// `HV_MESSAGE_SIZE` = 256
+    /// `HV_MESSAGE_SIZE` = 256. Viridian `HV_SYNIC` constant 0x100, from `Specs/viridian/synic.tbl`.
     @inlinable public static var messageSize: UInt32 { 0x100 }
-    /// `HV_MESSAGE_PAYLOAD_BYTE_COUNT` = 240
+    /// `HV_MESSAGE_PAYLOAD_BYTE_COUNT` = 240. Viridian `HV_SYNIC` constant 0xF0, from `Specs/viridian/synic.tbl`.
     @inlinable public static var messagePayloadByteCount: UInt32 { 0xF0 }
-    /// `HV_MESSAGE_PAYLOAD_QWORD_COUNT` = 30
+    /// `HV_MESSAGE_PAYLOAD_QWORD_COUNT` = 30. Viridian `HV_SYNIC` constant 0x1E, from `Specs/viridian/synic.tbl`.
     @inlinable public static var messagePayloadQwordCount: UInt32 { 0x1E }
-    /// `HV_MESSAGE_TYPE_HYPERVISOR_MASK` = 2147483648
+    /// `HV_MESSAGE_TYPE_HYPERVISOR_MASK` = 2147483648. Viridian `HV_SYNIC` constant 0x80000000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var messageTypeHypervisorMask: UInt32 { 0x80000000 }
-    /// `HV_SYNIC_SINT_COUNT` = 16
+    /// `HV_SYNIC_SINT_COUNT` = 16. Viridian `HV_SYNIC` constant 0x10, from `Specs/viridian/synic.tbl`.
     @inlinable public static var sintCount: UInt32 { 0x10 }
-    /// `HV_SYNIC_STIMER_COUNT` = 4
+    /// `HV_SYNIC_STIMER_COUNT` = 4. Viridian `HV_SYNIC` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var stimerCount: UInt32 { 4 }
-    /// `HV_SYNIC_FIRST_VALID_VECTOR` = 16
+    /// `HV_SYNIC_FIRST_VALID_VECTOR` = 16. Viridian `HV_SYNIC` constant 0x10, from `Specs/viridian/synic.tbl`.
     @inlinable public static var firstValidVector: UInt32 { 0x10 }
     /// `HV_SYNIC_VERSION_1` = 1. the value of HV_X64_MSR_SVERSION
     @inlinable public static var version1: UInt32 { 1 }
     /// `HV_EVENT_FLAGS_COUNT` = 2048. flags per SINT in the SIEF page
     @inlinable public static var eventFlagsCount: UInt32 { 0x800 }
-    /// `HV_EVENT_FLAGS_BYTE_COUNT` = 256
+    /// `HV_EVENT_FLAGS_BYTE_COUNT` = 256. Viridian `HV_SYNIC` constant 0x100, from `Specs/viridian/synic.tbl`.
     @inlinable public static var eventFlagsByteCount: UInt32 { 0x100 }
     /// `HV_SYNIC_SINT_RESET_VALUE` = 65536. masked
     @inlinable public static var sintResetValue: UInt32 { 0x10000 }
@@ -156,18 +158,18 @@ public enum SynICLimits {
 /// Spec table `viridian.partition_id` (Specs/viridian/synic.tbl); family `HV_PARTITION_ID`.
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 extension PartitionID {
-    /// `HV_PARTITION_ID_INVALID` = 0
+    /// `HV_PARTITION_ID_INVALID` = 0. Viridian `HV_PARTITION_ID` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var invalid: PartitionID { PartitionID(rawValue: 0) }
-    /// `HV_PARTITION_ID_SELF` = 18446744073709551615
+    /// `HV_PARTITION_ID_SELF` = 18446744073709551615. Viridian `HV_PARTITION_ID` constant 0xFFFFFFFFFFFFFFFF, from `Specs/viridian/synic.tbl`.
     @inlinable public static var selfPartition: PartitionID { PartitionID(rawValue: 0xFFFFFFFFFFFFFFFF) }
 }
 
 /// Spec table `viridian.vp_index` (Specs/viridian/synic.tbl); family `HV_VP_INDEX`.
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 extension VPIndex {
-    /// `HV_VP_INDEX_SELF` = 4294967294
+    /// `HV_VP_INDEX_SELF` = 4294967294. Viridian `HV_VP_INDEX` constant 0xFFFFFFFE, from `Specs/viridian/synic.tbl`.
     @inlinable public static var selfVP: VPIndex { VPIndex(rawValue: 0xFFFFFFFE) }
-    /// `HV_ANY_VP` = 4294967295
+    /// `HV_ANY_VP` = 4294967295. Viridian `HV_VP_INDEX` constant 0xFFFFFFFF, from `Specs/viridian/synic.tbl`.
     @inlinable public static var anyVP: VPIndex { VPIndex(rawValue: 0xFFFFFFFF) }
 }
 
@@ -176,21 +178,21 @@ extension VPIndex {
 /// Spec table `viridian.limits` (Specs/viridian/synic.tbl); family `HV_LIMITS`.
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 public enum ViridianLimits {
-    /// `HV_HYP_PAGE_SIZE` = 4096
+    /// `HV_HYP_PAGE_SIZE` = 4096. Viridian `HV_LIMITS` constant 0x1000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var pageSize: UInt64 { 0x1000 }
     /// `HV_CLOCK_HZ` = 10000000. 100 ns reference time units
     @inlinable public static var referenceClockHz: UInt64 { 0x989680 }
     /// `HV_MAXIMUM_PROCESSORS` = 2048. x86
     @inlinable public static var maximumProcessors: UInt64 { 0x800 }
-    /// `HV_MAX_SPARSE_VCPU_BANKS` = 64
+    /// `HV_MAX_SPARSE_VCPU_BANKS` = 64. Viridian `HV_LIMITS` constant 0x40, from `Specs/viridian/synic.tbl`.
     @inlinable public static var maxSparseVCPUBanks: UInt64 { 0x40 }
-    /// `HV_VCPUS_PER_SPARSE_BANK` = 64
+    /// `HV_VCPUS_PER_SPARSE_BANK` = 64. Viridian `HV_LIMITS` constant 0x40, from `Specs/viridian/synic.tbl`.
     @inlinable public static var vcpusPerSparseBank: UInt64 { 0x40 }
-    /// `HV_MAX_FLUSH_PAGES` = 2048
+    /// `HV_MAX_FLUSH_PAGES` = 2048. Viridian `HV_LIMITS` constant 0x800, from `Specs/viridian/synic.tbl`.
     @inlinable public static var maxFlushPages: UInt64 { 0x800 }
     /// `HV_MAX_FLUSH_REP_COUNT` = 510. (4096 - 16) / 8
     @inlinable public static var maxFlushRepCount: UInt64 { 0x1FE }
-    /// `HV_HYPERCALL_MAX_XMM_REGISTERS` = 6
+    /// `HV_HYPERCALL_MAX_XMM_REGISTERS` = 6. Viridian `HV_LIMITS` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var hypercallMaxXMMRegisters: UInt64 { 6 }
 }
 
@@ -200,14 +202,16 @@ public enum ViridianLimits {
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 @frozen
 public struct HVGenericSetFormat: RawRepresentable, Hashable, Sendable {
+    /// The raw `HV_GENERIC_SET` number as the guest or hypervisor passes it (UInt64); numbers `viridian.generic_set` does not list are kept.
     public var rawValue: UInt64
+    /// Wraps `rawValue` as it is, without checking it against `viridian.generic_set`.
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 }
 
 extension HVGenericSetFormat {
-    /// `HV_GENERIC_SET_SPARSE_4K` = 0
+    /// `HV_GENERIC_SET_SPARSE_4K` = 0. Viridian `HV_GENERIC_SET` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var sparse4k: HVGenericSetFormat { HVGenericSetFormat(rawValue: 0) }
-    /// `HV_GENERIC_SET_ALL` = 1
+    /// `HV_GENERIC_SET_ALL` = 1. Viridian `HV_GENERIC_SET` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var all: HVGenericSetFormat { HVGenericSetFormat(rawValue: 1) }
 
     /// The spec (C) name of this value, or nil for a number table `viridian.generic_set` does not list.
@@ -226,18 +230,20 @@ extension HVGenericSetFormat {
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 @frozen
 public struct HVFlushFlags: OptionSet, Hashable, Sendable {
+    /// The raw `HV_FLUSH` bits as the guest or hypervisor passes them (UInt64); bits `viridian.flush_flags` does not name are kept.
     public var rawValue: UInt64
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 }
 
 extension HVFlushFlags {
-    /// `HV_FLUSH_ALL_PROCESSORS` = 1
+    /// `HV_FLUSH_ALL_PROCESSORS` = 1. Viridian `HV_FLUSH` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var allProcessors: HVFlushFlags { HVFlushFlags(rawValue: 1) }
-    /// `HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES` = 2
+    /// `HV_FLUSH_ALL_VIRTUAL_ADDRESS_SPACES` = 2. Viridian `HV_FLUSH` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var allVirtualAddressSpaces: HVFlushFlags { HVFlushFlags(rawValue: 2) }
-    /// `HV_FLUSH_NON_GLOBAL_MAPPINGS_ONLY` = 4
+    /// `HV_FLUSH_NON_GLOBAL_MAPPINGS_ONLY` = 4. Viridian `HV_FLUSH` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var nonGlobalMappingsOnly: HVFlushFlags { HVFlushFlags(rawValue: 4) }
-    /// `HV_FLUSH_USE_EXTENDED_RANGE_FORMAT` = 8
+    /// `HV_FLUSH_USE_EXTENDED_RANGE_FORMAT` = 8. Viridian `HV_FLUSH` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var useExtendedRangeFormat: HVFlushFlags { HVFlushFlags(rawValue: 8) }
 }
 
@@ -247,32 +253,34 @@ extension HVFlushFlags {
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 @frozen
 public struct HVMapGPAFlags: OptionSet, Hashable, Sendable {
+    /// The raw `HV_MAP_GPA` bits as the guest or hypervisor passes them (UInt32); bits `viridian.map_gpa_flags` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVMapGPAFlags {
-    /// `HV_MAP_GPA_PERMISSIONS_NONE` = 0
+    /// `HV_MAP_GPA_PERMISSIONS_NONE` = 0. Viridian `HV_MAP_GPA` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var permissionsNone: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0) }
-    /// `HV_MAP_GPA_READABLE` = 1
+    /// `HV_MAP_GPA_READABLE` = 1. Viridian `HV_MAP_GPA` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var readable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 1) }
-    /// `HV_MAP_GPA_WRITABLE` = 2
+    /// `HV_MAP_GPA_WRITABLE` = 2. Viridian `HV_MAP_GPA` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var writable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 2) }
-    /// `HV_MAP_GPA_KERNEL_EXECUTABLE` = 4
+    /// `HV_MAP_GPA_KERNEL_EXECUTABLE` = 4. Viridian `HV_MAP_GPA` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var kernelExecutable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 4) }
-    /// `HV_MAP_GPA_USER_EXECUTABLE` = 8
+    /// `HV_MAP_GPA_USER_EXECUTABLE` = 8. Viridian `HV_MAP_GPA` bit mask, from `Specs/viridian/synic.tbl`.
     @inlinable public static var userExecutable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 8) }
-    /// `HV_MAP_GPA_EXECUTABLE` = 12
+    /// `HV_MAP_GPA_EXECUTABLE` = 12. Viridian `HV_MAP_GPA` bit mask 0xC, from `Specs/viridian/synic.tbl`.
     @inlinable public static var executable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0xC) }
-    /// `HV_MAP_GPA_PERMISSIONS_MASK` = 15
+    /// `HV_MAP_GPA_PERMISSIONS_MASK` = 15. Viridian `HV_MAP_GPA` bit mask 0xF, from `Specs/viridian/synic.tbl`.
     @inlinable public static var permissionsMask: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0xF) }
-    /// `HV_MAP_GPA_ADJUSTABLE` = 32768
+    /// `HV_MAP_GPA_ADJUSTABLE` = 32768. Viridian `HV_MAP_GPA` bit mask 0x8000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var adjustable: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0x8000) }
-    /// `HV_MAP_GPA_NO_ACCESS` = 65536
+    /// `HV_MAP_GPA_NO_ACCESS` = 65536. Viridian `HV_MAP_GPA` bit mask 0x10000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var noAccess: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0x10000) }
-    /// `HV_MAP_GPA_NOT_CACHED` = 2097152
+    /// `HV_MAP_GPA_NOT_CACHED` = 2097152. Viridian `HV_MAP_GPA` bit mask 0x200000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var notCached: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0x200000) }
-    /// `HV_MAP_GPA_LARGE_PAGE` = 2147483648
+    /// `HV_MAP_GPA_LARGE_PAGE` = 2147483648. Viridian `HV_MAP_GPA` bit mask 0x80000000, from `Specs/viridian/synic.tbl`.
     @inlinable public static var largePage: HVMapGPAFlags { HVMapGPAFlags(rawValue: 0x80000000) }
 }
 
@@ -282,18 +290,20 @@ extension HVMapGPAFlags {
 /// Source: Hyper-V TLFS markdown datatypes/hv_message_type.md and the SynIC chapter, TLFS v6.0b section 11 (MicrosoftDocs/Virtualization-Documentation); Linux torvalds/linux include/hyperv/hvgdk_mini.h (enum hv_message_type, HV_MESSAGE_*, HV_SYNIC_*) and include/hyperv/hvhdk.h (HV_EVENT_FLAGS_*)
 @frozen
 public struct HVPortType: RawRepresentable, Hashable, Sendable {
+    /// The raw `HV_PORT_TYPE` number as the guest or hypervisor passes it (UInt32); numbers `viridian.port_type` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `viridian.port_type`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVPortType {
-    /// `HV_PORT_TYPE_MESSAGE` = 1
+    /// `HV_PORT_TYPE_MESSAGE` = 1. Viridian `HV_PORT_TYPE` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var message: HVPortType { HVPortType(rawValue: 1) }
-    /// `HV_PORT_TYPE_EVENT` = 2
+    /// `HV_PORT_TYPE_EVENT` = 2. Viridian `HV_PORT_TYPE` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var event: HVPortType { HVPortType(rawValue: 2) }
-    /// `HV_PORT_TYPE_MONITOR` = 3
+    /// `HV_PORT_TYPE_MONITOR` = 3. Viridian `HV_PORT_TYPE` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var monitor: HVPortType { HVPortType(rawValue: 3) }
-    /// `HV_PORT_TYPE_DOORBELL` = 4
+    /// `HV_PORT_TYPE_DOORBELL` = 4. Viridian `HV_PORT_TYPE` constant, from `Specs/viridian/synic.tbl`.
     @inlinable public static var doorbell: HVPortType { HVPortType(rawValue: 4) }
 
     /// The spec (C) name of this value, or nil for a number table `viridian.port_type` does not list.

@@ -8,14 +8,16 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct ConsoleIOOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `CONSOLEIO` number as the guest or hypervisor passes it (UInt32); numbers `xen.consoleio` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.consoleio`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension ConsoleIOOp {
-    /// `CONSOLEIO_write` = 0
+    /// `CONSOLEIO_write` = 0. Xen `CONSOLEIO` sub-op number, from `Specs/xen/console.tbl`.
     @inlinable public static var write: ConsoleIOOp { ConsoleIOOp(rawValue: 0) }
-    /// `CONSOLEIO_read` = 1
+    /// `CONSOLEIO_read` = 1. Xen `CONSOLEIO` sub-op number, from `Specs/xen/console.tbl`.
     @inlinable public static var read: ConsoleIOOp { ConsoleIOOp(rawValue: 1) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.consoleio` does not list.

@@ -7,7 +7,7 @@ import GuestABI
 /// Spec table `xen.cpuid` (Specs/xen/cpuid.tbl); family `XEN_CPUID`.
 /// Source: Xen 4.17 public headers, xen/arch-x86/cpuid.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum XenCPUID {
-    /// `XEN_CPUID_FIRST_LEAF` = 1073741824
+    /// `XEN_CPUID_FIRST_LEAF` = 1073741824. Xen `XEN_CPUID` constant 0x40000000, from `Specs/xen/cpuid.tbl`.
     @inlinable public static var firstLeaf: UInt32 { 0x40000000 }
     /// `XEN_CPUID_SIGNATURE_EBX` = 1450075480. "XenV"
     @inlinable public static var signatureEBX: UInt32 { 0x566E6558 }
@@ -25,7 +25,9 @@ public enum XenCPUID {
 /// Source: Xen 4.17 public headers, xen/arch-x86/cpuid.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct XenCPUIDFeatures1: OptionSet, Hashable, Sendable {
+    /// The raw `XEN_CPUID_FEAT1` bits as the guest or hypervisor passes them (UInt32); bits `xen.cpuid_feat1` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
@@ -40,7 +42,9 @@ extension XenCPUIDFeatures1 {
 /// Source: Xen 4.17 public headers, xen/arch-x86/cpuid.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct XenHVMCPUIDFeatures: OptionSet, Hashable, Sendable {
+    /// The raw `XEN_HVM_CPUID` bits as the guest or hypervisor passes them (UInt32); bits `xen.hvm_cpuid` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 

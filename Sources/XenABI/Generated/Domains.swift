@@ -7,21 +7,21 @@ import GuestABI
 /// Spec table `xen.domid` (Specs/xen/domains.tbl); family `DOMID`.
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 extension DomainID {
-    /// `DOMID_FIRST_RESERVED` = 32752
+    /// `DOMID_FIRST_RESERVED` = 32752. Xen `DOMID` constant 0x7FF0, from `Specs/xen/domains.tbl`.
     @inlinable public static var firstReserved: DomainID { DomainID(rawValue: 0x7FF0) }
     /// `DOMID_SELF` = 32752 (shares its value with `DOMID_FIRST_RESERVED`). the calling domain
     @inlinable public static var selfDomain: DomainID { DomainID(rawValue: 0x7FF0) }
-    /// `DOMID_IO` = 32753
+    /// `DOMID_IO` = 32753. Xen `DOMID` constant 0x7FF1, from `Specs/xen/domains.tbl`.
     @inlinable public static var io: DomainID { DomainID(rawValue: 0x7FF1) }
-    /// `DOMID_XEN` = 32754
+    /// `DOMID_XEN` = 32754. Xen `DOMID` constant 0x7FF2, from `Specs/xen/domains.tbl`.
     @inlinable public static var xen: DomainID { DomainID(rawValue: 0x7FF2) }
-    /// `DOMID_COW` = 32755
+    /// `DOMID_COW` = 32755. Xen `DOMID` constant 0x7FF3, from `Specs/xen/domains.tbl`.
     @inlinable public static var cow: DomainID { DomainID(rawValue: 0x7FF3) }
-    /// `DOMID_INVALID` = 32756
+    /// `DOMID_INVALID` = 32756. Xen `DOMID` constant 0x7FF4, from `Specs/xen/domains.tbl`.
     @inlinable public static var invalid: DomainID { DomainID(rawValue: 0x7FF4) }
-    /// `DOMID_IDLE` = 32767
+    /// `DOMID_IDLE` = 32767. Xen `DOMID` constant 0x7FFF, from `Specs/xen/domains.tbl`.
     @inlinable public static var idle: DomainID { DomainID(rawValue: 0x7FFF) }
-    /// `DOMID_MASK` = 32767 (shares its value with `DOMID_IDLE`)
+    /// `DOMID_MASK` = 32767 (shares its value with `DOMID_IDLE`). Xen `DOMID` constant 0x7FFF, from `Specs/xen/domains.tbl`.
     @inlinable public static var mask: DomainID { DomainID(rawValue: 0x7FFF) }
 }
 
@@ -38,14 +38,16 @@ public enum XenLimits {
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VMAssistCommand: RawRepresentable, Hashable, Sendable {
+    /// The raw `VMASST_CMD` number as the guest or hypervisor passes it (UInt32); numbers `xen.vmasst_cmd` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.vmasst_cmd`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension VMAssistCommand {
-    /// `VMASST_CMD_enable` = 0
+    /// `VMASST_CMD_enable` = 0. Xen `VMASST_CMD` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var enable: VMAssistCommand { VMAssistCommand(rawValue: 0) }
-    /// `VMASST_CMD_disable` = 1
+    /// `VMASST_CMD_disable` = 1. Xen `VMASST_CMD` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var disable: VMAssistCommand { VMAssistCommand(rawValue: 1) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.vmasst_cmd` does not list.
@@ -64,24 +66,26 @@ extension VMAssistCommand {
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VMAssistType: RawRepresentable, Hashable, Sendable {
+    /// The raw `VMASST_TYPE` number as the guest or hypervisor passes it (UInt32); numbers `xen.vmasst_type` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.vmasst_type`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension VMAssistType {
-    /// `VMASST_TYPE_4gb_segments` = 0
+    /// `VMASST_TYPE_4gb_segments` = 0. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var fourGBSegments: VMAssistType { VMAssistType(rawValue: 0) }
-    /// `VMASST_TYPE_4gb_segments_notify` = 1
+    /// `VMASST_TYPE_4gb_segments_notify` = 1. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var fourGBSegmentsNotify: VMAssistType { VMAssistType(rawValue: 1) }
-    /// `VMASST_TYPE_writable_pagetables` = 2
+    /// `VMASST_TYPE_writable_pagetables` = 2. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var writablePagetables: VMAssistType { VMAssistType(rawValue: 2) }
-    /// `VMASST_TYPE_pae_extended_cr3` = 3
+    /// `VMASST_TYPE_pae_extended_cr3` = 3. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var paeExtendedCr3: VMAssistType { VMAssistType(rawValue: 3) }
-    /// `VMASST_TYPE_architectural_iopl` = 4
+    /// `VMASST_TYPE_architectural_iopl` = 4. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var architecturalIopl: VMAssistType { VMAssistType(rawValue: 4) }
-    /// `VMASST_TYPE_runstate_update_flag` = 5
+    /// `VMASST_TYPE_runstate_update_flag` = 5. Xen `VMASST_TYPE` constant, from `Specs/xen/domains.tbl`.
     @inlinable public static var runstateUpdateFlag: VMAssistType { VMAssistType(rawValue: 5) }
-    /// `VMASST_TYPE_m2p_strict` = 32
+    /// `VMASST_TYPE_m2p_strict` = 32. Xen `VMASST_TYPE` constant 0x20, from `Specs/xen/domains.tbl`.
     @inlinable public static var m2pStrict: VMAssistType { VMAssistType(rawValue: 0x20) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.vmasst_type` does not list.

@@ -8,7 +8,9 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/errno.h (Debian libxen-dev 4.17.7)
 @frozen
 public struct XenErrno: RawRepresentable, Hashable, Sendable {
+    /// The raw `XEN_E` number as the guest or hypervisor passes it (Int32); numbers `xen.errno` does not list are kept.
     public var rawValue: Int32
+    /// Wraps `rawValue` as it is, without checking it against `xen.errno`.
     @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }
 }
 

@@ -8,32 +8,34 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct EventChannelOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `EVTCHNOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.evtchnop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.evtchnop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension EventChannelOp {
-    /// `EVTCHNOP_bind_interdomain` = 0
+    /// `EVTCHNOP_bind_interdomain` = 0. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var bindInterdomain: EventChannelOp { EventChannelOp(rawValue: 0) }
-    /// `EVTCHNOP_bind_virq` = 1
+    /// `EVTCHNOP_bind_virq` = 1. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var bindVirq: EventChannelOp { EventChannelOp(rawValue: 1) }
-    /// `EVTCHNOP_bind_pirq` = 2
+    /// `EVTCHNOP_bind_pirq` = 2. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var bindPirq: EventChannelOp { EventChannelOp(rawValue: 2) }
-    /// `EVTCHNOP_close` = 3
+    /// `EVTCHNOP_close` = 3. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var close: EventChannelOp { EventChannelOp(rawValue: 3) }
-    /// `EVTCHNOP_send` = 4
+    /// `EVTCHNOP_send` = 4. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var send: EventChannelOp { EventChannelOp(rawValue: 4) }
-    /// `EVTCHNOP_status` = 5
+    /// `EVTCHNOP_status` = 5. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var status: EventChannelOp { EventChannelOp(rawValue: 5) }
-    /// `EVTCHNOP_alloc_unbound` = 6
+    /// `EVTCHNOP_alloc_unbound` = 6. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var allocUnbound: EventChannelOp { EventChannelOp(rawValue: 6) }
-    /// `EVTCHNOP_bind_ipi` = 7
+    /// `EVTCHNOP_bind_ipi` = 7. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var bindIpi: EventChannelOp { EventChannelOp(rawValue: 7) }
-    /// `EVTCHNOP_bind_vcpu` = 8
+    /// `EVTCHNOP_bind_vcpu` = 8. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var bindVcpu: EventChannelOp { EventChannelOp(rawValue: 8) }
-    /// `EVTCHNOP_unmask` = 9
+    /// `EVTCHNOP_unmask` = 9. Xen `EVTCHNOP` sub-op number, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var unmask: EventChannelOp { EventChannelOp(rawValue: 9) }
-    /// `EVTCHNOP_reset` = 10
+    /// `EVTCHNOP_reset` = 10. Xen `EVTCHNOP` sub-op number 0xA, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var reset: EventChannelOp { EventChannelOp(rawValue: 0xA) }
     /// `EVTCHNOP_init_control` = 11. FIFO ABI
     @inlinable public static var initControl: EventChannelOp { EventChannelOp(rawValue: 0xB) }
@@ -70,22 +72,24 @@ extension EventChannelOp {
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct EventChannelStatus: RawRepresentable, Hashable, Sendable {
+    /// The raw `EVTCHNSTAT` number as the guest or hypervisor passes it (UInt32); numbers `xen.evtchnstat` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.evtchnstat`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension EventChannelStatus {
-    /// `EVTCHNSTAT_closed` = 0
+    /// `EVTCHNSTAT_closed` = 0. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var closed: EventChannelStatus { EventChannelStatus(rawValue: 0) }
-    /// `EVTCHNSTAT_unbound` = 1
+    /// `EVTCHNSTAT_unbound` = 1. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var unbound: EventChannelStatus { EventChannelStatus(rawValue: 1) }
-    /// `EVTCHNSTAT_interdomain` = 2
+    /// `EVTCHNSTAT_interdomain` = 2. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var interdomain: EventChannelStatus { EventChannelStatus(rawValue: 2) }
-    /// `EVTCHNSTAT_pirq` = 3
+    /// `EVTCHNSTAT_pirq` = 3. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var pirq: EventChannelStatus { EventChannelStatus(rawValue: 3) }
-    /// `EVTCHNSTAT_virq` = 4
+    /// `EVTCHNSTAT_virq` = 4. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var virq: EventChannelStatus { EventChannelStatus(rawValue: 4) }
-    /// `EVTCHNSTAT_ipi` = 5
+    /// `EVTCHNSTAT_ipi` = 5. Xen `EVTCHNSTAT` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var ipi: EventChannelStatus { EventChannelStatus(rawValue: 5) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.evtchnstat` does not list.
@@ -107,19 +111,19 @@ extension EventChannelStatus {
 /// Spec table `xen.evtchn_fifo` (Specs/xen/event-channels.tbl); family `EVTCHN_FIFO`.
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum EventChannelFIFO {
-    /// `EVTCHN_FIFO_PRIORITY_MAX` = 0
+    /// `EVTCHN_FIFO_PRIORITY_MAX` = 0. Xen `EVTCHN_FIFO` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var priorityMax: UInt32 { 0 }
-    /// `EVTCHN_FIFO_PRIORITY_DEFAULT` = 7
+    /// `EVTCHN_FIFO_PRIORITY_DEFAULT` = 7. Xen `EVTCHN_FIFO` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var priorityDefault: UInt32 { 7 }
-    /// `EVTCHN_FIFO_PRIORITY_MIN` = 15
+    /// `EVTCHN_FIFO_PRIORITY_MIN` = 15. Xen `EVTCHN_FIFO` constant 0xF, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var priorityMin: UInt32 { 0xF }
-    /// `EVTCHN_FIFO_MAX_QUEUES` = 16
+    /// `EVTCHN_FIFO_MAX_QUEUES` = 16. Xen `EVTCHN_FIFO` constant 0x10, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var maxQueues: UInt32 { 0x10 }
-    /// `EVTCHN_FIFO_LINK_BITS` = 17
+    /// `EVTCHN_FIFO_LINK_BITS` = 17. Xen `EVTCHN_FIFO` constant 0x11, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var linkBits: UInt32 { 0x11 }
     /// `EVTCHN_FIFO_NR_CHANNELS` = 131072. 1 << EVTCHN_FIFO_LINK_BITS
     @inlinable public static var nrChannels: UInt32 { 0x20000 }
-    /// `EVTCHN_FIFO_LINK_MASK` = 131071
+    /// `EVTCHN_FIFO_LINK_MASK` = 131071. Xen `EVTCHN_FIFO` constant 0x1FFFF, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var linkMask: UInt32 { 0x1FFFF }
     /// `EVTCHN_FIFO_BUSY` = 28. bit number in an event word
     @inlinable public static var busy: UInt32 { 0x1C }
@@ -136,7 +140,7 @@ public enum EventChannelFIFO {
 /// Spec table `xen.evtchn_2l` (Specs/xen/event-channels.tbl); family `EVTCHN_2L`.
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum EventChannel2L {
-    /// `EVTCHN_2L_NR_CHANNELS` = 4096
+    /// `EVTCHN_2L_NR_CHANNELS` = 4096. Xen `EVTCHN_2L` constant 0x1000, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var nrChannels: UInt32 { 0x1000 }
 }
 
@@ -146,52 +150,54 @@ public enum EventChannel2L {
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VIRQ: RawRepresentable, Hashable, Sendable {
+    /// The raw `VIRQ` number as the guest or hypervisor passes it (UInt32); numbers `xen.virq` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.virq`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension VIRQ {
-    /// `VIRQ_TIMER` = 0
+    /// `VIRQ_TIMER` = 0. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var timer: VIRQ { VIRQ(rawValue: 0) }
-    /// `VIRQ_DEBUG` = 1
+    /// `VIRQ_DEBUG` = 1. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var debug: VIRQ { VIRQ(rawValue: 1) }
-    /// `VIRQ_CONSOLE` = 2
+    /// `VIRQ_CONSOLE` = 2. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var console: VIRQ { VIRQ(rawValue: 2) }
-    /// `VIRQ_DOM_EXC` = 3
+    /// `VIRQ_DOM_EXC` = 3. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var domExc: VIRQ { VIRQ(rawValue: 3) }
-    /// `VIRQ_TBUF` = 4
+    /// `VIRQ_TBUF` = 4. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var tbuf: VIRQ { VIRQ(rawValue: 4) }
-    /// `VIRQ_DEBUGGER` = 6
+    /// `VIRQ_DEBUGGER` = 6. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var debugger: VIRQ { VIRQ(rawValue: 6) }
-    /// `VIRQ_XENOPROF` = 7
+    /// `VIRQ_XENOPROF` = 7. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var xenoprof: VIRQ { VIRQ(rawValue: 7) }
-    /// `VIRQ_CON_RING` = 8
+    /// `VIRQ_CON_RING` = 8. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var conRing: VIRQ { VIRQ(rawValue: 8) }
-    /// `VIRQ_PCPU_STATE` = 9
+    /// `VIRQ_PCPU_STATE` = 9. Xen `VIRQ` constant, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var pcpuState: VIRQ { VIRQ(rawValue: 9) }
-    /// `VIRQ_MEM_EVENT` = 10
+    /// `VIRQ_MEM_EVENT` = 10. Xen `VIRQ` constant 0xA, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var memEvent: VIRQ { VIRQ(rawValue: 0xA) }
-    /// `VIRQ_ARGO` = 11
+    /// `VIRQ_ARGO` = 11. Xen `VIRQ` constant 0xB, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var argo: VIRQ { VIRQ(rawValue: 0xB) }
-    /// `VIRQ_ENOMEM` = 12
+    /// `VIRQ_ENOMEM` = 12. Xen `VIRQ` constant 0xC, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var enomem: VIRQ { VIRQ(rawValue: 0xC) }
-    /// `VIRQ_XENPMU` = 13
+    /// `VIRQ_XENPMU` = 13. Xen `VIRQ` constant 0xD, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var xenpmu: VIRQ { VIRQ(rawValue: 0xD) }
-    /// `VIRQ_ARCH_0` = 16
+    /// `VIRQ_ARCH_0` = 16. Xen `VIRQ` constant 0x10, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch0: VIRQ { VIRQ(rawValue: 0x10) }
-    /// `VIRQ_ARCH_1` = 17
+    /// `VIRQ_ARCH_1` = 17. Xen `VIRQ` constant 0x11, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch1: VIRQ { VIRQ(rawValue: 0x11) }
-    /// `VIRQ_ARCH_2` = 18
+    /// `VIRQ_ARCH_2` = 18. Xen `VIRQ` constant 0x12, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch2: VIRQ { VIRQ(rawValue: 0x12) }
-    /// `VIRQ_ARCH_3` = 19
+    /// `VIRQ_ARCH_3` = 19. Xen `VIRQ` constant 0x13, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch3: VIRQ { VIRQ(rawValue: 0x13) }
-    /// `VIRQ_ARCH_4` = 20
+    /// `VIRQ_ARCH_4` = 20. Xen `VIRQ` constant 0x14, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch4: VIRQ { VIRQ(rawValue: 0x14) }
-    /// `VIRQ_ARCH_5` = 21
+    /// `VIRQ_ARCH_5` = 21. Xen `VIRQ` constant 0x15, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch5: VIRQ { VIRQ(rawValue: 0x15) }
-    /// `VIRQ_ARCH_6` = 22
+    /// `VIRQ_ARCH_6` = 22. Xen `VIRQ` constant 0x16, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch6: VIRQ { VIRQ(rawValue: 0x16) }
-    /// `VIRQ_ARCH_7` = 23
+    /// `VIRQ_ARCH_7` = 23. Xen `VIRQ` constant 0x17, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var arch7: VIRQ { VIRQ(rawValue: 0x17) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.virq` does not list.
@@ -226,6 +232,6 @@ extension VIRQ {
 /// Spec table `xen.virq_limits` (Specs/xen/event-channels.tbl); family `NR_VIRQS`.
 /// Source: Xen 4.17 public headers, xen/event_channel.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum XenVIRQLimits {
-    /// `NR_VIRQS` = 24
+    /// `NR_VIRQS` = 24. Xen `NR_VIRQS` constant 0x18, from `Specs/xen/event-channels.tbl`.
     @inlinable public static var count: UInt32 { 0x18 }
 }

@@ -8,36 +8,38 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantTableOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `GNTTABOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.gnttabop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.gnttabop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension GrantTableOp {
-    /// `GNTTABOP_map_grant_ref` = 0
+    /// `GNTTABOP_map_grant_ref` = 0. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var mapGrantRef: GrantTableOp { GrantTableOp(rawValue: 0) }
-    /// `GNTTABOP_unmap_grant_ref` = 1
+    /// `GNTTABOP_unmap_grant_ref` = 1. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var unmapGrantRef: GrantTableOp { GrantTableOp(rawValue: 1) }
-    /// `GNTTABOP_setup_table` = 2
+    /// `GNTTABOP_setup_table` = 2. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var setupTable: GrantTableOp { GrantTableOp(rawValue: 2) }
-    /// `GNTTABOP_dump_table` = 3
+    /// `GNTTABOP_dump_table` = 3. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var dumpTable: GrantTableOp { GrantTableOp(rawValue: 3) }
-    /// `GNTTABOP_transfer` = 4
+    /// `GNTTABOP_transfer` = 4. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var transfer: GrantTableOp { GrantTableOp(rawValue: 4) }
-    /// `GNTTABOP_copy` = 5
+    /// `GNTTABOP_copy` = 5. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var copy: GrantTableOp { GrantTableOp(rawValue: 5) }
-    /// `GNTTABOP_query_size` = 6
+    /// `GNTTABOP_query_size` = 6. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var querySize: GrantTableOp { GrantTableOp(rawValue: 6) }
-    /// `GNTTABOP_unmap_and_replace` = 7
+    /// `GNTTABOP_unmap_and_replace` = 7. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var unmapAndReplace: GrantTableOp { GrantTableOp(rawValue: 7) }
-    /// `GNTTABOP_set_version` = 8
+    /// `GNTTABOP_set_version` = 8. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var setVersion: GrantTableOp { GrantTableOp(rawValue: 8) }
-    /// `GNTTABOP_get_status_frames` = 9
+    /// `GNTTABOP_get_status_frames` = 9. Xen `GNTTABOP` sub-op number, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var getStatusFrames: GrantTableOp { GrantTableOp(rawValue: 9) }
-    /// `GNTTABOP_get_version` = 10
+    /// `GNTTABOP_get_version` = 10. Xen `GNTTABOP` sub-op number 0xA, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var getVersion: GrantTableOp { GrantTableOp(rawValue: 0xA) }
-    /// `GNTTABOP_swap_grant_ref` = 11
+    /// `GNTTABOP_swap_grant_ref` = 11. Xen `GNTTABOP` sub-op number 0xB, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var swapGrantRef: GrantTableOp { GrantTableOp(rawValue: 0xB) }
-    /// `GNTTABOP_cache_flush` = 12
+    /// `GNTTABOP_cache_flush` = 12. Xen `GNTTABOP` sub-op number 0xC, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var cacheFlush: GrantTableOp { GrantTableOp(rawValue: 0xC) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.gnttabop` does not list.
@@ -67,34 +69,36 @@ extension GrantTableOp {
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantEntryFlags: OptionSet, Hashable, Sendable {
+    /// The raw `GTF` bits as the guest or hypervisor passes them (UInt16); bits `xen.gtf` does not name are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 
 extension GrantEntryFlags {
-    /// `GTF_invalid` = 0
+    /// `GTF_invalid` = 0. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var invalid: GrantEntryFlags { GrantEntryFlags(rawValue: 0) }
-    /// `GTF_permit_access` = 1
+    /// `GTF_permit_access` = 1. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var permitAccess: GrantEntryFlags { GrantEntryFlags(rawValue: 1) }
-    /// `GTF_accept_transfer` = 2
+    /// `GTF_accept_transfer` = 2. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var acceptTransfer: GrantEntryFlags { GrantEntryFlags(rawValue: 2) }
-    /// `GTF_transitive` = 3
+    /// `GTF_transitive` = 3. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var transitive: GrantEntryFlags { GrantEntryFlags(rawValue: 3) }
     /// `GTF_type_mask` = 3 (shares its value with `GTF_transitive`). mask of the two type bits
     @inlinable public static var typeMask: GrantEntryFlags { GrantEntryFlags(rawValue: 3) }
-    /// `GTF_readonly` = 4
+    /// `GTF_readonly` = 4. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var readonly: GrantEntryFlags { GrantEntryFlags(rawValue: 4) }
-    /// `GTF_reading` = 8
+    /// `GTF_reading` = 8. Xen `GTF` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var reading: GrantEntryFlags { GrantEntryFlags(rawValue: 8) }
-    /// `GTF_writing` = 16
+    /// `GTF_writing` = 16. Xen `GTF` bit mask 0x10, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var writing: GrantEntryFlags { GrantEntryFlags(rawValue: 0x10) }
-    /// `GTF_PWT` = 32
+    /// `GTF_PWT` = 32. Xen `GTF` bit mask 0x20, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var pwt: GrantEntryFlags { GrantEntryFlags(rawValue: 0x20) }
-    /// `GTF_PCD` = 64
+    /// `GTF_PCD` = 64. Xen `GTF` bit mask 0x40, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var pcd: GrantEntryFlags { GrantEntryFlags(rawValue: 0x40) }
-    /// `GTF_PAT` = 128
+    /// `GTF_PAT` = 128. Xen `GTF` bit mask 0x80, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var pat: GrantEntryFlags { GrantEntryFlags(rawValue: 0x80) }
-    /// `GTF_sub_page` = 256
+    /// `GTF_sub_page` = 256. Xen `GTF` bit mask 0x100, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var subPage: GrantEntryFlags { GrantEntryFlags(rawValue: 0x100) }
     /// `GTF_transfer_committed` = 4 (shares its value with `GTF_readonly`). accept-transfer entries only
     @inlinable public static var transferCommitted: GrantEntryFlags { GrantEntryFlags(rawValue: 4) }
@@ -108,20 +112,22 @@ extension GrantEntryFlags {
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantMapFlags: OptionSet, Hashable, Sendable {
+    /// The raw `GNTMAP` bits as the guest or hypervisor passes them (UInt32); bits `xen.gntmap` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension GrantMapFlags {
-    /// `GNTMAP_device_map` = 1
+    /// `GNTMAP_device_map` = 1. Xen `GNTMAP` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var deviceMap: GrantMapFlags { GrantMapFlags(rawValue: 1) }
-    /// `GNTMAP_host_map` = 2
+    /// `GNTMAP_host_map` = 2. Xen `GNTMAP` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var hostMap: GrantMapFlags { GrantMapFlags(rawValue: 2) }
-    /// `GNTMAP_readonly` = 4
+    /// `GNTMAP_readonly` = 4. Xen `GNTMAP` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var readonly: GrantMapFlags { GrantMapFlags(rawValue: 4) }
-    /// `GNTMAP_application_map` = 8
+    /// `GNTMAP_application_map` = 8. Xen `GNTMAP` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var applicationMap: GrantMapFlags { GrantMapFlags(rawValue: 8) }
-    /// `GNTMAP_contains_pte` = 16
+    /// `GNTMAP_contains_pte` = 16. Xen `GNTMAP` bit mask 0x10, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var containsPte: GrantMapFlags { GrantMapFlags(rawValue: 0x10) }
     /// `GNTMAP_guest_avail_mask` = 4294901760. bits left to the guest (XENFEAT_gnttab_map_avail_bits)
     @inlinable public static var guestAvailMask: GrantMapFlags { GrantMapFlags(rawValue: 0xFFFF0000) }
@@ -133,38 +139,40 @@ extension GrantMapFlags {
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantStatus: RawRepresentable, Hashable, Sendable {
+    /// The raw `GNTST` number as the guest or hypervisor passes it (Int16); numbers `xen.gntst` does not list are kept.
     public var rawValue: Int16
+    /// Wraps `rawValue` as it is, without checking it against `xen.gntst`.
     @inlinable public init(rawValue: Int16) { self.rawValue = rawValue }
 }
 
 extension GrantStatus {
-    /// `GNTST_okay` = 0
+    /// `GNTST_okay` = 0. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var okay: GrantStatus { GrantStatus(rawValue: 0) }
-    /// `GNTST_general_error` = -1
+    /// `GNTST_general_error` = -1. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var generalError: GrantStatus { GrantStatus(rawValue: -1) }
-    /// `GNTST_bad_domain` = -2
+    /// `GNTST_bad_domain` = -2. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badDomain: GrantStatus { GrantStatus(rawValue: -2) }
-    /// `GNTST_bad_gntref` = -3
+    /// `GNTST_bad_gntref` = -3. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badGntref: GrantStatus { GrantStatus(rawValue: -3) }
-    /// `GNTST_bad_handle` = -4
+    /// `GNTST_bad_handle` = -4. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badHandle: GrantStatus { GrantStatus(rawValue: -4) }
-    /// `GNTST_bad_virt_addr` = -5
+    /// `GNTST_bad_virt_addr` = -5. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badVirtAddr: GrantStatus { GrantStatus(rawValue: -5) }
-    /// `GNTST_bad_dev_addr` = -6
+    /// `GNTST_bad_dev_addr` = -6. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badDevAddr: GrantStatus { GrantStatus(rawValue: -6) }
-    /// `GNTST_no_device_space` = -7
+    /// `GNTST_no_device_space` = -7. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var noDeviceSpace: GrantStatus { GrantStatus(rawValue: -7) }
-    /// `GNTST_permission_denied` = -8
+    /// `GNTST_permission_denied` = -8. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var permissionDenied: GrantStatus { GrantStatus(rawValue: -8) }
-    /// `GNTST_bad_page` = -9
+    /// `GNTST_bad_page` = -9. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badPage: GrantStatus { GrantStatus(rawValue: -9) }
-    /// `GNTST_bad_copy_arg` = -10
+    /// `GNTST_bad_copy_arg` = -10. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var badCopyArg: GrantStatus { GrantStatus(rawValue: -10) }
-    /// `GNTST_address_too_big` = -11
+    /// `GNTST_address_too_big` = -11. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var addressTooBig: GrantStatus { GrantStatus(rawValue: -11) }
-    /// `GNTST_eagain` = -12
+    /// `GNTST_eagain` = -12. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var eagain: GrantStatus { GrantStatus(rawValue: -12) }
-    /// `GNTST_no_space` = -13
+    /// `GNTST_no_space` = -13. Xen `GNTST` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var noSpace: GrantStatus { GrantStatus(rawValue: -13) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.gntst` does not list.
@@ -195,14 +203,16 @@ extension GrantStatus {
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantCopyFlags: OptionSet, Hashable, Sendable {
+    /// The raw `GNTCOPY` bits as the guest or hypervisor passes them (UInt16); bits `xen.gntcopy` does not name are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 
 extension GrantCopyFlags {
-    /// `GNTCOPY_source_gref` = 1
+    /// `GNTCOPY_source_gref` = 1. Xen `GNTCOPY` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var sourceGref: GrantCopyFlags { GrantCopyFlags(rawValue: 1) }
-    /// `GNTCOPY_dest_gref` = 2
+    /// `GNTCOPY_dest_gref` = 2. Xen `GNTCOPY` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var destGref: GrantCopyFlags { GrantCopyFlags(rawValue: 2) }
 }
 
@@ -213,9 +223,9 @@ extension GrantCopyFlags {
 public enum GrantTableReserved {
     /// `GNTTAB_NR_RESERVED_ENTRIES` = 8. entries 0..7
     @inlinable public static var count: UInt32 { 8 }
-    /// `GNTTAB_RESERVED_CONSOLE` = 0
+    /// `GNTTAB_RESERVED_CONSOLE` = 0. Xen `GNTTAB_RESERVED` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var console: UInt32 { 0 }
-    /// `GNTTAB_RESERVED_XENSTORE` = 1
+    /// `GNTTAB_RESERVED_XENSTORE` = 1. Xen `GNTTAB_RESERVED` constant, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var xenstore: UInt32 { 1 }
 }
 
@@ -225,15 +235,17 @@ public enum GrantTableReserved {
 /// Source: Xen 4.17 public headers, xen/grant_table.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct GrantCacheFlushOp: OptionSet, Hashable, Sendable {
+    /// The raw `GNTTAB_CACHE` bits as the guest or hypervisor passes them (UInt32); bits `xen.gnttab_cache` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension GrantCacheFlushOp {
-    /// `GNTTAB_CACHE_CLEAN` = 1
+    /// `GNTTAB_CACHE_CLEAN` = 1. Xen `GNTTAB_CACHE` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var clean: GrantCacheFlushOp { GrantCacheFlushOp(rawValue: 1) }
-    /// `GNTTAB_CACHE_INVAL` = 2
+    /// `GNTTAB_CACHE_INVAL` = 2. Xen `GNTTAB_CACHE` bit mask, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var inval: GrantCacheFlushOp { GrantCacheFlushOp(rawValue: 2) }
-    /// `GNTTAB_CACHE_SOURCE_GREF` = 2147483648
+    /// `GNTTAB_CACHE_SOURCE_GREF` = 2147483648. Xen `GNTTAB_CACHE` bit mask 0x80000000, from `Specs/xen/grant-tables.tbl`.
     @inlinable public static var sourceGref: GrantCacheFlushOp { GrantCacheFlushOp(rawValue: 0x80000000) }
 }

@@ -8,30 +8,32 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct HVMOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVMOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.hvmop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.hvmop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVMOp {
-    /// `HVMOP_set_param` = 0
+    /// `HVMOP_set_param` = 0. Xen `HVMOP` sub-op number, from `Specs/xen/hvm.tbl`.
     @inlinable public static var setParam: HVMOp { HVMOp(rawValue: 0) }
-    /// `HVMOP_get_param` = 1
+    /// `HVMOP_get_param` = 1. Xen `HVMOP` sub-op number, from `Specs/xen/hvm.tbl`.
     @inlinable public static var getParam: HVMOp { HVMOp(rawValue: 1) }
-    /// `HVMOP_flush_tlbs` = 5
+    /// `HVMOP_flush_tlbs` = 5. Xen `HVMOP` sub-op number, from `Specs/xen/hvm.tbl`.
     @inlinable public static var flushTlbs: HVMOp { HVMOp(rawValue: 5) }
-    /// `HVMOP_pagetable_dying` = 9
+    /// `HVMOP_pagetable_dying` = 9. Xen `HVMOP` sub-op number, from `Specs/xen/hvm.tbl`.
     @inlinable public static var pagetableDying: HVMOp { HVMOp(rawValue: 9) }
-    /// `HVMOP_get_time` = 10
+    /// `HVMOP_get_time` = 10. Xen `HVMOP` sub-op number 0xA, from `Specs/xen/hvm.tbl`.
     @inlinable public static var getTime: HVMOp { HVMOp(rawValue: 0xA) }
-    /// `HVMOP_xentrace` = 11
+    /// `HVMOP_xentrace` = 11. Xen `HVMOP` sub-op number 0xB, from `Specs/xen/hvm.tbl`.
     @inlinable public static var xentrace: HVMOp { HVMOp(rawValue: 0xB) }
-    /// `HVMOP_get_mem_type` = 15
+    /// `HVMOP_get_mem_type` = 15. Xen `HVMOP` sub-op number 0xF, from `Specs/xen/hvm.tbl`.
     @inlinable public static var getMemType: HVMOp { HVMOp(rawValue: 0xF) }
-    /// `HVMOP_set_evtchn_upcall_vector` = 23
+    /// `HVMOP_set_evtchn_upcall_vector` = 23. Xen `HVMOP` sub-op number 0x17, from `Specs/xen/hvm.tbl`.
     @inlinable public static var setEvtchnUpcallVector: HVMOp { HVMOp(rawValue: 0x17) }
-    /// `HVMOP_guest_request_vm_event` = 24
+    /// `HVMOP_guest_request_vm_event` = 24. Xen `HVMOP` sub-op number 0x18, from `Specs/xen/hvm.tbl`.
     @inlinable public static var guestRequestVmEvent: HVMOp { HVMOp(rawValue: 0x18) }
-    /// `HVMOP_altp2m` = 25
+    /// `HVMOP_altp2m` = 25. Xen `HVMOP` sub-op number 0x19, from `Specs/xen/hvm.tbl`.
     @inlinable public static var altp2m: HVMOp { HVMOp(rawValue: 0x19) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.hvmop` does not list.
@@ -58,62 +60,64 @@ extension HVMOp {
 /// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct HVMParam: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVM_PARAM` number as the guest or hypervisor passes it (UInt32); numbers `xen.hvm_param` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.hvm_param`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension HVMParam {
-    /// `HVM_PARAM_CALLBACK_IRQ` = 0
+    /// `HVM_PARAM_CALLBACK_IRQ` = 0. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var callbackIrq: HVMParam { HVMParam(rawValue: 0) }
-    /// `HVM_PARAM_STORE_PFN` = 1
+    /// `HVM_PARAM_STORE_PFN` = 1. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var storePfn: HVMParam { HVMParam(rawValue: 1) }
-    /// `HVM_PARAM_STORE_EVTCHN` = 2
+    /// `HVM_PARAM_STORE_EVTCHN` = 2. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var storeEvtchn: HVMParam { HVMParam(rawValue: 2) }
-    /// `HVM_PARAM_IOREQ_PFN` = 5
+    /// `HVM_PARAM_IOREQ_PFN` = 5. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var ioreqPfn: HVMParam { HVMParam(rawValue: 5) }
-    /// `HVM_PARAM_BUFIOREQ_PFN` = 6
+    /// `HVM_PARAM_BUFIOREQ_PFN` = 6. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var bufioreqPfn: HVMParam { HVMParam(rawValue: 6) }
-    /// `HVM_PARAM_VIRIDIAN` = 9
+    /// `HVM_PARAM_VIRIDIAN` = 9. Xen `HVM_PARAM` constant, from `Specs/xen/hvm.tbl`.
     @inlinable public static var viridian: HVMParam { HVMParam(rawValue: 9) }
-    /// `HVM_PARAM_TIMER_MODE` = 10
+    /// `HVM_PARAM_TIMER_MODE` = 10. Xen `HVM_PARAM` constant 0xA, from `Specs/xen/hvm.tbl`.
     @inlinable public static var timerMode: HVMParam { HVMParam(rawValue: 0xA) }
-    /// `HVM_PARAM_HPET_ENABLED` = 11
+    /// `HVM_PARAM_HPET_ENABLED` = 11. Xen `HVM_PARAM` constant 0xB, from `Specs/xen/hvm.tbl`.
     @inlinable public static var hpetEnabled: HVMParam { HVMParam(rawValue: 0xB) }
-    /// `HVM_PARAM_IDENT_PT` = 12
+    /// `HVM_PARAM_IDENT_PT` = 12. Xen `HVM_PARAM` constant 0xC, from `Specs/xen/hvm.tbl`.
     @inlinable public static var identPt: HVMParam { HVMParam(rawValue: 0xC) }
-    /// `HVM_PARAM_ACPI_S_STATE` = 14
+    /// `HVM_PARAM_ACPI_S_STATE` = 14. Xen `HVM_PARAM` constant 0xE, from `Specs/xen/hvm.tbl`.
     @inlinable public static var acpiSState: HVMParam { HVMParam(rawValue: 0xE) }
-    /// `HVM_PARAM_VM86_TSS` = 15
+    /// `HVM_PARAM_VM86_TSS` = 15. Xen `HVM_PARAM` constant 0xF, from `Specs/xen/hvm.tbl`.
     @inlinable public static var vm86Tss: HVMParam { HVMParam(rawValue: 0xF) }
-    /// `HVM_PARAM_VPT_ALIGN` = 16
+    /// `HVM_PARAM_VPT_ALIGN` = 16. Xen `HVM_PARAM` constant 0x10, from `Specs/xen/hvm.tbl`.
     @inlinable public static var vptAlign: HVMParam { HVMParam(rawValue: 0x10) }
-    /// `HVM_PARAM_CONSOLE_PFN` = 17
+    /// `HVM_PARAM_CONSOLE_PFN` = 17. Xen `HVM_PARAM` constant 0x11, from `Specs/xen/hvm.tbl`.
     @inlinable public static var consolePfn: HVMParam { HVMParam(rawValue: 0x11) }
-    /// `HVM_PARAM_CONSOLE_EVTCHN` = 18
+    /// `HVM_PARAM_CONSOLE_EVTCHN` = 18. Xen `HVM_PARAM` constant 0x12, from `Specs/xen/hvm.tbl`.
     @inlinable public static var consoleEvtchn: HVMParam { HVMParam(rawValue: 0x12) }
-    /// `HVM_PARAM_ACPI_IOPORTS_LOCATION` = 19
+    /// `HVM_PARAM_ACPI_IOPORTS_LOCATION` = 19. Xen `HVM_PARAM` constant 0x13, from `Specs/xen/hvm.tbl`.
     @inlinable public static var acpiIoportsLocation: HVMParam { HVMParam(rawValue: 0x13) }
-    /// `HVM_PARAM_PAGING_RING_PFN` = 27
+    /// `HVM_PARAM_PAGING_RING_PFN` = 27. Xen `HVM_PARAM` constant 0x1B, from `Specs/xen/hvm.tbl`.
     @inlinable public static var pagingRingPfn: HVMParam { HVMParam(rawValue: 0x1B) }
-    /// `HVM_PARAM_MONITOR_RING_PFN` = 28
+    /// `HVM_PARAM_MONITOR_RING_PFN` = 28. Xen `HVM_PARAM` constant 0x1C, from `Specs/xen/hvm.tbl`.
     @inlinable public static var monitorRingPfn: HVMParam { HVMParam(rawValue: 0x1C) }
-    /// `HVM_PARAM_SHARING_RING_PFN` = 29
+    /// `HVM_PARAM_SHARING_RING_PFN` = 29. Xen `HVM_PARAM` constant 0x1D, from `Specs/xen/hvm.tbl`.
     @inlinable public static var sharingRingPfn: HVMParam { HVMParam(rawValue: 0x1D) }
-    /// `HVM_PARAM_TRIPLE_FAULT_REASON` = 31
+    /// `HVM_PARAM_TRIPLE_FAULT_REASON` = 31. Xen `HVM_PARAM` constant 0x1F, from `Specs/xen/hvm.tbl`.
     @inlinable public static var tripleFaultReason: HVMParam { HVMParam(rawValue: 0x1F) }
-    /// `HVM_PARAM_IOREQ_SERVER_PFN` = 32
+    /// `HVM_PARAM_IOREQ_SERVER_PFN` = 32. Xen `HVM_PARAM` constant 0x20, from `Specs/xen/hvm.tbl`.
     @inlinable public static var ioreqServerPfn: HVMParam { HVMParam(rawValue: 0x20) }
-    /// `HVM_PARAM_NR_IOREQ_SERVER_PAGES` = 33
+    /// `HVM_PARAM_NR_IOREQ_SERVER_PAGES` = 33. Xen `HVM_PARAM` constant 0x21, from `Specs/xen/hvm.tbl`.
     @inlinable public static var nrIoreqServerPages: HVMParam { HVMParam(rawValue: 0x21) }
-    /// `HVM_PARAM_VM_GENERATION_ID_ADDR` = 34
+    /// `HVM_PARAM_VM_GENERATION_ID_ADDR` = 34. Xen `HVM_PARAM` constant 0x22, from `Specs/xen/hvm.tbl`.
     @inlinable public static var vmGenerationIdAddr: HVMParam { HVMParam(rawValue: 0x22) }
-    /// `HVM_PARAM_ALTP2M` = 35
+    /// `HVM_PARAM_ALTP2M` = 35. Xen `HVM_PARAM` constant 0x23, from `Specs/xen/hvm.tbl`.
     @inlinable public static var altp2m: HVMParam { HVMParam(rawValue: 0x23) }
-    /// `HVM_PARAM_X87_FIP_WIDTH` = 36
+    /// `HVM_PARAM_X87_FIP_WIDTH` = 36. Xen `HVM_PARAM` constant 0x24, from `Specs/xen/hvm.tbl`.
     @inlinable public static var x87FipWidth: HVMParam { HVMParam(rawValue: 0x24) }
-    /// `HVM_PARAM_VM86_TSS_SIZED` = 37
+    /// `HVM_PARAM_VM86_TSS_SIZED` = 37. Xen `HVM_PARAM` constant 0x25, from `Specs/xen/hvm.tbl`.
     @inlinable public static var vm86TssSized: HVMParam { HVMParam(rawValue: 0x25) }
-    /// `HVM_PARAM_MCA_CAP` = 38
+    /// `HVM_PARAM_MCA_CAP` = 38. Xen `HVM_PARAM` constant 0x26, from `Specs/xen/hvm.tbl`.
     @inlinable public static var mcaCap: HVMParam { HVMParam(rawValue: 0x26) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.hvm_param` does not list.
@@ -163,7 +167,9 @@ public enum HVMParamLimits {
 /// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct HVMCallbackType: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVM_PARAM_CALLBACK_TYPE` number as the guest or hypervisor passes it (UInt8); numbers `xen.hvm_callback_type` does not list are kept.
     public var rawValue: UInt8
+    /// Wraps `rawValue` as it is, without checking it against `xen.hvm_callback_type`.
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 }
 
@@ -189,7 +195,7 @@ extension HVMCallbackType {
 /// Spec table `xen.hvm_callback_mask` (Specs/xen/hvm.tbl); family `HVM_PARAM_CALLBACK_IRQ`.
 /// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum HVMCallbackIRQ {
-    /// `HVM_PARAM_CALLBACK_IRQ_TYPE_MASK` = 18374686479671623680
+    /// `HVM_PARAM_CALLBACK_IRQ_TYPE_MASK` = 18374686479671623680. Xen `HVM_PARAM_CALLBACK_IRQ` constant 0xFF00000000000000, from `Specs/xen/hvm.tbl`.
     @inlinable public static var typeMask: UInt64 { 0xFF00000000000000 }
 }
 
@@ -199,7 +205,9 @@ public enum HVMCallbackIRQ {
 /// Source: Xen 4.17 public headers, xen/hvm/hvm_op.h and xen/hvm/params.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct HVMMemType: RawRepresentable, Hashable, Sendable {
+    /// The raw `HVMMEM` number as the guest or hypervisor passes it (UInt16); numbers `xen.hvmmem` does not list are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, without checking it against `xen.hvmmem`.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 

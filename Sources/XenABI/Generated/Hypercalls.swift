@@ -8,7 +8,9 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct XenHypercall: RawRepresentable, Hashable, Sendable {
+    /// The raw `HYPERVISOR` number as the guest or hypervisor passes it (UInt64); numbers `xen.hypercall` does not list are kept.
     public var rawValue: UInt64
+    /// Wraps `rawValue` as it is, without checking it against `xen.hypercall`.
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
 }
 
@@ -35,83 +37,83 @@ extension XenHypercall {
     @inlinable public static var getDebugreg: XenHypercall { XenHypercall(rawValue: 9) }
     /// `__HYPERVISOR_update_descriptor` = 10. PV only
     @inlinable public static var updateDescriptor: XenHypercall { XenHypercall(rawValue: 0xA) }
-    /// `__HYPERVISOR_memory_op` = 12
+    /// `__HYPERVISOR_memory_op` = 12. Xen hypercall number 0xC, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var memoryOp: XenHypercall { XenHypercall(rawValue: 0xC) }
-    /// `__HYPERVISOR_multicall` = 13
+    /// `__HYPERVISOR_multicall` = 13. Xen hypercall number 0xD, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var multicall: XenHypercall { XenHypercall(rawValue: 0xD) }
     /// `__HYPERVISOR_update_va_mapping` = 14. PV only
     @inlinable public static var updateVaMapping: XenHypercall { XenHypercall(rawValue: 0xE) }
-    /// `__HYPERVISOR_set_timer_op` = 15
+    /// `__HYPERVISOR_set_timer_op` = 15. Xen hypercall number 0xF, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var setTimerOp: XenHypercall { XenHypercall(rawValue: 0xF) }
     /// `__HYPERVISOR_event_channel_op_compat` = 16. compat form: one struct evtchn_op argument
     @inlinable public static var eventChannelOpCompat: XenHypercall { XenHypercall(rawValue: 0x10) }
-    /// `__HYPERVISOR_xen_version` = 17
+    /// `__HYPERVISOR_xen_version` = 17. Xen hypercall number 0x11, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var xenVersion: XenHypercall { XenHypercall(rawValue: 0x11) }
-    /// `__HYPERVISOR_console_io` = 18
+    /// `__HYPERVISOR_console_io` = 18. Xen hypercall number 0x12, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var consoleIo: XenHypercall { XenHypercall(rawValue: 0x12) }
     /// `__HYPERVISOR_physdev_op_compat` = 19. compat form: one struct physdev_op argument
     @inlinable public static var physdevOpCompat: XenHypercall { XenHypercall(rawValue: 0x13) }
-    /// `__HYPERVISOR_grant_table_op` = 20
+    /// `__HYPERVISOR_grant_table_op` = 20. Xen hypercall number 0x14, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var grantTableOp: XenHypercall { XenHypercall(rawValue: 0x14) }
-    /// `__HYPERVISOR_vm_assist` = 21
+    /// `__HYPERVISOR_vm_assist` = 21. Xen hypercall number 0x15, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var vmAssist: XenHypercall { XenHypercall(rawValue: 0x15) }
     /// `__HYPERVISOR_update_va_mapping_otherdomain` = 22. PV only
     @inlinable public static var updateVaMappingOtherdomain: XenHypercall { XenHypercall(rawValue: 0x16) }
     /// `__HYPERVISOR_iret` = 23. PV only
     @inlinable public static var iret: XenHypercall { XenHypercall(rawValue: 0x17) }
-    /// `__HYPERVISOR_vcpu_op` = 24
+    /// `__HYPERVISOR_vcpu_op` = 24. Xen hypercall number 0x18, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var vcpuOp: XenHypercall { XenHypercall(rawValue: 0x18) }
     /// `__HYPERVISOR_set_segment_base` = 25. PV only (x86_64)
     @inlinable public static var setSegmentBase: XenHypercall { XenHypercall(rawValue: 0x19) }
-    /// `__HYPERVISOR_mmuext_op` = 26
+    /// `__HYPERVISOR_mmuext_op` = 26. Xen hypercall number 0x1A, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var mmuextOp: XenHypercall { XenHypercall(rawValue: 0x1A) }
-    /// `__HYPERVISOR_xsm_op` = 27
+    /// `__HYPERVISOR_xsm_op` = 27. Xen hypercall number 0x1B, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var xsmOp: XenHypercall { XenHypercall(rawValue: 0x1B) }
-    /// `__HYPERVISOR_nmi_op` = 28
+    /// `__HYPERVISOR_nmi_op` = 28. Xen hypercall number 0x1C, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var nmiOp: XenHypercall { XenHypercall(rawValue: 0x1C) }
-    /// `__HYPERVISOR_sched_op` = 29
+    /// `__HYPERVISOR_sched_op` = 29. Xen hypercall number 0x1D, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var schedOp: XenHypercall { XenHypercall(rawValue: 0x1D) }
-    /// `__HYPERVISOR_callback_op` = 30
+    /// `__HYPERVISOR_callback_op` = 30. Xen hypercall number 0x1E, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var callbackOp: XenHypercall { XenHypercall(rawValue: 0x1E) }
-    /// `__HYPERVISOR_xenoprof_op` = 31
+    /// `__HYPERVISOR_xenoprof_op` = 31. Xen hypercall number 0x1F, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var xenoprofOp: XenHypercall { XenHypercall(rawValue: 0x1F) }
-    /// `__HYPERVISOR_event_channel_op` = 32
+    /// `__HYPERVISOR_event_channel_op` = 32. Xen hypercall number 0x20, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var eventChannelOp: XenHypercall { XenHypercall(rawValue: 0x20) }
-    /// `__HYPERVISOR_physdev_op` = 33
+    /// `__HYPERVISOR_physdev_op` = 33. Xen hypercall number 0x21, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var physdevOp: XenHypercall { XenHypercall(rawValue: 0x21) }
-    /// `__HYPERVISOR_hvm_op` = 34
+    /// `__HYPERVISOR_hvm_op` = 34. Xen hypercall number 0x22, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var hvmOp: XenHypercall { XenHypercall(rawValue: 0x22) }
-    /// `__HYPERVISOR_sysctl` = 35
+    /// `__HYPERVISOR_sysctl` = 35. Xen hypercall number 0x23, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var sysctl: XenHypercall { XenHypercall(rawValue: 0x23) }
-    /// `__HYPERVISOR_domctl` = 36
+    /// `__HYPERVISOR_domctl` = 36. Xen hypercall number 0x24, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var domctl: XenHypercall { XenHypercall(rawValue: 0x24) }
-    /// `__HYPERVISOR_kexec_op` = 37
+    /// `__HYPERVISOR_kexec_op` = 37. Xen hypercall number 0x25, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var kexecOp: XenHypercall { XenHypercall(rawValue: 0x25) }
-    /// `__HYPERVISOR_tmem_op` = 38
+    /// `__HYPERVISOR_tmem_op` = 38. Xen hypercall number 0x26, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var tmemOp: XenHypercall { XenHypercall(rawValue: 0x26) }
-    /// `__HYPERVISOR_argo_op` = 39
+    /// `__HYPERVISOR_argo_op` = 39. Xen hypercall number 0x27, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var argoOp: XenHypercall { XenHypercall(rawValue: 0x27) }
-    /// `__HYPERVISOR_xenpmu_op` = 40
+    /// `__HYPERVISOR_xenpmu_op` = 40. Xen hypercall number 0x28, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var xenpmuOp: XenHypercall { XenHypercall(rawValue: 0x28) }
-    /// `__HYPERVISOR_dm_op` = 41
+    /// `__HYPERVISOR_dm_op` = 41. Xen hypercall number 0x29, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var dmOp: XenHypercall { XenHypercall(rawValue: 0x29) }
-    /// `__HYPERVISOR_hypfs_op` = 42
+    /// `__HYPERVISOR_hypfs_op` = 42. Xen hypercall number 0x2A, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var hypfsOp: XenHypercall { XenHypercall(rawValue: 0x2A) }
     /// `__HYPERVISOR_arch_0` = 48. x86: mca
     @inlinable public static var arch0: XenHypercall { XenHypercall(rawValue: 0x30) }
     /// `__HYPERVISOR_arch_1` = 49. x86: paging_domctl_cont
     @inlinable public static var arch1: XenHypercall { XenHypercall(rawValue: 0x31) }
-    /// `__HYPERVISOR_arch_2` = 50
+    /// `__HYPERVISOR_arch_2` = 50. Xen hypercall number 0x32, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch2: XenHypercall { XenHypercall(rawValue: 0x32) }
-    /// `__HYPERVISOR_arch_3` = 51
+    /// `__HYPERVISOR_arch_3` = 51. Xen hypercall number 0x33, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch3: XenHypercall { XenHypercall(rawValue: 0x33) }
-    /// `__HYPERVISOR_arch_4` = 52
+    /// `__HYPERVISOR_arch_4` = 52. Xen hypercall number 0x34, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch4: XenHypercall { XenHypercall(rawValue: 0x34) }
-    /// `__HYPERVISOR_arch_5` = 53
+    /// `__HYPERVISOR_arch_5` = 53. Xen hypercall number 0x35, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch5: XenHypercall { XenHypercall(rawValue: 0x35) }
-    /// `__HYPERVISOR_arch_6` = 54
+    /// `__HYPERVISOR_arch_6` = 54. Xen hypercall number 0x36, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch6: XenHypercall { XenHypercall(rawValue: 0x36) }
-    /// `__HYPERVISOR_arch_7` = 55
+    /// `__HYPERVISOR_arch_7` = 55. Xen hypercall number 0x37, from `Specs/xen/hypercalls.tbl`.
     @inlinable public static var arch7: XenHypercall { XenHypercall(rawValue: 0x37) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.hypercall` does not list.

@@ -8,52 +8,54 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct MemoryOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `XENMEM` number as the guest or hypervisor passes it (UInt32); numbers `xen.xenmem` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.xenmem`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension MemoryOp {
-    /// `XENMEM_increase_reservation` = 0
+    /// `XENMEM_increase_reservation` = 0. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var increaseReservation: MemoryOp { MemoryOp(rawValue: 0) }
-    /// `XENMEM_decrease_reservation` = 1
+    /// `XENMEM_decrease_reservation` = 1. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var decreaseReservation: MemoryOp { MemoryOp(rawValue: 1) }
-    /// `XENMEM_maximum_ram_page` = 2
+    /// `XENMEM_maximum_ram_page` = 2. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var maximumRamPage: MemoryOp { MemoryOp(rawValue: 2) }
-    /// `XENMEM_current_reservation` = 3
+    /// `XENMEM_current_reservation` = 3. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var currentReservation: MemoryOp { MemoryOp(rawValue: 3) }
-    /// `XENMEM_maximum_reservation` = 4
+    /// `XENMEM_maximum_reservation` = 4. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var maximumReservation: MemoryOp { MemoryOp(rawValue: 4) }
-    /// `XENMEM_machphys_mfn_list` = 5
+    /// `XENMEM_machphys_mfn_list` = 5. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var machphysMfnList: MemoryOp { MemoryOp(rawValue: 5) }
-    /// `XENMEM_populate_physmap` = 6
+    /// `XENMEM_populate_physmap` = 6. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var populatePhysmap: MemoryOp { MemoryOp(rawValue: 6) }
-    /// `XENMEM_add_to_physmap` = 7
+    /// `XENMEM_add_to_physmap` = 7. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var addToPhysmap: MemoryOp { MemoryOp(rawValue: 7) }
-    /// `XENMEM_memory_map` = 9
+    /// `XENMEM_memory_map` = 9. Xen `XENMEM` sub-op number, from `Specs/xen/memory.tbl`.
     @inlinable public static var memoryMap: MemoryOp { MemoryOp(rawValue: 9) }
-    /// `XENMEM_machine_memory_map` = 10
+    /// `XENMEM_machine_memory_map` = 10. Xen `XENMEM` sub-op number 0xA, from `Specs/xen/memory.tbl`.
     @inlinable public static var machineMemoryMap: MemoryOp { MemoryOp(rawValue: 0xA) }
-    /// `XENMEM_exchange` = 11
+    /// `XENMEM_exchange` = 11. Xen `XENMEM` sub-op number 0xB, from `Specs/xen/memory.tbl`.
     @inlinable public static var exchange: MemoryOp { MemoryOp(rawValue: 0xB) }
-    /// `XENMEM_machphys_mapping` = 12
+    /// `XENMEM_machphys_mapping` = 12. Xen `XENMEM` sub-op number 0xC, from `Specs/xen/memory.tbl`.
     @inlinable public static var machphysMapping: MemoryOp { MemoryOp(rawValue: 0xC) }
-    /// `XENMEM_set_memory_map` = 13
+    /// `XENMEM_set_memory_map` = 13. Xen `XENMEM` sub-op number 0xD, from `Specs/xen/memory.tbl`.
     @inlinable public static var setMemoryMap: MemoryOp { MemoryOp(rawValue: 0xD) }
-    /// `XENMEM_maximum_gpfn` = 14
+    /// `XENMEM_maximum_gpfn` = 14. Xen `XENMEM` sub-op number 0xE, from `Specs/xen/memory.tbl`.
     @inlinable public static var maximumGpfn: MemoryOp { MemoryOp(rawValue: 0xE) }
-    /// `XENMEM_remove_from_physmap` = 15
+    /// `XENMEM_remove_from_physmap` = 15. Xen `XENMEM` sub-op number 0xF, from `Specs/xen/memory.tbl`.
     @inlinable public static var removeFromPhysmap: MemoryOp { MemoryOp(rawValue: 0xF) }
-    /// `XENMEM_set_pod_target` = 16
+    /// `XENMEM_set_pod_target` = 16. Xen `XENMEM` sub-op number 0x10, from `Specs/xen/memory.tbl`.
     @inlinable public static var setPodTarget: MemoryOp { MemoryOp(rawValue: 0x10) }
-    /// `XENMEM_get_pod_target` = 17
+    /// `XENMEM_get_pod_target` = 17. Xen `XENMEM` sub-op number 0x11, from `Specs/xen/memory.tbl`.
     @inlinable public static var getPodTarget: MemoryOp { MemoryOp(rawValue: 0x11) }
-    /// `XENMEM_add_to_physmap_batch` = 23
+    /// `XENMEM_add_to_physmap_batch` = 23. Xen `XENMEM` sub-op number 0x17, from `Specs/xen/memory.tbl`.
     @inlinable public static var addToPhysmapBatch: MemoryOp { MemoryOp(rawValue: 0x17) }
-    /// `XENMEM_machphys_compat_mfn_list` = 25
+    /// `XENMEM_machphys_compat_mfn_list` = 25. Xen `XENMEM` sub-op number 0x19, from `Specs/xen/memory.tbl`.
     @inlinable public static var machphysCompatMfnList: MemoryOp { MemoryOp(rawValue: 0x19) }
-    /// `XENMEM_get_vnumainfo` = 26
+    /// `XENMEM_get_vnumainfo` = 26. Xen `XENMEM` sub-op number 0x1A, from `Specs/xen/memory.tbl`.
     @inlinable public static var getVnumainfo: MemoryOp { MemoryOp(rawValue: 0x1A) }
-    /// `XENMEM_acquire_resource` = 28
+    /// `XENMEM_acquire_resource` = 28. Xen `XENMEM` sub-op number 0x1C, from `Specs/xen/memory.tbl`.
     @inlinable public static var acquireResource: MemoryOp { MemoryOp(rawValue: 0x1C) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.xenmem` does not list.
@@ -91,22 +93,24 @@ extension MemoryOp {
 /// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct MapSpace: RawRepresentable, Hashable, Sendable {
+    /// The raw `XENMAPSPACE` number as the guest or hypervisor passes it (UInt32); numbers `xen.xenmapspace` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.xenmapspace`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension MapSpace {
-    /// `XENMAPSPACE_shared_info` = 0
+    /// `XENMAPSPACE_shared_info` = 0. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var sharedInfo: MapSpace { MapSpace(rawValue: 0) }
-    /// `XENMAPSPACE_grant_table` = 1
+    /// `XENMAPSPACE_grant_table` = 1. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var grantTable: MapSpace { MapSpace(rawValue: 1) }
-    /// `XENMAPSPACE_gmfn` = 2
+    /// `XENMAPSPACE_gmfn` = 2. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var gmfn: MapSpace { MapSpace(rawValue: 2) }
-    /// `XENMAPSPACE_gmfn_range` = 3
+    /// `XENMAPSPACE_gmfn_range` = 3. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var gmfnRange: MapSpace { MapSpace(rawValue: 3) }
-    /// `XENMAPSPACE_gmfn_foreign` = 4
+    /// `XENMAPSPACE_gmfn_foreign` = 4. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var gmfnForeign: MapSpace { MapSpace(rawValue: 4) }
-    /// `XENMAPSPACE_dev_mmio` = 5
+    /// `XENMAPSPACE_dev_mmio` = 5. Xen `XENMAPSPACE` constant, from `Specs/xen/memory.tbl`.
     @inlinable public static var devMmio: MapSpace { MapSpace(rawValue: 5) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.xenmapspace` does not list.
@@ -128,7 +132,7 @@ extension MapSpace {
 /// Spec table `xen.xenmapidx` (Specs/xen/memory.tbl); family `XENMAPIDX`.
 /// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum MapIndex {
-    /// `XENMAPIDX_grant_table_status` = 2147483648
+    /// `XENMAPIDX_grant_table_status` = 2147483648. Xen `XENMAPIDX` constant 0x80000000, from `Specs/xen/memory.tbl`.
     @inlinable public static var grantTableStatus: UInt64 { 0x80000000 }
 }
 
@@ -137,10 +141,10 @@ public enum MapIndex {
 /// Spec table `xen.xenmemf` (Specs/xen/memory.tbl); family `XENMEMF`.
 /// Source: Xen 4.17 public headers, xen/memory.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum MemoryFlags {
-    /// `XENMEMF_populate_on_demand` = 65536
+    /// `XENMEMF_populate_on_demand` = 65536. Xen `XENMEMF` constant 0x10000, from `Specs/xen/memory.tbl`.
     @inlinable public static var populateOnDemand: UInt32 { 0x10000 }
-    /// `XENMEMF_exact_node_request` = 131072
+    /// `XENMEMF_exact_node_request` = 131072. Xen `XENMEMF` constant 0x20000, from `Specs/xen/memory.tbl`.
     @inlinable public static var exactNodeRequest: UInt32 { 0x20000 }
-    /// `XENMEMF_vnode` = 262144
+    /// `XENMEMF_vnode` = 262144. Xen `XENMEMF` constant 0x40000, from `Specs/xen/memory.tbl`.
     @inlinable public static var vnode: UInt32 { 0x40000 }
 }

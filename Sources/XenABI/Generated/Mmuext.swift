@@ -8,50 +8,52 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct MMUExtOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `MMUEXT` number as the guest or hypervisor passes it (UInt32); numbers `xen.mmuext` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.mmuext`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension MMUExtOp {
-    /// `MMUEXT_PIN_L1_TABLE` = 0
+    /// `MMUEXT_PIN_L1_TABLE` = 0. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var pinL1Table: MMUExtOp { MMUExtOp(rawValue: 0) }
-    /// `MMUEXT_PIN_L2_TABLE` = 1
+    /// `MMUEXT_PIN_L2_TABLE` = 1. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var pinL2Table: MMUExtOp { MMUExtOp(rawValue: 1) }
-    /// `MMUEXT_PIN_L3_TABLE` = 2
+    /// `MMUEXT_PIN_L3_TABLE` = 2. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var pinL3Table: MMUExtOp { MMUExtOp(rawValue: 2) }
-    /// `MMUEXT_PIN_L4_TABLE` = 3
+    /// `MMUEXT_PIN_L4_TABLE` = 3. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var pinL4Table: MMUExtOp { MMUExtOp(rawValue: 3) }
-    /// `MMUEXT_UNPIN_TABLE` = 4
+    /// `MMUEXT_UNPIN_TABLE` = 4. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var unpinTable: MMUExtOp { MMUExtOp(rawValue: 4) }
-    /// `MMUEXT_NEW_BASEPTR` = 5
+    /// `MMUEXT_NEW_BASEPTR` = 5. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var newBaseptr: MMUExtOp { MMUExtOp(rawValue: 5) }
-    /// `MMUEXT_TLB_FLUSH_LOCAL` = 6
+    /// `MMUEXT_TLB_FLUSH_LOCAL` = 6. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var tlbFlushLocal: MMUExtOp { MMUExtOp(rawValue: 6) }
-    /// `MMUEXT_INVLPG_LOCAL` = 7
+    /// `MMUEXT_INVLPG_LOCAL` = 7. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var invlpgLocal: MMUExtOp { MMUExtOp(rawValue: 7) }
-    /// `MMUEXT_TLB_FLUSH_MULTI` = 8
+    /// `MMUEXT_TLB_FLUSH_MULTI` = 8. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var tlbFlushMulti: MMUExtOp { MMUExtOp(rawValue: 8) }
-    /// `MMUEXT_INVLPG_MULTI` = 9
+    /// `MMUEXT_INVLPG_MULTI` = 9. Xen `MMUEXT` sub-op number, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var invlpgMulti: MMUExtOp { MMUExtOp(rawValue: 9) }
-    /// `MMUEXT_TLB_FLUSH_ALL` = 10
+    /// `MMUEXT_TLB_FLUSH_ALL` = 10. Xen `MMUEXT` sub-op number 0xA, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var tlbFlushAll: MMUExtOp { MMUExtOp(rawValue: 0xA) }
-    /// `MMUEXT_INVLPG_ALL` = 11
+    /// `MMUEXT_INVLPG_ALL` = 11. Xen `MMUEXT` sub-op number 0xB, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var invlpgAll: MMUExtOp { MMUExtOp(rawValue: 0xB) }
-    /// `MMUEXT_FLUSH_CACHE` = 12
+    /// `MMUEXT_FLUSH_CACHE` = 12. Xen `MMUEXT` sub-op number 0xC, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var flushCache: MMUExtOp { MMUExtOp(rawValue: 0xC) }
-    /// `MMUEXT_SET_LDT` = 13
+    /// `MMUEXT_SET_LDT` = 13. Xen `MMUEXT` sub-op number 0xD, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var setLdt: MMUExtOp { MMUExtOp(rawValue: 0xD) }
-    /// `MMUEXT_NEW_USER_BASEPTR` = 15
+    /// `MMUEXT_NEW_USER_BASEPTR` = 15. Xen `MMUEXT` sub-op number 0xF, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var newUserBaseptr: MMUExtOp { MMUExtOp(rawValue: 0xF) }
-    /// `MMUEXT_CLEAR_PAGE` = 16
+    /// `MMUEXT_CLEAR_PAGE` = 16. Xen `MMUEXT` sub-op number 0x10, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var clearPage: MMUExtOp { MMUExtOp(rawValue: 0x10) }
-    /// `MMUEXT_COPY_PAGE` = 17
+    /// `MMUEXT_COPY_PAGE` = 17. Xen `MMUEXT` sub-op number 0x11, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var copyPage: MMUExtOp { MMUExtOp(rawValue: 0x11) }
-    /// `MMUEXT_FLUSH_CACHE_GLOBAL` = 18
+    /// `MMUEXT_FLUSH_CACHE_GLOBAL` = 18. Xen `MMUEXT` sub-op number 0x12, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var flushCacheGlobal: MMUExtOp { MMUExtOp(rawValue: 0x12) }
-    /// `MMUEXT_MARK_SUPER` = 19
+    /// `MMUEXT_MARK_SUPER` = 19. Xen `MMUEXT` sub-op number 0x13, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var markSuper: MMUExtOp { MMUExtOp(rawValue: 0x13) }
-    /// `MMUEXT_UNMARK_SUPER` = 20
+    /// `MMUEXT_UNMARK_SUPER` = 20. Xen `MMUEXT` sub-op number 0x14, from `Specs/xen/mmuext.tbl`.
     @inlinable public static var unmarkSuper: MMUExtOp { MMUExtOp(rawValue: 0x14) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.mmuext` does not list.

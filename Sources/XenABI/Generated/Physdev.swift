@@ -8,64 +8,66 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/physdev.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct PhysdevOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `PHYSDEVOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.physdevop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.physdevop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension PhysdevOp {
     /// `PHYSDEVOP_IRQ_UNMASK_NOTIFY` = 4. deprecated
     @inlinable public static var irqUnmaskNotify: PhysdevOp { PhysdevOp(rawValue: 4) }
-    /// `PHYSDEVOP_irq_status_query` = 5
+    /// `PHYSDEVOP_irq_status_query` = 5. Xen `PHYSDEVOP` sub-op number, from `Specs/xen/physdev.tbl`.
     @inlinable public static var irqStatusQuery: PhysdevOp { PhysdevOp(rawValue: 5) }
-    /// `PHYSDEVOP_set_iopl` = 6
+    /// `PHYSDEVOP_set_iopl` = 6. Xen `PHYSDEVOP` sub-op number, from `Specs/xen/physdev.tbl`.
     @inlinable public static var setIopl: PhysdevOp { PhysdevOp(rawValue: 6) }
-    /// `PHYSDEVOP_set_iobitmap` = 7
+    /// `PHYSDEVOP_set_iobitmap` = 7. Xen `PHYSDEVOP` sub-op number, from `Specs/xen/physdev.tbl`.
     @inlinable public static var setIobitmap: PhysdevOp { PhysdevOp(rawValue: 7) }
-    /// `PHYSDEVOP_apic_read` = 8
+    /// `PHYSDEVOP_apic_read` = 8. Xen `PHYSDEVOP` sub-op number, from `Specs/xen/physdev.tbl`.
     @inlinable public static var apicRead: PhysdevOp { PhysdevOp(rawValue: 8) }
-    /// `PHYSDEVOP_apic_write` = 9
+    /// `PHYSDEVOP_apic_write` = 9. Xen `PHYSDEVOP` sub-op number, from `Specs/xen/physdev.tbl`.
     @inlinable public static var apicWrite: PhysdevOp { PhysdevOp(rawValue: 9) }
-    /// `PHYSDEVOP_alloc_irq_vector` = 10
+    /// `PHYSDEVOP_alloc_irq_vector` = 10. Xen `PHYSDEVOP` sub-op number 0xA, from `Specs/xen/physdev.tbl`.
     @inlinable public static var allocIrqVector: PhysdevOp { PhysdevOp(rawValue: 0xA) }
-    /// `PHYSDEVOP_free_irq_vector` = 11
+    /// `PHYSDEVOP_free_irq_vector` = 11. Xen `PHYSDEVOP` sub-op number 0xB, from `Specs/xen/physdev.tbl`.
     @inlinable public static var freeIrqVector: PhysdevOp { PhysdevOp(rawValue: 0xB) }
-    /// `PHYSDEVOP_eoi` = 12
+    /// `PHYSDEVOP_eoi` = 12. Xen `PHYSDEVOP` sub-op number 0xC, from `Specs/xen/physdev.tbl`.
     @inlinable public static var eoi: PhysdevOp { PhysdevOp(rawValue: 0xC) }
-    /// `PHYSDEVOP_map_pirq` = 13
+    /// `PHYSDEVOP_map_pirq` = 13. Xen `PHYSDEVOP` sub-op number 0xD, from `Specs/xen/physdev.tbl`.
     @inlinable public static var mapPirq: PhysdevOp { PhysdevOp(rawValue: 0xD) }
-    /// `PHYSDEVOP_unmap_pirq` = 14
+    /// `PHYSDEVOP_unmap_pirq` = 14. Xen `PHYSDEVOP` sub-op number 0xE, from `Specs/xen/physdev.tbl`.
     @inlinable public static var unmapPirq: PhysdevOp { PhysdevOp(rawValue: 0xE) }
-    /// `PHYSDEVOP_manage_pci_add` = 15
+    /// `PHYSDEVOP_manage_pci_add` = 15. Xen `PHYSDEVOP` sub-op number 0xF, from `Specs/xen/physdev.tbl`.
     @inlinable public static var managePciAdd: PhysdevOp { PhysdevOp(rawValue: 0xF) }
-    /// `PHYSDEVOP_manage_pci_remove` = 16
+    /// `PHYSDEVOP_manage_pci_remove` = 16. Xen `PHYSDEVOP` sub-op number 0x10, from `Specs/xen/physdev.tbl`.
     @inlinable public static var managePciRemove: PhysdevOp { PhysdevOp(rawValue: 0x10) }
-    /// `PHYSDEVOP_pirq_eoi_gmfn_v1` = 17
+    /// `PHYSDEVOP_pirq_eoi_gmfn_v1` = 17. Xen `PHYSDEVOP` sub-op number 0x11, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pirqEoiGmfnV1: PhysdevOp { PhysdevOp(rawValue: 0x11) }
-    /// `PHYSDEVOP_restore_msi` = 19
+    /// `PHYSDEVOP_restore_msi` = 19. Xen `PHYSDEVOP` sub-op number 0x13, from `Specs/xen/physdev.tbl`.
     @inlinable public static var restoreMsi: PhysdevOp { PhysdevOp(rawValue: 0x13) }
-    /// `PHYSDEVOP_manage_pci_add_ext` = 20
+    /// `PHYSDEVOP_manage_pci_add_ext` = 20. Xen `PHYSDEVOP` sub-op number 0x14, from `Specs/xen/physdev.tbl`.
     @inlinable public static var managePciAddExt: PhysdevOp { PhysdevOp(rawValue: 0x14) }
-    /// `PHYSDEVOP_setup_gsi` = 21
+    /// `PHYSDEVOP_setup_gsi` = 21. Xen `PHYSDEVOP` sub-op number 0x15, from `Specs/xen/physdev.tbl`.
     @inlinable public static var setupGsi: PhysdevOp { PhysdevOp(rawValue: 0x15) }
-    /// `PHYSDEVOP_get_free_pirq` = 23
+    /// `PHYSDEVOP_get_free_pirq` = 23. Xen `PHYSDEVOP` sub-op number 0x17, from `Specs/xen/physdev.tbl`.
     @inlinable public static var getFreePirq: PhysdevOp { PhysdevOp(rawValue: 0x17) }
-    /// `PHYSDEVOP_pci_mmcfg_reserved` = 24
+    /// `PHYSDEVOP_pci_mmcfg_reserved` = 24. Xen `PHYSDEVOP` sub-op number 0x18, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pciMmcfgReserved: PhysdevOp { PhysdevOp(rawValue: 0x18) }
-    /// `PHYSDEVOP_pci_device_add` = 25
+    /// `PHYSDEVOP_pci_device_add` = 25. Xen `PHYSDEVOP` sub-op number 0x19, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pciDeviceAdd: PhysdevOp { PhysdevOp(rawValue: 0x19) }
-    /// `PHYSDEVOP_pci_device_remove` = 26
+    /// `PHYSDEVOP_pci_device_remove` = 26. Xen `PHYSDEVOP` sub-op number 0x1A, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pciDeviceRemove: PhysdevOp { PhysdevOp(rawValue: 0x1A) }
-    /// `PHYSDEVOP_restore_msi_ext` = 27
+    /// `PHYSDEVOP_restore_msi_ext` = 27. Xen `PHYSDEVOP` sub-op number 0x1B, from `Specs/xen/physdev.tbl`.
     @inlinable public static var restoreMsiExt: PhysdevOp { PhysdevOp(rawValue: 0x1B) }
-    /// `PHYSDEVOP_pirq_eoi_gmfn_v2` = 28
+    /// `PHYSDEVOP_pirq_eoi_gmfn_v2` = 28. Xen `PHYSDEVOP` sub-op number 0x1C, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pirqEoiGmfnV2: PhysdevOp { PhysdevOp(rawValue: 0x1C) }
-    /// `PHYSDEVOP_pirq_eoi_gmfn` = 28 (shares its value with `PHYSDEVOP_pirq_eoi_gmfn_v2`)
+    /// `PHYSDEVOP_pirq_eoi_gmfn` = 28 (shares its value with `PHYSDEVOP_pirq_eoi_gmfn_v2`). Xen `PHYSDEVOP` sub-op number 0x1C, from `Specs/xen/physdev.tbl`.
     @inlinable public static var pirqEoiGmfn: PhysdevOp { PhysdevOp(rawValue: 0x1C) }
-    /// `PHYSDEVOP_dbgp_op` = 29
+    /// `PHYSDEVOP_dbgp_op` = 29. Xen `PHYSDEVOP` sub-op number 0x1D, from `Specs/xen/physdev.tbl`.
     @inlinable public static var dbgpOp: PhysdevOp { PhysdevOp(rawValue: 0x1D) }
-    /// `PHYSDEVOP_prepare_msix` = 30
+    /// `PHYSDEVOP_prepare_msix` = 30. Xen `PHYSDEVOP` sub-op number 0x1E, from `Specs/xen/physdev.tbl`.
     @inlinable public static var prepareMsix: PhysdevOp { PhysdevOp(rawValue: 0x1E) }
-    /// `PHYSDEVOP_release_msix` = 31
+    /// `PHYSDEVOP_release_msix` = 31. Xen `PHYSDEVOP` sub-op number 0x1F, from `Specs/xen/physdev.tbl`.
     @inlinable public static var releaseMsix: PhysdevOp { PhysdevOp(rawValue: 0x1F) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.physdevop` does not list.

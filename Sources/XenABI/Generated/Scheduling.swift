@@ -8,26 +8,28 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/sched.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct SchedulerOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `SCHEDOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.schedop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.schedop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension SchedulerOp {
-    /// `SCHEDOP_yield` = 0
+    /// `SCHEDOP_yield` = 0. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var yield: SchedulerOp { SchedulerOp(rawValue: 0) }
-    /// `SCHEDOP_block` = 1
+    /// `SCHEDOP_block` = 1. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var block: SchedulerOp { SchedulerOp(rawValue: 1) }
-    /// `SCHEDOP_shutdown` = 2
+    /// `SCHEDOP_shutdown` = 2. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var shutdown: SchedulerOp { SchedulerOp(rawValue: 2) }
-    /// `SCHEDOP_poll` = 3
+    /// `SCHEDOP_poll` = 3. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var poll: SchedulerOp { SchedulerOp(rawValue: 3) }
-    /// `SCHEDOP_remote_shutdown` = 4
+    /// `SCHEDOP_remote_shutdown` = 4. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var remoteShutdown: SchedulerOp { SchedulerOp(rawValue: 4) }
-    /// `SCHEDOP_shutdown_code` = 5
+    /// `SCHEDOP_shutdown_code` = 5. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var shutdownCode: SchedulerOp { SchedulerOp(rawValue: 5) }
-    /// `SCHEDOP_watchdog` = 6
+    /// `SCHEDOP_watchdog` = 6. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var watchdog: SchedulerOp { SchedulerOp(rawValue: 6) }
-    /// `SCHEDOP_pin_override` = 7
+    /// `SCHEDOP_pin_override` = 7. Xen `SCHEDOP` sub-op number, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var pinOverride: SchedulerOp { SchedulerOp(rawValue: 7) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.schedop` does not list.
@@ -52,22 +54,24 @@ extension SchedulerOp {
 /// Source: Xen 4.17 public headers, xen/sched.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct ShutdownReason: RawRepresentable, Hashable, Sendable {
+    /// The raw `SHUTDOWN` number as the guest or hypervisor passes it (UInt32); numbers `xen.shutdown` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.shutdown`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension ShutdownReason {
-    /// `SHUTDOWN_poweroff` = 0
+    /// `SHUTDOWN_poweroff` = 0. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var poweroff: ShutdownReason { ShutdownReason(rawValue: 0) }
-    /// `SHUTDOWN_reboot` = 1
+    /// `SHUTDOWN_reboot` = 1. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var reboot: ShutdownReason { ShutdownReason(rawValue: 1) }
-    /// `SHUTDOWN_suspend` = 2
+    /// `SHUTDOWN_suspend` = 2. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var suspend: ShutdownReason { ShutdownReason(rawValue: 2) }
-    /// `SHUTDOWN_crash` = 3
+    /// `SHUTDOWN_crash` = 3. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var crash: ShutdownReason { ShutdownReason(rawValue: 3) }
-    /// `SHUTDOWN_watchdog` = 4
+    /// `SHUTDOWN_watchdog` = 4. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var watchdog: ShutdownReason { ShutdownReason(rawValue: 4) }
-    /// `SHUTDOWN_soft_reset` = 5
+    /// `SHUTDOWN_soft_reset` = 5. Xen `SHUTDOWN` constant, from `Specs/xen/scheduling.tbl`.
     @inlinable public static var softReset: ShutdownReason { ShutdownReason(rawValue: 5) }
     /// `SHUTDOWN_MAX` = 5 (shares its value with `SHUTDOWN_soft_reset`). the highest valid reason
     @inlinable public static var max: ShutdownReason { ShutdownReason(rawValue: 5) }

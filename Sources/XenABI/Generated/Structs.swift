@@ -8,33 +8,33 @@ import GuestABI
 public enum SharedInfoLayout {
     /// `sizeof(struct shared_info)`
     @inlinable public static var size: Int { 3136 }
-    /// `vcpu_info`, 32 elements, `struct vcpu_info`
+    /// `vcpu_info`, 32 elements, `struct vcpu_info`: bytes 0 ..< 2048 (2048 bytes)
     @inlinable public static var vcpuInfo: ABIField { ABIField(offset: 0, size: 2048, count: 32) }
-    /// `evtchn_pending`, 64 elements
+    /// `evtchn_pending`, 64 elements: bytes 2048 ..< 2560 (512 bytes)
     @inlinable public static var evtchnPending: ABIField { ABIField(offset: 2048, size: 512, count: 64) }
-    /// `evtchn_mask`, 64 elements
+    /// `evtchn_mask`, 64 elements: bytes 2560 ..< 3072 (512 bytes)
     @inlinable public static var evtchnMask: ABIField { ABIField(offset: 2560, size: 512, count: 64) }
-    /// `wc_version`
+    /// `wc_version`: bytes 3072 ..< 3076 (4 bytes)
     @inlinable public static var wcVersion: ABIField { ABIField(offset: 3072, size: 4) }
-    /// `wc_sec`
+    /// `wc_sec`: bytes 3076 ..< 3080 (4 bytes)
     @inlinable public static var wcSec: ABIField { ABIField(offset: 3076, size: 4) }
-    /// `wc_nsec`
+    /// `wc_nsec`: bytes 3080 ..< 3084 (4 bytes)
     @inlinable public static var wcNsec: ABIField { ABIField(offset: 3080, size: 4) }
-    /// `wc_sec_hi`
+    /// `wc_sec_hi`: bytes 3084 ..< 3088 (4 bytes)
     @inlinable public static var wcSecHi: ABIField { ABIField(offset: 3084, size: 4) }
-    /// `arch`, `struct arch_shared_info`
+    /// `arch`, `struct arch_shared_info`: bytes 3088 ..< 3136 (48 bytes)
     @inlinable public static var arch: ABIField { ABIField(offset: 3088, size: 48) }
-    /// `arch.max_pfn`
+    /// `arch.max_pfn`: bytes 3088 ..< 3096 (8 bytes)
     @inlinable public static var archMaxPfn: ABIField { ABIField(offset: 3088, size: 8) }
-    /// `arch.pfn_to_mfn_frame_list_list`
+    /// `arch.pfn_to_mfn_frame_list_list`: bytes 3096 ..< 3104 (8 bytes)
     @inlinable public static var archPfnToMfnFrameListList: ABIField { ABIField(offset: 3096, size: 8) }
-    /// `arch.nmi_reason`
+    /// `arch.nmi_reason`: bytes 3104 ..< 3112 (8 bytes)
     @inlinable public static var archNmiReason: ABIField { ABIField(offset: 3104, size: 8) }
-    /// `arch.p2m_cr3`
+    /// `arch.p2m_cr3`: bytes 3112 ..< 3120 (8 bytes)
     @inlinable public static var archP2mCr3: ABIField { ABIField(offset: 3112, size: 8) }
-    /// `arch.p2m_vaddr`
+    /// `arch.p2m_vaddr`: bytes 3120 ..< 3128 (8 bytes)
     @inlinable public static var archP2mVaddr: ABIField { ABIField(offset: 3120, size: 8) }
-    /// `arch.p2m_generation`
+    /// `arch.p2m_generation`: bytes 3128 ..< 3136 (8 bytes)
     @inlinable public static var archP2mGeneration: ABIField { ABIField(offset: 3128, size: 8) }
 }
 
@@ -44,17 +44,17 @@ public enum SharedInfoLayout {
 public enum ArchSharedInfoLayout {
     /// `sizeof(struct arch_shared_info)`
     @inlinable public static var size: Int { 48 }
-    /// `max_pfn`
+    /// `max_pfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var maxPfn: ABIField { ABIField(offset: 0, size: 8) }
-    /// `pfn_to_mfn_frame_list_list`
+    /// `pfn_to_mfn_frame_list_list`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var pfnToMfnFrameListList: ABIField { ABIField(offset: 8, size: 8) }
-    /// `nmi_reason`
+    /// `nmi_reason`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var nmiReason: ABIField { ABIField(offset: 16, size: 8) }
-    /// `p2m_cr3`
+    /// `p2m_cr3`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var p2mCr3: ABIField { ABIField(offset: 24, size: 8) }
-    /// `p2m_vaddr`
+    /// `p2m_vaddr`: bytes 32 ..< 40 (8 bytes)
     @inlinable public static var p2mVaddr: ABIField { ABIField(offset: 32, size: 8) }
-    /// `p2m_generation`
+    /// `p2m_generation`: bytes 40 ..< 48 (8 bytes)
     @inlinable public static var p2mGeneration: ABIField { ABIField(offset: 40, size: 8) }
 }
 
@@ -64,35 +64,35 @@ public enum ArchSharedInfoLayout {
 public enum VcpuInfoLayout {
     /// `sizeof(struct vcpu_info)`
     @inlinable public static var size: Int { 64 }
-    /// `evtchn_upcall_pending`
+    /// `evtchn_upcall_pending`: bytes 0 ..< 1 (1 byte)
     @inlinable public static var evtchnUpcallPending: ABIField { ABIField(offset: 0, size: 1) }
-    /// `evtchn_upcall_mask`
+    /// `evtchn_upcall_mask`: bytes 1 ..< 2 (1 byte)
     @inlinable public static var evtchnUpcallMask: ABIField { ABIField(offset: 1, size: 1) }
-    /// `evtchn_pending_sel`
+    /// `evtchn_pending_sel`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var evtchnPendingSel: ABIField { ABIField(offset: 8, size: 8) }
-    /// `arch`, `struct arch_vcpu_info`
+    /// `arch`, `struct arch_vcpu_info`: bytes 16 ..< 32 (16 bytes)
     @inlinable public static var arch: ABIField { ABIField(offset: 16, size: 16) }
-    /// `arch.cr2`
+    /// `arch.cr2`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var archCr2: ABIField { ABIField(offset: 16, size: 8) }
-    /// `arch.pad`
+    /// `arch.pad`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var archPad: ABIField { ABIField(offset: 24, size: 8) }
-    /// `time`, `struct vcpu_time_info`
+    /// `time`, `struct vcpu_time_info`: bytes 32 ..< 64 (32 bytes)
     @inlinable public static var time: ABIField { ABIField(offset: 32, size: 32) }
-    /// `time.version`
+    /// `time.version`: bytes 32 ..< 36 (4 bytes)
     @inlinable public static var timeVersion: ABIField { ABIField(offset: 32, size: 4) }
-    /// `time.pad0`
+    /// `time.pad0`: bytes 36 ..< 40 (4 bytes)
     @inlinable public static var timePad0: ABIField { ABIField(offset: 36, size: 4) }
-    /// `time.tsc_timestamp`
+    /// `time.tsc_timestamp`: bytes 40 ..< 48 (8 bytes)
     @inlinable public static var timeTscTimestamp: ABIField { ABIField(offset: 40, size: 8) }
-    /// `time.system_time`
+    /// `time.system_time`: bytes 48 ..< 56 (8 bytes)
     @inlinable public static var timeSystemTime: ABIField { ABIField(offset: 48, size: 8) }
-    /// `time.tsc_to_system_mul`
+    /// `time.tsc_to_system_mul`: bytes 56 ..< 60 (4 bytes)
     @inlinable public static var timeTscToSystemMul: ABIField { ABIField(offset: 56, size: 4) }
-    /// `time.tsc_shift`
+    /// `time.tsc_shift`: bytes 60 ..< 61 (1 byte)
     @inlinable public static var timeTscShift: ABIField { ABIField(offset: 60, size: 1) }
-    /// `time.flags`
+    /// `time.flags`: bytes 61 ..< 62 (1 byte)
     @inlinable public static var timeFlags: ABIField { ABIField(offset: 61, size: 1) }
-    /// `time.pad1`, 2 elements
+    /// `time.pad1`, 2 elements: bytes 62 ..< 64 (2 bytes)
     @inlinable public static var timePad1: ABIField { ABIField(offset: 62, size: 2, count: 2) }
 }
 
@@ -102,9 +102,9 @@ public enum VcpuInfoLayout {
 public enum ArchVcpuInfoLayout {
     /// `sizeof(struct arch_vcpu_info)`
     @inlinable public static var size: Int { 16 }
-    /// `cr2`
+    /// `cr2`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var cr2: ABIField { ABIField(offset: 0, size: 8) }
-    /// `pad`
+    /// `pad`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -114,21 +114,21 @@ public enum ArchVcpuInfoLayout {
 public enum VcpuTimeInfoLayout {
     /// `sizeof(struct vcpu_time_info)`
     @inlinable public static var size: Int { 32 }
-    /// `version`
+    /// `version`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var version: ABIField { ABIField(offset: 0, size: 4) }
-    /// `pad0`
+    /// `pad0`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var pad0: ABIField { ABIField(offset: 4, size: 4) }
-    /// `tsc_timestamp`
+    /// `tsc_timestamp`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var tscTimestamp: ABIField { ABIField(offset: 8, size: 8) }
-    /// `system_time`
+    /// `system_time`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var systemTime: ABIField { ABIField(offset: 16, size: 8) }
-    /// `tsc_to_system_mul`
+    /// `tsc_to_system_mul`: bytes 24 ..< 28 (4 bytes)
     @inlinable public static var tscToSystemMul: ABIField { ABIField(offset: 24, size: 4) }
-    /// `tsc_shift`
+    /// `tsc_shift`: bytes 28 ..< 29 (1 byte)
     @inlinable public static var tscShift: ABIField { ABIField(offset: 28, size: 1) }
-    /// `flags`
+    /// `flags`: bytes 29 ..< 30 (1 byte)
     @inlinable public static var flags: ABIField { ABIField(offset: 29, size: 1) }
-    /// `pad1`, 2 elements
+    /// `pad1`, 2 elements: bytes 30 ..< 32 (2 bytes)
     @inlinable public static var pad1: ABIField { ABIField(offset: 30, size: 2, count: 2) }
 }
 
@@ -138,11 +138,11 @@ public enum VcpuTimeInfoLayout {
 public enum VcpuRunstateInfoLayout {
     /// `sizeof(struct vcpu_runstate_info)`
     @inlinable public static var size: Int { 48 }
-    /// `state`
+    /// `state`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var state: ABIField { ABIField(offset: 0, size: 4) }
-    /// `state_entry_time`
+    /// `state_entry_time`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var stateEntryTime: ABIField { ABIField(offset: 8, size: 8) }
-    /// `time`, 4 elements
+    /// `time`, 4 elements: bytes 16 ..< 48 (32 bytes)
     @inlinable public static var time: ABIField { ABIField(offset: 16, size: 32, count: 4) }
 }
 
@@ -152,11 +152,11 @@ public enum VcpuRunstateInfoLayout {
 public enum EvtchnAllocUnboundLayout {
     /// `sizeof(struct evtchn_alloc_unbound)`
     @inlinable public static var size: Int { 8 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `remote_dom`
+    /// `remote_dom`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var remoteDom: ABIField { ABIField(offset: 2, size: 2) }
-    /// `port`
+    /// `port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -166,11 +166,11 @@ public enum EvtchnAllocUnboundLayout {
 public enum EvtchnBindInterdomainLayout {
     /// `sizeof(struct evtchn_bind_interdomain)`
     @inlinable public static var size: Int { 12 }
-    /// `remote_dom`
+    /// `remote_dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var remoteDom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `remote_port`
+    /// `remote_port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var remotePort: ABIField { ABIField(offset: 4, size: 4) }
-    /// `local_port`
+    /// `local_port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var localPort: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -180,11 +180,11 @@ public enum EvtchnBindInterdomainLayout {
 public enum EvtchnBindVirqLayout {
     /// `sizeof(struct evtchn_bind_virq)`
     @inlinable public static var size: Int { 12 }
-    /// `virq`
+    /// `virq`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var virq: ABIField { ABIField(offset: 0, size: 4) }
-    /// `vcpu`
+    /// `vcpu`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 4, size: 4) }
-    /// `port`
+    /// `port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -194,11 +194,11 @@ public enum EvtchnBindVirqLayout {
 public enum EvtchnBindPirqLayout {
     /// `sizeof(struct evtchn_bind_pirq)`
     @inlinable public static var size: Int { 12 }
-    /// `pirq`
+    /// `pirq`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var pirq: ABIField { ABIField(offset: 0, size: 4) }
-    /// `flags`
+    /// `flags`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 4, size: 4) }
-    /// `port`
+    /// `port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -208,9 +208,9 @@ public enum EvtchnBindPirqLayout {
 public enum EvtchnBindIpiLayout {
     /// `sizeof(struct evtchn_bind_ipi)`
     @inlinable public static var size: Int { 8 }
-    /// `vcpu`
+    /// `vcpu`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 0, size: 4) }
-    /// `port`
+    /// `port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -220,7 +220,7 @@ public enum EvtchnBindIpiLayout {
 public enum EvtchnCloseLayout {
     /// `sizeof(struct evtchn_close)`
     @inlinable public static var size: Int { 4 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -230,7 +230,7 @@ public enum EvtchnCloseLayout {
 public enum EvtchnSendLayout {
     /// `sizeof(struct evtchn_send)`
     @inlinable public static var size: Int { 4 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -240,29 +240,29 @@ public enum EvtchnSendLayout {
 public enum EvtchnStatusLayout {
     /// `sizeof(struct evtchn_status)`
     @inlinable public static var size: Int { 24 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `port`
+    /// `port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 4, size: 4) }
-    /// `status`
+    /// `status`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 8, size: 4) }
-    /// `vcpu`
+    /// `vcpu`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 12, size: 4) }
-    /// `u`
+    /// `u`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var u: ABIField { ABIField(offset: 16, size: 8) }
-    /// `u.unbound`
+    /// `u.unbound`: bytes 16 ..< 18 (2 bytes)
     @inlinable public static var uUnbound: ABIField { ABIField(offset: 16, size: 2) }
-    /// `u.unbound.dom`
+    /// `u.unbound.dom`: bytes 16 ..< 18 (2 bytes)
     @inlinable public static var uUnboundDom: ABIField { ABIField(offset: 16, size: 2) }
-    /// `u.interdomain`
+    /// `u.interdomain`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var uInterdomain: ABIField { ABIField(offset: 16, size: 8) }
-    /// `u.interdomain.dom`
+    /// `u.interdomain.dom`: bytes 16 ..< 18 (2 bytes)
     @inlinable public static var uInterdomainDom: ABIField { ABIField(offset: 16, size: 2) }
-    /// `u.interdomain.port`
+    /// `u.interdomain.port`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var uInterdomainPort: ABIField { ABIField(offset: 20, size: 4) }
-    /// `u.pirq`
+    /// `u.pirq`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var uPirq: ABIField { ABIField(offset: 16, size: 4) }
-    /// `u.virq`
+    /// `u.virq`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var uVirq: ABIField { ABIField(offset: 16, size: 4) }
 }
 
@@ -272,9 +272,9 @@ public enum EvtchnStatusLayout {
 public enum EvtchnBindVcpuLayout {
     /// `sizeof(struct evtchn_bind_vcpu)`
     @inlinable public static var size: Int { 8 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
-    /// `vcpu`
+    /// `vcpu`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -284,7 +284,7 @@ public enum EvtchnBindVcpuLayout {
 public enum EvtchnUnmaskLayout {
     /// `sizeof(struct evtchn_unmask)`
     @inlinable public static var size: Int { 4 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -294,7 +294,7 @@ public enum EvtchnUnmaskLayout {
 public enum EvtchnResetLayout {
     /// `sizeof(struct evtchn_reset)`
     @inlinable public static var size: Int { 2 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
 }
 
@@ -304,15 +304,15 @@ public enum EvtchnResetLayout {
 public enum EvtchnInitControlLayout {
     /// `sizeof(struct evtchn_init_control)`
     @inlinable public static var size: Int { 24 }
-    /// `control_gfn`
+    /// `control_gfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var controlGfn: ABIField { ABIField(offset: 0, size: 8) }
-    /// `offset`
+    /// `offset`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var offset: ABIField { ABIField(offset: 8, size: 4) }
-    /// `vcpu`
+    /// `vcpu`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 12, size: 4) }
-    /// `link_bits`
+    /// `link_bits`: bytes 16 ..< 17 (1 byte)
     @inlinable public static var linkBits: ABIField { ABIField(offset: 16, size: 1) }
-    /// `_pad`, 7 elements
+    /// `_pad`, 7 elements: bytes 17 ..< 24 (7 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 17, size: 7, count: 7) }
 }
 
@@ -322,7 +322,7 @@ public enum EvtchnInitControlLayout {
 public enum EvtchnExpandArrayLayout {
     /// `sizeof(struct evtchn_expand_array)`
     @inlinable public static var size: Int { 8 }
-    /// `array_gfn`
+    /// `array_gfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var arrayGfn: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -332,9 +332,9 @@ public enum EvtchnExpandArrayLayout {
 public enum EvtchnSetPriorityLayout {
     /// `sizeof(struct evtchn_set_priority)`
     @inlinable public static var size: Int { 8 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
-    /// `priority`
+    /// `priority`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var priority: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -344,91 +344,91 @@ public enum EvtchnSetPriorityLayout {
 public enum EvtchnOpLayout {
     /// `sizeof(struct evtchn_op)`
     @inlinable public static var size: Int { 28 }
-    /// `cmd`
+    /// `cmd`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var cmd: ABIField { ABIField(offset: 0, size: 4) }
-    /// `u`
+    /// `u`: bytes 4 ..< 28 (24 bytes)
     @inlinable public static var u: ABIField { ABIField(offset: 4, size: 24) }
-    /// `u.alloc_unbound`, `struct evtchn_alloc_unbound`
+    /// `u.alloc_unbound`, `struct evtchn_alloc_unbound`: bytes 4 ..< 12 (8 bytes)
     @inlinable public static var uAllocUnbound: ABIField { ABIField(offset: 4, size: 8) }
-    /// `u.alloc_unbound.dom`
+    /// `u.alloc_unbound.dom`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var uAllocUnboundDom: ABIField { ABIField(offset: 4, size: 2) }
-    /// `u.alloc_unbound.remote_dom`
+    /// `u.alloc_unbound.remote_dom`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var uAllocUnboundRemoteDom: ABIField { ABIField(offset: 6, size: 2) }
-    /// `u.alloc_unbound.port`
+    /// `u.alloc_unbound.port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uAllocUnboundPort: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.bind_interdomain`, `struct evtchn_bind_interdomain`
+    /// `u.bind_interdomain`, `struct evtchn_bind_interdomain`: bytes 4 ..< 16 (12 bytes)
     @inlinable public static var uBindInterdomain: ABIField { ABIField(offset: 4, size: 12) }
-    /// `u.bind_interdomain.remote_dom`
+    /// `u.bind_interdomain.remote_dom`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var uBindInterdomainRemoteDom: ABIField { ABIField(offset: 4, size: 2) }
-    /// `u.bind_interdomain.remote_port`
+    /// `u.bind_interdomain.remote_port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uBindInterdomainRemotePort: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.bind_interdomain.local_port`
+    /// `u.bind_interdomain.local_port`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var uBindInterdomainLocalPort: ABIField { ABIField(offset: 12, size: 4) }
-    /// `u.bind_virq`, `struct evtchn_bind_virq`
+    /// `u.bind_virq`, `struct evtchn_bind_virq`: bytes 4 ..< 16 (12 bytes)
     @inlinable public static var uBindVirq: ABIField { ABIField(offset: 4, size: 12) }
-    /// `u.bind_virq.virq`
+    /// `u.bind_virq.virq`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uBindVirqVirq: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.bind_virq.vcpu`
+    /// `u.bind_virq.vcpu`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uBindVirqVcpu: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.bind_virq.port`
+    /// `u.bind_virq.port`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var uBindVirqPort: ABIField { ABIField(offset: 12, size: 4) }
-    /// `u.bind_pirq`, `struct evtchn_bind_pirq`
+    /// `u.bind_pirq`, `struct evtchn_bind_pirq`: bytes 4 ..< 16 (12 bytes)
     @inlinable public static var uBindPirq: ABIField { ABIField(offset: 4, size: 12) }
-    /// `u.bind_pirq.pirq`
+    /// `u.bind_pirq.pirq`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uBindPirqPirq: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.bind_pirq.flags`
+    /// `u.bind_pirq.flags`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uBindPirqFlags: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.bind_pirq.port`
+    /// `u.bind_pirq.port`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var uBindPirqPort: ABIField { ABIField(offset: 12, size: 4) }
-    /// `u.bind_ipi`, `struct evtchn_bind_ipi`
+    /// `u.bind_ipi`, `struct evtchn_bind_ipi`: bytes 4 ..< 12 (8 bytes)
     @inlinable public static var uBindIpi: ABIField { ABIField(offset: 4, size: 8) }
-    /// `u.bind_ipi.vcpu`
+    /// `u.bind_ipi.vcpu`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uBindIpiVcpu: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.bind_ipi.port`
+    /// `u.bind_ipi.port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uBindIpiPort: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.close`, `struct evtchn_close`
+    /// `u.close`, `struct evtchn_close`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uClose: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.close.port`
+    /// `u.close.port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uClosePort: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.send`, `struct evtchn_send`
+    /// `u.send`, `struct evtchn_send`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uSend: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.send.port`
+    /// `u.send.port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uSendPort: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.status`, `struct evtchn_status`
+    /// `u.status`, `struct evtchn_status`: bytes 4 ..< 28 (24 bytes)
     @inlinable public static var uStatus: ABIField { ABIField(offset: 4, size: 24) }
-    /// `u.status.dom`
+    /// `u.status.dom`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var uStatusDom: ABIField { ABIField(offset: 4, size: 2) }
-    /// `u.status.port`
+    /// `u.status.port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uStatusPort: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.status.status`
+    /// `u.status.status`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var uStatusStatus: ABIField { ABIField(offset: 12, size: 4) }
-    /// `u.status.vcpu`
+    /// `u.status.vcpu`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var uStatusVcpu: ABIField { ABIField(offset: 16, size: 4) }
-    /// `u.status.u`
+    /// `u.status.u`: bytes 20 ..< 28 (8 bytes)
     @inlinable public static var uStatusU: ABIField { ABIField(offset: 20, size: 8) }
-    /// `u.status.u.unbound`
+    /// `u.status.u.unbound`: bytes 20 ..< 22 (2 bytes)
     @inlinable public static var uStatusUUnbound: ABIField { ABIField(offset: 20, size: 2) }
-    /// `u.status.u.unbound.dom`
+    /// `u.status.u.unbound.dom`: bytes 20 ..< 22 (2 bytes)
     @inlinable public static var uStatusUUnboundDom: ABIField { ABIField(offset: 20, size: 2) }
-    /// `u.status.u.interdomain`
+    /// `u.status.u.interdomain`: bytes 20 ..< 28 (8 bytes)
     @inlinable public static var uStatusUInterdomain: ABIField { ABIField(offset: 20, size: 8) }
-    /// `u.status.u.interdomain.dom`
+    /// `u.status.u.interdomain.dom`: bytes 20 ..< 22 (2 bytes)
     @inlinable public static var uStatusUInterdomainDom: ABIField { ABIField(offset: 20, size: 2) }
-    /// `u.status.u.interdomain.port`
+    /// `u.status.u.interdomain.port`: bytes 24 ..< 28 (4 bytes)
     @inlinable public static var uStatusUInterdomainPort: ABIField { ABIField(offset: 24, size: 4) }
-    /// `u.status.u.pirq`
+    /// `u.status.u.pirq`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var uStatusUPirq: ABIField { ABIField(offset: 20, size: 4) }
-    /// `u.status.u.virq`
+    /// `u.status.u.virq`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var uStatusUVirq: ABIField { ABIField(offset: 20, size: 4) }
-    /// `u.bind_vcpu`, `struct evtchn_bind_vcpu`
+    /// `u.bind_vcpu`, `struct evtchn_bind_vcpu`: bytes 4 ..< 12 (8 bytes)
     @inlinable public static var uBindVcpu: ABIField { ABIField(offset: 4, size: 8) }
-    /// `u.bind_vcpu.port`
+    /// `u.bind_vcpu.port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uBindVcpuPort: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.bind_vcpu.vcpu`
+    /// `u.bind_vcpu.vcpu`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var uBindVcpuVcpu: ABIField { ABIField(offset: 8, size: 4) }
-    /// `u.unmask`, `struct evtchn_unmask`
+    /// `u.unmask`, `struct evtchn_unmask`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uUnmask: ABIField { ABIField(offset: 4, size: 4) }
-    /// `u.unmask.port`
+    /// `u.unmask.port`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var uUnmaskPort: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -438,11 +438,11 @@ public enum EvtchnOpLayout {
 public enum EvtchnFifoControlBlockLayout {
     /// `sizeof(struct evtchn_fifo_control_block)`
     @inlinable public static var size: Int { 72 }
-    /// `ready`
+    /// `ready`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var ready: ABIField { ABIField(offset: 0, size: 4) }
-    /// `_rsvd`
+    /// `_rsvd`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var rsvd: ABIField { ABIField(offset: 4, size: 4) }
-    /// `head`, 16 elements
+    /// `head`, 16 elements: bytes 8 ..< 72 (64 bytes)
     @inlinable public static var head: ABIField { ABIField(offset: 8, size: 64, count: 16) }
 }
 
@@ -452,19 +452,19 @@ public enum EvtchnFifoControlBlockLayout {
 public enum GnttabMapGrantRefLayout {
     /// `sizeof(struct gnttab_map_grant_ref)`
     @inlinable public static var size: Int { 32 }
-    /// `host_addr`
+    /// `host_addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var hostAddr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `flags`
+    /// `flags`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 4) }
-    /// `ref`
+    /// `ref`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var ref: ABIField { ABIField(offset: 12, size: 4) }
-    /// `dom`
+    /// `dom`: bytes 16 ..< 18 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 16, size: 2) }
-    /// `status`
+    /// `status`: bytes 18 ..< 20 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 18, size: 2) }
-    /// `handle`
+    /// `handle`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var handle: ABIField { ABIField(offset: 20, size: 4) }
-    /// `dev_bus_addr`
+    /// `dev_bus_addr`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var devBusAddr: ABIField { ABIField(offset: 24, size: 8) }
 }
 
@@ -474,13 +474,13 @@ public enum GnttabMapGrantRefLayout {
 public enum GnttabUnmapGrantRefLayout {
     /// `sizeof(struct gnttab_unmap_grant_ref)`
     @inlinable public static var size: Int { 24 }
-    /// `host_addr`
+    /// `host_addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var hostAddr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `dev_bus_addr`
+    /// `dev_bus_addr`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var devBusAddr: ABIField { ABIField(offset: 8, size: 8) }
-    /// `handle`
+    /// `handle`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var handle: ABIField { ABIField(offset: 16, size: 4) }
-    /// `status`
+    /// `status`: bytes 20 ..< 22 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 20, size: 2) }
 }
 
@@ -490,13 +490,13 @@ public enum GnttabUnmapGrantRefLayout {
 public enum GnttabSetupTableLayout {
     /// `sizeof(struct gnttab_setup_table)`
     @inlinable public static var size: Int { 24 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `nr_frames`
+    /// `nr_frames`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var nrFrames: ABIField { ABIField(offset: 4, size: 4) }
-    /// `status`
+    /// `status`: bytes 8 ..< 10 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 8, size: 2) }
-    /// `frame_list`
+    /// `frame_list`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var frameList: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -506,9 +506,9 @@ public enum GnttabSetupTableLayout {
 public enum GnttabDumpTableLayout {
     /// `sizeof(struct gnttab_dump_table)`
     @inlinable public static var size: Int { 4 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `status`
+    /// `status`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 2, size: 2) }
 }
 
@@ -518,13 +518,13 @@ public enum GnttabDumpTableLayout {
 public enum GnttabTransferLayout {
     /// `sizeof(struct gnttab_transfer)`
     @inlinable public static var size: Int { 24 }
-    /// `mfn`
+    /// `mfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var mfn: ABIField { ABIField(offset: 0, size: 8) }
-    /// `domid`
+    /// `domid`: bytes 8 ..< 10 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 8, size: 2) }
-    /// `ref`
+    /// `ref`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var ref: ABIField { ABIField(offset: 12, size: 4) }
-    /// `status`
+    /// `status`: bytes 16 ..< 18 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 16, size: 2) }
 }
 
@@ -534,35 +534,35 @@ public enum GnttabTransferLayout {
 public enum GnttabCopyLayout {
     /// `sizeof(struct gnttab_copy)`
     @inlinable public static var size: Int { 40 }
-    /// `source`
+    /// `source`: bytes 0 ..< 16 (16 bytes)
     @inlinable public static var source: ABIField { ABIField(offset: 0, size: 16) }
-    /// `source.u`
+    /// `source.u`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var sourceU: ABIField { ABIField(offset: 0, size: 8) }
-    /// `source.u.ref`
+    /// `source.u.ref`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var sourceURef: ABIField { ABIField(offset: 0, size: 4) }
-    /// `source.u.gmfn`
+    /// `source.u.gmfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var sourceUGmfn: ABIField { ABIField(offset: 0, size: 8) }
-    /// `source.domid`
+    /// `source.domid`: bytes 8 ..< 10 (2 bytes)
     @inlinable public static var sourceDomid: ABIField { ABIField(offset: 8, size: 2) }
-    /// `source.offset`
+    /// `source.offset`: bytes 10 ..< 12 (2 bytes)
     @inlinable public static var sourceOffset: ABIField { ABIField(offset: 10, size: 2) }
-    /// `dest`
+    /// `dest`: bytes 16 ..< 32 (16 bytes)
     @inlinable public static var dest: ABIField { ABIField(offset: 16, size: 16) }
-    /// `dest.u`
+    /// `dest.u`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var destU: ABIField { ABIField(offset: 16, size: 8) }
-    /// `dest.u.ref`
+    /// `dest.u.ref`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var destURef: ABIField { ABIField(offset: 16, size: 4) }
-    /// `dest.u.gmfn`
+    /// `dest.u.gmfn`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var destUGmfn: ABIField { ABIField(offset: 16, size: 8) }
-    /// `dest.domid`
+    /// `dest.domid`: bytes 24 ..< 26 (2 bytes)
     @inlinable public static var destDomid: ABIField { ABIField(offset: 24, size: 2) }
-    /// `dest.offset`
+    /// `dest.offset`: bytes 26 ..< 28 (2 bytes)
     @inlinable public static var destOffset: ABIField { ABIField(offset: 26, size: 2) }
-    /// `len`
+    /// `len`: bytes 32 ..< 34 (2 bytes)
     @inlinable public static var len: ABIField { ABIField(offset: 32, size: 2) }
-    /// `flags`
+    /// `flags`: bytes 34 ..< 36 (2 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 34, size: 2) }
-    /// `status`
+    /// `status`: bytes 36 ..< 38 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 36, size: 2) }
 }
 
@@ -572,13 +572,13 @@ public enum GnttabCopyLayout {
 public enum GnttabQuerySizeLayout {
     /// `sizeof(struct gnttab_query_size)`
     @inlinable public static var size: Int { 16 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `nr_frames`
+    /// `nr_frames`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var nrFrames: ABIField { ABIField(offset: 4, size: 4) }
-    /// `max_nr_frames`
+    /// `max_nr_frames`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var maxNrFrames: ABIField { ABIField(offset: 8, size: 4) }
-    /// `status`
+    /// `status`: bytes 12 ..< 14 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 12, size: 2) }
 }
 
@@ -588,13 +588,13 @@ public enum GnttabQuerySizeLayout {
 public enum GnttabUnmapAndReplaceLayout {
     /// `sizeof(struct gnttab_unmap_and_replace)`
     @inlinable public static var size: Int { 24 }
-    /// `host_addr`
+    /// `host_addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var hostAddr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `new_addr`
+    /// `new_addr`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var newAddr: ABIField { ABIField(offset: 8, size: 8) }
-    /// `handle`
+    /// `handle`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var handle: ABIField { ABIField(offset: 16, size: 4) }
-    /// `status`
+    /// `status`: bytes 20 ..< 22 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 20, size: 2) }
 }
 
@@ -604,7 +604,7 @@ public enum GnttabUnmapAndReplaceLayout {
 public enum GnttabSetVersionLayout {
     /// `sizeof(struct gnttab_set_version)`
     @inlinable public static var size: Int { 4 }
-    /// `version`
+    /// `version`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var version: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -614,13 +614,13 @@ public enum GnttabSetVersionLayout {
 public enum GnttabGetStatusFramesLayout {
     /// `sizeof(struct gnttab_get_status_frames)`
     @inlinable public static var size: Int { 16 }
-    /// `nr_frames`
+    /// `nr_frames`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var nrFrames: ABIField { ABIField(offset: 0, size: 4) }
-    /// `dom`
+    /// `dom`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 4, size: 2) }
-    /// `status`
+    /// `status`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 6, size: 2) }
-    /// `frame_list`
+    /// `frame_list`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var frameList: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -630,11 +630,11 @@ public enum GnttabGetStatusFramesLayout {
 public enum GnttabGetVersionLayout {
     /// `sizeof(struct gnttab_get_version)`
     @inlinable public static var size: Int { 8 }
-    /// `dom`
+    /// `dom`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var dom: ABIField { ABIField(offset: 0, size: 2) }
-    /// `pad`
+    /// `pad`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 2, size: 2) }
-    /// `version`
+    /// `version`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var version: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -644,11 +644,11 @@ public enum GnttabGetVersionLayout {
 public enum GnttabSwapGrantRefLayout {
     /// `sizeof(struct gnttab_swap_grant_ref)`
     @inlinable public static var size: Int { 12 }
-    /// `ref_a`
+    /// `ref_a`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var refA: ABIField { ABIField(offset: 0, size: 4) }
-    /// `ref_b`
+    /// `ref_b`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var refB: ABIField { ABIField(offset: 4, size: 4) }
-    /// `status`
+    /// `status`: bytes 8 ..< 10 (2 bytes)
     @inlinable public static var status: ABIField { ABIField(offset: 8, size: 2) }
 }
 
@@ -658,17 +658,17 @@ public enum GnttabSwapGrantRefLayout {
 public enum GnttabCacheFlushLayout {
     /// `sizeof(struct gnttab_cache_flush)`
     @inlinable public static var size: Int { 16 }
-    /// `a`
+    /// `a`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var a: ABIField { ABIField(offset: 0, size: 8) }
-    /// `a.dev_bus_addr`
+    /// `a.dev_bus_addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var aDevBusAddr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `a.ref`
+    /// `a.ref`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var aRef: ABIField { ABIField(offset: 0, size: 4) }
-    /// `offset`
+    /// `offset`: bytes 8 ..< 10 (2 bytes)
     @inlinable public static var offset: ABIField { ABIField(offset: 8, size: 2) }
-    /// `length`
+    /// `length`: bytes 10 ..< 12 (2 bytes)
     @inlinable public static var length: ABIField { ABIField(offset: 10, size: 2) }
-    /// `op`
+    /// `op`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var op: ABIField { ABIField(offset: 12, size: 4) }
 }
 
@@ -678,11 +678,11 @@ public enum GnttabCacheFlushLayout {
 public enum GrantEntryV1Layout {
     /// `sizeof(struct grant_entry_v1)`
     @inlinable public static var size: Int { 8 }
-    /// `flags`
+    /// `flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `domid`
+    /// `domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 2, size: 2) }
-    /// `frame`
+    /// `frame`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var frame: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -692,53 +692,53 @@ public enum GrantEntryV1Layout {
 public enum GrantEntryV2Layout {
     /// `sizeof(union grant_entry_v2)`
     @inlinable public static var size: Int { 16 }
-    /// `hdr`, `struct grant_entry_header`
+    /// `hdr`, `struct grant_entry_header`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var hdr: ABIField { ABIField(offset: 0, size: 4) }
-    /// `hdr.flags`
+    /// `hdr.flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var hdrFlags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `hdr.domid`
+    /// `hdr.domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var hdrDomid: ABIField { ABIField(offset: 2, size: 2) }
-    /// `full_page`
+    /// `full_page`: bytes 0 ..< 16 (16 bytes)
     @inlinable public static var fullPage: ABIField { ABIField(offset: 0, size: 16) }
-    /// `full_page.hdr`, `struct grant_entry_header`
+    /// `full_page.hdr`, `struct grant_entry_header`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var fullPageHdr: ABIField { ABIField(offset: 0, size: 4) }
-    /// `full_page.hdr.flags`
+    /// `full_page.hdr.flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var fullPageHdrFlags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `full_page.hdr.domid`
+    /// `full_page.hdr.domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var fullPageHdrDomid: ABIField { ABIField(offset: 2, size: 2) }
-    /// `full_page.pad0`
+    /// `full_page.pad0`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var fullPagePad0: ABIField { ABIField(offset: 4, size: 4) }
-    /// `full_page.frame`
+    /// `full_page.frame`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var fullPageFrame: ABIField { ABIField(offset: 8, size: 8) }
-    /// `sub_page`
+    /// `sub_page`: bytes 0 ..< 16 (16 bytes)
     @inlinable public static var subPage: ABIField { ABIField(offset: 0, size: 16) }
-    /// `sub_page.hdr`, `struct grant_entry_header`
+    /// `sub_page.hdr`, `struct grant_entry_header`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var subPageHdr: ABIField { ABIField(offset: 0, size: 4) }
-    /// `sub_page.hdr.flags`
+    /// `sub_page.hdr.flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var subPageHdrFlags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `sub_page.hdr.domid`
+    /// `sub_page.hdr.domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var subPageHdrDomid: ABIField { ABIField(offset: 2, size: 2) }
-    /// `sub_page.page_off`
+    /// `sub_page.page_off`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var subPagePageOff: ABIField { ABIField(offset: 4, size: 2) }
-    /// `sub_page.length`
+    /// `sub_page.length`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var subPageLength: ABIField { ABIField(offset: 6, size: 2) }
-    /// `sub_page.frame`
+    /// `sub_page.frame`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var subPageFrame: ABIField { ABIField(offset: 8, size: 8) }
-    /// `transitive`
+    /// `transitive`: bytes 0 ..< 12 (12 bytes)
     @inlinable public static var transitive: ABIField { ABIField(offset: 0, size: 12) }
-    /// `transitive.hdr`, `struct grant_entry_header`
+    /// `transitive.hdr`, `struct grant_entry_header`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var transitiveHdr: ABIField { ABIField(offset: 0, size: 4) }
-    /// `transitive.hdr.flags`
+    /// `transitive.hdr.flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var transitiveHdrFlags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `transitive.hdr.domid`
+    /// `transitive.hdr.domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var transitiveHdrDomid: ABIField { ABIField(offset: 2, size: 2) }
-    /// `transitive.trans_domid`
+    /// `transitive.trans_domid`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var transitiveTransDomid: ABIField { ABIField(offset: 4, size: 2) }
-    /// `transitive.pad0`
+    /// `transitive.pad0`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var transitivePad0: ABIField { ABIField(offset: 6, size: 2) }
-    /// `transitive.gref`
+    /// `transitive.gref`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var transitiveGref: ABIField { ABIField(offset: 8, size: 4) }
-    /// `__spacer`, 4 elements
+    /// `__spacer`, 4 elements: bytes 0 ..< 16 (16 bytes)
     @inlinable public static var spacer: ABIField { ABIField(offset: 0, size: 16, count: 4) }
 }
 
@@ -748,9 +748,9 @@ public enum GrantEntryV2Layout {
 public enum GrantEntryHeaderLayout {
     /// `sizeof(struct grant_entry_header)`
     @inlinable public static var size: Int { 4 }
-    /// `flags`
+    /// `flags`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 0, size: 2) }
-    /// `domid`
+    /// `domid`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 2, size: 2) }
 }
 
@@ -760,7 +760,7 @@ public enum GrantEntryHeaderLayout {
 public enum SchedShutdownLayout {
     /// `sizeof(struct sched_shutdown)`
     @inlinable public static var size: Int { 4 }
-    /// `reason`
+    /// `reason`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var reason: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -770,11 +770,11 @@ public enum SchedShutdownLayout {
 public enum SchedPollLayout {
     /// `sizeof(struct sched_poll)`
     @inlinable public static var size: Int { 24 }
-    /// `ports`
+    /// `ports`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var ports: ABIField { ABIField(offset: 0, size: 8) }
-    /// `nr_ports`
+    /// `nr_ports`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var nrPorts: ABIField { ABIField(offset: 8, size: 4) }
-    /// `timeout`
+    /// `timeout`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var timeout: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -784,9 +784,9 @@ public enum SchedPollLayout {
 public enum SchedRemoteShutdownLayout {
     /// `sizeof(struct sched_remote_shutdown)`
     @inlinable public static var size: Int { 8 }
-    /// `domain_id`
+    /// `domain_id`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domainId: ABIField { ABIField(offset: 0, size: 2) }
-    /// `reason`
+    /// `reason`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var reason: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -796,9 +796,9 @@ public enum SchedRemoteShutdownLayout {
 public enum SchedWatchdogLayout {
     /// `sizeof(struct sched_watchdog)`
     @inlinable public static var size: Int { 8 }
-    /// `id`
+    /// `id`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var id: ABIField { ABIField(offset: 0, size: 4) }
-    /// `timeout`
+    /// `timeout`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var timeout: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -808,7 +808,7 @@ public enum SchedWatchdogLayout {
 public enum SchedPinOverrideLayout {
     /// `sizeof(struct sched_pin_override)`
     @inlinable public static var size: Int { 4 }
-    /// `pcpu`
+    /// `pcpu`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var pcpu: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -818,9 +818,9 @@ public enum SchedPinOverrideLayout {
 public enum VcpuSetSingleshotTimerLayout {
     /// `sizeof(struct vcpu_set_singleshot_timer)`
     @inlinable public static var size: Int { 16 }
-    /// `timeout_abs_ns`
+    /// `timeout_abs_ns`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var timeoutAbsNs: ABIField { ABIField(offset: 0, size: 8) }
-    /// `flags`
+    /// `flags`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -830,7 +830,7 @@ public enum VcpuSetSingleshotTimerLayout {
 public enum VcpuSetPeriodicTimerLayout {
     /// `sizeof(struct vcpu_set_periodic_timer)`
     @inlinable public static var size: Int { 8 }
-    /// `period_ns`
+    /// `period_ns`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var periodNs: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -840,105 +840,105 @@ public enum VcpuSetPeriodicTimerLayout {
 public enum VcpuHvmContextLayout {
     /// `sizeof(struct vcpu_hvm_context)`
     @inlinable public static var size: Int { 128 }
-    /// `mode`
+    /// `mode`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var mode: ABIField { ABIField(offset: 0, size: 4) }
-    /// `pad`
+    /// `pad`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 4, size: 4) }
-    /// `cpu_regs`
+    /// `cpu_regs`: bytes 8 ..< 128 (120 bytes)
     @inlinable public static var cpuRegs: ABIField { ABIField(offset: 8, size: 120) }
-    /// `cpu_regs.x86_32`, `struct vcpu_hvm_x86_32`
+    /// `cpu_regs.x86_32`, `struct vcpu_hvm_x86_32`: bytes 8 ..< 128 (120 bytes)
     @inlinable public static var cpuRegsX8632: ABIField { ABIField(offset: 8, size: 120) }
-    /// `cpu_regs.x86_32.eax`
+    /// `cpu_regs.x86_32.eax`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var cpuRegsX8632Eax: ABIField { ABIField(offset: 8, size: 4) }
-    /// `cpu_regs.x86_32.ecx`
+    /// `cpu_regs.x86_32.ecx`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var cpuRegsX8632Ecx: ABIField { ABIField(offset: 12, size: 4) }
-    /// `cpu_regs.x86_32.edx`
+    /// `cpu_regs.x86_32.edx`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var cpuRegsX8632Edx: ABIField { ABIField(offset: 16, size: 4) }
-    /// `cpu_regs.x86_32.ebx`
+    /// `cpu_regs.x86_32.ebx`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var cpuRegsX8632Ebx: ABIField { ABIField(offset: 20, size: 4) }
-    /// `cpu_regs.x86_32.esp`
+    /// `cpu_regs.x86_32.esp`: bytes 24 ..< 28 (4 bytes)
     @inlinable public static var cpuRegsX8632Esp: ABIField { ABIField(offset: 24, size: 4) }
-    /// `cpu_regs.x86_32.ebp`
+    /// `cpu_regs.x86_32.ebp`: bytes 28 ..< 32 (4 bytes)
     @inlinable public static var cpuRegsX8632Ebp: ABIField { ABIField(offset: 28, size: 4) }
-    /// `cpu_regs.x86_32.esi`
+    /// `cpu_regs.x86_32.esi`: bytes 32 ..< 36 (4 bytes)
     @inlinable public static var cpuRegsX8632Esi: ABIField { ABIField(offset: 32, size: 4) }
-    /// `cpu_regs.x86_32.edi`
+    /// `cpu_regs.x86_32.edi`: bytes 36 ..< 40 (4 bytes)
     @inlinable public static var cpuRegsX8632Edi: ABIField { ABIField(offset: 36, size: 4) }
-    /// `cpu_regs.x86_32.eip`
+    /// `cpu_regs.x86_32.eip`: bytes 40 ..< 44 (4 bytes)
     @inlinable public static var cpuRegsX8632Eip: ABIField { ABIField(offset: 40, size: 4) }
-    /// `cpu_regs.x86_32.eflags`
+    /// `cpu_regs.x86_32.eflags`: bytes 44 ..< 48 (4 bytes)
     @inlinable public static var cpuRegsX8632Eflags: ABIField { ABIField(offset: 44, size: 4) }
-    /// `cpu_regs.x86_32.cr0`
+    /// `cpu_regs.x86_32.cr0`: bytes 48 ..< 52 (4 bytes)
     @inlinable public static var cpuRegsX8632Cr0: ABIField { ABIField(offset: 48, size: 4) }
-    /// `cpu_regs.x86_32.cr3`
+    /// `cpu_regs.x86_32.cr3`: bytes 52 ..< 56 (4 bytes)
     @inlinable public static var cpuRegsX8632Cr3: ABIField { ABIField(offset: 52, size: 4) }
-    /// `cpu_regs.x86_32.cr4`
+    /// `cpu_regs.x86_32.cr4`: bytes 56 ..< 60 (4 bytes)
     @inlinable public static var cpuRegsX8632Cr4: ABIField { ABIField(offset: 56, size: 4) }
-    /// `cpu_regs.x86_32.pad1`
+    /// `cpu_regs.x86_32.pad1`: bytes 60 ..< 64 (4 bytes)
     @inlinable public static var cpuRegsX8632Pad1: ABIField { ABIField(offset: 60, size: 4) }
-    /// `cpu_regs.x86_32.efer`
+    /// `cpu_regs.x86_32.efer`: bytes 64 ..< 72 (8 bytes)
     @inlinable public static var cpuRegsX8632Efer: ABIField { ABIField(offset: 64, size: 8) }
-    /// `cpu_regs.x86_32.cs_base`
+    /// `cpu_regs.x86_32.cs_base`: bytes 72 ..< 76 (4 bytes)
     @inlinable public static var cpuRegsX8632CsBase: ABIField { ABIField(offset: 72, size: 4) }
-    /// `cpu_regs.x86_32.ds_base`
+    /// `cpu_regs.x86_32.ds_base`: bytes 76 ..< 80 (4 bytes)
     @inlinable public static var cpuRegsX8632DsBase: ABIField { ABIField(offset: 76, size: 4) }
-    /// `cpu_regs.x86_32.ss_base`
+    /// `cpu_regs.x86_32.ss_base`: bytes 80 ..< 84 (4 bytes)
     @inlinable public static var cpuRegsX8632SsBase: ABIField { ABIField(offset: 80, size: 4) }
-    /// `cpu_regs.x86_32.es_base`
+    /// `cpu_regs.x86_32.es_base`: bytes 84 ..< 88 (4 bytes)
     @inlinable public static var cpuRegsX8632EsBase: ABIField { ABIField(offset: 84, size: 4) }
-    /// `cpu_regs.x86_32.tr_base`
+    /// `cpu_regs.x86_32.tr_base`: bytes 88 ..< 92 (4 bytes)
     @inlinable public static var cpuRegsX8632TrBase: ABIField { ABIField(offset: 88, size: 4) }
-    /// `cpu_regs.x86_32.cs_limit`
+    /// `cpu_regs.x86_32.cs_limit`: bytes 92 ..< 96 (4 bytes)
     @inlinable public static var cpuRegsX8632CsLimit: ABIField { ABIField(offset: 92, size: 4) }
-    /// `cpu_regs.x86_32.ds_limit`
+    /// `cpu_regs.x86_32.ds_limit`: bytes 96 ..< 100 (4 bytes)
     @inlinable public static var cpuRegsX8632DsLimit: ABIField { ABIField(offset: 96, size: 4) }
-    /// `cpu_regs.x86_32.ss_limit`
+    /// `cpu_regs.x86_32.ss_limit`: bytes 100 ..< 104 (4 bytes)
     @inlinable public static var cpuRegsX8632SsLimit: ABIField { ABIField(offset: 100, size: 4) }
-    /// `cpu_regs.x86_32.es_limit`
+    /// `cpu_regs.x86_32.es_limit`: bytes 104 ..< 108 (4 bytes)
     @inlinable public static var cpuRegsX8632EsLimit: ABIField { ABIField(offset: 104, size: 4) }
-    /// `cpu_regs.x86_32.tr_limit`
+    /// `cpu_regs.x86_32.tr_limit`: bytes 108 ..< 112 (4 bytes)
     @inlinable public static var cpuRegsX8632TrLimit: ABIField { ABIField(offset: 108, size: 4) }
-    /// `cpu_regs.x86_32.cs_ar`
+    /// `cpu_regs.x86_32.cs_ar`: bytes 112 ..< 114 (2 bytes)
     @inlinable public static var cpuRegsX8632CsAr: ABIField { ABIField(offset: 112, size: 2) }
-    /// `cpu_regs.x86_32.ds_ar`
+    /// `cpu_regs.x86_32.ds_ar`: bytes 114 ..< 116 (2 bytes)
     @inlinable public static var cpuRegsX8632DsAr: ABIField { ABIField(offset: 114, size: 2) }
-    /// `cpu_regs.x86_32.ss_ar`
+    /// `cpu_regs.x86_32.ss_ar`: bytes 116 ..< 118 (2 bytes)
     @inlinable public static var cpuRegsX8632SsAr: ABIField { ABIField(offset: 116, size: 2) }
-    /// `cpu_regs.x86_32.es_ar`
+    /// `cpu_regs.x86_32.es_ar`: bytes 118 ..< 120 (2 bytes)
     @inlinable public static var cpuRegsX8632EsAr: ABIField { ABIField(offset: 118, size: 2) }
-    /// `cpu_regs.x86_32.tr_ar`
+    /// `cpu_regs.x86_32.tr_ar`: bytes 120 ..< 122 (2 bytes)
     @inlinable public static var cpuRegsX8632TrAr: ABIField { ABIField(offset: 120, size: 2) }
-    /// `cpu_regs.x86_32.pad2`, 3 elements
+    /// `cpu_regs.x86_32.pad2`, 3 elements: bytes 122 ..< 128 (6 bytes)
     @inlinable public static var cpuRegsX8632Pad2: ABIField { ABIField(offset: 122, size: 6, count: 3) }
-    /// `cpu_regs.x86_64`, `struct vcpu_hvm_x86_64`
+    /// `cpu_regs.x86_64`, `struct vcpu_hvm_x86_64`: bytes 8 ..< 120 (112 bytes)
     @inlinable public static var cpuRegsX8664: ABIField { ABIField(offset: 8, size: 112) }
-    /// `cpu_regs.x86_64.rax`
+    /// `cpu_regs.x86_64.rax`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var cpuRegsX8664Rax: ABIField { ABIField(offset: 8, size: 8) }
-    /// `cpu_regs.x86_64.rcx`
+    /// `cpu_regs.x86_64.rcx`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var cpuRegsX8664Rcx: ABIField { ABIField(offset: 16, size: 8) }
-    /// `cpu_regs.x86_64.rdx`
+    /// `cpu_regs.x86_64.rdx`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var cpuRegsX8664Rdx: ABIField { ABIField(offset: 24, size: 8) }
-    /// `cpu_regs.x86_64.rbx`
+    /// `cpu_regs.x86_64.rbx`: bytes 32 ..< 40 (8 bytes)
     @inlinable public static var cpuRegsX8664Rbx: ABIField { ABIField(offset: 32, size: 8) }
-    /// `cpu_regs.x86_64.rsp`
+    /// `cpu_regs.x86_64.rsp`: bytes 40 ..< 48 (8 bytes)
     @inlinable public static var cpuRegsX8664Rsp: ABIField { ABIField(offset: 40, size: 8) }
-    /// `cpu_regs.x86_64.rbp`
+    /// `cpu_regs.x86_64.rbp`: bytes 48 ..< 56 (8 bytes)
     @inlinable public static var cpuRegsX8664Rbp: ABIField { ABIField(offset: 48, size: 8) }
-    /// `cpu_regs.x86_64.rsi`
+    /// `cpu_regs.x86_64.rsi`: bytes 56 ..< 64 (8 bytes)
     @inlinable public static var cpuRegsX8664Rsi: ABIField { ABIField(offset: 56, size: 8) }
-    /// `cpu_regs.x86_64.rdi`
+    /// `cpu_regs.x86_64.rdi`: bytes 64 ..< 72 (8 bytes)
     @inlinable public static var cpuRegsX8664Rdi: ABIField { ABIField(offset: 64, size: 8) }
-    /// `cpu_regs.x86_64.rip`
+    /// `cpu_regs.x86_64.rip`: bytes 72 ..< 80 (8 bytes)
     @inlinable public static var cpuRegsX8664Rip: ABIField { ABIField(offset: 72, size: 8) }
-    /// `cpu_regs.x86_64.rflags`
+    /// `cpu_regs.x86_64.rflags`: bytes 80 ..< 88 (8 bytes)
     @inlinable public static var cpuRegsX8664Rflags: ABIField { ABIField(offset: 80, size: 8) }
-    /// `cpu_regs.x86_64.cr0`
+    /// `cpu_regs.x86_64.cr0`: bytes 88 ..< 96 (8 bytes)
     @inlinable public static var cpuRegsX8664Cr0: ABIField { ABIField(offset: 88, size: 8) }
-    /// `cpu_regs.x86_64.cr3`
+    /// `cpu_regs.x86_64.cr3`: bytes 96 ..< 104 (8 bytes)
     @inlinable public static var cpuRegsX8664Cr3: ABIField { ABIField(offset: 96, size: 8) }
-    /// `cpu_regs.x86_64.cr4`
+    /// `cpu_regs.x86_64.cr4`: bytes 104 ..< 112 (8 bytes)
     @inlinable public static var cpuRegsX8664Cr4: ABIField { ABIField(offset: 104, size: 8) }
-    /// `cpu_regs.x86_64.efer`
+    /// `cpu_regs.x86_64.efer`: bytes 112 ..< 120 (8 bytes)
     @inlinable public static var cpuRegsX8664Efer: ABIField { ABIField(offset: 112, size: 8) }
 }
 
@@ -948,67 +948,67 @@ public enum VcpuHvmContextLayout {
 public enum VcpuHvmX8632Layout {
     /// `sizeof(struct vcpu_hvm_x86_32)`
     @inlinable public static var size: Int { 120 }
-    /// `eax`
+    /// `eax`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var eax: ABIField { ABIField(offset: 0, size: 4) }
-    /// `ecx`
+    /// `ecx`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var ecx: ABIField { ABIField(offset: 4, size: 4) }
-    /// `edx`
+    /// `edx`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var edx: ABIField { ABIField(offset: 8, size: 4) }
-    /// `ebx`
+    /// `ebx`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var ebx: ABIField { ABIField(offset: 12, size: 4) }
-    /// `esp`
+    /// `esp`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var esp: ABIField { ABIField(offset: 16, size: 4) }
-    /// `ebp`
+    /// `ebp`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var ebp: ABIField { ABIField(offset: 20, size: 4) }
-    /// `esi`
+    /// `esi`: bytes 24 ..< 28 (4 bytes)
     @inlinable public static var esi: ABIField { ABIField(offset: 24, size: 4) }
-    /// `edi`
+    /// `edi`: bytes 28 ..< 32 (4 bytes)
     @inlinable public static var edi: ABIField { ABIField(offset: 28, size: 4) }
-    /// `eip`
+    /// `eip`: bytes 32 ..< 36 (4 bytes)
     @inlinable public static var eip: ABIField { ABIField(offset: 32, size: 4) }
-    /// `eflags`
+    /// `eflags`: bytes 36 ..< 40 (4 bytes)
     @inlinable public static var eflags: ABIField { ABIField(offset: 36, size: 4) }
-    /// `cr0`
+    /// `cr0`: bytes 40 ..< 44 (4 bytes)
     @inlinable public static var cr0: ABIField { ABIField(offset: 40, size: 4) }
-    /// `cr3`
+    /// `cr3`: bytes 44 ..< 48 (4 bytes)
     @inlinable public static var cr3: ABIField { ABIField(offset: 44, size: 4) }
-    /// `cr4`
+    /// `cr4`: bytes 48 ..< 52 (4 bytes)
     @inlinable public static var cr4: ABIField { ABIField(offset: 48, size: 4) }
-    /// `pad1`
+    /// `pad1`: bytes 52 ..< 56 (4 bytes)
     @inlinable public static var pad1: ABIField { ABIField(offset: 52, size: 4) }
-    /// `efer`
+    /// `efer`: bytes 56 ..< 64 (8 bytes)
     @inlinable public static var efer: ABIField { ABIField(offset: 56, size: 8) }
-    /// `cs_base`
+    /// `cs_base`: bytes 64 ..< 68 (4 bytes)
     @inlinable public static var csBase: ABIField { ABIField(offset: 64, size: 4) }
-    /// `ds_base`
+    /// `ds_base`: bytes 68 ..< 72 (4 bytes)
     @inlinable public static var dsBase: ABIField { ABIField(offset: 68, size: 4) }
-    /// `ss_base`
+    /// `ss_base`: bytes 72 ..< 76 (4 bytes)
     @inlinable public static var ssBase: ABIField { ABIField(offset: 72, size: 4) }
-    /// `es_base`
+    /// `es_base`: bytes 76 ..< 80 (4 bytes)
     @inlinable public static var esBase: ABIField { ABIField(offset: 76, size: 4) }
-    /// `tr_base`
+    /// `tr_base`: bytes 80 ..< 84 (4 bytes)
     @inlinable public static var trBase: ABIField { ABIField(offset: 80, size: 4) }
-    /// `cs_limit`
+    /// `cs_limit`: bytes 84 ..< 88 (4 bytes)
     @inlinable public static var csLimit: ABIField { ABIField(offset: 84, size: 4) }
-    /// `ds_limit`
+    /// `ds_limit`: bytes 88 ..< 92 (4 bytes)
     @inlinable public static var dsLimit: ABIField { ABIField(offset: 88, size: 4) }
-    /// `ss_limit`
+    /// `ss_limit`: bytes 92 ..< 96 (4 bytes)
     @inlinable public static var ssLimit: ABIField { ABIField(offset: 92, size: 4) }
-    /// `es_limit`
+    /// `es_limit`: bytes 96 ..< 100 (4 bytes)
     @inlinable public static var esLimit: ABIField { ABIField(offset: 96, size: 4) }
-    /// `tr_limit`
+    /// `tr_limit`: bytes 100 ..< 104 (4 bytes)
     @inlinable public static var trLimit: ABIField { ABIField(offset: 100, size: 4) }
-    /// `cs_ar`
+    /// `cs_ar`: bytes 104 ..< 106 (2 bytes)
     @inlinable public static var csAr: ABIField { ABIField(offset: 104, size: 2) }
-    /// `ds_ar`
+    /// `ds_ar`: bytes 106 ..< 108 (2 bytes)
     @inlinable public static var dsAr: ABIField { ABIField(offset: 106, size: 2) }
-    /// `ss_ar`
+    /// `ss_ar`: bytes 108 ..< 110 (2 bytes)
     @inlinable public static var ssAr: ABIField { ABIField(offset: 108, size: 2) }
-    /// `es_ar`
+    /// `es_ar`: bytes 110 ..< 112 (2 bytes)
     @inlinable public static var esAr: ABIField { ABIField(offset: 110, size: 2) }
-    /// `tr_ar`
+    /// `tr_ar`: bytes 112 ..< 114 (2 bytes)
     @inlinable public static var trAr: ABIField { ABIField(offset: 112, size: 2) }
-    /// `pad2`, 3 elements
+    /// `pad2`, 3 elements: bytes 114 ..< 120 (6 bytes)
     @inlinable public static var pad2: ABIField { ABIField(offset: 114, size: 6, count: 3) }
 }
 
@@ -1018,33 +1018,33 @@ public enum VcpuHvmX8632Layout {
 public enum VcpuHvmX8664Layout {
     /// `sizeof(struct vcpu_hvm_x86_64)`
     @inlinable public static var size: Int { 112 }
-    /// `rax`
+    /// `rax`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var rax: ABIField { ABIField(offset: 0, size: 8) }
-    /// `rcx`
+    /// `rcx`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var rcx: ABIField { ABIField(offset: 8, size: 8) }
-    /// `rdx`
+    /// `rdx`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var rdx: ABIField { ABIField(offset: 16, size: 8) }
-    /// `rbx`
+    /// `rbx`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var rbx: ABIField { ABIField(offset: 24, size: 8) }
-    /// `rsp`
+    /// `rsp`: bytes 32 ..< 40 (8 bytes)
     @inlinable public static var rsp: ABIField { ABIField(offset: 32, size: 8) }
-    /// `rbp`
+    /// `rbp`: bytes 40 ..< 48 (8 bytes)
     @inlinable public static var rbp: ABIField { ABIField(offset: 40, size: 8) }
-    /// `rsi`
+    /// `rsi`: bytes 48 ..< 56 (8 bytes)
     @inlinable public static var rsi: ABIField { ABIField(offset: 48, size: 8) }
-    /// `rdi`
+    /// `rdi`: bytes 56 ..< 64 (8 bytes)
     @inlinable public static var rdi: ABIField { ABIField(offset: 56, size: 8) }
-    /// `rip`
+    /// `rip`: bytes 64 ..< 72 (8 bytes)
     @inlinable public static var rip: ABIField { ABIField(offset: 64, size: 8) }
-    /// `rflags`
+    /// `rflags`: bytes 72 ..< 80 (8 bytes)
     @inlinable public static var rflags: ABIField { ABIField(offset: 72, size: 8) }
-    /// `cr0`
+    /// `cr0`: bytes 80 ..< 88 (8 bytes)
     @inlinable public static var cr0: ABIField { ABIField(offset: 80, size: 8) }
-    /// `cr3`
+    /// `cr3`: bytes 88 ..< 96 (8 bytes)
     @inlinable public static var cr3: ABIField { ABIField(offset: 88, size: 8) }
-    /// `cr4`
+    /// `cr4`: bytes 96 ..< 104 (8 bytes)
     @inlinable public static var cr4: ABIField { ABIField(offset: 96, size: 8) }
-    /// `efer`
+    /// `efer`: bytes 104 ..< 112 (8 bytes)
     @inlinable public static var efer: ABIField { ABIField(offset: 104, size: 8) }
 }
 
@@ -1054,11 +1054,11 @@ public enum VcpuHvmX8664Layout {
 public enum VcpuRegisterVcpuInfoLayout {
     /// `sizeof(struct vcpu_register_vcpu_info)`
     @inlinable public static var size: Int { 16 }
-    /// `mfn`
+    /// `mfn`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var mfn: ABIField { ABIField(offset: 0, size: 8) }
-    /// `offset`
+    /// `offset`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var offset: ABIField { ABIField(offset: 8, size: 4) }
-    /// `rsvd`
+    /// `rsvd`: bytes 12 ..< 16 (4 bytes)
     @inlinable public static var rsvd: ABIField { ABIField(offset: 12, size: 4) }
 }
 
@@ -1068,11 +1068,11 @@ public enum VcpuRegisterVcpuInfoLayout {
 public enum VcpuRegisterRunstateMemoryAreaLayout {
     /// `sizeof(struct vcpu_register_runstate_memory_area)`
     @inlinable public static var size: Int { 8 }
-    /// `addr`
+    /// `addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `addr.h`
+    /// `addr.h`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addrH: ABIField { ABIField(offset: 0, size: 8) }
-    /// `addr.v`
+    /// `addr.v`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addrV: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -1082,11 +1082,11 @@ public enum VcpuRegisterRunstateMemoryAreaLayout {
 public enum VcpuRegisterTimeMemoryAreaLayout {
     /// `sizeof(struct vcpu_register_time_memory_area)`
     @inlinable public static var size: Int { 8 }
-    /// `addr`
+    /// `addr`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addr: ABIField { ABIField(offset: 0, size: 8) }
-    /// `addr.h`
+    /// `addr.h`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addrH: ABIField { ABIField(offset: 0, size: 8) }
-    /// `addr.v`
+    /// `addr.v`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var addrV: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -1096,15 +1096,15 @@ public enum VcpuRegisterTimeMemoryAreaLayout {
 public enum XenAddToPhysmapLayout {
     /// `sizeof(struct xen_add_to_physmap)`
     @inlinable public static var size: Int { 24 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `size`
+    /// `size`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var rangeSize: ABIField { ABIField(offset: 2, size: 2) }
-    /// `space`
+    /// `space`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var space: ABIField { ABIField(offset: 4, size: 4) }
-    /// `idx`
+    /// `idx`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var idx: ABIField { ABIField(offset: 8, size: 8) }
-    /// `gpfn`
+    /// `gpfn`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var gpfn: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -1114,23 +1114,23 @@ public enum XenAddToPhysmapLayout {
 public enum XenAddToPhysmapBatchLayout {
     /// `sizeof(struct xen_add_to_physmap_batch)`
     @inlinable public static var size: Int { 32 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `space`
+    /// `space`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var space: ABIField { ABIField(offset: 2, size: 2) }
-    /// `size`
+    /// `size`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var batchSize: ABIField { ABIField(offset: 4, size: 2) }
-    /// `u`
+    /// `u`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var u: ABIField { ABIField(offset: 6, size: 2) }
-    /// `u.foreign_domid`
+    /// `u.foreign_domid`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var uForeignDomid: ABIField { ABIField(offset: 6, size: 2) }
-    /// `u.res0`
+    /// `u.res0`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var uRes0: ABIField { ABIField(offset: 6, size: 2) }
-    /// `idxs`
+    /// `idxs`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var idxs: ABIField { ABIField(offset: 8, size: 8) }
-    /// `gpfns`
+    /// `gpfns`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var gpfns: ABIField { ABIField(offset: 16, size: 8) }
-    /// `errs`
+    /// `errs`: bytes 24 ..< 32 (8 bytes)
     @inlinable public static var errs: ABIField { ABIField(offset: 24, size: 8) }
 }
 
@@ -1140,7 +1140,7 @@ public enum XenAddToPhysmapBatchLayout {
 public enum XenMemoryDomainLayout {
     /// `sizeof(struct xen_memory_domain)`
     @inlinable public static var size: Int { 2 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
 }
 
@@ -1150,9 +1150,9 @@ public enum XenMemoryDomainLayout {
 public enum XenMemoryMapLayout {
     /// `sizeof(struct xen_memory_map)`
     @inlinable public static var size: Int { 16 }
-    /// `nr_entries`
+    /// `nr_entries`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var nrEntries: ABIField { ABIField(offset: 0, size: 4) }
-    /// `buffer`
+    /// `buffer`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var buffer: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -1162,9 +1162,9 @@ public enum XenMemoryMapLayout {
 public enum XenRemoveFromPhysmapLayout {
     /// `sizeof(struct xen_remove_from_physmap)`
     @inlinable public static var size: Int { 16 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `gpfn`
+    /// `gpfn`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var gpfn: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -1174,15 +1174,15 @@ public enum XenRemoveFromPhysmapLayout {
 public enum XenMemoryReservationLayout {
     /// `sizeof(struct xen_memory_reservation)`
     @inlinable public static var size: Int { 32 }
-    /// `extent_start`
+    /// `extent_start`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var extentStart: ABIField { ABIField(offset: 0, size: 8) }
-    /// `nr_extents`
+    /// `nr_extents`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var nrExtents: ABIField { ABIField(offset: 8, size: 8) }
-    /// `extent_order`
+    /// `extent_order`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var extentOrder: ABIField { ABIField(offset: 16, size: 4) }
-    /// `mem_flags`
+    /// `mem_flags`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var memFlags: ABIField { ABIField(offset: 20, size: 4) }
-    /// `domid`
+    /// `domid`: bytes 24 ..< 26 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 24, size: 2) }
 }
 
@@ -1192,13 +1192,13 @@ public enum XenMemoryReservationLayout {
 public enum XenHvmParamLayout {
     /// `sizeof(struct xen_hvm_param)`
     @inlinable public static var size: Int { 16 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `pad`
+    /// `pad`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 2, size: 2) }
-    /// `index`
+    /// `index`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var index: ABIField { ABIField(offset: 4, size: 4) }
-    /// `value`
+    /// `value`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var value: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -1208,9 +1208,9 @@ public enum XenHvmParamLayout {
 public enum XenHvmEvtchnUpcallVectorLayout {
     /// `sizeof(struct xen_hvm_evtchn_upcall_vector)`
     @inlinable public static var size: Int { 8 }
-    /// `vcpu`
+    /// `vcpu`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var vcpu: ABIField { ABIField(offset: 0, size: 4) }
-    /// `vector`
+    /// `vector`: bytes 4 ..< 5 (1 byte)
     @inlinable public static var vector: ABIField { ABIField(offset: 4, size: 1) }
 }
 
@@ -1220,11 +1220,11 @@ public enum XenHvmEvtchnUpcallVectorLayout {
 public enum XenHvmPagetableDyingLayout {
     /// `sizeof(struct xen_hvm_pagetable_dying)`
     @inlinable public static var size: Int { 16 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `pad`, 3 elements
+    /// `pad`, 3 elements: bytes 2 ..< 8 (6 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 2, size: 6, count: 3) }
-    /// `gpa`
+    /// `gpa`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var gpa: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -1234,13 +1234,13 @@ public enum XenHvmPagetableDyingLayout {
 public enum XenHvmGetMemTypeLayout {
     /// `sizeof(struct xen_hvm_get_mem_type)`
     @inlinable public static var size: Int { 16 }
-    /// `domid`
+    /// `domid`: bytes 0 ..< 2 (2 bytes)
     @inlinable public static var domid: ABIField { ABIField(offset: 0, size: 2) }
-    /// `mem_type`
+    /// `mem_type`: bytes 2 ..< 4 (2 bytes)
     @inlinable public static var memType: ABIField { ABIField(offset: 2, size: 2) }
-    /// `pad`, 2 elements
+    /// `pad`, 2 elements: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var pad: ABIField { ABIField(offset: 4, size: 4, count: 2) }
-    /// `pfn`
+    /// `pfn`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var pfn: ABIField { ABIField(offset: 8, size: 8) }
 }
 
@@ -1250,7 +1250,7 @@ public enum XenHvmGetMemTypeLayout {
 public enum XenHvmGetTimeLayout {
     /// `sizeof(struct xen_hvm_get_time)`
     @inlinable public static var size: Int { 8 }
-    /// `now`
+    /// `now`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var now: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -1260,11 +1260,11 @@ public enum XenHvmGetTimeLayout {
 public enum MulticallEntryLayout {
     /// `sizeof(struct multicall_entry)`
     @inlinable public static var size: Int { 64 }
-    /// `op`
+    /// `op`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var op: ABIField { ABIField(offset: 0, size: 8) }
-    /// `result`
+    /// `result`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var result: ABIField { ABIField(offset: 8, size: 8) }
-    /// `args`, 6 elements
+    /// `args`, 6 elements: bytes 16 ..< 64 (48 bytes)
     @inlinable public static var args: ABIField { ABIField(offset: 16, size: 48, count: 6) }
 }
 
@@ -1274,21 +1274,21 @@ public enum MulticallEntryLayout {
 public enum MmuextOpLayout {
     /// `sizeof(struct mmuext_op)`
     @inlinable public static var size: Int { 24 }
-    /// `cmd`
+    /// `cmd`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var cmd: ABIField { ABIField(offset: 0, size: 4) }
-    /// `arg1`
+    /// `arg1`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var arg1: ABIField { ABIField(offset: 8, size: 8) }
-    /// `arg1.mfn`
+    /// `arg1.mfn`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var arg1Mfn: ABIField { ABIField(offset: 8, size: 8) }
-    /// `arg1.linear_addr`
+    /// `arg1.linear_addr`: bytes 8 ..< 16 (8 bytes)
     @inlinable public static var arg1LinearAddr: ABIField { ABIField(offset: 8, size: 8) }
-    /// `arg2`
+    /// `arg2`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var arg2: ABIField { ABIField(offset: 16, size: 8) }
-    /// `arg2.nr_ents`
+    /// `arg2.nr_ents`: bytes 16 ..< 20 (4 bytes)
     @inlinable public static var arg2NrEnts: ABIField { ABIField(offset: 16, size: 4) }
-    /// `arg2.vcpumask`
+    /// `arg2.vcpumask`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var arg2Vcpumask: ABIField { ABIField(offset: 16, size: 8) }
-    /// `arg2.src_mfn`
+    /// `arg2.src_mfn`: bytes 16 ..< 24 (8 bytes)
     @inlinable public static var arg2SrcMfn: ABIField { ABIField(offset: 16, size: 8) }
 }
 
@@ -1298,13 +1298,13 @@ public enum MmuextOpLayout {
 public enum XenCompileInfoLayout {
     /// `sizeof(struct xen_compile_info)`
     @inlinable public static var size: Int { 144 }
-    /// `compiler`, 64 elements
+    /// `compiler`, 64 elements: bytes 0 ..< 64 (64 bytes)
     @inlinable public static var compiler: ABIField { ABIField(offset: 0, size: 64, count: 64) }
-    /// `compile_by`, 16 elements
+    /// `compile_by`, 16 elements: bytes 64 ..< 80 (16 bytes)
     @inlinable public static var compileBy: ABIField { ABIField(offset: 64, size: 16, count: 16) }
-    /// `compile_domain`, 32 elements
+    /// `compile_domain`, 32 elements: bytes 80 ..< 112 (32 bytes)
     @inlinable public static var compileDomain: ABIField { ABIField(offset: 80, size: 32, count: 32) }
-    /// `compile_date`, 32 elements
+    /// `compile_date`, 32 elements: bytes 112 ..< 144 (32 bytes)
     @inlinable public static var compileDate: ABIField { ABIField(offset: 112, size: 32, count: 32) }
 }
 
@@ -1314,7 +1314,7 @@ public enum XenCompileInfoLayout {
 public enum XenPlatformParametersLayout {
     /// `sizeof(struct xen_platform_parameters)`
     @inlinable public static var size: Int { 8 }
-    /// `virt_start`
+    /// `virt_start`: bytes 0 ..< 8 (8 bytes)
     @inlinable public static var virtStart: ABIField { ABIField(offset: 0, size: 8) }
 }
 
@@ -1324,9 +1324,9 @@ public enum XenPlatformParametersLayout {
 public enum XenFeatureInfoLayout {
     /// `sizeof(struct xen_feature_info)`
     @inlinable public static var size: Int { 8 }
-    /// `submap_idx`
+    /// `submap_idx`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var submapIdx: ABIField { ABIField(offset: 0, size: 4) }
-    /// `submap`
+    /// `submap`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var submap: ABIField { ABIField(offset: 4, size: 4) }
 }
 
@@ -1336,7 +1336,7 @@ public enum XenFeatureInfoLayout {
 public enum PhysdevEoiLayout {
     /// `sizeof(struct physdev_eoi)`
     @inlinable public static var size: Int { 4 }
-    /// `irq`
+    /// `irq`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var irq: ABIField { ABIField(offset: 0, size: 4) }
 }
 
@@ -1346,8 +1346,8 @@ public enum PhysdevEoiLayout {
 public enum PhysdevIrqStatusQueryLayout {
     /// `sizeof(struct physdev_irq_status_query)`
     @inlinable public static var size: Int { 8 }
-    /// `irq`
+    /// `irq`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var irq: ABIField { ABIField(offset: 0, size: 4) }
-    /// `flags`
+    /// `flags`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 4, size: 4) }
 }

@@ -8,38 +8,40 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VCPUOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `VCPUOP` number as the guest or hypervisor passes it (UInt32); numbers `xen.vcpuop` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.vcpuop`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension VCPUOp {
-    /// `VCPUOP_initialise` = 0
+    /// `VCPUOP_initialise` = 0. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var initialise: VCPUOp { VCPUOp(rawValue: 0) }
-    /// `VCPUOP_up` = 1
+    /// `VCPUOP_up` = 1. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var up: VCPUOp { VCPUOp(rawValue: 1) }
-    /// `VCPUOP_down` = 2
+    /// `VCPUOP_down` = 2. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var down: VCPUOp { VCPUOp(rawValue: 2) }
-    /// `VCPUOP_is_up` = 3
+    /// `VCPUOP_is_up` = 3. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var isUp: VCPUOp { VCPUOp(rawValue: 3) }
-    /// `VCPUOP_get_runstate_info` = 4
+    /// `VCPUOP_get_runstate_info` = 4. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var getRunstateInfo: VCPUOp { VCPUOp(rawValue: 4) }
-    /// `VCPUOP_register_runstate_memory_area` = 5
+    /// `VCPUOP_register_runstate_memory_area` = 5. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var registerRunstateMemoryArea: VCPUOp { VCPUOp(rawValue: 5) }
-    /// `VCPUOP_set_periodic_timer` = 6
+    /// `VCPUOP_set_periodic_timer` = 6. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var setPeriodicTimer: VCPUOp { VCPUOp(rawValue: 6) }
-    /// `VCPUOP_stop_periodic_timer` = 7
+    /// `VCPUOP_stop_periodic_timer` = 7. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var stopPeriodicTimer: VCPUOp { VCPUOp(rawValue: 7) }
-    /// `VCPUOP_set_singleshot_timer` = 8
+    /// `VCPUOP_set_singleshot_timer` = 8. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var setSingleshotTimer: VCPUOp { VCPUOp(rawValue: 8) }
-    /// `VCPUOP_stop_singleshot_timer` = 9
+    /// `VCPUOP_stop_singleshot_timer` = 9. Xen `VCPUOP` sub-op number, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var stopSingleshotTimer: VCPUOp { VCPUOp(rawValue: 9) }
-    /// `VCPUOP_register_vcpu_info` = 10
+    /// `VCPUOP_register_vcpu_info` = 10. Xen `VCPUOP` sub-op number 0xA, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var registerVcpuInfo: VCPUOp { VCPUOp(rawValue: 0xA) }
-    /// `VCPUOP_send_nmi` = 11
+    /// `VCPUOP_send_nmi` = 11. Xen `VCPUOP` sub-op number 0xB, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var sendNmi: VCPUOp { VCPUOp(rawValue: 0xB) }
-    /// `VCPUOP_get_physid` = 12
+    /// `VCPUOP_get_physid` = 12. Xen `VCPUOP` sub-op number 0xC, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var getPhysid: VCPUOp { VCPUOp(rawValue: 0xC) }
-    /// `VCPUOP_register_vcpu_time_memory_area` = 13
+    /// `VCPUOP_register_vcpu_time_memory_area` = 13. Xen `VCPUOP` sub-op number 0xD, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var registerVcpuTimeMemoryArea: VCPUOp { VCPUOp(rawValue: 0xD) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.vcpuop` does not list.
@@ -70,7 +72,9 @@ extension VCPUOp {
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct SingleShotTimerFlags: OptionSet, Hashable, Sendable {
+    /// The raw `VCPU_SSHOTTMR` bits as the guest or hypervisor passes them (UInt32); bits `xen.vcpu_sshottmr` does not name are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
@@ -85,18 +89,20 @@ extension SingleShotTimerFlags {
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct VCPURunstate: RawRepresentable, Hashable, Sendable {
+    /// The raw `RUNSTATE` number as the guest or hypervisor passes it (Int32); numbers `xen.runstate` does not list are kept.
     public var rawValue: Int32
+    /// Wraps `rawValue` as it is, without checking it against `xen.runstate`.
     @inlinable public init(rawValue: Int32) { self.rawValue = rawValue }
 }
 
 extension VCPURunstate {
-    /// `RUNSTATE_running` = 0
+    /// `RUNSTATE_running` = 0. Xen `RUNSTATE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var running: VCPURunstate { VCPURunstate(rawValue: 0) }
-    /// `RUNSTATE_runnable` = 1
+    /// `RUNSTATE_runnable` = 1. Xen `RUNSTATE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var runnable: VCPURunstate { VCPURunstate(rawValue: 1) }
-    /// `RUNSTATE_blocked` = 2
+    /// `RUNSTATE_blocked` = 2. Xen `RUNSTATE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var blocked: VCPURunstate { VCPURunstate(rawValue: 2) }
-    /// `RUNSTATE_offline` = 3
+    /// `RUNSTATE_offline` = 3. Xen `RUNSTATE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var offline: VCPURunstate { VCPURunstate(rawValue: 3) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.runstate` does not list.
@@ -116,7 +122,7 @@ extension VCPURunstate {
 /// Spec table `xen.runstate_update` (Specs/xen/vcpu.tbl); family `XEN_RUNSTATE`.
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum RunstateUpdate {
-    /// `XEN_RUNSTATE_UPDATE` = 9223372036854775808
+    /// `XEN_RUNSTATE_UPDATE` = 9223372036854775808. Xen `XEN_RUNSTATE` constant 0x8000000000000000, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var flag: UInt64 { 0x8000000000000000 }
 }
 
@@ -126,14 +132,16 @@ public enum RunstateUpdate {
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct PVClockFlags: OptionSet, Hashable, Sendable {
+    /// The raw `XEN_PVCLOCK` bits as the guest or hypervisor passes them (UInt8); bits `xen.pvclock` does not name are kept.
     public var rawValue: UInt8
+    /// Wraps `rawValue` as it is, unknown bits included.
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 }
 
 extension PVClockFlags {
-    /// `XEN_PVCLOCK_TSC_STABLE_BIT` = 1
+    /// `XEN_PVCLOCK_TSC_STABLE_BIT` = 1. Xen `XEN_PVCLOCK` bit mask, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var tscStableBit: PVClockFlags { PVClockFlags(rawValue: 1) }
-    /// `XEN_PVCLOCK_GUEST_STOPPED` = 2
+    /// `XEN_PVCLOCK_GUEST_STOPPED` = 2. Xen `XEN_PVCLOCK` bit mask, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var guestStopped: PVClockFlags { PVClockFlags(rawValue: 2) }
 }
 
@@ -142,8 +150,8 @@ extension PVClockFlags {
 /// Spec table `xen.vcpu_hvm_mode` (Specs/xen/vcpu.tbl); family `VCPU_HVM_MODE`.
 /// Source: Xen 4.17 public headers, xen/vcpu.h, xen/hvm/hvm_vcpu.h and xen/xen.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum VCPUHVMMode {
-    /// `VCPU_HVM_MODE_32B` = 0
+    /// `VCPU_HVM_MODE_32B` = 0. Xen `VCPU_HVM_MODE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var mode32: UInt32 { 0 }
-    /// `VCPU_HVM_MODE_64B` = 1
+    /// `VCPU_HVM_MODE_64B` = 1. Xen `VCPU_HVM_MODE` constant, from `Specs/xen/vcpu.tbl`.
     @inlinable public static var mode64: UInt32 { 1 }
 }

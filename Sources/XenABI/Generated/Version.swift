@@ -8,32 +8,34 @@ import GuestABI
 /// Source: Xen 4.17 public headers, xen/version.h and xen/features.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct XenVersionOp: RawRepresentable, Hashable, Sendable {
+    /// The raw `XENVER` number as the guest or hypervisor passes it (UInt32); numbers `xen.xenver` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.xenver`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension XenVersionOp {
-    /// `XENVER_version` = 0
+    /// `XENVER_version` = 0. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var version: XenVersionOp { XenVersionOp(rawValue: 0) }
-    /// `XENVER_extraversion` = 1
+    /// `XENVER_extraversion` = 1. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var extraversion: XenVersionOp { XenVersionOp(rawValue: 1) }
-    /// `XENVER_compile_info` = 2
+    /// `XENVER_compile_info` = 2. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var compileInfo: XenVersionOp { XenVersionOp(rawValue: 2) }
-    /// `XENVER_capabilities` = 3
+    /// `XENVER_capabilities` = 3. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var capabilities: XenVersionOp { XenVersionOp(rawValue: 3) }
-    /// `XENVER_changeset` = 4
+    /// `XENVER_changeset` = 4. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var changeset: XenVersionOp { XenVersionOp(rawValue: 4) }
-    /// `XENVER_platform_parameters` = 5
+    /// `XENVER_platform_parameters` = 5. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var platformParameters: XenVersionOp { XenVersionOp(rawValue: 5) }
-    /// `XENVER_get_features` = 6
+    /// `XENVER_get_features` = 6. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var getFeatures: XenVersionOp { XenVersionOp(rawValue: 6) }
-    /// `XENVER_pagesize` = 7
+    /// `XENVER_pagesize` = 7. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var pagesize: XenVersionOp { XenVersionOp(rawValue: 7) }
-    /// `XENVER_guest_handle` = 8
+    /// `XENVER_guest_handle` = 8. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var guestHandle: XenVersionOp { XenVersionOp(rawValue: 8) }
-    /// `XENVER_commandline` = 9
+    /// `XENVER_commandline` = 9. Xen `XENVER` sub-op number, from `Specs/xen/version.tbl`.
     @inlinable public static var commandline: XenVersionOp { XenVersionOp(rawValue: 9) }
-    /// `XENVER_build_id` = 10
+    /// `XENVER_build_id` = 10. Xen `XENVER` sub-op number 0xA, from `Specs/xen/version.tbl`.
     @inlinable public static var buildId: XenVersionOp { XenVersionOp(rawValue: 0xA) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.xenver` does not list.
@@ -61,44 +63,46 @@ extension XenVersionOp {
 /// Source: Xen 4.17 public headers, xen/version.h and xen/features.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 @frozen
 public struct XenFeature: RawRepresentable, Hashable, Sendable {
+    /// The raw `XENFEAT` number as the guest or hypervisor passes it (UInt32); numbers `xen.xenfeat` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `xen.xenfeat`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
 extension XenFeature {
-    /// `XENFEAT_writable_page_tables` = 0
+    /// `XENFEAT_writable_page_tables` = 0. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var writablePageTables: XenFeature { XenFeature(rawValue: 0) }
-    /// `XENFEAT_writable_descriptor_tables` = 1
+    /// `XENFEAT_writable_descriptor_tables` = 1. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var writableDescriptorTables: XenFeature { XenFeature(rawValue: 1) }
-    /// `XENFEAT_auto_translated_physmap` = 2
+    /// `XENFEAT_auto_translated_physmap` = 2. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var autoTranslatedPhysmap: XenFeature { XenFeature(rawValue: 2) }
-    /// `XENFEAT_supervisor_mode_kernel` = 3
+    /// `XENFEAT_supervisor_mode_kernel` = 3. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var supervisorModeKernel: XenFeature { XenFeature(rawValue: 3) }
-    /// `XENFEAT_pae_pgdir_above_4gb` = 4
+    /// `XENFEAT_pae_pgdir_above_4gb` = 4. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var paePgdirAbove4gb: XenFeature { XenFeature(rawValue: 4) }
-    /// `XENFEAT_mmu_pt_update_preserve_ad` = 5
+    /// `XENFEAT_mmu_pt_update_preserve_ad` = 5. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var mmuPtUpdatePreserveAd: XenFeature { XenFeature(rawValue: 5) }
-    /// `XENFEAT_highmem_assist` = 6
+    /// `XENFEAT_highmem_assist` = 6. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var highmemAssist: XenFeature { XenFeature(rawValue: 6) }
-    /// `XENFEAT_gnttab_map_avail_bits` = 7
+    /// `XENFEAT_gnttab_map_avail_bits` = 7. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var gnttabMapAvailBits: XenFeature { XenFeature(rawValue: 7) }
-    /// `XENFEAT_hvm_callback_vector` = 8
+    /// `XENFEAT_hvm_callback_vector` = 8. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var hvmCallbackVector: XenFeature { XenFeature(rawValue: 8) }
-    /// `XENFEAT_hvm_safe_pvclock` = 9
+    /// `XENFEAT_hvm_safe_pvclock` = 9. Xen `XENFEAT` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var hvmSafePvclock: XenFeature { XenFeature(rawValue: 9) }
-    /// `XENFEAT_hvm_pirqs` = 10
+    /// `XENFEAT_hvm_pirqs` = 10. Xen `XENFEAT` constant 0xA, from `Specs/xen/version.tbl`.
     @inlinable public static var hvmPirqs: XenFeature { XenFeature(rawValue: 0xA) }
-    /// `XENFEAT_dom0` = 11
+    /// `XENFEAT_dom0` = 11. Xen `XENFEAT` constant 0xB, from `Specs/xen/version.tbl`.
     @inlinable public static var dom0: XenFeature { XenFeature(rawValue: 0xB) }
-    /// `XENFEAT_memory_op_vnode_supported` = 13
+    /// `XENFEAT_memory_op_vnode_supported` = 13. Xen `XENFEAT` constant 0xD, from `Specs/xen/version.tbl`.
     @inlinable public static var memoryOpVnodeSupported: XenFeature { XenFeature(rawValue: 0xD) }
-    /// `XENFEAT_ARM_SMCCC_supported` = 14
+    /// `XENFEAT_ARM_SMCCC_supported` = 14. Xen `XENFEAT` constant 0xE, from `Specs/xen/version.tbl`.
     @inlinable public static var armSMCCCSupported: XenFeature { XenFeature(rawValue: 0xE) }
-    /// `XENFEAT_linux_rsdp_unrestricted` = 15
+    /// `XENFEAT_linux_rsdp_unrestricted` = 15. Xen `XENFEAT` constant 0xF, from `Specs/xen/version.tbl`.
     @inlinable public static var linuxRsdpUnrestricted: XenFeature { XenFeature(rawValue: 0xF) }
-    /// `XENFEAT_not_direct_mapped` = 16
+    /// `XENFEAT_not_direct_mapped` = 16. Xen `XENFEAT` constant 0x10, from `Specs/xen/version.tbl`.
     @inlinable public static var notDirectMapped: XenFeature { XenFeature(rawValue: 0x10) }
-    /// `XENFEAT_direct_mapped` = 17
+    /// `XENFEAT_direct_mapped` = 17. Xen `XENFEAT` constant 0x11, from `Specs/xen/version.tbl`.
     @inlinable public static var directMapped: XenFeature { XenFeature(rawValue: 0x11) }
 
     /// The spec (C) name of this value, or nil for a number table `xen.xenfeat` does not list.
@@ -129,7 +133,7 @@ extension XenFeature {
 /// Spec table `xen.xenfeat_limits` (Specs/xen/version.tbl); family `XENFEAT_NR_SUBMAPS`.
 /// Source: Xen 4.17 public headers, xen/version.h and xen/features.h (Debian libxen-dev 4.17.7), __XEN_INTERFACE_VERSION__ 0x00040e00
 public enum XenFeatureLimits {
-    /// `XENFEAT_NR_SUBMAPS` = 1
+    /// `XENFEAT_NR_SUBMAPS` = 1. Xen `XENFEAT_NR_SUBMAPS` constant, from `Specs/xen/version.tbl`.
     @inlinable public static var submapCount: UInt32 { 1 }
 }
 

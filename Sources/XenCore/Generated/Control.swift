@@ -10,7 +10,9 @@ import ViridianABI
 /// Source: Design (this project). TLFS 6.0b section 11 "Inter-Partition Communication" (HvCallPostMessage input, HV_MESSAGE_HEADER origination: the port id), section 11.9 "Message Buffers" (slot, MessagePending, EOM); 24-bit HV_PORT_ID and HV_CONNECTION_ID (Linux include/hyperv/hvgdk_mini.h union hv_port_id, union hv_connection_id)
 @frozen
 public struct ControlMessageType: RawRepresentable, Hashable, Sendable {
+    /// The raw `XV_CONTROL_MESSAGE` number as the guest or hypervisor passes it (UInt32); numbers `translation.control_message_type` does not list are kept.
     public var rawValue: UInt32
+    /// Wraps `rawValue` as it is, without checking it against `translation.control_message_type`.
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
 }
 
@@ -55,13 +57,13 @@ public enum ControlIDs {
 public enum XvControlMessageLayout {
     /// `sizeof(struct xv_control_message)`
     @inlinable public static var size: Int { 12 }
-    /// `port`
+    /// `port`: bytes 0 ..< 4 (4 bytes)
     @inlinable public static var port: ABIField { ABIField(offset: 0, size: 4) }
-    /// `from_domain`
+    /// `from_domain`: bytes 4 ..< 6 (2 bytes)
     @inlinable public static var fromDomain: ABIField { ABIField(offset: 4, size: 2) }
-    /// `reserved`
+    /// `reserved`: bytes 6 ..< 8 (2 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 6, size: 2) }
-    /// `from_port`
+    /// `from_port`: bytes 8 ..< 12 (4 bytes)
     @inlinable public static var fromPort: ABIField { ABIField(offset: 8, size: 4) }
 }
 
@@ -71,7 +73,9 @@ public enum XvControlMessageLayout {
 /// Source: Design (this project). TLFS 6.0b section 11 "Inter-Partition Communication" (HvCallPostMessage input, HV_MESSAGE_HEADER origination: the port id), section 11.9 "Message Buffers" (slot, MessagePending, EOM); 24-bit HV_PORT_ID and HV_CONNECTION_ID (Linux include/hyperv/hvgdk_mini.h union hv_port_id, union hv_connection_id)
 @frozen
 public struct ControlVerdict: RawRepresentable, Hashable, Sendable {
+    /// The raw `XV_CONTROL_VERDICT` number as the guest or hypervisor passes it (UInt8); numbers `translation.control_verdict` does not list are kept.
     public var rawValue: UInt8
+    /// Wraps `rawValue` as it is, without checking it against `translation.control_verdict`.
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 }
 

@@ -10,42 +10,44 @@ import ViridianABI
 /// Source: Design (this project); Xen's choices of errno per condition follow xen-project/xen xen/common/event_channel.c and xen/common/grant_table.c (e.g. -ENOSPC for no free port, -ENOENT for a bad vCPU, -ESRCH for a bad domain)
 @frozen
 public struct LayerOutcome: RawRepresentable, Hashable, Sendable {
+    /// The raw `XV_OUTCOME` number as the guest or hypervisor passes it (UInt16); numbers `translation.outcome` does not list are kept.
     public var rawValue: UInt16
+    /// Wraps `rawValue` as it is, without checking it against `translation.outcome`.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
 }
 
 extension LayerOutcome {
-    /// `XV_OUTCOME_OK` = 0
+    /// `XV_OUTCOME_OK` = 0. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var ok: LayerOutcome { LayerOutcome(rawValue: 0) }
     /// `XV_OUTCOME_BAD_ADDRESS` = 1. guest memory could not be read or written
     @inlinable public static var badAddress: LayerOutcome { LayerOutcome(rawValue: 1) }
-    /// `XV_OUTCOME_INVALID_ARGUMENT` = 2
+    /// `XV_OUTCOME_INVALID_ARGUMENT` = 2. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var invalidArgument: LayerOutcome { LayerOutcome(rawValue: 2) }
-    /// `XV_OUTCOME_NO_SUCH_DOMAIN` = 3
+    /// `XV_OUTCOME_NO_SUCH_DOMAIN` = 3. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var noSuchDomain: LayerOutcome { LayerOutcome(rawValue: 3) }
-    /// `XV_OUTCOME_NO_SUCH_VCPU` = 4
+    /// `XV_OUTCOME_NO_SUCH_VCPU` = 4. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var noSuchVcpu: LayerOutcome { LayerOutcome(rawValue: 4) }
     /// `XV_OUTCOME_PORT_INVALID` = 5. out of range, closed, or of the wrong kind
     @inlinable public static var portInvalid: LayerOutcome { LayerOutcome(rawValue: 5) }
-    /// `XV_OUTCOME_PORTS_EXHAUSTED` = 6
+    /// `XV_OUTCOME_PORTS_EXHAUSTED` = 6. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var portsExhausted: LayerOutcome { LayerOutcome(rawValue: 6) }
-    /// `XV_OUTCOME_PERMISSION_DENIED` = 7
+    /// `XV_OUTCOME_PERMISSION_DENIED` = 7. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var permissionDenied: LayerOutcome { LayerOutcome(rawValue: 7) }
-    /// `XV_OUTCOME_NOT_IMPLEMENTED` = 8
+    /// `XV_OUTCOME_NOT_IMPLEMENTED` = 8. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var notImplemented: LayerOutcome { LayerOutcome(rawValue: 8) }
-    /// `XV_OUTCOME_BUSY` = 9
+    /// `XV_OUTCOME_BUSY` = 9. layer outcome code, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var busy: LayerOutcome { LayerOutcome(rawValue: 9) }
     /// `XV_OUTCOME_WOULD_BLOCK` = 10. the fast path hands the call to the slow path; a guest sees EAGAIN only if the slow path also cannot finish
     @inlinable public static var wouldBlock: LayerOutcome { LayerOutcome(rawValue: 0xA) }
-    /// `XV_OUTCOME_ALREADY_EXISTS` = 11
+    /// `XV_OUTCOME_ALREADY_EXISTS` = 11. layer outcome code 0xB, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var alreadyExists: LayerOutcome { LayerOutcome(rawValue: 0xB) }
-    /// `XV_OUTCOME_OUT_OF_MEMORY` = 12
+    /// `XV_OUTCOME_OUT_OF_MEMORY` = 12. layer outcome code 0xC, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var outOfMemory: LayerOutcome { LayerOutcome(rawValue: 0xC) }
-    /// `XV_OUTCOME_NOT_SUPPORTED` = 13
+    /// `XV_OUTCOME_NOT_SUPPORTED` = 13. layer outcome code 0xD, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var notSupported: LayerOutcome { LayerOutcome(rawValue: 0xD) }
     /// `XV_OUTCOME_TIMER_IN_PAST` = 14. VCPU_SSHOTTMR_future with a deadline already passed
     @inlinable public static var timerInPast: LayerOutcome { LayerOutcome(rawValue: 0xE) }
-    /// `XV_OUTCOME_NO_ENTRY` = 15
+    /// `XV_OUTCOME_NO_ENTRY` = 15. layer outcome code 0xF, from `Specs/translation/errno-map.tbl`.
     @inlinable public static var noEntry: LayerOutcome { LayerOutcome(rawValue: 0xF) }
     /// `XV_OUTCOME_TARGET_FAILED` = 16. a Viridian call failed; the HV_STATUS is mapped instead where known
     @inlinable public static var targetFailed: LayerOutcome { LayerOutcome(rawValue: 0x10) }

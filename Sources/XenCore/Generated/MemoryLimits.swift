@@ -11,7 +11,7 @@ import ViridianABI
 public enum MemoryOpLimits {
     /// `XV_MEMOP_EXTENT_SHIFT` = 6. cmd bits 6 and up carry the extent to start from
     @inlinable public static var extentShift: UInt64 { 6 }
-    /// `XV_MEMOP_CMD_MASK` = 63
+    /// `XV_MEMOP_CMD_MASK` = 63. XenViridian `XV_MEMOP` constant 0x3F, from `Specs/translation/memory-limits.tbl`.
     @inlinable public static var commandMask: UInt64 { 0x3F }
     /// `XV_MEMOP_MAX_ORDER` = 9. domu_max_order: larger extent orders do nothing
     @inlinable public static var maxOrder: UInt64 { 9 }
@@ -19,7 +19,7 @@ public enum MemoryOpLimits {
     @inlinable public static var maxExtents: UInt64 { 0x3FFFFFF }
     /// `XV_MEMOP_GUEST_FRAME_LIMIT` = 68719476736. frames at or above this are beyond a 4-level p2m: -EINVAL
     @inlinable public static var guestFrameLimit: UInt64 { 0x1000000000 }
-    /// `XV_MEMOP_E820_ENTRY_SIZE` = 20
+    /// `XV_MEMOP_E820_ENTRY_SIZE` = 20. XenViridian `XV_MEMOP` constant 0x14, from `Specs/translation/memory-limits.tbl`.
     @inlinable public static var e820EntrySize: UInt64 { 0x14 }
     /// `XV_MEMOP_MEMORY_MAP_ENTRIES` = 128. the most entries an embedder's memory map may have
     @inlinable public static var memoryMapEntries: UInt64 { 0x80 }

@@ -9,19 +9,19 @@ import ViridianABI
 /// Spec table `translation.vcpu_context` (Specs/translation/vcpu-context.tbl); family `XV_VCPU_CONTEXT`.
 /// Source: Xen 4.17 (xen-project/xen RELEASE-4.17.7): xen/arch/x86/hvm/domain.c (arch_set_info_hvm_guest, check_segment), xen/arch/x86/hvm/hvm.c (hvm_efer_valid, hvm_cr4_guest_valid_bits), xen/arch/x86/include/asm/msr-index.h (EFER_*, EFER_KNOWN_MASK), xen/arch/x86/include/asm/x86-defns.h (X86_CR0_*, X86_CR4_*), xen/arch/x86/include/asm/desc.h (SYS_DESC_tss_busy)
 public enum VCPUContextRules {
-    /// `XV_VCPU_CONTEXT_CR0_PG` = 2147483648
+    /// `XV_VCPU_CONTEXT_CR0_PG` = 2147483648. XenViridian `XV_VCPU_CONTEXT` constant 0x80000000, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var cr0Paging: UInt64 { 0x80000000 }
-    /// `XV_VCPU_CONTEXT_CR4_PAE` = 32
+    /// `XV_VCPU_CONTEXT_CR4_PAE` = 32. XenViridian `XV_VCPU_CONTEXT` constant 0x20, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var cr4PAE: UInt64 { 0x20 }
     /// `XV_VCPU_CONTEXT_CR4_ALLOWED` = 3608575. VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP: no VMXE (no nested virtualisation), LA57, PKE or CET
     @inlinable public static var cr4Allowed: UInt64 { 0x370FFF }
-    /// `XV_VCPU_CONTEXT_EFER_SCE` = 1
+    /// `XV_VCPU_CONTEXT_EFER_SCE` = 1. XenViridian `XV_VCPU_CONTEXT` constant, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var eferSCE: UInt64 { 1 }
-    /// `XV_VCPU_CONTEXT_EFER_LME` = 256
+    /// `XV_VCPU_CONTEXT_EFER_LME` = 256. XenViridian `XV_VCPU_CONTEXT` constant 0x100, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var eferLME: UInt64 { 0x100 }
-    /// `XV_VCPU_CONTEXT_EFER_LMA` = 1024
+    /// `XV_VCPU_CONTEXT_EFER_LMA` = 1024. XenViridian `XV_VCPU_CONTEXT` constant 0x400, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var eferLMA: UInt64 { 0x400 }
-    /// `XV_VCPU_CONTEXT_EFER_NXE` = 2048
+    /// `XV_VCPU_CONTEXT_EFER_NXE` = 2048. XenViridian `XV_VCPU_CONTEXT` constant 0x800, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var eferNXE: UInt64 { 0x800 }
     /// `XV_VCPU_CONTEXT_EFER_KNOWN` = 23809. EFER_KNOWN_MASK: SCE, LME, LMA, NXE, SVME, FFXSE; other bits are -EINVAL
     @inlinable public static var eferKnown: UInt64 { 0x5D01 }
@@ -35,6 +35,6 @@ public enum VCPUContextRules {
     @inlinable public static var dataSegment64: UInt64 { 0xC93 }
     /// `XV_VCPU_CONTEXT_TR64_ATTR` = 139. its TR: present, busy 64-bit TSS
     @inlinable public static var taskSegment64: UInt64 { 0x8B }
-    /// `XV_VCPU_CONTEXT_TR64_LIMIT` = 103
+    /// `XV_VCPU_CONTEXT_TR64_LIMIT` = 103. XenViridian `XV_VCPU_CONTEXT` constant 0x67, from `Specs/translation/vcpu-context.tbl`.
     @inlinable public static var taskSegment64Limit: UInt64 { 0x67 }
 }

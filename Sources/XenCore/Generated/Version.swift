@@ -11,7 +11,7 @@ import ViridianABI
 public enum XenVersionAnswers {
     /// `XV_XENVER_MAJOR` = 4. XENVER_version: major << 16 | minor
     @inlinable public static var major: UInt64 { 4 }
-    /// `XV_XENVER_MINOR` = 17
+    /// `XV_XENVER_MINOR` = 17. XenViridian `XV_XENVER` constant 0x11, from `Specs/translation/version.tbl`.
     @inlinable public static var minor: UInt64 { 0x11 }
     /// `XV_XENVER_HVM_FEATURES` = 74501. get_features submap 0: writable_page_tables (0) and auto_translated_physmap (2), as paging is translated; hvm_callback_vector (8) and hvm_safe_pvclock (9), as the guest is HVM without PIRQs; memory_op_vnode_supported (13), always; not_direct_mapped (16), as a translated domU is not direct-mapped
     @inlinable public static var hvmFeatures: UInt64 { 0x12305 }
