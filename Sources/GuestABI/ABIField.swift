@@ -12,6 +12,7 @@ public struct ABIField: Hashable, Sendable {
     /// Number of elements: 1 for a scalar or a nested structure.
     public let count: Int
 
+    /// A field at byte `offset` of `size` bytes in all; `count` elements for an array (1 otherwise). No checks: the values come from the generated layouts.
     @inlinable
     public init(offset: Int, size: Int, count: Int = 1) {
         self.offset = offset

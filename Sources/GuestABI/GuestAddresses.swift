@@ -8,8 +8,11 @@ public let guestPageShift: UInt64 = 12
 /// A guest-physical address (Xen "GPA"; Viridian "GPA"). Guest-controlled: never trusted.
 @frozen
 public struct GuestPhysicalAddress: RawRepresentable, Hashable, Comparable, Sendable {
+    /// The address as a 64-bit number, exactly as the guest gave it.
     public var rawValue: UInt64
+    /// Wraps a raw 64-bit guest-physical address; no range or alignment check.
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Wraps a raw 64-bit guest-physical address (unlabelled form of `init(rawValue:)`).
     @inlinable public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
     /// The frame that contains this address.
@@ -33,6 +36,7 @@ public struct GuestPhysicalAddress: RawRepresentable, Hashable, Comparable, Send
         length == 0 || (length <= guestPageSize && offsetInPage + length <= guestPageSize)
     }
 
+    /// Orders addresses by their numeric value.
     @inlinable public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
@@ -40,8 +44,11 @@ public struct GuestPhysicalAddress: RawRepresentable, Hashable, Comparable, Send
 /// (Xen `xen_pfn_t` / "gfn"; Viridian "GPFN"). Guest-controlled: never trusted.
 @frozen
 public struct GuestFrameNumber: RawRepresentable, Hashable, Comparable, Sendable {
+    /// The frame number as a 64-bit number, exactly as the guest gave it (it may exceed what a 64-bit address can hold; see `address`).
     public var rawValue: UInt64
+    /// Wraps a raw frame number; no range check.
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Wraps a raw frame number (unlabelled form of `init(rawValue:)`).
     @inlinable public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
     /// The first address of the frame, or nil when the frame number is too large to be shifted
@@ -51,5 +58,6 @@ public struct GuestFrameNumber: RawRepresentable, Hashable, Comparable, Sendable
         rawValue > (UInt64.max >> guestPageShift) ? nil : GuestPhysicalAddress(rawValue: rawValue << guestPageShift)
     }
 
+    /// Orders frame numbers by their numeric value.
     @inlinable public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }

@@ -110,15 +110,19 @@ public final class GuestRAM {
 /// A non-owning view of frames 0 ..< `frameCount` through a `GuestRAM` page table.
 @frozen
 public struct GuestRAMRegion: GuestMemory {
+    /// The page table this view reads: per frame, the host address it shows, 0 for a hole. Owned by the `GuestRAM`, which must outlive the view.
     public let table: UnsafeMutablePointer<UInt64>
+    /// Number of frames the view covers; frames at or past it are never backed.
     public let frameCount: UInt64
 
+    /// A view of the first `frameCount` entries of `table`; does not take ownership (normally made by `GuestRAM.region` or `GuestRAM.view(frames:)`).
     @inlinable
     public init(table: UnsafeMutablePointer<UInt64>, frameCount: UInt64) {
         self.table = table
         self.frameCount = frameCount
     }
 
+    /// The host address of `frame`'s page (one acquire load of its table entry), or nil for a hole or a frame past `frameCount`. Safe from any thread.
     @inlinable
     public func hostAddress(of frame: GuestFrameNumber) -> UnsafeMutableRawPointer? {
         frame.rawValue < frameCount ? UnsafeMutableRawPointer(bitPattern: UInt(xv_load_acquire_u64(table + Int(frame.rawValue)))) : nil

@@ -32,6 +32,7 @@ public struct HypercallCompletion: Sendable, Hashable {
     /// the instruction raises #UD and RAX is untouched (Linux arch/x86/kvm/hyperv.c behaves so).
     public var raisesInvalidOpcode: Bool
 
+    /// A completion with the given result value (RAX); by default complete (no continuation) and not #UD.
     @inlinable
     public init(result: HVHypercallResult, continuation: HVHypercallInput? = nil, raisesInvalidOpcode: Bool = false) {
         self.result = result
@@ -55,6 +56,7 @@ public struct HypercallCompletion: Sendable, Hashable {
 /// The outcome of RDMSR.
 @frozen
 public enum MSRRead: Sendable, Hashable {
+    /// The access succeeds and reads this 64-bit value (EDX:EAX).
     case value(UInt64)
     /// The access raises #GP(0): unknown or not offered MSR, or not readable.
     case generalProtection
@@ -63,6 +65,7 @@ public enum MSRRead: Sendable, Hashable {
 /// The outcome of WRMSR.
 @frozen
 public enum MSRWrite: Sendable, Hashable {
+    /// The write took effect.
     case done
     /// The access raises #GP(0): unknown, not offered, read-only, or a value the MSR refuses.
     case generalProtection
@@ -71,10 +74,15 @@ public enum MSRWrite: Sendable, Hashable {
 /// EAX, EBX, ECX, EDX of a CPUID leaf.
 @frozen
 public struct CPUIDResult: Sendable, Hashable {
+    /// EAX as the leaf returns it.
     public var eax: UInt32
+    /// EBX as the leaf returns it.
     public var ebx: UInt32
+    /// ECX as the leaf returns it.
     public var ecx: UInt32
+    /// EDX as the leaf returns it.
     public var edx: UInt32
+    /// The four registers of a leaf; unspecified ones are 0 (an all-zero leaf).
     @inlinable
     public init(eax: UInt32 = 0, ebx: UInt32 = 0, ecx: UInt32 = 0, edx: UInt32 = 0) {
         self.eax = eax; self.ebx = ebx; self.ecx = ecx; self.edx = edx

@@ -16,6 +16,7 @@ public struct CPUIDPrivileges: Sendable, Hashable {
     /// 0x40000004 EAX: implementation recommendations.
     public var recommendations: HVRecommendations
 
+    /// The given leaf bits; each defaults to empty (nothing offered).
     @inlinable
     public init(eax: HVPrivilegesLow = [], ebx: HVPrivilegesHigh = [], edx: HVFeatures = [], recommendations: HVRecommendations = []) {
         self.eax = eax

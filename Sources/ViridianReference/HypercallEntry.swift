@@ -52,6 +52,7 @@ struct HandlerResult {
 ///     access: HV_STATUS_INVALID_ALIGNMENT (TLFS hypercall-interface.md);
 ///  8. the call's own checks.
 extension ViridianReference {
+    /// The hypercall instruction of `vp` in `partition` with RCX = `input` and, for a fast call, RDX and R8 as its register input (else their GPAs of the input and output pages): checked in the order above, then carried out. The completion holds RAX, a rep continuation or #UD. Safe from any thread; the fast forms of HvCallSignalEvent and HvCallSendSyntheticClusterIpi take no shared lock.
     public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
         // The fast paths as readers: no shared lock; their interrupts are raised once out.
         let code = HVCallCode(rawValue: UInt16(truncatingIfNeeded: input.callCode))

@@ -28,6 +28,7 @@ public struct PartitionConfiguration: Sendable {
     /// latency; a small value here exercises the guest's restart path.
     public var repsPerInvocation: Int
 
+    /// A partition of `vpCount` VPs; the defaults offer every privilege, a VMCALL stub, 8 queued messages per SINT, 64 ports, 64 connections, 256 mapped pages and no rep limit. `createPartition` checks the values.
     public init(
         vpCount: Int,
         privileges: CPUIDPrivileges = .all,
@@ -54,7 +55,9 @@ public struct PartitionConfiguration: Sendable {
 /// Up to 16 bytes of code for the start of the hypercall page.
 @frozen
 public struct HypercallStub: Sendable {
+    /// The stub's code; bytes from `count` on are unused.
     public var bytes: InlineArray<16, UInt8>
+    /// Number of bytes of `bytes` the stub uses, 0 ... 16.
     public var count: Int
 
     /// `count` bytes from `bytes` (at most 16).
@@ -77,7 +80,9 @@ public struct HypercallStub: Sendable {
 /// Why `ViridianReference.createPartition` refused a configuration.
 @frozen
 public enum PartitionConfigurationError: Error, Sendable, Equatable {
+    /// `vpCount` is outside 1 ... `ViridianLimits.maximumProcessors`.
     case vpCountOutOfRange
+    /// A capacity (queue depth, ports, connections, mapped pages or reps per invocation) is negative.
     case negativeCapacity
     /// More than 1,024 partitions (the fast paths' reader table is sized at start).
     case tooManyPartitions

@@ -13,7 +13,9 @@ import ViridianABI
 /// against the partition's capacities, reserved bits, references to partitions and VPs) and
 /// answers HV_STATUS_INVALID_SAVE_RESTORE_STATE without changing anything when a check fails.
 public enum ViridianSaveFormat {
+    /// The first four bytes of a saved state, "XVRS" read as a little-endian UInt32.
     public static var magic: UInt32 { 0x5352_5658 }  // "XVRS"
+    /// The format version `save` writes and `restore` accepts.
     public static var version: UInt32 { 1 }
 }
 

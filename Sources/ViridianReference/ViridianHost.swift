@@ -34,19 +34,23 @@ extension ViridianHost {
 /// TLFS HV_VP_SET sparse format). Fixed size: building one allocates nothing.
 @frozen
 public struct ProcessorSet: Sendable, Equatable {
+    /// The set as 32 banks of 64 bits: bit b of bank k is VP 64k + b.
     public var banks: InlineArray<32, UInt64>
 
+    /// The empty set.
     @inlinable public init() { banks = InlineArray(repeating: 0) }
 
     /// Number of VP indexes a set can hold.
     public static var capacity: Int { 2048 }
 
+    /// Adds VP `vp`; an index outside 0 ..< 2048 is ignored.
     @inlinable
     public mutating func insert(_ vp: Int) {
         guard vp >= 0 && vp < Self.capacity else { return }
         banks[vp >> 6] |= UInt64(1) << UInt64(vp & 63)
     }
 
+    /// Whether VP `vp` is a member; false outside 0 ..< 2048.
     @inlinable
     public func contains(_ vp: Int) -> Bool {
         guard vp >= 0 && vp < Self.capacity else { return false }
@@ -60,6 +64,7 @@ public struct ProcessorSet: Sendable, Equatable {
         return n
     }
 
+    /// Whether the set has no members.
     public var isEmpty: Bool {
         for i in 0..<32 where banks[i] != 0 { return false }
         return true
@@ -73,6 +78,7 @@ public struct ProcessorSet: Sendable, Equatable {
         return s
     }
 
+    /// Equal when every bank is equal.
     public static func == (a: ProcessorSet, b: ProcessorSet) -> Bool {
         for i in 0..<32 where a.banks[i] != b.banks[i] { return false }
         return true
@@ -95,6 +101,7 @@ extension ProcessorSet {
 /// One TLB flush a partition asked for.
 @frozen
 public struct TLBFlushRequest {
+    /// The partition whose VP asked for the flush.
     public var partition: PartitionID
     /// The calling VP.
     public var vp: VPIndex
@@ -102,6 +109,7 @@ public struct TLBFlushRequest {
     public var call: HVCallCode
     /// The address space (CR3 value) named by the call.
     public var addressSpace: UInt64
+    /// The call's HV_FLUSH_* flags as the guest gave them (all processors, all address spaces, non-global mappings only, extended range format).
     public var flags: HVFlushFlags
     /// The VPs to flush, already restricted to the partition's VPs. A zero processor mask
     /// without HV_FLUSH_ALL_PROCESSORS means all processors (see `ReferenceHypercalls`).
@@ -116,6 +124,7 @@ public struct TLBFlushRequest {
 @frozen
 public struct GVARangeList {
     @usableFromInline let base: UnsafeRawPointer?
+    /// Number of ranges (0 when there is no input page).
     public let count: Int
 
     @inlinable init(base: UnsafeRawPointer?, count: Int) {
@@ -123,6 +132,7 @@ public struct GVARangeList {
         self.count = base == nil ? 0 : count
     }
 
+    /// No ranges (the Space forms).
     public static var empty: GVARangeList { GVARangeList(base: nil, count: 0) }
 
     /// Range `index` (0..<count): a GVA page number and the number of further pages.

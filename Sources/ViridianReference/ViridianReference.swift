@@ -22,7 +22,9 @@ import ViridianABI
 /// when the embedder advances the clock, so runs are exactly repeatable. Nothing on the
 /// hypercall, MSR or delivery paths allocates after `createPartition`.
 public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
+    /// The embedder's APIC and host services; called synchronously from inside the call that causes each interrupt or service.
     public let host: Host
+    /// The hypervisor's virtual clock (TSC and reference time); it moves only when the embedder advances it.
     public private(set) var clock: ReferenceClock
     /// Virtual local APIC timer frequency reported by HV_X64_MSR_APIC_FREQUENCY, in Hz.
     public let apicFrequency: UInt64

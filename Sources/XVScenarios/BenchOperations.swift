@@ -47,6 +47,7 @@ public enum BenchOperation: String, CaseIterable, Sendable {
     /// GNTTABOP_copy of 4 KiB from another domain's grant into an own frame.
     case grantCopy = "grant_copy_4k"
 
+    /// A one-line description of what the operation measures, for `xv bench`'s table and JSON.
     public var summary: String {
         switch self {
         case .sendInterdomain: return "EVTCHNOP_send, interdomain, sender hypercall to receiver upcall"
@@ -90,8 +91,11 @@ public enum BenchOperation: String, CaseIterable, Sendable {
 
 /// One operation, set up on both sides.
 public final class BenchPair {
+    /// The operation this pair measures.
     public let operation: BenchOperation
+    /// The native world: two domains of two vCPUs, set up for `operation`.
     public let native: NativeWorld
+    /// The translated world, set up exactly as `native`.
     public let translated: TranslatedWorld
     let registers: XenHypercallRegisters
     let port: UInt32
@@ -108,6 +112,7 @@ public final class BenchPair {
     /// Wakes of parked vCPUs on each side (pollWakeup).
     public let nativeWakes = WakeCounter(), translatedWakes = WakeCounter()
 
+    /// Builds both worlds and prepares them identically for `operation`: callback vectors, the channel or grant entries it uses, the clock advanced to TSC 2,500,000,000 (one second), the argument structures and the hypercall registers; then both sides are reset.
     public init(_ operation: BenchOperation) {
         self.operation = operation
         native = NativeWorld(domains: 2, vcpus: 2)
@@ -264,7 +269,9 @@ public final class BenchPair {
                               rsi: (WorldLayout.argumentPage.rawValue << guestPageShift) + 256, rdx: 1)
     }
 
+    /// Puts the native guest back in the operation's starting state (events acknowledged, and the port re-pended or the poller re-parked where the operation needs it); not measured.
     public func resetNative() { reset(native) }
+    /// The same reset on the translated world.
     public func resetTranslated() { reset(translated) }
 
     func reset(_ w: any XenWorld) {
@@ -288,6 +295,7 @@ public final class BenchPair {
 
     /// Upcalls each side has delivered to the target vCPU so far.
     public var nativeUpcalls: Int { native.recorder.count(domain: target, vcpu: targetVCPU) }
+    /// Upcalls the translated side has delivered to the target vCPU so far.
     public var translatedUpcalls: Int { translated.recorder.count(domain: target, vcpu: targetVCPU) }
     /// Whether the poller is parked on each side (pollWakeup, after a reset).
     public var parked: (native: Bool, translated: Bool) {
@@ -300,8 +308,11 @@ public final class BenchPair {
 /// Counts `XenVCPUWaker.wake` calls (a relaxed atomic add; no allocation).
 public final class WakeCounter: XenVCPUWaker {
     private let count = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// A counter at zero.
     public init() { count.initialize(to: 0) }
     deinit { count.deallocate() }
+    /// Counts one wake; safe from any thread, with a port lock held (it only adds).
     public func wake(domain: DomainID, vcpu: Int) { _ = xv_fetch_add_relaxed_u64(count, 1) }
+    /// Wakes counted so far (a relaxed load).
     public var wakes: Int { Int(xv_load_relaxed_u64(count)) }
 }

@@ -11,6 +11,7 @@ public final class BlkifRingExchange {
     /// Whether the ring was built (libxen-dev's headers were there when its C file compiled).
     public static var isAvailable: Bool { xv_blkif_available() == 1 }
 
+    /// The world (two one-vCPU domains, native or translated) the ring runs on; kept alive by this object.
     public let world: any XenWorld
     private let box: Unmanaged<WorldReference>
     private var host: xv_ring_host
@@ -45,12 +46,15 @@ public final class BlkifRingExchange {
     public func setUp() -> Int64 { xv_blkif_setup(&host, &layout, &state) }
     /// `requests` writes and read-backs: how many came back intact, or a negative step code.
     public func exchange(_ requests: UInt32) -> Int64 { xv_blkif_exchange(&host, &layout, &state, requests) }
+    /// Unmaps the backend's mapping of the ring page (GNTTABOP_unmap_grant_ref in C): the hypercall's nonzero return, else the unmap's GNTST status (0: okay).
     public func tearDown() -> Int64 { xv_blkif_teardown(&host, &layout, &state) }
 }
 
 /// Holds a world for a C callback's context or another thread: the holder keeps the world
 /// alive, and the threading contract (Docs/Threading.md) is what makes the shared use safe.
 public final class WorldReference: @unchecked Sendable {
+    /// The world held.
     public let world: any XenWorld
+    /// Holds `world` (a strong reference).
     public init(_ world: any XenWorld) { self.world = world }
 }

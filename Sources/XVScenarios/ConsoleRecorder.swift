@@ -8,6 +8,7 @@ public final class ConsoleRecorder: XenConsoleSink {
     private let lock: UnsafeMutablePointer<UInt32>
     private var storage: [(DomainID, [UInt8])] = []
 
+    /// An empty recorder.
     public init() {
         lock = .allocate(capacity: 16)
         lock.initialize(repeating: 0, count: 16)
@@ -15,6 +16,7 @@ public final class ConsoleRecorder: XenConsoleSink {
 
     deinit { lock.deallocate() }
 
+    /// Appends a copy of `line` for `domain` under the recorder's lock (allocates: not for fast paths).
     public func consoleLine(domain: DomainID, _ line: UnsafeRawBufferPointer) {
         let bytes = Array(line)
         xv_spin_lock(lock)

@@ -5,6 +5,7 @@ import XenCore
 /// What a test guest does: write an argument structure into its argument page and issue the
 /// hypercall, as a Linux PV-on-HVM kernel would (HYPERVISOR_event_channel_op(cmd, &op)).
 extension XenWorld {
+    /// The guest-physical address of the argument page (`WorldLayout.argumentPage`), where slot 0 starts.
     public var argumentAddress: UInt64 { WorldLayout.argumentPage.rawValue << guestPageShift }
 
     /// The argument page holds `slotSize`-byte slots; vCPUs that run at once each use their own.
@@ -25,6 +26,7 @@ extension XenWorld {
         for (field, value) in fields { Self.store(page + field.offset, size: field.size, value) }
     }
 
+    /// Reads `field` (up to 8 bytes, little-endian) back from argument slot `slot` of `domain`: an OUT field a hypercall wrote.
     public func readArgument(_ domain: DomainID, _ field: ABIField, slot: Int = 0) -> UInt64 {
         let page = argumentSlot(domain, slot)
         var v: UInt64 = 0
@@ -65,8 +67,11 @@ extension XenWorld {
 
     /// Where `memoryOp` puts its list in the argument page, and where a batch's errs go.
     public static var listOffset: Int { 1024 }
+    /// Where a memory_op batch's errs array goes in the argument page (byte offset).
     public static var errsOffset: Int { 3072 }
+    /// The guest-physical address of `memoryOp`'s list.
     public var listAddress: UInt64 { argumentAddress + UInt64(Self.listOffset) }
+    /// The guest-physical address of a batch's errs array.
     public var errsAddress: UInt64 { argumentAddress + UInt64(Self.errsOffset) }
 
     /// The guest writes grant entry `ref` of its own table in the format its version uses: v1
@@ -103,32 +108,38 @@ extension XenWorld {
         return r == 0 ? Int64(readArgument(domain, EvtchnAllocUnboundLayout.port)) : r
     }
 
+    /// EVTCHNOP_bind_interdomain from `vcpu` of `domain` to `remotePort` of `remote`: the local port, or the negative errno.
     public func bindInterdomain(_ domain: DomainID, remote: DomainID, remotePort: UInt32, vcpu: Int = 0) -> Int64 {
         let r = evtchn(domain, vcpu: vcpu, .bindInterdomain, [(EvtchnBindInterdomainLayout.remoteDom, UInt64(remote.rawValue)),
                                                   (EvtchnBindInterdomainLayout.remotePort, UInt64(remotePort))])
         return r == 0 ? Int64(readArgument(domain, EvtchnBindInterdomainLayout.localPort)) : r
     }
 
+    /// EVTCHNOP_bind_ipi for `vcpu`: the port, or the negative errno.
     public func bindIPI(_ domain: DomainID, vcpu: Int) -> Int64 {
         let r = evtchn(domain, .bindIpi, [(EvtchnBindIpiLayout.vcpu, UInt64(vcpu))])
         return r == 0 ? Int64(readArgument(domain, EvtchnBindIpiLayout.port)) : r
     }
 
+    /// EVTCHNOP_bind_virq of `virq` for `vcpu`: the port, or the negative errno.
     public func bindVIRQ(_ domain: DomainID, virq: UInt32, vcpu: Int) -> Int64 {
         let r = evtchn(domain, .bindVirq, [(EvtchnBindVirqLayout.virq, UInt64(virq)), (EvtchnBindVirqLayout.vcpu, UInt64(vcpu))])
         return r == 0 ? Int64(readArgument(domain, EvtchnBindVirqLayout.port)) : r
     }
 
+    /// EVTCHNOP_send on `port` from `vcpu`: 0 or the negative errno.
     @discardableResult
     public func send(_ domain: DomainID, port: UInt32, vcpu: Int = 0) -> Int64 {
         evtchn(domain, vcpu: vcpu, .send, [(EvtchnSendLayout.port, UInt64(port))])
     }
 
+    /// EVTCHNOP_unmask of `port` from `vcpu`: 0 or the negative errno.
     @discardableResult
     public func unmask(_ domain: DomainID, port: UInt32, vcpu: Int = 0) -> Int64 {
         evtchn(domain, vcpu: vcpu, .unmask, [(EvtchnUnmaskLayout.port, UInt64(port))])
     }
 
+    /// EVTCHNOP_close of `port`: 0 or the negative errno.
     @discardableResult
     public func close(_ domain: DomainID, port: UInt32) -> Int64 {
         evtchn(domain, .close, [(EvtchnCloseLayout.port, UInt64(port))])
@@ -144,13 +155,16 @@ extension XenWorld {
 
     // MARK: - Guest-side views of shared_info
 
+    /// The host address of `domain`'s shared_info page (fixed for the domain's life).
     public func sharedInfo(_ domain: DomainID) -> UnsafeMutableRawPointer { xenDomain(domain).sharedInfoPage }
 
+    /// Whether `port`'s bit in shared_info's 2-level evtchn_pending array is set.
     public func isPending(_ domain: DomainID, port: UInt32) -> Bool {
         let w = sharedInfo(domain).load(fromByteOffset: SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64)), as: UInt64.self)
         return w & (1 << UInt64(port % 64)) != 0
     }
 
+    /// Sets or clears `port`'s bit in shared_info's evtchn_mask array, as the guest does (a plain read-modify-write, not atomic).
     public func setMasked(_ domain: DomainID, port: UInt32, _ masked: Bool) {
         let at = SharedInfoLayout.evtchnMask.offset(ofElement: Int(port / 64))
         var w = sharedInfo(domain).load(fromByteOffset: at, as: UInt64.self)
@@ -161,6 +175,7 @@ extension XenWorld {
     /// The vCPU's vcpu_info, wherever it is (shared_info, or where the guest registered it).
     public func vcpuInfo(_ domain: DomainID, vcpu: Int) -> UnsafeMutableRawPointer { xenDomain(domain).vcpuInfoPointer(vcpu)! }
 
+    /// Whether `vcpu`'s evtchn_upcall_pending byte is set.
     public func upcallPending(_ domain: DomainID, vcpu: Int) -> Bool {
         vcpuInfo(domain, vcpu: vcpu).load(fromByteOffset: VcpuInfoLayout.evtchnUpcallPending.offset, as: UInt8.self) != 0
     }

@@ -18,6 +18,7 @@ public enum ThroughputScenario: String, CaseIterable, Sendable {
     /// Two vCPUs of one domain: domain 1's vCPUs 0 and 1, to domain 2's vCPUs 0 and 1.
     case twoVCPUsOneDomain = "interdomain_2_vcpus_same_domain"
 
+    /// A one-line description for `xv bench`'s throughput table and JSON.
     public var summary: String {
         switch self {
         case .oneSender: return "interdomain sends from one sender thread (with the receiver's acknowledgement)"
@@ -40,7 +41,9 @@ public enum ThroughputScenario: String, CaseIterable, Sendable {
 /// argument in the sender vCPU's own argument slot) and the receiver's words
 /// it acknowledges.
 public struct ThroughputLane: @unchecked Sendable {
+    /// The sending domain.
     public let sender: DomainID
+    /// The sending vCPU, which runs on the lane's own thread.
     public let vcpu: Int
     let registers: XenHypercallRegisters
     let pendingWord: UnsafeMutableRawPointer

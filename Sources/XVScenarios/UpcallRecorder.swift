@@ -6,7 +6,9 @@ import XenABI
 /// the embedder side of the benchmarks, the differential tests and the thread stress tests.
 /// Upcalls arrive on any vCPU's thread, so counts are atomic words.
 public final class UpcallRecorder: XenNativeSink {
+    /// Domains the recorder counts: ids 1 ... 8 (others are ignored).
     public static var maxDomains: Int { 8 }
+    /// vCPUs per domain the recorder counts: 0 ..< 32 (Xen's legacy limit).
     public static var maxVCPUs: Int { 32 }
     /// Counters a 64-byte line apart, so vCPUs counted on different threads share no line.
     static var stride: Int { 8 }
@@ -15,6 +17,7 @@ public final class UpcallRecorder: XenNativeSink {
     private let flushes: UnsafeMutablePointer<UInt64>
     private let timers: UnsafeMutablePointer<UInt64>
 
+    /// A recorder with every count at zero, the guest TSC at 0 and no timer armed; allocates its fixed storage here only.
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
         counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)
@@ -50,6 +53,7 @@ public final class UpcallRecorder: XenNativeSink {
         if let w = domainWord(domain, 1) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
 
+    /// NMIs recorded for `domain` (0 for a domain outside 1 ... maxDomains).
     public func nmiCount(domain: DomainID) -> Int { domainWord(domain, 1).map { Int(xv_atomic_load_u64($0)) } ?? 0 }
 
     /// SCHEDOP_yield on the native side, per domain.
@@ -57,6 +61,7 @@ public final class UpcallRecorder: XenNativeSink {
         if let w = domainWord(domain, 2) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
 
+    /// SCHEDOP_yields recorded for `domain`.
     public func yieldCount(domain: DomainID) -> Int { domainWord(domain, 2).map { Int(xv_atomic_load_u64($0)) } ?? 0 }
 
     /// Shutdowns reported, per domain, and the last reason.
@@ -66,6 +71,7 @@ public final class UpcallRecorder: XenNativeSink {
         _ = xv_atomic_fetch_add_u64(count, 1)
     }
 
+    /// Shutdowns recorded for `domain`, and the last reason given (SHUTDOWN_* code).
     public func shutdowns(domain: DomainID) -> (count: Int, reason: UInt8) {
         guard let count = domainWord(domain, 3), let last = domainWord(domain, 4) else { return (0, 0) }
         return (Int(xv_atomic_load_u64(count)), UInt8(truncatingIfNeeded: xv_load_acquire_u64(last)))
@@ -74,18 +80,22 @@ public final class UpcallRecorder: XenNativeSink {
     /// VCPUOP_initialise's contexts as the embedder received them, by (domain, vCPU), and
     /// whether to refuse them (single-threaded tests only).
     public private(set) var contexts: [Int: XenVCPUContext] = [:]
+    /// Whether `initialiseVCPU` refuses every context (the guest then gets -EINVAL); set by a test before it runs.
     public var refusesContexts = false
+    /// Records `context` for (domain, vCPU) and accepts it, unless `refusesContexts`. Not thread-safe (a dictionary write).
     public func initialiseVCPU(domain: DomainID, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         guard !refusesContexts else { return false }
         contexts[Int(domain.rawValue) * Self.maxVCPUs + vcpu] = context
         return true
     }
+    /// The context VCPUOP_initialise last gave `vcpu` of `domain`, if any.
     public func context(domain: DomainID, vcpu: Int) -> XenVCPUContext? { contexts[Int(domain.rawValue) * Self.maxVCPUs + vcpu] }
 
     /// VCPUOP_up and VCPUOP_down that changed whether a vCPU runs, per domain (words 5 and 6).
     public func vcpuPowerChanged(domain: DomainID, vcpu: Int, up: Bool) {
         if let w = domainWord(domain, up ? 5 : 6) { _ = xv_atomic_fetch_add_u64(w, 1) }
     }
+    /// VCPUOP_up and VCPUOP_down power changes recorded for `domain`.
     public func powerChanges(domain: DomainID) -> (ups: Int, downs: Int) {
         (domainWord(domain, 5).map { Int(xv_atomic_load_u64($0)) } ?? 0, domainWord(domain, 6).map { Int(xv_atomic_load_u64($0)) } ?? 0)
     }
@@ -93,7 +103,9 @@ public final class UpcallRecorder: XenNativeSink {
     /// The native side's guest TSC (set by the world as it advances time) and its frequency,
     /// the reference hypervisor's default, so both worlds describe one clock alike.
     public let guestTSCHz: UInt64 = 2_500_000_000
+    /// The native side's guest TSC now (an acquire load); it moves only through `setGuestTSC`.
     public func guestTSC() -> UInt64 { xv_load_acquire_u64(flushes + Self.maxDomains * Self.stride) }
+    /// Sets the native side's guest TSC (a release store; the world moves it forward only).
     public func setGuestTSC(_ tsc: UInt64) { xv_store_release_u64(flushes + Self.maxDomains * Self.stride, tsc) }
 
     /// The native side's armed timers, per (domain, vCPU): deadline + 1, 0 while disarmed.
@@ -101,6 +113,7 @@ public final class UpcallRecorder: XenNativeSink {
     /// past when armed fires at once, as a host timer does.
     public var expire: ((DomainID, Int) -> Void)?
 
+    /// Arms `vcpu`'s timer at Xen system time `deadline` (ns), replacing the one before, or disarms it (nil); a deadline not after now fires at once, on the calling thread, through `expire`.
     public func armTimer(domain: DomainID, vcpu: Int, deadline: UInt64?) {
         let d = Int(domain.rawValue) - 1
         guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return }
@@ -166,9 +179,11 @@ public final class UpcallRecorder: XenNativeSink {
         xv_store_relaxed_u64(c, xv_load_relaxed_u64(c) &+ 1)
     }
 
+    /// Upcalls recorded for `vcpu` of `domain` (a relaxed load). Unchecked: `domain` must be 1 ... maxDomains and `vcpu` below maxVCPUs.
     public func count(domain: DomainID, vcpu: Int) -> Int {
         Int(xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride))
     }
+    /// The vector of the last upcall recorded for `vcpu` of `domain` (0 before any). Unchecked, as `count`.
     public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 {
         UInt8(truncatingIfNeeded: xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride + 1))
     }

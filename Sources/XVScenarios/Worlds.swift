@@ -16,8 +16,9 @@ public enum WorldLayout {
     public static var frames: UInt64 { 48 }
     /// shared_info.
     public static var sharedInfo: GuestFrameNumber { GuestFrameNumber(0) }
-    /// The layer's frames in a translated world whose guest sees `frames` frames: 3 per vCPU,
-    /// right after the guest's map, in the partition's memory only.
+    /// The first of the layer's frames in a translated world whose guest sees `frames` frames
+    /// (`LayerConfiguration.layerFrameCount`: 5 per vCPU and one more), right after the guest's
+    /// map, in the partition's memory only.
     public static func layerFrames(guestFrames: UInt64 = frames) -> GuestFrameNumber { GuestFrameNumber(guestFrames) }
     /// Where the test guest puts hypercall argument structures.
     public static var argumentPage: GuestFrameNumber { GuestFrameNumber(16) }
@@ -35,6 +36,7 @@ public enum WorldLayout {
 /// A set of Xen domains on one side (native or translated), with the same ids, vCPU counts and
 /// memory layout. Domain ids are 1...n.
 public protocol XenWorld: AnyObject {
+    /// The embedder stand-in every domain of the world reports to: upcalls, NMIs, shutdowns, vCPU state, TLB flushes, yields, the guest TSC and timers.
     var recorder: UpcallRecorder { get }
     /// Every domain's console (attached to each at creation, so console_io writes reach it).
     var console: ConsoleRecorder { get }
@@ -55,28 +57,39 @@ public protocol XenWorld: AnyObject {
     func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool)
     /// The embedder's scheduler moves a vCPU to `state` (`XenDomain.setRunstate`).
     func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate)
+    /// Number of domains; their ids are 1 ... `domainCount`.
     var domainCount: Int { get }
+    /// vCPUs per domain (the same for every domain).
     var vcpuCount: Int { get }
     /// The domain's memory: in a translated world the whole partition, whose first
     /// `WorldLayout.frames` frames are the guest's view (tests reach the layer's frames here).
     func ram(_ domain: DomainID) -> GuestRAM
+    /// Issues one Xen hypercall from `vcpu` of `domain` on this world's side and returns what the guest finds in RAX (a negative Xen errno on failure; -ESRCH for an unknown domain).
     func hypercall(domain: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64
+    /// The XenCore state of `domain` (traps when there is no such domain).
     func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion>
 }
 
 extension XenWorld {
+    /// The id of the domain at zero-based `index`: `index + 1`.
     public func domainID(_ index: Int) -> DomainID { DomainID(UInt16(index + 1)) }
 }
 
 /// XenNative over in-process RAM.
 public final class NativeWorld: XenWorld {
+    /// Upcalls, timers and the other embedder hooks of the native side.
     public let recorder = UpcallRecorder()
+    /// Every domain's console lines.
     public let console = ConsoleRecorder()
+    /// The native system holding every domain.
     public let system: XenNativeSystem<GuestRAMRegion, UpcallRecorder>
+    /// Number of domains (ids 1 ... `domainCount`).
     public let domainCount: Int
+    /// vCPUs per domain.
     public let vcpuCount: Int
     private var rams: [GuestRAM] = []
 
+    /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `WorldLayout.frames` frames of RAM, its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
     public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
         vcpuCount = vcpus
@@ -94,28 +107,40 @@ public final class NativeWorld: XenWorld {
         recorder.expire = { [unowned system] d, v in system.timerExpired(domain: d, vcpu: v) }
     }
 
+    /// The RAM of `domain` (traps for an unknown id).
     public func ram(_ domain: DomainID) -> GuestRAM { rams[Int(domain.rawValue) - 1] }
+    /// `XenNativeSystem.hypercall` for `vcpu` of `domain`.
     @inline(__always)
     public func hypercall(domain: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
         system.hypercall(domain: domain, vcpu: vcpu, registers)
     }
+    /// The XenCore state of `domain` (traps for an unknown id).
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { system.domain(domain)! }
+    /// Whole-domain TLB flushes the recorder was asked for on behalf of `domain`.
     public func tlbFlushes(_ domain: DomainID) -> Int { recorder.flushCount(domain: domain) }
+    /// SCHEDOP_yields the recorder saw from `domain`.
     public func yields(_ domain: DomainID) -> Int { recorder.yieldCount(domain: domain) }
+    /// Moves the recorder's guest TSC forward to `tsc` (never back) and fires the timers then due.
     public func advanceTime(toTSC tsc: UInt64) {
         if tsc > recorder.guestTSC() { recorder.setGuestTSC(tsc) }
         recorder.fireDueTimers()
     }
+    /// `XenDomain.refreshTime` of `vcpu` on the native fabric; false when the domain has no valid clock.
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { xenDomain(domain).refreshTime(vcpu: vcpu, fabric: system) }
+    /// `XenDomain.systemTime` on the native fabric, in ns; nil without a valid clock.
     public func systemTime(_ domain: DomainID) -> UInt64? { xenDomain(domain).systemTime(fabric: system) }
+    /// `XenDomain.setVCPUUp` on the native fabric.
     public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { xenDomain(domain).setVCPUUp(vcpu, up, fabric: system) }
+    /// `XenDomain.setRunstate` on the native fabric.
     public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { xenDomain(domain).setRunstate(vcpu, state, fabric: system) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
 /// as an embedder's virtual APICs would.
 public final class LayerInterruptRouter: ViridianHost {
+    /// The reference hypervisor the translated world runs on, with this router as its host.
     public typealias Reference = ViridianReference<GuestRAMRegion, LayerInterruptRouter>
+    /// The layer type of the translated world: XenViridian over that reference, reporting to an `UpcallRecorder`.
     public typealias Layer = XenViridianDomain<Reference, GuestRAMRegion, UpcallRecorder>
     /// Layers by partition id - 1; unowned: the world owns them.
     var layers: [Unmanaged<Layer>] = []
@@ -129,6 +154,7 @@ public final class LayerInterruptRouter: ViridianHost {
     /// Interrupts raised so far (a relaxed counter: interrupts arrive on any thread).
     public var interrupts: Int { Int(xv_load_relaxed_u64(interruptCount)) }
 
+    /// A router with no layers yet (the world appends them) and every counter at zero.
     public init() {
         interruptCount.initialize(to: 0)
         flushCounts.initialize(repeating: 0, count: 2 * UpcallRecorder.maxDomains * 8)
@@ -158,6 +184,7 @@ public final class LayerInterruptRouter: ViridianHost {
         for vp in vps { layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp), vector: 0) } }
     }
 
+    /// Counts the interrupt, then hands it to the target partition's layer (`XenViridianDomain.interrupt`), or records it as waiting while the partition is held. Ignores unknown partitions.
     public func raiseInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8, autoEOI: Bool) {
         xv_store_relaxed_u64(interruptCount, xv_load_relaxed_u64(interruptCount) &+ 1)
         let i = Int(partition.rawValue) - 1
@@ -195,6 +222,7 @@ public final class LayerInterruptRouter: ViridianHost {
     /// Each partition's memory (the world sets it), whose page table plays the second-level
     /// page tables: a page another partition's is mapped into shows at its frame.
     var memories: [Unmanaged<GuestRAM>] = []
+    /// Mirrors a HvCallMapGpaPages mapping (or its removal) into the partition's `GuestRAM` page table, which plays the second-level page tables; the writable bit is not modelled.
     public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < memories.count else { return }
@@ -203,6 +231,7 @@ public final class LayerInterruptRouter: ViridianHost {
         }
     }
 
+    /// HvCallNotifyLongSpinWait calls the partition made so far.
     public func longSpinWaits(_ partition: PartitionID) -> Int {
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < UpcallRecorder.maxDomains else { return 0 }
@@ -212,16 +241,25 @@ public final class LayerInterruptRouter: ViridianHost {
 
 /// XenViridian over ViridianReference: one partition per domain.
 public final class TranslatedWorld: XenWorld {
+    /// Upcalls and the other embedder hooks of the translated side.
     public let recorder = UpcallRecorder()
+    /// Every domain's console lines.
     public let console = ConsoleRecorder()
+    /// The reference hypervisor's host: routes its interrupts to the layers and counts flushes and spin waits.
     public let router = LayerInterruptRouter()
+    /// The reference Viridian hypervisor, one partition per domain.
     public let reference: LayerInterruptRouter.Reference
+    /// The root (parent-partition control plane) every layer registered with.
     public let root: XenViridianRoot<LayerInterruptRouter.Reference>
+    /// The layers, by domain id - 1; the world owns them.
     public private(set) var layers: [LayerInterruptRouter.Layer] = []
+    /// Number of domains (ids 1 ... `domainCount`; partition ids alike).
     public let domainCount: Int
+    /// vCPUs per domain (VPs per partition).
     public let vcpuCount: Int
     private var rams: [GuestRAM] = []
 
+    /// `domains` translated domains of `vcpus` vCPUs each: one reference partition per domain, whose memory is `frames` guest frames (at least `WorldLayout.frames`) followed by the layer frames, and a layer placed on it with the guest's view limited to the guest frames. Traps if a partition or layer cannot be created.
     public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames,
                 identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
@@ -253,21 +291,32 @@ public final class TranslatedWorld: XenWorld {
         }
     }
 
+    /// The whole partition memory of `domain`, layer frames included (traps for an unknown id).
     public func ram(_ domain: DomainID) -> GuestRAM { rams[Int(domain.rawValue) - 1] }
+    /// The layer of `domain` (traps for an unknown id).
     public func layer(_ domain: DomainID) -> LayerInterruptRouter.Layer { layers[Int(domain.rawValue) - 1] }
+    /// `XenViridianDomain.hypercall` for `vcpu` of `domain`; -ESRCH for an unknown domain.
     @inline(__always)
     public func hypercall(domain: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
         let i = Int(domain.rawValue) - 1
         guard i >= 0, i < layers.count else { return XenErrno.esrch.hypercallReturnValue }
         return layers[i].hypercall(vcpu: vcpu, registers)
     }
+    /// The XenCore state behind `domain`'s layer.
     public func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion> { layer(domain).domain }
+    /// Flushes of every VP and address space that `domain`'s partition asked the reference for.
     public func tlbFlushes(_ domain: DomainID) -> Int { router.flushes(layer(domain).partition) }
+    /// HvCallNotifyLongSpinWait calls `domain`'s partition made.
     public func yields(_ domain: DomainID) -> Int { router.longSpinWaits(layer(domain).partition) }
+    /// Advances the reference hypervisor's clock to `tsc` (its timers fire as they come due).
     public func advanceTime(toTSC tsc: UInt64) { reference.advance(toTSC: tsc) }
+    /// `XenDomain.refreshTime` of `vcpu` on the layer's fabric; false when the reference TSC page is not valid.
     public func refreshTime(_ domain: DomainID, vcpu: Int) -> Bool { layer(domain).domain.refreshTime(vcpu: vcpu, fabric: layer(domain)) }
+    /// `XenDomain.systemTime` on the layer's fabric, in ns; nil without a valid reference TSC page.
     public func systemTime(_ domain: DomainID) -> UInt64? { layer(domain).domain.systemTime(fabric: layer(domain)) }
+    /// `XenDomain.setVCPUUp` on the layer's fabric.
     public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { layer(domain).domain.setVCPUUp(vcpu, up, fabric: layer(domain)) }
+    /// `XenDomain.setRunstate` on the layer's fabric.
     public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { layer(domain).domain.setRunstate(vcpu, state, fabric: layer(domain)) }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }

@@ -6,6 +6,7 @@ import XenABI
 /// on the writing vCPU's thread with no lock of the layer held; `line` is valid for the call
 /// only and holds no newline.
 public protocol XenConsoleSink: AnyObject {
+    /// One complete line `domain` wrote through CONSOLEIO_write (without its newline). Called on the writing vCPU's thread; `line` is borrowed for the call only.
     func consoleLine(domain: DomainID, _ line: UnsafeRawBufferPointer)
 }
 

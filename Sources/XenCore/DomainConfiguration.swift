@@ -41,6 +41,7 @@ public struct DomainConfiguration: Sendable {
     /// max_maptrack_frames; 256 handles a page), default Xen's 1024.
     public var maxMaptrackFrames: Int
 
+    /// A domain `id` of `vcpuCount` vCPUs whose ports run 0 ... `maxPort` and whose shared_info sits at `sharedInfoFrame`; every other setting defaults as its property says.
     public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
                 identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
                 wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0),

@@ -36,6 +36,7 @@ public enum EventChannelState: UInt8, Sendable {
 /// the pending state saved while its event-array page is missing). 16 bytes; a domain holds
 /// `maxPort + 1` of them, allocated at creation.
 public struct EventChannel: Sendable, Equatable {
+    /// The binding: free, reserved, unbound, interdomain, VIRQ or IPI.
     public var state: EventChannelState
     /// FIFO priority, 0 (highest) ... 15; EVTCHN_FIFO_PRIORITY_DEFAULT when bound.
     public var priority: UInt8
@@ -54,6 +55,7 @@ public struct EventChannel: Sendable, Equatable {
     /// `.interdomain`: the peer's port.
     public var remotePort: UInt32
 
+    /// A free port: no binding, default FIFO priority, every other field 0.
     @inlinable
     public static var free: EventChannel {
         EventChannel(state: .free, priority: UInt8(EventChannelFIFO.priorityDefault), virq: 0, savedPending: false,

@@ -9,6 +9,7 @@ import XenABI
 /// calls a fabric with a port lock held, so a fabric may reach a target that calls back into
 /// any domain's interrupt path on the same thread (Docs/Threading.md).
 public protocol EventFabric: AnyObject {
+    /// The guest memory the fabric's domains use (`GuestRAMRegion` in the scenarios, the embedder's own type otherwise).
     associatedtype Memory: GuestMemory
 
     /// Whether a domain with this id exists (Xen: rcu_lock_domain_by_id, else -ESRCH).
@@ -68,6 +69,7 @@ public protocol EventFabric: AnyObject {
     /// VCPUOP_initialise's register state, and VCPUOP_up/down's run state (both sides: the
     /// embedder's `XenUpcallSink.initialiseVCPU` and `vcpuPowerChanged`).
     func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool
+    /// VCPUOP_up (`up` true) or VCPUOP_down of `vcpu`: the embedder starts or stops running it (both sides: `XenUpcallSink.vcpuPowerChanged`).
     func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool)
 
     /// The guest's clock: its reference TSC page form and a TSC value near now (within a
@@ -104,13 +106,17 @@ public protocol EventFabric: AnyObject {
     /// vCPU's layer frames, with the grant's rights), until `releaseGrantedPages`. Nil when the
     /// target refuses.
     func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer?
+    /// Ends every copy window `grantedPage` opened for `vcpu` (translated: unmaps them from its layer frames); called after each GNTTABOP_copy entry, once its bytes are copied or it failed.
     func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int)
 }
 
 /// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.
 public struct XenTimeBase: Sendable, Equatable {
+    /// The reference TSC page's scale and offset the guest's clock follows (TLFS "Partition Reference TSC Mechanism").
     public var page: ReferenceTSCParameters
+    /// A TSC value read near now (within one 100 ns reference tick), in TSC ticks.
     public var tsc: UInt64
+    /// A time base from the page form and a TSC near now.
     public init(page: ReferenceTSCParameters, tsc: UInt64) {
         self.page = page
         self.tsc = tsc

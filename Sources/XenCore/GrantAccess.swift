@@ -5,13 +5,18 @@ import XenABI
 /// What a granter's table answered a grantee: the status, the granter's frame the grant names,
 /// and the window of it the grantee may touch (all of it but for a v2 sub-page grant).
 public struct GrantAcquisition: Sendable, Equatable {
+    /// GNTST_okay, or why the granter refused (GNTST_bad_gntref, GNTST_permission_denied, GNTST_general_error...; xen/include/public/grant_table.h).
     public var status: GrantStatus
     /// The domain whose frame `frame` is: the granter, or where a transitive grant led.
     public var owner: DomainID
+    /// The granted frame number in `owner`'s guest-physical space (a v1 entry's 32-bit frame widened, or a v2 entry's 64-bit one).
     public var frame: UInt64
+    /// Byte offset of the window inside the frame (0 unless a v2 sub-page grant).
     public var offset: UInt16
+    /// Length of the window in bytes (4096 unless a v2 sub-page grant).
     public var length: UInt16
 
+    /// An answer; a refusal needs only its status, the defaults describe a whole page of no domain.
     public init(status: GrantStatus, owner: DomainID = .invalid, frame: UInt64 = 0, offset: UInt16 = 0, length: UInt16 = 4096) {
         self.status = status
         self.owner = owner
@@ -26,6 +31,7 @@ public struct GrantAcquisition: Sendable, Equatable {
 /// What a grant is pinned for: a host mapping, a copy, or the copy a transitive grant leads
 /// to (which may not itself be transitive: Xen follows one step).
 public enum GrantUse: UInt8, Sendable {
+    /// `map`: GNTTABOP_map_grant_ref; `copy`: GNTTABOP_copy, which may follow a v2 transitive grant one step; `copyNotTransitive`: that one step, which may not be transitive again.
     case map, copy, copyNotTransitive
 }
 

@@ -11,6 +11,7 @@ public struct XenGuestIdentity: Sendable {
     public var virtualization: HardwareVirtualization
     /// The Xen version leaf 1 reports (EAX = major << 16 | minor).
     public var versionMajor: UInt16
+    /// The minor version leaf 1 reports (EAX low 16 bits).
     public var versionMinor: UInt16
     /// How many leaves follow leaf 0 (Xen's toolstack `hv_limit`/`hv2_limit`): 0 means
     /// XEN_CPUID_MAX_NUM_LEAVES; anything else is clamped to 2 ... XEN_CPUID_MAX_NUM_LEAVES.
@@ -22,6 +23,7 @@ public struct XenGuestIdentity: Sendable {
     /// Leaf 3, the time leaf: the embedder's TSC policy.
     public var time: XenTimeLeaf
 
+    /// An identity; the defaults are Xen 4.17 alone on VT-x with every leaf offered, the IOMMU_MAPPINGS feature and an all-zero time leaf.
     public init(layout: XenIdentityLayout = .xenOnly, virtualization: HardwareVirtualization = .vmx,
                 versionMajor: UInt16 = 4, versionMinor: UInt16 = 17, leafLimit: UInt32 = 0,
                 hvmFeatures: XenHVMCPUIDFeatures = .iommuMappings, time: XenTimeLeaf = XenTimeLeaf()) {
@@ -83,10 +85,12 @@ public struct XenTimeLeaf: Sendable, Hashable {
     public var offset: UInt64
     /// Sub-leaf 1 ECX/EDX: TSC-to-nanoseconds multiplier and shift (pvclock scaling).
     public var mulFrac: UInt32
+    /// Sub-leaf 1 ECX/EDX: the shift that goes with `mulFrac` (signed; a negative shift divides).
     public var shift: Int8
     /// Sub-leaf 2 EAX: host TSC frequency in kHz.
     public var hostKHz: UInt32
 
+    /// A time leaf; every field defaults to 0.
     public init(features: UInt32 = 0, tscMode: UInt32 = 0, tscKHz: UInt32 = 0, incarnation: UInt32 = 0,
                 offset: UInt64 = 0, mulFrac: UInt32 = 0, shift: Int8 = 0, hostKHz: UInt32 = 0) {
         self.features = features

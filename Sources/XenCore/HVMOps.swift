@@ -77,6 +77,7 @@ extension XenDomain {
         return true
     }
 
+    /// The value of HVM parameter `param` (HVMOP_get_param without the guest's checks), read under the event lock; nil for an index at or past `HVMParamLimits.count`.
     public func hvmParameter(_ param: HVMParam) -> UInt64? {
         param.rawValue < HVMParamLimits.count ? withEventLock { hvmParams[Int(param.rawValue)] } : nil
     }

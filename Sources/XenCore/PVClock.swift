@@ -5,9 +5,12 @@ import XenABI
 /// the guest's time this way: the translated side reads it from the partition's page, the
 /// native side derives it from the embedder's TSC frequency.
 public struct ReferenceTSCParameters: Sendable, Equatable {
+    /// Multiplier: reference time advances by `scale / 2^64` 100 ns units per TSC tick (TLFS `TscScale`).
     public var scale: UInt64
+    /// Added to the scaled TSC, in 100 ns units; signed (TLFS `TscOffset`, read as a two's-complement value).
     public var offset: Int64
 
+    /// A page form with the given scale and offset, taken as they are.
     public init(scale: UInt64, offset: Int64) {
         self.scale = scale
         self.offset = offset
@@ -50,12 +53,18 @@ public struct ReferenceTSCParameters: Sendable, Equatable {
 
 /// The fields of a Xen vcpu_time_info (xen/include/public/xen.h) besides its version.
 public struct PVClockTimeInfo: Sendable, Equatable {
+    /// `tsc_timestamp`: the TSC at which `systemTime` was taken.
     public var tscTimestamp: UInt64
+    /// `system_time`: Xen system time at `tscTimestamp`, in ns.
     public var systemTime: UInt64
+    /// `tsc_to_system_mul`: ns per (shifted) TSC tick as a 0.32 fixed-point fraction: ns = ((delta shifted by `tscShift`) * mul) >> 32.
     public var tscToSystemMul: UInt32
+    /// `tsc_shift`: power of two applied to the TSC delta before the multiply (negative: a right shift).
     public var tscShift: Int8
+    /// `flags`: XEN_PVCLOCK_* bits (TSC_STABLE).
     public var flags: PVClockFlags
 
+    /// The fields as given; the version field is written separately by whoever publishes them.
     public init(tscTimestamp: UInt64, systemTime: UInt64, tscToSystemMul: UInt32, tscShift: Int8, flags: PVClockFlags) {
         self.tscTimestamp = tscTimestamp
         self.systemTime = systemTime

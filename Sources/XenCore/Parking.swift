@@ -15,6 +15,7 @@ public enum XenParkRequest: Sendable, Equatable {
 /// a port lock held, so it only signals (a semaphore, a futex, an eventfd) and never calls into
 /// the layer. It may come before the thread has gone to sleep: the thread's wait must count it.
 public protocol XenVCPUWaker: AnyObject {
+    /// Wakes the thread running `vcpu` of `domain` if it sleeps in SCHEDOP_block or poll, or makes its next wait return at once. May be called with a port lock held: signal only.
     func wake(domain: DomainID, vcpu: Int)
 }
 

@@ -57,6 +57,7 @@ extension XenDomain {
     /// Grant-table frames the table has grown to, and where the guest sees frame `index` (nil:
     /// nowhere, or not grown yet).
     public var grantFrameCount: UInt32 { withPhysmapLock { physmapState.grantFrames } }
+    /// Where the guest sees grant-table frame `index` (XENMAPSPACE_grant_table), or nil when it is not placed, not grown yet or `index` is out of range. Takes the physmap lock.
     public func grantFrameLocation(_ index: Int) -> GuestFrameNumber? {
         guard index >= 0, index < Int(maxGrantFrames) else { return nil }
         return withPhysmapLock { grantFrameLocations[index] == PhysmapState.noFrame ? nil : GuestFrameNumber(grantFrameLocations[index]) }

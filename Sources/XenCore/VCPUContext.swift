@@ -5,10 +5,14 @@ import XenABI
 /// attributes in Xen's segment_register.attr form (type 0-3, S 4, DPL 5-6, P 7, AVL 8, L 9,
 /// D/B 10, G 11).
 public struct XenVCPUSegment: Sendable, Equatable {
+    /// Segment base (a linear address).
     public var base: UInt64
+    /// Segment limit in bytes, as Xen's segment_register.limit (already scaled when G is set).
     public var limit: UInt32
+    /// Attributes in segment_register.attr form (type, S, DPL, P, AVL, L, D/B, G; see the type's doc).
     public var attributes: UInt16
 
+    /// A segment with the given base, limit and attributes, unchecked.
     public init(base: UInt64, limit: UInt32, attributes: UInt16) {
         self.base = base
         self.limit = limit
@@ -27,16 +31,26 @@ public struct XenVCPUSegment: Sendable, Equatable {
 /// context's registers are zero-extended; a 64-bit one gets Xen's flat long-mode segments.
 /// EFER.LMA is set whenever EFER.LME is.
 public struct XenVCPUContext: Sendable, Equatable {
+    /// General-purpose registers RAX, RCX, RDX, RBX (0 unless the context set them).
     public var rax: UInt64 = 0, rcx: UInt64 = 0, rdx: UInt64 = 0, rbx: UInt64 = 0
+    /// General-purpose registers RSP, RBP, RSI, RDI.
     public var rsp: UInt64 = 0, rbp: UInt64 = 0, rsi: UInt64 = 0, rdi: UInt64 = 0
+    /// Instruction pointer and RFLAGS.
     public var rip: UInt64 = 0, rflags: UInt64 = 0
+    /// Control registers CR0, CR3 and CR4, and the EFER MSR (LMA set whenever LME is).
     public var cr0: UInt64 = 0, cr3: UInt64 = 0, cr4: UInt64 = 0, efer: UInt64 = 0
+    /// Code segment.
     public var cs = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
+    /// Data segment.
     public var ds = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
+    /// Stack segment.
     public var ss = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
+    /// Extra segment (ES).
     public var es = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
+    /// Task register.
     public var tr = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
 
+    /// An all-zero context.
     public init() {}
 }
 

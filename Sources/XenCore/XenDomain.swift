@@ -18,9 +18,13 @@ import XenABI
 /// blocks, HVM_PARAM_CALLBACK_IRQ) are published with release stores and read with acquire
 /// loads. Words shared with the guest are updated atomically, because the guest's vCPUs run.
 public final class XenDomain<Memory: GuestMemory> {
+    /// The domain's id, fixed at creation.
     public let id: DomainID
+    /// The domain's guest-physical memory as the embedder supplied it; every guest read and write goes through it.
     public let memory: Memory
+    /// Number of vCPUs (1 ... 32), fixed at creation; vCPU indices run 0 ..< `vcpuCount`.
     public let vcpuCount: Int
+    /// The highest port number the domain may use (`DomainConfiguration.maxPort`); ports run 0 ... `maxPort`.
     public let maxPort: UInt32
     /// The frame that showed shared_info at creation (`sharedInfoPage` stays; where the guest
     /// sees it now is `sharedInfoLocation`).
@@ -135,6 +139,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES: 2^17 ports / 1024 words per page.
     static var maxEventArrayPages: Int { Int(EventChannelFIFO.nrChannels) / eventWordsPerPage }
 
+    /// Creates the domain and allocates all its storage. Throws `DomainConfigurationError` for a reserved id, a vCPU count outside 1 ... 32, a port limit outside 1 ..< 2^17, an unbacked shared_info frame, an invalid memory configuration or a grant limit out of range.
     public init(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) {
         guard config.id < DomainID.firstReserved else { throw .invalidDomainID }
         guard config.vcpuCount >= 1, config.vcpuCount <= Int(XenLimits.legacyMaxVCPUs) else { throw .vcpuCountOutOfRange }
@@ -266,6 +271,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// a target or another lock (but the FIFO queue locks) runs while it is held.
     @inline(__always)
     public func lockChannel(_ port: UInt32) { xv_spin_lock(channelLock(port)) }
+    /// Releases `port`'s lock taken by `lockChannel(_:)`.
     @inline(__always)
     public func unlockChannel(_ port: UInt32) { xv_spin_unlock(channelLock(port)) }
 

@@ -4,18 +4,23 @@ import XenABI
 /// One entry of the memory map XENMEM_memory_map returns (the BIOS INT 15h E820 format: base,
 /// length, type; 20 bytes packed in guest memory).
 public struct XenE820Entry: Sendable, Equatable {
+    /// First byte of the range (guest-physical).
     public var address: UInt64
+    /// Length of the range in bytes.
     public var size: UInt64
     /// 1 RAM, 2 reserved, 3 ACPI reclaimable, 4 ACPI NVS, 5 unusable.
     public var type: UInt32
 
+    /// An entry as given, unchecked.
     public init(address: UInt64, size: UInt64, type: UInt32) {
         self.address = address
         self.size = size
         self.type = type
     }
 
+    /// E820 type 1: usable RAM.
     public static var ram: UInt32 { 1 }
+    /// E820 type 2: reserved.
     public static var reserved: UInt32 { 2 }
 }
 
@@ -39,6 +44,7 @@ public struct XenMemoryConfiguration: Sendable {
     /// toolstack set none). At most `MemoryOpLimits.memoryMapEntries` entries.
     public var memoryMap: [XenE820Entry]
 
+    /// A configuration with the given figures; all default to 0 and the map to empty (XENMEM_memory_map then answers -ENOSYS).
     public init(pages: UInt64 = 0, maxPages: UInt64 = 0, maximumGpfn: UInt64 = 0, hostPages: UInt64 = 0, memoryMap: [XenE820Entry] = []) {
         self.pages = pages
         self.maxPages = maxPages

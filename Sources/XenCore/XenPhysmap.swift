@@ -30,23 +30,29 @@ public protocol XenPhysmap: AnyObject {
 /// `XenPhysmap` over a `GuestRAM`, for frames 0 ..< `frames` (a guest view of the RAM's
 /// first frames; later frames, such as a translated domain's layer frames, are refused).
 public final class GuestRAMPhysmap: XenPhysmap {
+    /// The RAM whose table this physmap changes; not owned beyond this reference.
     public let ram: GuestRAM
+    /// Frames 0 ..< `frames` are the guest's; later ones are refused.
     public let frames: UInt64
 
+    /// A physmap over the first `frames` frames of `ram` (all of them by default; never more than it has).
     public init(_ ram: GuestRAM, frames: UInt64? = nil) {
         self.ram = ram
         self.frames = min(frames ?? ram.frameCount, ram.frameCount)
     }
 
+    /// `GuestRAM.map(_:at:)` for a frame inside the guest's range; false past it.
     public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
         frame.rawValue < frames && ram.map(page, at: frame)
     }
 
+    /// `GuestRAM.unmap(_:releasing:)` for a frame inside the guest's range; nothing past it.
     public func unmap(_ frame: GuestFrameNumber, releasing: Bool) {
         guard frame.rawValue < frames else { return }
         ram.unmap(frame, releasing: releasing)
     }
 
+    /// `GuestRAM.populate(_:)` for a frame inside the guest's range; false past it or when no page is free.
     public func populate(_ frame: GuestFrameNumber) -> Bool {
         frame.rawValue < frames && ram.populate(frame)
     }

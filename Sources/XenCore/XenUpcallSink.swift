@@ -6,6 +6,7 @@ import XenABI
 /// translation layer calls it once it has turned Viridian event flags, messages or a
 /// synthetic IPI into the guest's pending bits.
 public protocol XenUpcallSink: AnyObject {
+    /// Inject `vector` into `vcpu` of `domain` (the guest's callback vector, 0x10 ... 0xFF). Called on the delivering thread (possibly another vCPU's) with no lock of the layer held (Docs/Threading.md); it latches the interrupt for the vCPU's next entry.
     func upcall(domain: DomainID, vcpu: Int, vector: UInt8)
     /// VCPUOP_send_nmi: inject an NMI into the vCPU. Xen latches one NMI (v->arch.nmi_pending)
     /// until the vCPU takes it; the embedder's virtual APIC latches it the same way. Viridian
@@ -35,6 +36,7 @@ public protocol XenUpcallSink: AnyObject {
 /// hvmop_flush_tlb_all: every vCPU of the domain, all address spaces). On the translated side
 /// the Viridian target does this work, so a layer's sink needs only `XenUpcallSink`.
 public protocol XenNativeSink: XenUpcallSink {
+    /// HVMOP_flush_tlbs: flush the guest TLBs of every vCPU of `domain`, all address spaces, before returning. Called on the requesting vCPU's thread, no lock held.
     func flushTLBs(domain: DomainID)
     /// SCHEDOP_yield: give the physical CPU to someone else, if the embedder has anyone
     /// (Xen's vcpu_yield). The translated side asks its target (HvCallNotifyLongSpinWait).
@@ -42,6 +44,7 @@ public protocol XenNativeSink: XenUpcallSink {
     /// The guests' TSC now (what RDTSC returns on their vCPUs) and its frequency: Xen's system
     /// time is this TSC scaled, from TSC 0, as Xen's NOW() is the host's uptime.
     func guestTSC() -> UInt64
+    /// The frequency of `guestTSC()` in Hz; read when time is set up, must not change while the domain runs.
     var guestTSCHz: UInt64 { get }
     /// Arms the embedder's timer for `vcpu` at Xen system time `deadline` (ns, on the
     /// `guestTSC` clock; one already past fires at once), replacing the one armed before, or

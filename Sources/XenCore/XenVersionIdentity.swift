@@ -11,8 +11,11 @@ public struct XenVersionIdentity: Sendable, Equatable {
     public var extraversion: [UInt8]
     /// XENVER_compile_info fields (64, 16, 32 and 32 bytes).
     public var compiler: [UInt8]
+    /// XENVER_compile_info `compile_by` (16 bytes).
     public var compileBy: [UInt8]
+    /// XENVER_compile_info `compile_domain` (32 bytes).
     public var compileDomain: [UInt8]
+    /// XENVER_compile_info `compile_date` (32 bytes).
     public var compileDate: [UInt8]
     /// XENVER_changeset (64 bytes). Xen says "unavailable" when it was not built from a
     /// repository.
@@ -21,6 +24,7 @@ public struct XenVersionIdentity: Sendable, Equatable {
     /// Shorter is zero-padded, longer is cut.
     public var handle: [UInt8]
 
+    /// The strings as given (cut and padded when copied out); the defaults name this project, the extraversion "-xenviridian" and the changeset "unavailable".
     public init(extraversion: [UInt8] = Array("-xenviridian".utf8), compiler: [UInt8] = Array("swift".utf8),
                 compileBy: [UInt8] = Array("xenviridian".utf8), compileDomain: [UInt8] = [], compileDate: [UInt8] = [],
                 changeset: [UInt8] = Array("unavailable".utf8), handle: [UInt8] = []) {

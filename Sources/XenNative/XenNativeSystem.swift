@@ -15,6 +15,7 @@ import XenCore
 /// double_evtchn_lock), so both ends change together. Domains may be created while others
 /// run; they are never destroyed before the system.
 public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: EventFabric {
+    /// The embedder's hooks (upcalls, NMIs, TLB flushes, yield, TSC, timers, shutdown, vCPU state), retained for the system's life and shared by all its domains.
     public let sink: Sink
     /// Domains by id: the opaque pointer of each, retained once at creation and released in
     /// deinit, 0 for none. Published with a release store, read with an acquire load, so a
@@ -24,6 +25,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     /// Serialises `createDomain`.
     private let creationLock: UnsafeMutablePointer<UInt32>
 
+    /// An empty system (no domains) that reports to `sink`. Allocates the domain directory for every non-reserved domain id.
     public init(sink: Sink) {
         self.sink = sink
         directory = .allocate(capacity: Int(DomainID.firstReserved.rawValue))
@@ -60,6 +62,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
         return UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(directory + Int(id.rawValue))))
     }
 
+    /// Domain `id`, or nil when it was never created or is a reserved id. One acquire load; the system keeps the domain alive.
     @inline(__always)
     public func domain(_ id: DomainID) -> XenDomain<Memory>? {
         entry(id).map { Unmanaged<XenDomain<Memory>>.fromOpaque($0).takeUnretainedValue() }
@@ -81,10 +84,13 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
 
     // MARK: - EventFabric
 
+    /// Whether domain `id` has been created.
     public func domainExists(_ id: DomainID) -> Bool { domain(id) != nil }
 
+    /// Native Xen needs no bookkeeping to offer a port: always `.ok`.
     public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome { .ok }
 
+    /// Native Xen has nothing to withdraw: does nothing.
     public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {}
 
     /// Both ends under both ports' locks: the peer's port must still be unbound for this
@@ -136,6 +142,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
         return result?.delivered == true ? .ok : nil
     }
 
+    /// Injects `vcpu`'s upcall through the sink (when it has an upcall vector); the calling vCPU does not matter natively.
     @inline(__always)
     public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) { inject(domain, vcpu: vcpu) }
 
@@ -144,22 +151,29 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
         if let vector = domain.upcallVector(vcpu) { sink.upcall(domain: domain.id, vcpu: vcpu, vector: vector) }
     }
 
+    /// Nothing to do natively: the port record already names its new vCPU.
     public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {}
 
+    /// Any vector can be injected natively: always `.ok`.
     public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome { .ok }
 
+    /// Hands the NMI to `XenNativeSink.nmi`.
     public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
 
+    /// Hands SCHEDOP_yield to `XenNativeSink.yieldVCPU`.
     public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) { sink.yieldVCPU(domain: domain.id, vcpu: vcpu) }
 
+    /// Arms or disarms the embedder's timer (`XenNativeSink.armTimer`); it fires back through `timerExpired(domain:vcpu:)`.
     public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) { sink.armTimer(domain: domain.id, vcpu: vcpu, deadline: deadline) }
     /// Xen keeps no frames of its own in a guest's physical space.
     public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool { false }
 
     // Grants: Xen itself, so the granter's table and pages are reached directly.
+    /// Pins `ref` in `granter`'s table directly (`XenDomain.acquireGrant`); GNTST_bad_domain when the granter does not exist.
     public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
         withDomain(granter) { $0.acquireGrant(ref: ref, grantee: domain.id, writable: writable, use: use, fabric: self) } ?? GrantAcquisition(status: .badDomain)
     }
+    /// Drops a pin `acquireGrant` took in `granter`'s table; nothing when the granter is gone.
     public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
         _ = withDomain(granter) { $0.releaseGrant(ref: ref, writable: writable, fabric: self) }
     }
@@ -168,12 +182,15 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
         guard let page = withDomain(granter, { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) }) ?? nil else { return false }
         return domain.withPhysmap { $0.map(page, at: frame) } ?? false
     }
+    /// Makes `frame` a hole again through the grantee's physmap (the page stays the granter's: not released).
     public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
         _ = domain.withPhysmap { $0.unmap(frame, releasing: false) }
     }
+    /// The host address of `granter`'s frame, reached directly (no copy window is needed natively); nil when the granter or the frame's backing is missing.
     public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
         withDomain(granter) { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) } ?? nil
     }
+    /// Nothing to release natively: `grantedPage` maps nothing.
     public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {}
 
     /// The embedder's timer for `vcpu` of `domain` fired.
@@ -190,12 +207,16 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
         return XenTimeBase(page: page, tsc: page.tsc(atReferenceTime: page.referenceTime(atTSC: sink.guestTSC())))
     }
 
+    /// Hands the shutdown to `XenUpcallSink.shutdown`.
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+    /// Hands VCPUOP_initialise's state to `XenUpcallSink.initialiseVCPU`; its answer is the call's (false: -EINVAL).
     public func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         sink.initialiseVCPU(domain: domain.id, vcpu: vcpu, context)
     }
+    /// Hands VCPUOP_up/down to `XenUpcallSink.vcpuPowerChanged`.
     public func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool) { sink.vcpuPowerChanged(domain: domain.id, vcpu: vcpu, up: up) }
 
+    /// HVMOP_flush_tlbs: `XenNativeSink.flushTLBs`, which completes the flush before returning; always `.ok`.
     public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
         sink.flushTLBs(domain: domain.id)
         return .ok

@@ -56,6 +56,7 @@ public struct ControlMessageCounts: Sendable, Equatable {
     static var verdicts: Int { 9 }
     var counts = InlineArray<9, UInt64>(repeating: 0)
 
+    /// All counters zero.
     public init() {}
 
     init(_ counters: UnsafePointer<UInt64>) {
@@ -74,6 +75,7 @@ public struct ControlMessageCounts: Sendable, Equatable {
         return n
     }
 
+    /// Equal when every verdict's count is equal.
     public static func == (a: ControlMessageCounts, b: ControlMessageCounts) -> Bool {
         for i in 0..<a.counts.count where a.counts[i] != b.counts[i] { return false }
         return true

@@ -7,7 +7,9 @@ import XenCore
 /// What the root asks of a granter's layer: the answer of its own grant table. Only the
 /// granter's layer reads or changes that table; the root carries the question there.
 public protocol XenGrantGranter: AnyObject {
+    /// Pins `ref` of this layer's own table for `grantee` (`XenDomain.acquireGrant`): the status and, on GNTST_okay, the frame and window. Called by the root on the grantee's thread, with no lock of the grantee's held.
     func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition
+    /// Drops one pin of `ref` that `acquireGrant` took (read-only or writable, as it was taken).
     func releaseGrant(ref: UInt32, writable: Bool)
 }
 
@@ -63,6 +65,7 @@ extension XenViridianRoot {
         return withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use) } ?? GrantAcquisition(status: .badDomain)
     }
 
+    /// Drops a pin in `granter`'s table that `acquireGrant(granter:ref:grantee:writable:use:as:)` took; nothing when no layer answers for `granter`.
     public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {
         if withLayer(granter, as: type, { $0.releaseGrant(ref: ref, writable: writable) }) != nil { return }
         _ = withGranter(granter) { $0.releaseGrant(ref: ref, writable: writable) }

@@ -19,6 +19,7 @@ public struct LayerConfiguration: Sendable {
     /// arrive then still become Xen pending bits; no upcall is raised, as in Xen.
     public var bootstrapVector: UInt8
 
+    /// A placement of the domain on `partition` with its layer frames from `layerFrames`; the bootstrap vector defaults to 0xF0.
     public init(partition: PartitionID, layerFrames: GuestFrameNumber, bootstrapVector: UInt8 = 0xF0) {
         self.partition = partition
         self.layerFrames = layerFrames

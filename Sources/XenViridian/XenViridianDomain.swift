@@ -25,9 +25,13 @@ import ViridianABI
 /// VP 0 under it; the root serialises its own records; the interrupt path takes flags under
 /// port locks and drains each VP's SynIC one caller at a time.
 public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServices, Memory: GuestMemory, Sink: XenUpcallSink>: EventFabric {
+    /// The domain's Xen state (XenCore), created by this layer and owned by it.
     public let domain: XenDomain<Memory>
+    /// The root this domain's layer registered with: the records of partitions, offers and links, and the grant directory.
     public let root: XenViridianRoot<Target>
+    /// The embedder's hooks for upcalls, NMIs, shutdown and vCPU state.
     public let sink: Sink
+    /// The Viridian partition that runs the domain (`LayerConfiguration.partition`).
     public let partition: PartitionID
     let target: Target
     let layer: LayerConfiguration
@@ -222,19 +226,15 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// A guest shutdown has no Viridian call (a Hyper-V guest powers off through ACPI): the
     /// embedder is told, as on the native side.
     public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+    /// Hands VCPUOP_initialise's register state to `XenUpcallSink.initialiseVCPU` (Viridian has no guest call for it); its answer is the call's (false: -EINVAL).
     public func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         sink.initialiseVCPU(domain: domain.id, vcpu: vcpu, context)
     }
+    /// Hands VCPUOP_up/down to `XenUpcallSink.vcpuPowerChanged`: the embedder starts or stops running the vCPU.
     public func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool) { sink.vcpuPowerChanged(domain: domain.id, vcpu: vcpu, up: up) }
 
-    /// A vCPU's Xen timer on its VP's synthetic timer 0, one-shot, in message mode on
-    /// `ControlIDs.timerSint` (TLFS "Synthetic Timers": SINT 0 is not allowed there). Message mode, not direct mode: the expiry arrives as an
-    /// HVMSG_TIMER_EXPIRED in the SIM slot the layer already drains, naming its timer, with no
-    /// interrupt vector of its own to reserve beside the guest's; an expiry that finds the slot
-    /// busy waits for the EOM instead of being lost. COUNT is absolute reference time, the
-    /// deadline's 100 ns tick rounded up (one already past expires at once).
     /// The layer frames (SynIC message and event-flag pages, hypercall input pages, the
-    /// reference TSC page): memory_op never lets the guest's map reach them.
+    /// reference TSC page, the grant copy windows): memory_op never lets the guest's map reach them.
     public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool {
         frame.rawValue >= layer.layerFrames.rawValue
             && frame.rawValue - layer.layerFrames.rawValue < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
@@ -242,11 +242,13 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     // MARK: - Grants (through the root: `GrantRoot.swift`)
 
+    /// Pins `ref` of `granter`'s table: the domain's own table directly for a self-grant, otherwise through the root to the granter's layer (GNTST_bad_domain when none answers).
     public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
         if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, use: use, fabric: self) }
         return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, use: use, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
+    /// Drops a pin `acquireGrant` took: directly for a self-grant, otherwise through the root.
     public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
         if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable, fabric: self); return }
         root.releaseGrant(granter: granter, ref: ref, writable: writable, as: XenViridianDomain<Target, Memory, Sink>.self)
@@ -259,6 +261,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable)
     }
 
+    /// Unmaps the grant at `frame` through the root (one Viridian unmap, counted as a hypercall): the frame becomes a hole in this partition.
     public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
         countHypercall()
         _ = root.unmapGrantedFrame(from: domain.id, at: frame)
@@ -274,6 +277,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return target.hostAddress(partition: partition, frame: frame, write: writable)
     }
 
+    /// Unmaps every copy window `grantedPage` mapped for `vcpu` (one Viridian call each); called after each GNTTABOP_copy entry.
     public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {
         for window in 0..<2 where copyWindowsMapped[vcpu] & (1 << UInt8(window)) != 0 {
             countHypercall()
@@ -288,6 +292,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount + 1 + 2 * vp + window))
     }
 
+    /// A vCPU's Xen timer on its VP's synthetic timer 0, one-shot, in message mode on
+    /// `ControlIDs.timerSint` (TLFS "Synthetic Timers": SINT 0 is not allowed there). Message mode, not direct mode: the expiry arrives as an
+    /// HVMSG_TIMER_EXPIRED in the SIM slot the layer already drains, naming its timer, with no
+    /// interrupt vector of its own to reserve beside the guest's; an expiry that finds the slot
+    /// busy waits for the EOM instead of being lost. COUNT is absolute reference time, the
+    /// deadline's 100 ns tick rounded up (one already past expires at once).
     public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
         let vp = VPIndex(UInt32(vcpu))
         _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Config, value: 0)
@@ -378,8 +388,10 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     // MARK: - EventFabric
 
+    /// Whether the root has a partition registered for domain `id` (else the caller's bind is -ESRCH).
     public func domainExists(_ id: DomainID) -> Bool { root.partition(of: id) != nil }
 
+    /// EVTCHNOP_alloc_unbound's Viridian side: a slot in the event-flag page and a one-flag Viridian port for `port`, and the root's offer of it to `remote`. `.portsExhausted` when no slot is left or the target refuses the port.
     public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome {
         guard let k = slots.assign(port) else { return .portsExhausted }
         guard createEventPort(port, slot: k) == .success else {
@@ -411,6 +423,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         }
     }
 
+    /// EVTCHNOP_bind_interdomain's Viridian side: the root must hold `remote`'s offer of `remotePort` to this domain (else `.portInvalid`); then a local Viridian port, the root's link (a connection each way) and a `bound` control message to the peer. If the message cannot be posted the bind is undone whole (`.wouldBlock` for full message buffers, `.targetFailed` otherwise).
     public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
         guard root.isOffered(remote, port: remotePort, to: domain.id) else { return .portInvalid }
         guard let k = slots.assign(localPort) else { return .portsExhausted }
@@ -456,6 +469,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return status == .invalidConnectionId || status == .invalidPortId ? .ok : .targetFailed
     }
 
+    /// The upcall of `vcpu`: injected directly when it is the calling vCPU, otherwise requested with one fast HvCallSendSyntheticClusterIpi on the guest's upcall vector, which the target VP's `interrupt` turns into the injection. Nothing when `vcpu` has no upcall vector.
     @inline(__always)
     public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) {
         if vcpu == current {
@@ -473,6 +487,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         if let vector = domain.upcallVector(vcpu) { sink.upcall(domain: domain.id, vcpu: vcpu, vector: vector) }
     }
 
+    /// EVTCHNOP_bind_vcpu on a bindable port: its Viridian port is deleted and created again aimed at the new VP; connections name the port id and keep working.
     public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {
         guard let k = slots.slot(of: port) else { return }
         // Re-aim the port at the new VP; connections name the port id and keep working.
@@ -480,6 +495,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         _ = createEventPort(port, slot: k)
     }
 
+    /// Reprograms `vcpu`'s event SINTs on its new upcall vector (the bootstrap vector when it has none); `.invalidArgument` when the target refuses the vector.
     public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome {
         programSINTs(vcpu, vector: domain.upcallVector(vcpu) ?? layer.bootstrapVector) ? .ok : .invalidArgument
     }
@@ -525,5 +541,6 @@ extension XenViridianDomain: XenGrantGranter {
     public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition {
         domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use, fabric: self)
     }
+    /// Drops a pin of this domain's own grant `ref`, for the root.
     public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable, fabric: self) }
 }

@@ -21,6 +21,7 @@ import ViridianABI
 /// they are read with acquire loads and no lock, so the interrupt path (which runs inside the
 /// target's calls) never waits for it.
 public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices> {
+    /// The Viridian hypervisor whose root services (ports, connections, GPA mappings) the root calls; retained for the root's life.
     public let target: Target
     /// The records, by domain id, in chunks of `chunkSize` domains allocated as ids are first
     /// registered (`chunks[id / chunkSize]`, published with a release store and never freed
@@ -35,6 +36,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     static var chunkSize: Int { 256 }
     static var chunkCount: Int { (domainSlots + chunkSize - 1) / chunkSize }
 
+    /// An empty root (no domains registered) over `target`.
     public init(target: Target) {
         self.target = target
         chunks = .allocate(capacity: Self.chunkCount)
