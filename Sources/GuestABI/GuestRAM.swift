@@ -110,7 +110,7 @@ public final class GuestRAM {
 /// A non-owning view of frames 0 ..< `frameCount` through a `GuestRAM` page table.
 @frozen
 public struct GuestRAMRegion: GuestMemory {
-    /// The page table this view reads: per frame, the host address it shows, 0 for a hole. Owned by the `GuestRAM`, which must outlive the view.
+    /// The page table this view reads: per frame, the host address it shows, 0 for a hole. Not owned: its owner (normally a `GuestRAM`) must outlive the view.
     public let table: UnsafeMutablePointer<UInt64>
     /// Number of frames the view covers; frames at or past it are never backed.
     public let frameCount: UInt64

@@ -17,7 +17,7 @@ public final class UpcallRecorder: XenNativeSink {
     private let flushes: UnsafeMutablePointer<UInt64>
     private let timers: UnsafeMutablePointer<UInt64>
 
-    /// A recorder with every count at zero, the guest TSC at 0 and no timer armed; allocates its fixed storage here only.
+    /// A recorder with every count at zero, the guest TSC at 0 and no timer armed; its counters are allocated here, once.
     public init() {
         counts = .allocate(capacity: Self.maxDomains * Self.maxVCPUs * Self.stride)
         counts.initialize(repeating: 0, count: Self.maxDomains * Self.maxVCPUs * Self.stride)

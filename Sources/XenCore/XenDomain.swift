@@ -139,7 +139,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES: 2^17 ports / 1024 words per page.
     static var maxEventArrayPages: Int { Int(EventChannelFIFO.nrChannels) / eventWordsPerPage }
 
-    /// Creates the domain and allocates all its storage. Throws `DomainConfigurationError` for a reserved id, a vCPU count outside 1 ... 32, a port limit outside 1 ..< 2^17, an unbacked shared_info frame, an invalid memory configuration or a grant limit out of range.
+    /// Creates the domain and allocates all its storage. Throws `DomainConfigurationError` for a reserved id, a vCPU count outside 1 ... 32, a port limit outside 1 ..< 2^17, an unbacked shared_info frame, an invalid memory configuration, or a grant frame limit or grant version out of range.
     public init(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) {
         guard config.id < DomainID.firstReserved else { throw .invalidDomainID }
         guard config.vcpuCount >= 1, config.vcpuCount <= Int(XenLimits.legacyMaxVCPUs) else { throw .vcpuCountOutOfRange }
