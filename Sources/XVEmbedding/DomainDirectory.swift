@@ -11,12 +11,15 @@ import ViridianReference
 public typealias NativeSystem = XenNativeSystem<GuestRAMRegion, EmbedderSink>
 /// The translated side's concrete types: the bundled reference hypervisor and the layer.
 public typealias BundledReference = ViridianReference<GuestRAMRegion, ReferenceHostAdapter>
+/// The translated side's layer type: XenViridian over the bundled reference, on the embedder's page tables, calling the embedder back.
 public typealias TranslatedLayer = XenViridianDomain<BundledReference, GuestRAMRegion, EmbedderSink>
 
 /// What the system keeps per domain beyond the core's own state: its vCPU count, the native
 /// side's timer words, the translated side's layer, and the objects the domain's hooks point at.
 public final class DomainRecord {
+    /// The domain's id.
     public let id: DomainID
+    /// The domain's vCPU count (1 ... 32).
     public let vcpuCount: Int
     /// Per vCPU: the native timer's deadline + 1, 0 while disarmed.
     let timers: UnsafeMutablePointer<UInt64>

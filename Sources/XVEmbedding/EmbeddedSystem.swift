@@ -16,7 +16,9 @@ import XenViridian
 /// calls; every per-vCPU entry follows the threading contract (Docs/Threading.md); the domain
 /// lookups are loads, with no lock and no reference counting.
 public final class EmbeddedSystem {
+    /// Which side a system runs: the native baseline, or the translation layer over the bundled reference (`XV_SIDE_*`).
     public enum Side { case native, translated }
+    /// The side chosen at creation.
     public let side: Side
     let callbacks: xv_callbacks
     let sink: EmbedderSink
@@ -191,6 +193,7 @@ public final class EmbeddedSystem {
         } ?? nil
     }
 
+    /// WRMSR of a Xen MSR: XV_IDENTITY_XEN when done, XV_IDENTITY_GP for #GP(0), XV_IDENTITY_VIRIDIAN or XV_IDENTITY_NOT_XEN for the embedder's model; nil for an unknown domain or vCPU.
     public func writeMSR(domain id: UInt16, vcpu: UInt32, msr: UInt32, value: UInt64) -> Int32? {
         withDomain(id) { d in
             guard Int(vcpu) < d.vcpuCount else { return nil }
@@ -215,6 +218,7 @@ public final class EmbeddedSystem {
         } ?? nil
     }
 
+    /// Resumes a parked vCPU without a wake (`XenDomain.resume`); false for an unknown domain or vCPU.
     public func resume(domain id: UInt16, vcpu: UInt32) -> Bool {
         withDomain(id) { d in
             guard Int(vcpu) < d.vcpuCount else { return false }
@@ -259,6 +263,7 @@ public final class EmbeddedSystem {
         } ?? XV_ESRCH
     }
 
+    /// The embedder started or stopped `vcpu` itself (`XenDomain.setVCPUUp`); false for an unknown domain or vCPU.
     public func setVCPUUp(domain id: UInt16, vcpu: UInt32, up: Bool) -> Bool {
         directory.withRecord(DomainID(id)) { r in
             guard Int(vcpu) < r.vcpuCount else { return false }

@@ -47,15 +47,19 @@ public final class EmbedderSink: XenNativeSink {
 
     deinit { tsc.deallocate() }
 
+    /// Calls the embedder's `upcall` callback with the vector (a null callback drops it).
     public func upcall(domain: DomainID, vcpu: Int, vector: UInt8) {
         callbacks.upcall?(callbacks.context, domain.rawValue, UInt32(truncatingIfNeeded: vcpu), vector)
     }
+    /// Calls the embedder's `nmi` callback (null: dropped).
     public func nmi(domain: DomainID, vcpu: Int) {
         callbacks.nmi?(callbacks.context, domain.rawValue, UInt32(truncatingIfNeeded: vcpu))
     }
+    /// Calls the embedder's `shutdown` callback with the SHUTDOWN_* reason (null: ignored).
     public func shutdown(domain: DomainID, reason: UInt8) {
         callbacks.shutdown?(callbacks.context, domain.rawValue, reason)
     }
+    /// Hands the state to the embedder's `initialise_vcpu` callback as an `xv_vcpu_context` (borrowed for the call); its non-zero answer accepts, and a null callback refuses (the guest gets -EINVAL).
     public func initialiseVCPU(domain: DomainID, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         guard let initialise = callbacks.initialise_vcpu else { return false }
         var state = xv_vcpu_context()
@@ -67,13 +71,17 @@ public final class EmbedderSink: XenNativeSink {
         state.es = Self.segment(context.es); state.tr = Self.segment(context.tr)
         return withUnsafePointer(to: &state) { initialise(callbacks.context, domain.rawValue, UInt32(truncatingIfNeeded: vcpu), $0) } != 0
     }
+    /// Calls the embedder's `vcpu_power` callback (`up` 1 or 0; null: ignored).
     public func vcpuPowerChanged(domain: DomainID, vcpu: Int, up: Bool) {
         callbacks.vcpu_power?(callbacks.context, domain.rawValue, UInt32(truncatingIfNeeded: vcpu), up ? 1 : 0)
     }
+    /// Native HVMOP_flush_tlbs: calls the embedder's `flush_tlbs` callback (null: nothing to flush).
     public func flushTLBs(domain: DomainID) { callbacks.flush_tlbs?(callbacks.context, domain.rawValue) }
+    /// Native SCHEDOP_yield: calls the embedder's `yield` callback (null: ignored).
     public func yieldVCPU(domain: DomainID, vcpu: Int) {
         callbacks.yield?(callbacks.context, domain.rawValue, UInt32(truncatingIfNeeded: vcpu))
     }
+    /// The guests' TSC as `xv_set_guest_tsc` last set it (an acquire load).
     public func guestTSC() -> UInt64 { xv_load_acquire_u64(tsc) }
 
     /// Native timers: recorded, told to the embedder, and fired at once when already due

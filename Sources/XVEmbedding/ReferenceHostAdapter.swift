@@ -44,21 +44,25 @@ public final class ReferenceHostAdapter: ViridianHost {
         return d == 0 ? nil : DomainID(UInt16(truncatingIfNeeded: d))
     }
 
+    /// Routes a reference interrupt to the layer of the partition's domain (`XenViridianDomain.interrupt`); ignored for a partition no domain has.
     public func raiseInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8, autoEOI: Bool) {
         guard let d = domain(of: partition) else { return }
         _ = directory?.withRecord(d) { $0.layer?.interrupt(vp: Int(vp.rawValue), vector: vector) }
     }
 
+    /// Any flush the partition asked for becomes the embedder's `flush_tlbs` callback for its domain (a whole-domain flush, whatever the request's processors or ranges).
     public func flushTLB(_ request: TLBFlushRequest) {
         guard let d = domain(of: request.partition) else { return }
         callbacks.flush_tlbs?(callbacks.context, d.rawValue)
     }
 
+    /// HvCallNotifyLongSpinWait becomes the embedder's `yield` callback for that VP.
     public func longSpinWait(partition: PartitionID, vp: VPIndex, spinCount: UInt32) {
         guard let d = domain(of: partition) else { return }
         callbacks.yield?(callbacks.context, d.rawValue, vp.rawValue)
     }
 
+    /// Mirrors a HvCallMapGpaPages mapping (or its removal) into the partition's second-level map (`EmbedderPhysmap`: the physmap callbacks, or the page-table writes that stand in for them); `writable` is not passed on, as the C callbacks carry no rights.
     public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {
         guard let d = domain(of: partition) else { return }
         _ = directory?.withRecord(d) { r in
