@@ -133,11 +133,13 @@ typedef struct xv_callbacks {
     void (*timer_changed)(void *context, uint16_t domain, uint32_t vcpu, uint64_t deadline_ns, uint32_t armed);
     /* The guest's physical map, for XENMEM_add_to_physmap, ballooning and grant maps (on the
      * translated side, the reference hypervisor's second-level mappings): make `gfn` show the
-     * host page `page` (return 1, or 0 to refuse), make it a hole (`release` = 1: its RAM
+     * host page `page`, writable by the guest or (`writable` = 0, a read-only grant map)
+     * read-only: the embedder's second-level entry must refuse its writes (return 1, or 0 to
+     * refuse the mapping), make it a hole (`release` = 1: its RAM
      * page goes back to the embedder), or give it a fresh zeroed RAM page (1, or 0: none).
      * The library calls these under its physmap lock. NULL map/unmap: the library writes the
      * domain's page table itself; NULL populate: ballooning up is refused. */
-    int32_t (*physmap_map)(void *context, uint16_t domain, uint64_t gfn, void *page);
+    int32_t (*physmap_map)(void *context, uint16_t domain, uint64_t gfn, void *page, uint32_t writable);
     void (*physmap_unmap)(void *context, uint16_t domain, uint64_t gfn, uint32_t release);
     int32_t (*physmap_populate)(void *context, uint16_t domain, uint64_t gfn);
     void *reserved[8];

@@ -141,9 +141,9 @@ final class EmbedderPhysmap: XenPhysmap {
         self.frames = frames
     }
 
-    func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
+    func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber, writable: Bool) -> Bool {
         guard frame.rawValue < frames else { return false }
-        if let map = callbacks.physmap_map { return map(callbacks.context, domain, frame.rawValue, page) != 0 }
+        if let map = callbacks.physmap_map { return map(callbacks.context, domain, frame.rawValue, page, writable ? 1 : 0) != 0 }
         xv_store_release_u64(table + Int(frame.rawValue), UInt64(UInt(bitPattern: page)))
         return true
     }

@@ -67,7 +67,7 @@ public final class ReferenceHostAdapter: ViridianHost {
         guard let d = domain(of: partition) else { return }
         _ = directory?.withRecord(d) { r in
             // The partition's second-level map: the guest's frames and the layer's (copy windows).
-            if let page { _ = r.secondLevel.map(page, at: frame) } else { r.secondLevel.unmap(frame, releasing: false) }
+            if let page { _ = r.secondLevel.map(page, at: frame, writable: writable) } else { r.secondLevel.unmap(frame, releasing: false) }
         }
     }
 }

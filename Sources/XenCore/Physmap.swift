@@ -166,7 +166,7 @@ extension XenDomain {
             physmap.unmap(target, releasing: shown == nil)
             if let shown { setLocation(shown, PhysmapState.noFrame) } else if physmapState.pages > 0 { physmapState.pages -= 1 }
         }
-        guard physmap.map(page, at: target) else { return XenErrno.enomem.hypercallReturnValue }
+        guard physmap.map(page, at: target, writable: true) else { return XenErrno.enomem.hypercallReturnValue }
         if from != PhysmapState.noFrame { physmap.unmap(GuestFrameNumber(from), releasing: false) }
         if let moving { setLocation(moving, gpfn) }
         physmapState.maximumGpfn = max(physmapState.maximumGpfn, gpfn)

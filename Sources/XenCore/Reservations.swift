@@ -89,7 +89,7 @@ extension XenDomain {
             for k in 0..<examined {
                 let f = GuestFrameNumber(base + UInt64(k))
                 if k < populated { physmap.unmap(f, releasing: true) }
-                if previous[k] != 0 { _ = physmap.map(UnsafeMutableRawPointer(bitPattern: previous[k])!, at: f) }
+                if previous[k] != 0 { _ = physmap.map(UnsafeMutableRawPointer(bitPattern: previous[k])!, at: f, writable: true) }
             }
         }
         frame = base

@@ -15,8 +15,10 @@ public protocol XenPhysmap: AnyObject {
     /// Makes `frame` show `page`: a page of the layer's, or a RAM page the guest's map showed
     /// at another frame (XENMAPSPACE_gmfn). The layer has already unmapped whatever `frame`
     /// showed. False when the embedder cannot show a page at `frame` (the guest gets
-    /// -ENOMEM, as Xen does when its p2m cannot grow).
-    func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool
+    /// -ENOMEM, as Xen does when its p2m cannot grow). `writable` false: the guest may only
+    /// read it (a read-only grant map, GNTMAP_readonly); the embedder's second-level entry
+    /// must refuse the guest's writes.
+    func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber, writable: Bool) -> Bool
     /// Makes `frame` a hole. With `releasing`, the RAM page it showed goes back to the
     /// embedder (Xen frees it: decrease_reservation, or a page add_to_physmap replaces);
     /// without, the page is only unhooked and stays allocated to the domain
@@ -42,7 +44,9 @@ public final class GuestRAMPhysmap: XenPhysmap {
     }
 
     /// `GuestRAM.map(_:at:)` for a frame inside the guest's range; false past it.
-    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
+    /// `writable` is not enforced: in-process RAM has no second-level rights, so the test
+    /// worlds check read-only grants where the layer uses them (copies, the granter's pins).
+    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber, writable: Bool) -> Bool {
         frame.rawValue < frames && ram.map(page, at: frame)
     }
 

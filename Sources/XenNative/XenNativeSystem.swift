@@ -180,7 +180,7 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     /// guest_physmap_add_page of the granter's page, through the grantee's embedder.
     public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
         guard let page = withDomain(granter, { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) }) ?? nil else { return false }
-        return domain.withPhysmap { $0.map(page, at: frame) } ?? false
+        return domain.withPhysmap { $0.map(page, at: frame, writable: writable) } ?? false
     }
     /// Makes `frame` a hole again through the grantee's physmap (the page stays the granter's: not released).
     public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {

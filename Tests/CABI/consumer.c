@@ -69,8 +69,9 @@ static void on_console(void *context, uint16_t domain, const uint8_t *bytes, uin
     e->console_lines++;
 }
 /* The guest-physical map: a frame shows a host page (grant maps, add_to_physmap), or a hole. */
-static int32_t on_physmap_map(void *context, uint16_t domain, uint64_t gfn, void *page) {
+static int32_t on_physmap_map(void *context, uint16_t domain, uint64_t gfn, void *page, uint32_t writable) {
     struct guest *g = guest_of((struct embedder *)context, domain);
+    (void)writable; /* a real VMM maps the EPT entry read-only when 0 */
     if (g == NULL || gfn >= FRAMES + MAX_LAYER) return 0;
     g->table[gfn] = (uint64_t)(uintptr_t)page;
     return 1;

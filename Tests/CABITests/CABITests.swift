@@ -187,4 +187,41 @@ import XenViridianC
         #expect(e.call(2, 29, 2, e.arg) == 0)
         #expect(e.shutdowns == [1])
     }
+
+    /// A read-only grant map reaches the embedder's physmap as read-only (its second-level
+    /// entry must refuse the guest's writes), a writable one as writable, on both sides.
+    @Test(arguments: sides) func grantMapRightsReachThePhysmap(side: UInt32) {
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK && e.addDomain(2) == XV_OK)
+        // Domain 2: grant-table frame 0 at gfn 40 (XENMEM_add_to_physmap, XENMAPSPACE_grant_table).
+        let a2 = e.page(2, CEmbedder.argGFN)
+        a2.storeBytes(of: UInt16(0x7FF0), toByteOffset: 0, as: UInt16.self)
+        a2.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self)
+        a2.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
+        a2.storeBytes(of: UInt64(40), toByteOffset: 16, as: UInt64.self)
+        #expect(e.call(2, 12, 7, e.arg) == 0)
+        // Ref 8: frame 41 to domain 1, read-only (GTF_permit_access | GTF_readonly); ref 9: frame 42, writable.
+        let table = e.page(2, 40)
+        for (ref, frame, flags) in [(8, UInt32(41), UInt16(1 | 4)), (9, UInt32(42), UInt16(1))] {
+            table.storeBytes(of: UInt16(1), toByteOffset: ref * 8 + 2, as: UInt16.self)
+            table.storeBytes(of: frame, toByteOffset: ref * 8 + 4, as: UInt32.self)
+            table.storeBytes(of: flags, toByteOffset: ref * 8, as: UInt16.self)
+        }
+        e.mappings = []
+        // Domain 1 maps ref 8 read-only at gfn 50 and ref 9 writable at gfn 51 (GNTMAP_host_map = 2, GNTMAP_readonly = 4).
+        let a1 = e.page(1, CEmbedder.argGFN)
+        for (slot, ref, gfn, flags) in [(0, UInt32(8), UInt64(50), UInt32(2 | 4)), (1, UInt32(9), UInt64(51), UInt32(2))] {
+            a1.storeBytes(of: gfn << 12, toByteOffset: slot * 32, as: UInt64.self)
+            a1.storeBytes(of: flags, toByteOffset: slot * 32 + 8, as: UInt32.self)
+            a1.storeBytes(of: ref, toByteOffset: slot * 32 + 12, as: UInt32.self)
+            a1.storeBytes(of: UInt16(2), toByteOffset: slot * 32 + 16, as: UInt16.self)
+        }
+        #expect(e.call(1, 20, 0, e.arg, 2) == 0)
+        #expect(a1.load(fromByteOffset: 18, as: Int16.self) == 0 && a1.load(fromByteOffset: 32 + 18, as: Int16.self) == 0)
+        let mine = e.mappings.filter { $0.0 == 1 && ($0.1 == 50 || $0.1 == 51) }
+        #expect(mine.count == 2)
+        #expect(mine.first { $0.1 == 50 }?.2 == false)
+        #expect(mine.first { $0.1 == 51 }?.2 == true)
+        #expect(e.tables[1]![50] == e.tables[2]![41] && e.tables[1]![51] == e.tables[2]![42])
+    }
 }

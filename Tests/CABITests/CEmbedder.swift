@@ -16,6 +16,8 @@ final class CEmbedder {
     func resetUpcalls() { upcallCounts.initialize(repeating: 0, count: 16) }
     var wakes = 0
     var shutdowns: [UInt8] = []
+    /// Every physmap_map call: (domain, gfn, writable).
+    var mappings: [(UInt16, UInt64, Bool)] = []
 
     init(side: UInt32) {
         self.side = side
@@ -43,6 +45,16 @@ final class CEmbedder {
         }
         c.wake = { context, _, _ in Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue().wakes += 1 }
         c.shutdown = { context, _, reason in Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue().shutdowns.append(reason) }
+        c.physmap_map = { context, domain, gfn, page, writable in
+            let e = Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue()
+            guard let table = e.tables[domain] else { return 0 }
+            table[Int(gfn)] = UInt64(UInt(bitPattern: page))
+            e.mappings.append((domain, gfn, writable != 0))
+            return 1
+        }
+        c.physmap_unmap = { context, domain, gfn, _ in
+            Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue().tables[domain]?[Int(gfn)] = 0
+        }
         return c
     }
 
