@@ -5,18 +5,16 @@
 // Embedded Swift (see .ci/embedded-build). The CLI, the generator and the tests may use Foundation.
 import PackageDescription
 
-// Release builds of the core and the scenarios: cross-module optimisation, so the generic
-// domain, fabric and reference code is specialised into its callers (the embedder's build is
-// one program; this is how it would be built), and no dynamic exclusivity checks, as the Swift
-// standard library itself is built. Debug builds, which the tests use, keep the checks. The
-// same settings apply to the native baseline and the layer, so comparisons stay fair.
-let crossModule: [SwiftSetting] = [
-    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
-]
-
 let package = Package(
     name: "XenViridian",
     products: [
+        // Every module whose types an embedder names is a product, so a package that depends
+        // on this one never imports an internal target.
+        .library(name: "GuestABI", targets: ["GuestABI"]),
+        .library(name: "XenABI", targets: ["XenABI"]),
+        .library(name: "ViridianABI", targets: ["ViridianABI"]),
+        .library(name: "XenCore", targets: ["XenCore"]),
+        .library(name: "XVEmbedding", targets: ["XVEmbedding"]),
         .library(name: "XenViridian", type: .static, targets: ["XenViridian"]),
         .library(name: "XenNative", type: .static, targets: ["XenNative"]),
         .library(name: "XVScenarios", targets: ["XVScenarios"]),
@@ -32,29 +30,29 @@ let package = Package(
     ],
     targets: [
         // Core: no Foundation, Embedded-clean.
-        .target(name: "GuestABI", dependencies: ["CGuestAtomics"], swiftSettings: crossModule),
-        .target(name: "XenABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
-        .target(name: "ViridianABI", dependencies: ["GuestABI"], swiftSettings: crossModule),
+        .target(name: "GuestABI", dependencies: ["CGuestAtomics"]),
+        .target(name: "XenABI", dependencies: ["GuestABI"]),
+        .target(name: "ViridianABI", dependencies: ["GuestABI"]),
         // Atomic RMW on guest memory for the core (header-only C; Embedded-clean).
         .target(name: "CGuestAtomics"),
         // Xen semantics shared by the native baseline and the layer: dispatch, domain state.
-        .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"], swiftSettings: crossModule),
+        .target(name: "XenCore", dependencies: ["GuestABI", "XenABI", "ViridianABI", "CGuestAtomics"]),
         // The native Xen baseline: XenCore over a direct fabric.
-        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
+        .target(name: "XenNative", dependencies: ["GuestABI", "XenABI", "XenCore", "CGuestAtomics"]),
         // The translation layer: XenCore over the Viridian target.
-        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"], swiftSettings: crossModule),
-        .target(name: "ViridianReference", dependencies: ["CGuestAtomics", "GuestABI", "ViridianABI"], swiftSettings: crossModule),
+        .target(name: "XenViridian", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "CGuestAtomics"]),
+        .target(name: "ViridianReference", dependencies: ["CGuestAtomics", "GuestABI", "ViridianABI"]),
 
         // The C ABI: the header (include/xen_viridian.h, also the module the Swift side imports),
         // the embedding logic behind it, and the `@c` exports that only convert arguments.
         .target(name: "CXenViridian", path: "include", publicHeadersPath: "."),
         .target(name: "XVEmbedding", dependencies: ["CGuestAtomics", "CXenViridian", "GuestABI", "XenABI", "ViridianABI", "XenCore",
-                                                    "XenNative", "XenViridian", "ViridianReference"], swiftSettings: crossModule),
-        .target(name: "XenViridianC", dependencies: ["CXenViridian", "XenCore", "XVEmbedding"], swiftSettings: crossModule),
+                                                    "XenNative", "XenViridian", "ViridianReference"]),
+        .target(name: "XenViridianC", dependencies: ["CXenViridian", "XenCore", "XVEmbedding"]),
 
         // Native and translated worlds over in-process RAM and ViridianReference, the test guest's
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
-        .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian", "CBlkifRing"], swiftSettings: crossModule),
+        .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian", "CBlkifRing"]),
 
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),

@@ -17,9 +17,9 @@ public final class GuestRAM {
     /// Number of frames the table covers; frames at or past this are never backed.
     public let frameCount: UInt64
     /// Per frame, the host address it shows (0: a hole).
-    let table: UnsafeMutablePointer<UInt64>
+    @usableFromInline let table: UnsafeMutablePointer<UInt64>
     /// Per own page: whether some frame shows it or the embedder handed it out.
-    let pageInUse: UnsafeMutablePointer<Bool>
+    @usableFromInline let pageInUse: UnsafeMutablePointer<Bool>
 
     /// Allocates and zeroes `frameCount` frames (at least one), each backed by its own page.
     public init(frameCount: UInt64) {
@@ -43,17 +43,17 @@ public final class GuestRAM {
     }
 
     /// The `GuestMemory` view of every frame.
-    public var region: GuestRAMRegion { GuestRAMRegion(table: table, frameCount: frameCount) }
+    @inlinable public var region: GuestRAMRegion { GuestRAMRegion(table: table, frameCount: frameCount) }
 
     /// The view of frames 0 ..< `frames` only (a guest's view of a partition whose later frames
     /// belong to someone else); the same table, so changes show in both views.
-    public func view(frames: UInt64) -> GuestRAMRegion { GuestRAMRegion(table: table, frameCount: min(frames, frameCount)) }
+    @inlinable public func view(frames: UInt64) -> GuestRAMRegion { GuestRAMRegion(table: table, frameCount: min(frames, frameCount)) }
 
     /// Makes `frame` show `page` (any host page that outlives the mapping). What it showed
     /// before is unhooked, not freed (`unmap(_:releasing:)` frees). False for a frame past the
     /// table.
     @discardableResult
-    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
+    @inlinable public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber) -> Bool {
         guard frame.rawValue < frameCount else { return false }
         if let own = ownIndex(page) { pageInUse[own] = true }
         xv_store_release_u64(table + Int(frame.rawValue), UInt64(UInt(bitPattern: page)))
@@ -64,7 +64,7 @@ public final class GuestRAM {
     /// `populate` unless another frame still shows it; without, it stays allocated. False when
     /// it was a hole.
     @discardableResult
-    public func unmap(_ frame: GuestFrameNumber, releasing: Bool = true) -> Bool {
+    @inlinable public func unmap(_ frame: GuestFrameNumber, releasing: Bool = true) -> Bool {
         guard frame.rawValue < frameCount else { return false }
         let f = Int(frame.rawValue), shown = table[f]
         guard shown != 0 else { return false }
@@ -80,7 +80,7 @@ public final class GuestRAM {
     /// Makes `frame` show a free own page, zeroed (its own page when that is free, else the
     /// lowest free one). What it showed before is unhooked, not freed. False when no own page
     /// is free or the frame is past the table.
-    public func populate(_ frame: GuestFrameNumber) -> Bool {
+    @inlinable public func populate(_ frame: GuestFrameNumber) -> Bool {
         guard frame.rawValue < frameCount else { return false }
         let home = Int(frame.rawValue)
         var index = home
@@ -96,15 +96,15 @@ public final class GuestRAM {
     }
 
     /// Own pages no frame shows.
-    public var freePages: Int { (0..<Int(frameCount)).reduce(0) { $0 + (pageInUse[$1] ? 0 : 1) } }
+    @inlinable public var freePages: Int { (0..<Int(frameCount)).reduce(0) { $0 + (pageInUse[$1] ? 0 : 1) } }
 
-    private func ownIndex(_ address: UInt64) -> Int? {
+    @inlinable func ownIndex(_ address: UInt64) -> Int? {
         let start = UInt64(UInt(bitPattern: base))
         guard address >= start, address < start + frameCount * guestPageSize else { return nil }
         return Int((address - start) >> guestPageShift)
     }
 
-    private func ownIndex(_ page: UnsafeMutableRawPointer) -> Int? { ownIndex(UInt64(UInt(bitPattern: page))) }
+    @inlinable func ownIndex(_ page: UnsafeMutableRawPointer) -> Int? { ownIndex(UInt64(UInt(bitPattern: page))) }
 }
 
 /// A non-owning view of frames 0 ..< `frameCount` through a `GuestRAM` page table.

@@ -26,11 +26,11 @@ public struct CPUIDPrivileges: Sendable, Hashable {
     }
 
     /// Nothing offered: every gated MSR raises #GP and every gated call is denied.
-    public static var none: CPUIDPrivileges { CPUIDPrivileges() }
+    @inlinable public static var none: CPUIDPrivileges { CPUIDPrivileges() }
 
     /// Everything the reference implements: the privileges of a partition that may use every
     /// `ref` row (a guest partition that also owns memory-sharing rights).
-    public static var all: CPUIDPrivileges {
+    @inlinable public static var all: CPUIDPrivileges {
         CPUIDPrivileges(
             eax: [.timeRefCount, .synic, .syntheticTimers, .apicAccess, .hypercall, .vpIndex, .referenceTSC, .frequencyMSRs],
             ebx: [.accessPartitionID, .postMessages, .signalEvents, .createPort, .connectPort, .createPartitions],

@@ -12,18 +12,18 @@ import ViridianABI
 /// A reader raises no interrupt while it is one: the interrupts it would raise are collected
 /// (`DeferredInterrupts`) and raised after it has left, because the host's interrupt path
 /// re-enters the reference (an EOM, a message) and may need to be a writer.
-struct ReaderSlots {
+@usableFromInline struct ReaderSlots {
     /// Per partition index: the address of its VPs' reader slots (`stride` words apart: the
     /// holder word, then the overflow count), 0 before the partition exists.
-    let tables: UnsafeMutablePointer<UInt64>
+    @usableFromInline let tables: UnsafeMutablePointer<UInt64>
     /// Per partition index: its VP count.
-    let vpCounts: UnsafeMutablePointer<UInt32>
+    @usableFromInline let vpCounts: UnsafeMutablePointer<UInt32>
     /// Nonzero while a writer holds the entry lock.
-    let writerActive: UnsafeMutablePointer<UInt32>
-    static var capacity: Int { 1024 }
-    static var stride: Int { 8 }
+    @usableFromInline let writerActive: UnsafeMutablePointer<UInt32>
+    @inlinable static var capacity: Int { 1024 }
+    @inlinable static var stride: Int { 8 }
 
-    init() {
+    @inlinable init() {
         tables = .allocate(capacity: Self.capacity)
         tables.initialize(repeating: 0, count: Self.capacity)
         vpCounts = .allocate(capacity: Self.capacity)
@@ -32,7 +32,7 @@ struct ReaderSlots {
         writerActive.initialize(repeating: 0, count: 16)
     }
 
-    func deallocate() {
+    @inlinable func deallocate() {
         for p in 0..<Self.capacity {
             UnsafeMutablePointer<UInt64>(bitPattern: UInt(tables[p]))?.deallocate()
         }
@@ -42,7 +42,7 @@ struct ReaderSlots {
     }
 
     /// Makes the slots of partition index `p` (a writer, creating it).
-    func add(_ p: Int, vpCount: Int) {
+    @inlinable func add(_ p: Int, vpCount: Int) {
         let table = UnsafeMutablePointer<UInt64>.allocate(capacity: vpCount * Self.stride)
         table.initialize(repeating: 0, count: vpCount * Self.stride)
         vpCounts[p] = UInt32(vpCount)
@@ -57,7 +57,7 @@ struct ReaderSlots {
     /// first takes the VP's slot with one exchange and leaves it with a release store; a reader
     /// that finds the slot taken counts itself in the slot's overflow word instead.
     @inline(__always)
-    func enter(_ partition: PartitionID, _ vp: VPIndex) -> ReaderTicket? {
+    @inlinable func enter(_ partition: PartitionID, _ vp: VPIndex) -> ReaderTicket? {
         let i = partition.rawValue &- 1
         guard i < UInt64(Self.capacity),
               let table = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(tables + Int(i)))),
@@ -76,7 +76,7 @@ struct ReaderSlots {
     }
 
     @inline(__always)
-    func leave(_ ticket: ReaderTicket) {
+    @inlinable func leave(_ ticket: ReaderTicket) {
         if ticket.owner {
             xv_store_release_u64(ticket.slot, 0)
         } else {
@@ -85,7 +85,7 @@ struct ReaderSlots {
     }
 
     /// A writer announces itself and waits until no VP is inside a reader.
-    func beginWriter(partitions: Int) {
+    @inlinable func beginWriter(partitions: Int) {
         xv_atomic_store_u32(writerActive, 1)
         for p in 0..<min(partitions, Self.capacity) {
             guard let table = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(tables + p))) else { continue }
@@ -102,29 +102,30 @@ struct ReaderSlots {
         }
     }
 
-    func endWriter() { xv_store_release_u32(writerActive, 0) }
+    @inlinable func endWriter() { xv_store_release_u32(writerActive, 0) }
 }
 
 /// A reader's place: its VP's slot, and whether it holds the slot or counts in its overflow.
-struct ReaderTicket {
-    let slot: UnsafeMutablePointer<UInt64>
-    let owner: Bool
+@usableFromInline struct ReaderTicket {
+    @usableFromInline let slot: UnsafeMutablePointer<UInt64>
+    @usableFromInline let owner: Bool
+    @inlinable init(slot: UnsafeMutablePointer<UInt64>, owner: Bool) { self.slot = slot; self.owner = owner }
 }
 
 /// Interrupts a reader found due, raised once it has left: the one SINT a HvCallSignalEvent
 /// can raise, and the VPs of bank 0 a fast HvCallSendSyntheticClusterIpi names. A few words,
 /// so a reader sets up nothing larger.
-struct DeferredInterrupts {
-    var partition = PartitionID(0)
-    var hasSINT = false
-    var sintVP: UInt32 = 0
-    var sintVector: UInt8 = 0
-    var sintAutoEOI = false
-    var ipiMask: UInt64 = 0
-    var ipiVector: UInt8 = 0
+@usableFromInline struct DeferredInterrupts {
+    @usableFromInline var partition = PartitionID(0)
+    @usableFromInline var hasSINT = false
+    @usableFromInline var sintVP: UInt32 = 0
+    @usableFromInline var sintVector: UInt8 = 0
+    @usableFromInline var sintAutoEOI = false
+    @usableFromInline var ipiMask: UInt64 = 0
+    @usableFromInline var ipiVector: UInt8 = 0
 
     /// False when it cannot hold the interrupt (the caller then raises it at once).
-    mutating func addSINT(_ partition: PartitionID, _ vp: VPIndex, _ vector: UInt8, _ eoi: Bool) -> Bool {
+    @inlinable mutating func addSINT(_ partition: PartitionID, _ vp: VPIndex, _ vector: UInt8, _ eoi: Bool) -> Bool {
         guard !hasSINT else { return false }
         self.partition = partition
         hasSINT = true
@@ -134,7 +135,7 @@ struct DeferredInterrupts {
         return true
     }
 
-    mutating func addIPI(_ partition: PartitionID, _ vp: Int, _ vector: UInt8) -> Bool {
+    @inlinable mutating func addIPI(_ partition: PartitionID, _ vp: Int, _ vector: UInt8) -> Bool {
         guard vp < 64, ipiMask == 0 || ipiVector == vector, !hasSINT || self.partition == partition else { return false }
         self.partition = partition
         ipiMask |= 1 << UInt64(vp)
@@ -142,7 +143,7 @@ struct DeferredInterrupts {
         return true
     }
 
-    func raise<H: ViridianHost>(on host: H) {
+    @inlinable func raise<H: ViridianHost>(on host: H) {
         if hasSINT { host.raiseInterrupt(partition: partition, vp: VPIndex(sintVP), vector: sintVector, autoEOI: sintAutoEOI) }
         var m = ipiMask
         while m != 0 {
@@ -151,4 +152,5 @@ struct DeferredInterrupts {
             host.raiseInterrupt(partition: partition, vp: VPIndex(UInt32(vp)), vector: ipiVector, autoEOI: false)
         }
     }
+    @inlinable init(sintVP: UInt32 = 0, sintVector: UInt8 = 0, ipiMask: UInt64 = 0, ipiVector: UInt8 = 0) { self.sintVP = sintVP; self.sintVector = sintVector; self.ipiMask = ipiMask; self.ipiVector = ipiVector }
 }

@@ -5,35 +5,37 @@ import ViridianABI
 /// The input of one hypercall invocation after the entry checks: where its parameters are
 /// (the guest's input page, or the fast registers copied to the stack), its rep range, and
 /// the caller.
-struct HypercallArguments {
-    var p: Int
-    var v: Int
-    var call: ReferenceHypercall
-    var input: HVHypercallInput
+@usableFromInline struct HypercallArguments {
+    @usableFromInline var p: Int
+    @usableFromInline var v: Int
+    @usableFromInline var call: ReferenceHypercall
+    @usableFromInline var input: HVHypercallInput
     /// The input block: header, variable header and (rep calls) the whole rep list.
-    var block: UnsafeRawPointer
-    var blockLength: Int
+    @usableFromInline var block: UnsafeRawPointer
+    @usableFromInline var blockLength: Int
     /// Output GPA (R8) of a memory-form call.
-    var outputGPA: UInt64
+    @usableFromInline var outputGPA: UInt64
     /// Rep calls: the reps this invocation does, `repStart..<repEnd`.
-    var repStart: Int
-    var repEnd: Int
+    @usableFromInline var repStart: Int
+    @usableFromInline var repEnd: Int
     /// Where a reader collects the interrupts it finds due (nil for a writer, which raises
     /// them at once).
-    var deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil
+    @usableFromInline var deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil
 
-    @inline(__always) func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-    @inline(__always) func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-    @inline(__always) func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
+    @inline(__always) @inlinable func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    @inline(__always) @inlinable func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+    @inline(__always) @inlinable func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: block.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
     /// Size of the variable header in bytes.
-    var variableHeaderBytes: Int { Int(input.variableHeaderSize) * 8 }
+    @inlinable var variableHeaderBytes: Int { Int(input.variableHeaderSize) * 8 }
+    @inlinable init(p: Int, v: Int, call: ReferenceHypercall, input: HVHypercallInput, block: UnsafeRawPointer, blockLength: Int, outputGPA: UInt64, repStart: Int, repEnd: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) { self.p = p; self.v = v; self.call = call; self.input = input; self.block = block; self.blockLength = blockLength; self.outputGPA = outputGPA; self.repStart = repStart; self.repEnd = repEnd; self.deferred = deferred }
 }
 
 /// What a handler reports: a status, and for rep calls how far it got (absolute rep index).
-struct HandlerResult {
-    var status: HVStatus
-    var repsCompleted: Int
-    static func status(_ s: HVStatus) -> HandlerResult { HandlerResult(status: s, repsCompleted: 0) }
+@usableFromInline struct HandlerResult {
+    @usableFromInline var status: HVStatus
+    @usableFromInline var repsCompleted: Int
+    @inlinable static func status(_ s: HVStatus) -> HandlerResult { HandlerResult(status: s, repsCompleted: 0) }
+    @inlinable init(status: HVStatus, repsCompleted: Int) { self.status = status; self.repsCompleted = repsCompleted }
 }
 
 /// The hypercall interface (TLFS "Hypercall Interface"). Checks run in the order KVM's
@@ -53,7 +55,7 @@ struct HandlerResult {
 ///  8. the call's own checks.
 extension ViridianReference {
     /// The hypercall instruction of `vp` in `partition` with RCX = `input` and, for a fast call, RDX and R8 as its register input (else their GPAs of the input and output pages): checked in the order above, then carried out. The completion holds RAX, a rep continuation or #UD. Safe from any thread; the fast forms of HvCallSignalEvent and HvCallSendSyntheticClusterIpi take no shared lock.
-    public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
+    @inlinable public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
         // The fast paths as readers: no shared lock; their interrupts are raised once out.
         let code = HVCallCode(rawValue: UInt16(truncatingIfNeeded: input.callCode))
         if input.fast, code == .signalEvent || code == .sendIpi, let slot = readers.enter(partition, vp) {
@@ -71,7 +73,7 @@ extension ViridianReference {
     }
 
     /// The hypercall, once entered as a reader or a writer.
-    func enteredHypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64,
+    @inlinable func enteredHypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64,
                           deferred: UnsafeMutablePointer<DeferredInterrupts>?) -> HypercallCompletion {
         guard let p = index(of: partition) else { return .completed(.invalidPartitionId) }
         guard let v = vpIndex(p, vp) else { return .completed(.invalidVpIndex) }
@@ -128,7 +130,7 @@ extension ViridianReference {
     }
 
     /// Calls whose input has a variable header (the banks of an HV_VP_SET).
-    static func takesVariableHeader(_ call: ReferenceHypercall) -> Bool {
+    @inlinable static func takesVariableHeader(_ call: ReferenceHypercall) -> Bool {
         switch call {
         case .sendIpiEx, .flushVirtualAddressSpaceEx, .flushVirtualAddressListEx: return true
         case .flushVirtualAddressSpace, .flushVirtualAddressList, .notifyLongSpinWait, .sendIpi,
@@ -137,7 +139,7 @@ extension ViridianReference {
     }
 
     /// Size of the fixed input header of each call (Specs/viridian/structs.tbl layouts).
-    static func fixedInputSize(_ call: ReferenceHypercall) -> Int {
+    @inlinable static func fixedInputSize(_ call: ReferenceHypercall) -> Int {
         switch call {
         case .flushVirtualAddressSpace, .flushVirtualAddressList: return HvTlbFlushLayout.size
         case .flushVirtualAddressSpaceEx, .flushVirtualAddressListEx: return HvTlbFlushExLayout.size
@@ -154,7 +156,7 @@ extension ViridianReference {
 
     /// Size of one rep list element (0 for simple calls and for HvCallUnmapGpaPages, whose
     /// reps are pages counted from the base, not list entries).
-    static func repElementSize(_ call: ReferenceHypercall) -> Int {
+    @inlinable static func repElementSize(_ call: ReferenceHypercall) -> Int {
         switch call {
         case .flushVirtualAddressList, .flushVirtualAddressListEx, .mapGpaPages: return 8
         case .flushVirtualAddressSpace, .flushVirtualAddressSpaceEx, .sendIpi, .sendIpiEx, .notifyLongSpinWait,
@@ -162,7 +164,7 @@ extension ViridianReference {
         }
     }
 
-    func dispatch(_ a: HypercallArguments) -> HandlerResult {
+    @inlinable func dispatch(_ a: HypercallArguments) -> HandlerResult {
         switch a.call {
         case .postMessage: return .status(postMessage(a))
         case .signalEvent: return .status(signalEvent(a))

@@ -1,16 +1,16 @@
 /// A fixed-capacity map from 24-bit ids (HV_PORT_ID, HV_CONNECTION_ID) to values: open
 /// addressing with linear probing, storage allocated once at creation. Lookups on the
 /// SignalEvent and PostMessage paths allocate nothing.
-struct IDTable<Value> {
-    private static var emptyKey: UInt32 { .max }
-    private var keys: [UInt32]
-    private var values: [Value?]
-    private let mask: Int
+@usableFromInline struct IDTable<Value> {
+    @inlinable static var emptyKey: UInt32 { .max }
+    @usableFromInline var keys: [UInt32]
+    @usableFromInline var values: [Value?]
+    @usableFromInline let mask: Int
     /// Most entries the table accepts.
-    let capacity: Int
-    private(set) var count = 0
+    @usableFromInline let capacity: Int
+    @usableFromInline var count = 0
 
-    init(capacity: Int) {
+    @inlinable init(capacity: Int) {
         self.capacity = max(capacity, 0)
         var size = 8
         while size < self.capacity * 2 { size <<= 1 }
@@ -20,9 +20,9 @@ struct IDTable<Value> {
     }
 
     @inline(__always)
-    private func home(_ key: UInt32) -> Int { Int((key &* 0x9E37_79B1) >> 8) & mask }
+    @inlinable func home(_ key: UInt32) -> Int { Int((key &* 0x9E37_79B1) >> 8) & mask }
 
-    private func slot(of key: UInt32) -> Int? {
+    @inlinable func slot(of key: UInt32) -> Int? {
         var i = home(key)
         while keys[i] != Self.emptyKey {
             if keys[i] == key { return i }
@@ -31,13 +31,13 @@ struct IDTable<Value> {
         return nil
     }
 
-    subscript(key: UInt32) -> Value? {
+    @inlinable subscript(key: UInt32) -> Value? {
         guard key != Self.emptyKey, let i = slot(of: key) else { return nil }
         return values[i]
     }
 
     /// Adds `value` under `key`; false when the key is present, reserved or the table is full.
-    mutating func insert(_ value: Value, for key: UInt32) -> Bool {
+    @inlinable mutating func insert(_ value: Value, for key: UInt32) -> Bool {
         guard key != Self.emptyKey, count < capacity, slot(of: key) == nil else { return false }
         var i = home(key)
         while keys[i] != Self.emptyKey { i = (i + 1) & mask }
@@ -48,7 +48,7 @@ struct IDTable<Value> {
     }
 
     /// Replaces the value of an existing key; false when absent.
-    mutating func update(_ value: Value, for key: UInt32) -> Bool {
+    @inlinable mutating func update(_ value: Value, for key: UInt32) -> Bool {
         guard key != Self.emptyKey, let i = slot(of: key) else { return false }
         values[i] = value
         return true
@@ -56,7 +56,7 @@ struct IDTable<Value> {
 
     /// Removes `key` (backward-shift deletion keeps probe chains intact without tombstones).
     @discardableResult
-    mutating func remove(_ key: UInt32) -> Value? {
+    @inlinable mutating func remove(_ key: UInt32) -> Value? {
         guard key != Self.emptyKey, var hole = slot(of: key) else { return nil }
         let removed = values[hole]
         keys[hole] = Self.emptyKey
@@ -80,7 +80,7 @@ struct IDTable<Value> {
     }
 
     /// Every (key, value), in slot order.
-    func forEach(_ body: (UInt32, Value) -> Void) {
+    @inlinable func forEach(_ body: (UInt32, Value) -> Void) {
         for i in 0..<keys.count where keys[i] != Self.emptyKey {
             if let v = values[i] { body(keys[i], v) }
         }

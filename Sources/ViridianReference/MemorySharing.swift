@@ -9,7 +9,7 @@ import ViridianABI
 /// be the source partition's own memory.
 extension ViridianReference {
     /// Map flags the reference accepts; others (large pages, unknown bits) are INVALID_PARAMETER.
-    static var supportedMapFlags: HVMapGPAFlags {
+    @inlinable static var supportedMapFlags: HVMapGPAFlags {
         // Raw values, not an array literal: the literal allocates in an unoptimised build, and
         // grant maps reach this on their fast path.
         HVMapGPAFlags(rawValue: HVMapGPAFlags.readable.rawValue | HVMapGPAFlags.writable.rawValue | HVMapGPAFlags.kernelExecutable.rawValue
@@ -18,7 +18,7 @@ extension ViridianReference {
     }
 
     /// Maps `sourceFrame` of partition `source` at `frame` of partition `target`.
-    func mapPage(target: Int, frame: UInt64, source: Int, sourceFrame: UInt64, flags: HVMapGPAFlags) -> HVStatus {
+    @inlinable func mapPage(target: Int, frame: UInt64, source: Int, sourceFrame: UInt64, flags: HVMapGPAFlags) -> HVStatus {
         guard memories[source].hostAddress(of: GuestFrameNumber(sourceFrame)) != nil else { return .invalidParameter }
         let (i, found) = partitions[target].mappingIndex(frame)
         guard !found else { return .invalidParameter }
@@ -39,7 +39,7 @@ extension ViridianReference {
         return .success
     }
 
-    func unmapPage(target: Int, frame: UInt64) -> HVStatus {
+    @inlinable func unmapPage(target: Int, frame: UInt64) -> HVStatus {
         let (i, found) = partitions[target].mappingIndex(frame)
         guard found else { return .invalidParameter }
         partitions[target].mappings.remove(at: i)
@@ -47,7 +47,7 @@ extension ViridianReference {
         return .success
     }
 
-    static func checkMapFlags(_ flags: HVMapGPAFlags) -> HVStatus {
+    @inlinable static func checkMapFlags(_ flags: HVMapGPAFlags) -> HVStatus {
         guard flags.isSubset(of: supportedMapFlags) else { return .invalidParameter }
         // A writable page must be readable.
         if flags.contains(.writable) && !flags.contains(.readable) { return .invalidParameter }
@@ -55,7 +55,7 @@ extension ViridianReference {
     }
 
     /// The partition a hypercall names: HV_PARTITION_ID_SELF is the caller.
-    func partitionIndex(named id: UInt64, caller p: Int) -> Int? {
+    @inlinable func partitionIndex(named id: UInt64, caller p: Int) -> Int? {
         id == PartitionID.selfPartition.rawValue ? p : index(of: PartitionID(id))
     }
 
@@ -64,7 +64,7 @@ extension ViridianReference {
     /// target → INVALID_PARTITION_ID; unsupported flags, a source page the caller does not
     /// have, a target frame already mapped or past 2^52 → INVALID_PARAMETER; the target's
     /// mapping capacity exhausted → INSUFFICIENT_MEMORY. Reps completed counts the pages mapped.
-    func mapGPAPages(_ a: HypercallArguments) -> HandlerResult {
+    @inlinable func mapGPAPages(_ a: HypercallArguments) -> HandlerResult {
         guard let target = partitionIndex(named: a.u64(HvInputMapGpaPagesLayout.targetPartitionId.offset), caller: a.p) else {
             return HandlerResult(status: .invalidPartitionId, repsCompleted: a.repStart)
         }
@@ -84,7 +84,7 @@ extension ViridianReference {
 
     /// HvCallUnmapGpaPages: unmaps `rep count` consecutive frames from `target_gpa_base`.
     /// Nonzero flags (large pages) or a frame with no mapping → INVALID_PARAMETER.
-    func unmapGPAPages(_ a: HypercallArguments) -> HandlerResult {
+    @inlinable func unmapGPAPages(_ a: HypercallArguments) -> HandlerResult {
         guard let target = partitionIndex(named: a.u64(HvInputUnmapGpaPagesLayout.targetPartitionId.offset), caller: a.p) else {
             return HandlerResult(status: .invalidPartitionId, repsCompleted: a.repStart)
         }
@@ -100,11 +100,11 @@ extension ViridianReference {
     }
 
     /// The largest frame number a 64-bit GPA can hold.
-    static var maximumFrame: UInt64 { UInt64.max >> guestPageShift }
+    @inlinable static var maximumFrame: UInt64 { UInt64.max >> guestPageShift }
 
     /// HvCallGetPartitionId: the caller's id, written at the output GPA (8-byte aligned, inside
     /// one page, writable; else INVALID_ALIGNMENT).
-    func getPartitionID(_ a: HypercallArguments) -> HVStatus {
+    @inlinable func getPartitionID(_ a: HypercallArguments) -> HVStatus {
         guard a.outputGPA & 7 == 0, let out = hostAddress(a.p, gpa: a.outputGPA, length: 8, write: true) else { return .invalidAlignment }
         out.storeBytes(of: partitions[a.p].id.rawValue.littleEndian, as: UInt64.self)
         return .success
@@ -114,7 +114,7 @@ extension ViridianReference {
 
     /// Maps `count` pages of `source`, from `sourceBase`, at consecutive frames of `target` from
     /// `targetBase`, as the root would. Returns the status and the pages mapped before it.
-    public func mapGPAPages(into target: PartitionID, at targetBase: GuestFrameNumber, from source: PartitionID,
+    @inlinable public func mapGPAPages(into target: PartitionID, at targetBase: GuestFrameNumber, from source: PartitionID,
                             sourceBase: GuestFrameNumber, count: Int, flags: HVMapGPAFlags) -> (status: HVStatus, mapped: Int) {
                                 lockEntry()
                                 defer { unlockEntry() }
@@ -132,7 +132,7 @@ extension ViridianReference {
     }
 
     /// Unmaps `count` frames of `target` from `targetBase`.
-    public func unmapGPAPages(from target: PartitionID, at targetBase: GuestFrameNumber, count: Int) -> (status: HVStatus, unmapped: Int) {
+    @inlinable public func unmapGPAPages(from target: PartitionID, at targetBase: GuestFrameNumber, count: Int) -> (status: HVStatus, unmapped: Int) {
         lockEntry()
         defer { unlockEntry() }
         guard let t = index(of: target) else { return (.invalidPartitionId, 0) }

@@ -6,14 +6,14 @@ import ViridianABI
 /// The TLFS gives each message port its own buffers (16 per port); the reference counts them per
 /// target (VP, SINT) instead, so that delivery order across ports is simply arrival order. A
 /// full queue answers HvCallPostMessage with HV_STATUS_INSUFFICIENT_BUFFERS either way.
-struct MessageQueues {
-    static var messageSize: Int { Int(SynICLimits.messageSize) }
-    let depth: Int
-    private var storage: [UInt8]
-    private var head: [Int]
-    private(set) var counts: [Int]
+@usableFromInline struct MessageQueues {
+    @inlinable static var messageSize: Int { Int(SynICLimits.messageSize) }
+    @usableFromInline let depth: Int
+    @usableFromInline var storage: [UInt8]
+    @usableFromInline var head: [Int]
+    @usableFromInline var counts: [Int]
 
-    init(vpCount: Int, depth: Int) {
+    @inlinable init(vpCount: Int, depth: Int) {
         self.depth = max(depth, 0)
         let queues = vpCount * Int(SynICLimits.sintCount)
         storage = Array(repeating: 0, count: queues * self.depth * Self.messageSize)
@@ -22,12 +22,12 @@ struct MessageQueues {
     }
 
     @inline(__always)
-    static func index(vp: Int, sint: Int) -> Int { vp * Int(SynICLimits.sintCount) + sint }
+    @inlinable static func index(vp: Int, sint: Int) -> Int { vp * Int(SynICLimits.sintCount) + sint }
 
-    func isEmpty(_ q: Int) -> Bool { counts[q] == 0 }
+    @inlinable func isEmpty(_ q: Int) -> Bool { counts[q] == 0 }
 
     /// Appends a copy of `message` (256 bytes); false when the queue is full.
-    mutating func push(_ q: Int, message: UnsafeRawPointer) -> Bool {
+    @inlinable mutating func push(_ q: Int, message: UnsafeRawPointer) -> Bool {
         guard counts[q] < depth else { return false }
         let position = (head[q] + counts[q]) % depth
         let offset = (q * depth + position) * Self.messageSize
@@ -37,7 +37,7 @@ struct MessageQueues {
     }
 
     /// Moves the oldest message to `destination` (256 bytes); false when empty.
-    mutating func pop(_ q: Int, into destination: UnsafeMutableRawPointer) -> Bool {
+    @inlinable mutating func pop(_ q: Int, into destination: UnsafeMutableRawPointer) -> Bool {
         guard counts[q] > 0 else { return false }
         let offset = (q * depth + head[q]) * Self.messageSize
         head[q] = (head[q] + 1) % depth
@@ -49,7 +49,7 @@ struct MessageQueues {
     }
 
     /// The queued messages of `q`, oldest first (for save).
-    func forEachMessage(_ q: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+    @inlinable func forEachMessage(_ q: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
         storage.withUnsafeBytes { all in
             for i in 0..<counts[q] {
                 let offset = (q * depth + (head[q] + i) % depth) * Self.messageSize
@@ -59,7 +59,7 @@ struct MessageQueues {
     }
 
     /// Empties every queue.
-    mutating func removeAll() {
+    @inlinable mutating func removeAll() {
         for q in 0..<counts.count { head[q] = 0; counts[q] = 0 }
     }
 }

@@ -7,7 +7,7 @@ import ViridianABI
 extension ViridianReference {
     /// The port a connection of partition `p` leads to, or the status that says why not.
     @inline(__always)
-    func resolveConnection(_ p: Int, _ connectionID: UInt32) -> (target: Int, port: PortState, portID: UInt32)? {
+    @inlinable func resolveConnection(_ p: Int, _ connectionID: UInt32) -> (target: Int, port: PortState, portID: UInt32)? {
         guard let connection = partitions[p].connections[connectionID],
               let port = partitions[connection.targetPartition].ports[connection.targetPort.rawValue] else { return nil }
         return (connection.targetPartition, port, connection.targetPort.rawValue)
@@ -20,7 +20,7 @@ extension ViridianReference {
     /// message port → INVALID_PORT_ID; the target SynIC or SIM page disabled →
     /// INVALID_SYNIC_STATE; no buffer left → INSUFFICIENT_BUFFERS. A busy slot is not an error:
     /// the message waits with MessagePending set (kvm-unit-tests hyperv_connections.c).
-    func postMessage(_ a: HypercallArguments) -> HVStatus {
+    @inlinable func postMessage(_ a: HypercallArguments) -> HVStatus {
         let connectionID = a.u32(HvInputPostMessageLayout.connectionid.offset)
         let reserved = a.u32(HvInputPostMessageLayout.reserved.offset)
         let messageType = a.u32(HvInputPostMessageLayout.messageType.offset)
@@ -49,7 +49,7 @@ extension ViridianReference {
     /// → INVALID_CONNECTION_ID; port deleted or not an event port → INVALID_PORT_ID; flag number
     /// not below the port's flag count → INVALID_PARAMETER (TLFS); the target's SynIC or SIEF
     /// page disabled, or the SINT masked → INVALID_SYNIC_STATE (TLFS).
-    func signalEvent(_ a: HypercallArguments) -> HVStatus {
+    @inlinable func signalEvent(_ a: HypercallArguments) -> HVStatus {
         let connectionID = a.u32(HvInputSignalEventLayout.connectionid.offset)
         let flagNumber = a.u16(HvInputSignalEventLayout.flagNumber.offset)
         let reserved = a.u16(HvInputSignalEventLayout.rsvdz.offset)

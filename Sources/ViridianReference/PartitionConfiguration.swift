@@ -29,7 +29,7 @@ public struct PartitionConfiguration: Sendable {
     public var repsPerInvocation: Int
 
     /// A partition of `vpCount` VPs; the defaults offer every privilege, a VMCALL stub, 8 queued messages per SINT, 64 ports, 64 connections, 256 mapped pages and no rep limit. `createPartition` checks the values.
-    public init(
+    @inlinable public init(
         vpCount: Int,
         privileges: CPUIDPrivileges = .all,
         spinRetryCount: UInt32 = 0xFFF,
@@ -61,18 +61,18 @@ public struct HypercallStub: Sendable {
     public var count: Int
 
     /// `count` bytes from `bytes` (at most 16).
-    public init(_ bytes: InlineArray<16, UInt8>, count: Int) {
+    @inlinable public init(_ bytes: InlineArray<16, UInt8>, count: Int) {
         self.bytes = bytes
         self.count = min(max(count, 0), 16)
     }
 
     /// `vmcall; ret` (Intel VMX).
-    public static var intelVMCALL: HypercallStub {
+    @inlinable public static var intelVMCALL: HypercallStub {
         HypercallStub([0x0F, 0x01, 0xC1, 0xC3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], count: 4)
     }
 
     /// `vmmcall; ret` (AMD SVM).
-    public static var amdVMMCALL: HypercallStub {
+    @inlinable public static var amdVMMCALL: HypercallStub {
         HypercallStub([0x0F, 0x01, 0xD9, 0xC3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], count: 4)
     }
 }

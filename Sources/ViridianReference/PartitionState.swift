@@ -2,29 +2,29 @@ import GuestABI
 import ViridianABI
 
 /// Everything the reference knows about one partition. Arrays are sized at creation.
-struct PartitionState {
-    let id: PartitionID
-    let config: PartitionConfiguration
+@usableFromInline struct PartitionState {
+    @usableFromInline let id: PartitionID
+    @usableFromInline let config: PartitionConfiguration
     /// HV_X64_MSR_GUEST_OS_ID (partition-wide).
-    var guestOSID: UInt64 = 0
+    @usableFromInline var guestOSID: UInt64 = 0
     /// HV_X64_MSR_HYPERCALL (partition-wide).
-    var hypercall = HVHypercallMSR(rawValue: 0)
+    @usableFromInline var hypercall = HVHypercallMSR(rawValue: 0)
     /// HV_X64_MSR_REFERENCE_TSC (partition-wide).
-    var referenceTSC = HVReferenceTSCMSR(rawValue: 0)
+    @usableFromInline var referenceTSC = HVReferenceTSCMSR(rawValue: 0)
     /// The last TscSequence written to the reference TSC page (never 0 or 0xFFFFFFFF once
     /// written, as KVM does: both have meant "invalid").
-    var tscSequence: UInt32 = 0
+    @usableFromInline var tscSequence: UInt32 = 0
     /// Added (mod 2^64) to the clock's scaled TSC to give this partition's reference time: the
     /// TscOffset of its reference TSC page.
-    var referenceOffset: UInt64
-    var vps: [VirtualProcessorState]
-    var ports: IDTable<PortState>
-    var connections: IDTable<ConnectionState>
+    @usableFromInline var referenceOffset: UInt64
+    @usableFromInline var vps: [VirtualProcessorState]
+    @usableFromInline var ports: IDTable<PortState>
+    @usableFromInline var connections: IDTable<ConnectionState>
     /// Pages of other partitions mapped here, sorted by `frame`.
-    var mappings: [GPAMapping]
-    var queues: MessageQueues
+    @usableFromInline var mappings: [GPAMapping]
+    @usableFromInline var queues: MessageQueues
 
-    init(id: PartitionID, config: PartitionConfiguration, referenceOffset: UInt64) {
+    @inlinable init(id: PartitionID, config: PartitionConfiguration, referenceOffset: UInt64) {
         self.id = id
         self.config = config
         self.referenceOffset = referenceOffset
@@ -37,7 +37,7 @@ struct PartitionState {
     }
 
     /// Index in `mappings` of the mapping of `frame`, or where it would be inserted.
-    func mappingIndex(_ frame: UInt64) -> (index: Int, found: Bool) {
+    @inlinable func mappingIndex(_ frame: UInt64) -> (index: Int, found: Bool) {
         var low = 0, high = mappings.count
         while low < high {
             let mid = (low + high) / 2
@@ -50,5 +50,5 @@ struct PartitionState {
     /// Viridian handler once the guest OS id is nonzero (Linux arch/x86/kvm/hyperv.h
     /// kvm_hv_hypercall_enabled), without requiring the hypercall page; KVM's selftests call
     /// that way, so the reference does the same.
-    var hypercallsEnabled: Bool { guestOSID != 0 }
+    @inlinable var hypercallsEnabled: Bool { guestOSID != 0 }
 }

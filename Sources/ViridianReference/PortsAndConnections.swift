@@ -1,7 +1,7 @@
 import ViridianABI
 
 extension PortKind {
-    var portType: HVPortType {
+    @inlinable var portType: HVPortType {
         switch self {
         case .message: return .message
         case .event: return .event
@@ -10,24 +10,27 @@ extension PortKind {
 }
 
 /// A port of a partition: created by the root, owned by the partition that receives on it.
-struct PortState {
-    var kind: PortKind
+@usableFromInline struct PortState {
+    @usableFromInline var kind: PortKind
+    @inlinable init(kind: PortKind) { self.kind = kind }
 }
 
 /// A connection of a partition: the sending end, naming a port of some partition.
-struct ConnectionState {
+@usableFromInline struct ConnectionState {
     /// Index of the target partition in `ViridianReference.partitions`.
-    var targetPartition: Int
-    var targetPort: PortID
+    @usableFromInline var targetPartition: Int
+    @usableFromInline var targetPort: PortID
+    @inlinable init(targetPartition: Int, targetPort: PortID) { self.targetPartition = targetPartition; self.targetPort = targetPort }
 }
 
 /// One page of another partition mapped into a partition (HvCallMapGpaPages style).
-struct GPAMapping {
+@usableFromInline struct GPAMapping {
     /// The frame in the mapping partition's address space.
-    var frame: UInt64
+    @usableFromInline var frame: UInt64
     /// Index of the partition that owns the page.
-    var sourcePartition: Int
+    @usableFromInline var sourcePartition: Int
     /// The frame in the owning partition's address space.
-    var sourceFrame: UInt64
-    var flags: HVMapGPAFlags
+    @usableFromInline var sourceFrame: UInt64
+    @usableFromInline var flags: HVMapGPAFlags
+    @inlinable init(frame: UInt64, sourcePartition: Int, sourceFrame: UInt64, flags: HVMapGPAFlags) { self.frame = frame; self.sourcePartition = sourcePartition; self.sourceFrame = sourceFrame; self.flags = flags }
 }

@@ -9,7 +9,7 @@ extension ViridianReference: ViridianRootServices {
     /// INVALID_PARTITION_ID, INVALID_PORT_ID (id over 24 bits or in use), INVALID_VP_INDEX,
     /// INVALID_PARAMETER (SINT over 15, event flags empty or beyond the 2048 of a SINT),
     /// INSUFFICIENT_MEMORY (the partition's port capacity is used up).
-    public func createPort(in partition: PartitionID, port: PortID, kind: PortKind) -> HVStatus {
+    @inlinable public func createPort(in partition: PartitionID, port: PortID, kind: PortKind) -> HVStatus {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
@@ -30,7 +30,7 @@ extension ViridianReference: ViridianRootServices {
     }
 
     /// Deletes a port. Connections to it stay and answer HV_STATUS_INVALID_PORT_ID.
-    public func deletePort(in partition: PartitionID, port: PortID) -> HVStatus {
+    @inlinable public func deletePort(in partition: PartitionID, port: PortID) -> HVStatus {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
@@ -40,7 +40,7 @@ extension ViridianReference: ViridianRootServices {
     /// Connects `connection` of partition `from` (the sender) to `port` of partition `to`.
     /// Statuses: INVALID_PARTITION_ID, INVALID_CONNECTION_ID (id over 24 bits or in use),
     /// INVALID_PORT_ID (no such port), INSUFFICIENT_MEMORY (capacity used up).
-    public func connectPort(from partition: PartitionID, connection: ConnectionID, to target: PartitionID, port: PortID) -> HVStatus {
+    @inlinable public func connectPort(from partition: PartitionID, connection: ConnectionID, to target: PartitionID, port: PortID) -> HVStatus {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition), let t = index(of: target) else { return .invalidPartitionId }
@@ -54,7 +54,7 @@ extension ViridianReference: ViridianRootServices {
     }
 
     /// Removes a connection.
-    public func disconnectPort(from partition: PartitionID, connection: ConnectionID) -> HVStatus {
+    @inlinable public func disconnectPort(from partition: PartitionID, connection: ConnectionID) -> HVStatus {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }

@@ -8,7 +8,7 @@ extension ViridianReference {
     /// per set bit of the mask, ascending bank order: bit i of bank b is VP 64*b + i; TLFS
     /// datatypes/hv_vp_set.md). VP indexes the partition does not have are left out, as KVM
     /// does. Nil for a format other than HV_GENERIC_SET_SPARSE_4K or HV_GENERIC_SET_ALL.
-    func decodeVPSet(_ p: Int, format: UInt64, validBankMask: UInt64, banks: UnsafeRawPointer) -> ProcessorSet? {
+    @inlinable func decodeVPSet(_ p: Int, format: UInt64, validBankMask: UInt64, banks: UnsafeRawPointer) -> ProcessorSet? {
         let vpCount = partitions[p].vps.count
         switch HVGenericSetFormat(rawValue: format) {
         case .all:
@@ -32,7 +32,7 @@ extension ViridianReference {
     }
 
     /// A 64-VP mask (non-Ex calls: bit i is VP i), restricted to the partition's VPs.
-    func processorMask(_ p: Int, _ mask: UInt64) -> ProcessorSet {
+    @inlinable func processorMask(_ p: Int, _ mask: UInt64) -> ProcessorSet {
         var set = ProcessorSet()
         set.banks[0] = mask & ProcessorSet.bankMask(0, vpCount: partitions[p].vps.count)
         return set
@@ -41,9 +41,9 @@ extension ViridianReference {
     /// Vectors 0x10...0xFF (TLFS HvCallSendSyntheticClusterIpi; KVM answers others with
     /// INVALID_HYPERCALL_INPUT).
     @inline(__always)
-    static func isValidIPIVector(_ vector: UInt32) -> Bool { vector >= UInt32(SynICLimits.firstValidVector) && vector <= 0xFF }
+    @inlinable static func isValidIPIVector(_ vector: UInt32) -> Bool { vector >= UInt32(SynICLimits.firstValidVector) && vector <= 0xFF }
 
-    func raiseIPIs(_ p: Int, vector: UInt32, to set: ProcessorSet, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
+    @inlinable func raiseIPIs(_ p: Int, vector: UInt32, to set: ProcessorSet, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
         let id = partitions[p].id
         for bank in 0..<ProcessorSet.banksInUse(partitions[p].vps.count) {
             var bits = set.banks[bank]
@@ -59,7 +59,7 @@ extension ViridianReference {
     /// HvCallSendSyntheticClusterIpi: vector, RsvdZ (target VTL and padding: the reference has
     /// no VTLs, so nonzero is INVALID_HYPERCALL_INPUT, as KVM answers for the fast form),
     /// processor mask. VPs the partition does not have are ignored (KVM).
-    func sendIPI(_ a: HypercallArguments) -> HVStatus {
+    @inlinable func sendIPI(_ a: HypercallArguments) -> HVStatus {
         let vector = a.u32(HvSendIpiLayout.vector.offset)
         guard a.u32(HvSendIpiLayout.reserved.offset) == 0, Self.isValidIPIVector(vector) else { return .invalidHypercallInput }
         raiseIPIs(a.p, vector: vector, to: processorMask(a.p, a.u64(HvSendIpiLayout.cpuMask.offset)), deferred: a.deferred)
@@ -71,7 +71,7 @@ extension ViridianReference {
     /// succeeds without checking the vector (KVM; KVM's hyperv_features.c expects SUCCESS for an
     /// all-zero input); an unknown format is INVALID_PARAMETER (TLFS defines two formats; KVM
     /// treats others as sparse).
-    func sendIPIEx(_ a: HypercallArguments) -> HVStatus {
+    @inlinable func sendIPIEx(_ a: HypercallArguments) -> HVStatus {
         let vector = a.u32(HvSendIpiExLayout.vector.offset)
         let format = a.u64(HvSendIpiExLayout.vpSetFormat.offset)
         let validBankMask = a.u64(HvSendIpiExLayout.vpSetValidBankMask.offset)
@@ -92,7 +92,7 @@ extension ViridianReference {
     /// HV_FLUSH_ALL_PROCESSORS means all processors: Windows Server 2012 sends that and expects
     /// a flush (Linux arch/x86/kvm/hyperv.c kvm_hv_flush_tlb). List forms hand the host the
     /// GVA ranges of this invocation and complete every rep of it.
-    func flush(_ a: HypercallArguments) -> HandlerResult {
+    @inlinable func flush(_ a: HypercallArguments) -> HandlerResult {
         let isEx = a.call == .flushVirtualAddressSpaceEx || a.call == .flushVirtualAddressListEx
         let isList = a.call == .flushVirtualAddressList || a.call == .flushVirtualAddressListEx
         let addressSpace = a.u64(HvTlbFlushLayout.addressSpace.offset)

@@ -4,12 +4,12 @@ import ViridianABI
 /// Hypervisor CPUID leaves as a partition sees them (TLFS "Feature and Interface Discovery").
 extension ViridianReference {
     /// The highest hypervisor leaf the reference answers.
-    public static var maximumLeaf: UInt32 { HVCPUIDLeaf.implementLimits.rawValue }
+    @inlinable public static var maximumLeaf: UInt32 { HVCPUIDLeaf.implementLimits.rawValue }
 
     /// CPUID `leaf` for `partition`: vendor "Microsoft Hv", interface "Hv#1", the privilege,
     /// feature and recommendation bits of its configuration, and its VP limit. Leaves the
     /// reference does not define read as zero (as unimplemented hypervisor leaves do).
-    public func cpuid(partition: PartitionID, leaf: UInt32) -> CPUIDResult {
+    @inlinable public func cpuid(partition: PartitionID, leaf: UInt32) -> CPUIDResult {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return CPUIDResult() }

@@ -12,10 +12,10 @@ public struct ReferenceClock: Sendable {
     /// The reference TSC page scale for `tscFrequency`.
     public let scale: UInt64
     /// The current virtual TSC.
-    public internal(set) var tsc: UInt64
+    public var tsc: UInt64
 
     /// A clock at TSC 0; nil when `tscFrequency` is 10 MHz or less.
-    public init?(tscFrequency: UInt64, tsc: UInt64 = 0) {
+    @inlinable public init?(tscFrequency: UInt64, tsc: UInt64 = 0) {
         let hz = ViridianLimits.referenceClockHz
         guard tscFrequency > hz else { return nil }
         self.tscFrequency = tscFrequency
@@ -30,7 +30,7 @@ public struct ReferenceClock: Sendable {
     /// The first TSC value at which `scaled` has moved `ticks` (100 ns) past its value now, so
     /// that advancing to it moves every partition's reference time by exactly `ticks`.
     /// Saturates at the largest TSC.
-    public func tscAfter(referenceTicks ticks: UInt64) -> UInt64 {
+    @inlinable public func tscAfter(referenceTicks ticks: UInt64) -> UInt64 {
         let (target, overflow) = scaled(tsc).addingReportingOverflow(ticks)
         guard !overflow, target < scale else { return .max }
         // Smallest t with (t * scale) >> 64 >= target: t = ceil(target * 2^64 / scale).

@@ -10,14 +10,14 @@ import ViridianABI
 extension ViridianReference {
     /// Resolves the partition, VP and MSR of an access; nil means #GP.
     @inline(__always)
-    func msrTarget(_ partition: PartitionID, _ vp: VPIndex, _ msr: HVMSR) -> (p: Int, v: Int, msr: ReferenceMSR)? {
+    @inlinable func msrTarget(_ partition: PartitionID, _ vp: VPIndex, _ msr: HVMSR) -> (p: Int, v: Int, msr: ReferenceMSR)? {
         guard let p = index(of: partition), let v = vpIndex(p, vp), let m = ReferenceMSR(msr),
               m.isPermitted(by: partitions[p].config.privileges) else { return nil }
         return (p, v, m)
     }
 
     /// RDMSR.
-    public func readMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR) -> MSRRead {
+    @inlinable public func readMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR) -> MSRRead {
         lockEntry()
         defer { unlockEntry() }
         guard let (p, v, m) = msrTarget(partition, vp, msr) else { return .generalProtection }
@@ -47,7 +47,7 @@ extension ViridianReference {
     }
 
     /// WRMSR.
-    public func writeMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR, value: UInt64) -> MSRWrite {
+    @inlinable public func writeMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR, value: UInt64) -> MSRWrite {
         lockEntry()
         defer { unlockEntry() }
         guard let (p, v, m) = msrTarget(partition, vp, msr) else { return .generalProtection }
@@ -115,7 +115,7 @@ extension ViridianReference {
     /// remains zero", TLFS) and once Locked is set (TLFS: immutable until reset). Enabling
     /// writes the embedder's stub at the start of the page and INT3 after it; an unbacked page
     /// raises #GP (KVM does the same when it cannot write the page).
-    func writeHypercallMSR(_ p: Int, value: UInt64) -> MSRWrite {
+    @inlinable func writeHypercallMSR(_ p: Int, value: UInt64) -> MSRWrite {
         let old = partitions[p].hypercall
         guard partitions[p].guestOSID != 0, !old.locked else { return .done }
         let new = old.writing(value)
@@ -132,7 +132,7 @@ extension ViridianReference {
     /// Publishes scale and offset on the enabled reference TSC page with a new nonzero
     /// sequence (TLFS "Reference TSC Page"; 0 and 0xFFFFFFFF are skipped as KVM
     /// kvm_hv_setup_tsc_page does, both having meant "invalid").
-    func writeReferenceTSCPage(_ p: Int) {
+    @inlinable func writeReferenceTSCPage(_ p: Int) {
         let msr = partitions[p].referenceTSC
         guard msr.enable, let page = hostAddress(p, frame: msr.gpfn, write: true) else { return }
         var sequence = partitions[p].tscSequence &+ 1

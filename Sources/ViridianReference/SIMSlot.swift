@@ -6,22 +6,22 @@ import ViridianABI
 /// "Message Buffers"). The guest may look at its SIM page at any time and on any thread, so
 /// the hypervisor writes a message's type word last, and MessagePending and the type are
 /// handled so that a slot freed while a sender queues behind it is never left undrained.
-enum SIMSlot {
-    static var size: Int { Int(SynICLimits.messageSize) }
+@usableFromInline enum SIMSlot {
+    @inlinable static var size: Int { Int(SynICLimits.messageSize) }
 
     /// Whether the slot is free (message type HvMessageTypeNone). Sequentially consistent: the
     /// guest frees a slot with a sequentially consistent store and then reads MessagePending,
     /// and the hypervisor sets MessagePending and then reads the type, so one of them always sees
     /// the other (`deliverMessage`).
     @inline(__always)
-    static func isFree(_ slot: UnsafeMutableRawPointer) -> Bool {
+    @inlinable static func isFree(_ slot: UnsafeMutableRawPointer) -> Bool {
         UInt32(littleEndian: xv_atomic_load_u32(slot + HvMessageLayout.headerMessageType.offset)) == HVMessageType.none.rawValue
     }
 
     /// Sets MessagePending in an occupied slot's header: it tells the guest to write EOM once
     /// it has freed the slot, so that the next message can be delivered (TLFS "Message
     /// Buffers"). A locked OR, since the guest owns the rest of the slot meanwhile.
-    static func setMessagePending(_ slot: UnsafeMutableRawPointer) {
+    @inlinable static func setMessagePending(_ slot: UnsafeMutableRawPointer) {
         var pending = HVMessageFlags(rawValue: 0)
         pending.messagePending = true
         _ = xv_atomic_fetch_or_u8(slot + HvMessageLayout.headerMessageFlags.offset, pending.rawValue)
@@ -30,7 +30,7 @@ enum SIMSlot {
     /// For a sender that found the slot busy: sets MessagePending, then looks again. True when
     /// the guest freed the slot meanwhile (it may have missed the flag, so the sender delivers
     /// now instead of waiting for an EOM that may not come).
-    static func pendAndRecheck(_ slot: UnsafeMutableRawPointer) -> Bool {
+    @inlinable static func pendAndRecheck(_ slot: UnsafeMutableRawPointer) -> Bool {
         setMessagePending(slot)
         return isFree(slot)
     }
@@ -38,7 +38,7 @@ enum SIMSlot {
     /// Writes a whole message into a free slot, the type word last (a release store), so a
     /// guest that sees the type sees the rest: the guest may look at its SIM page at any time,
     /// on any thread. `pending` replaces the message's MessagePending flag when given.
-    static func publishMessage(_ slot: UnsafeMutableRawPointer, from message: UnsafeRawPointer, pending: Bool? = nil) {
+    @inlinable static func publishMessage(_ slot: UnsafeMutableRawPointer, from message: UnsafeRawPointer, pending: Bool? = nil) {
         let typeEnd = HvMessageLayout.headerMessageType.offset + 4
         (slot + typeEnd).copyMemory(from: message + typeEnd, byteCount: size - typeEnd)
         if let pending {

@@ -14,49 +14,51 @@ import ViridianABI
 /// answers HV_STATUS_INVALID_SAVE_RESTORE_STATE without changing anything when a check fails.
 public enum ViridianSaveFormat {
     /// The first four bytes of a saved state, "XVRS" read as a little-endian UInt32.
-    public static var magic: UInt32 { 0x5352_5658 }  // "XVRS"
+    @inlinable public static var magic: UInt32 { 0x5352_5658 }  // "XVRS"
     /// The format version `save` writes and `restore` accepts.
-    public static var version: UInt32 { 1 }
+    @inlinable public static var version: UInt32 { 1 }
 }
 
-struct ByteWriter {
-    var bytes: [UInt8] = []
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    mutating func optional(_ v: UInt64?) { u8(v == nil ? 0 : 1); u64(v ?? 0) }
+@usableFromInline struct ByteWriter {
+    @usableFromInline var bytes: [UInt8] = []
+    @inlinable mutating func u8(_ v: UInt8) { bytes.append(v) }
+    @inlinable mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
+    @inlinable mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
+    @inlinable mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
+    @inlinable mutating func optional(_ v: UInt64?) { u8(v == nil ? 0 : 1); u64(v ?? 0) }
+    @inlinable init(bytes: [UInt8] = []) { self.bytes = bytes }
 }
 
-struct ByteReader {
-    let bytes: [UInt8]
-    var at = 0
-    var isAtEnd: Bool { at == bytes.count }
-    mutating func take(_ n: Int) -> UInt64? {
+@usableFromInline struct ByteReader {
+    @usableFromInline let bytes: [UInt8]
+    @usableFromInline var at = 0
+    @inlinable var isAtEnd: Bool { at == bytes.count }
+    @inlinable mutating func take(_ n: Int) -> UInt64? {
         guard n <= bytes.count - at else { return nil }
         var v: UInt64 = 0
         for i in 0..<n { v |= UInt64(bytes[at + i]) << UInt64(8 * i) }
         at += n
         return v
     }
-    mutating func u8() -> UInt8? { take(1).map { UInt8($0) } }
-    mutating func u16() -> UInt16? { take(2).map { UInt16($0) } }
-    mutating func u32() -> UInt32? { take(4).map { UInt32($0) } }
-    mutating func u64() -> UInt64? { take(8) }
-    mutating func optional() -> UInt64?? {
+    @inlinable mutating func u8() -> UInt8? { take(1).map { UInt8($0) } }
+    @inlinable mutating func u16() -> UInt16? { take(2).map { UInt16($0) } }
+    @inlinable mutating func u32() -> UInt32? { take(4).map { UInt32($0) } }
+    @inlinable mutating func u64() -> UInt64? { take(8) }
+    @inlinable mutating func optional() -> UInt64?? {
         guard let flag = u8(), flag <= 1, let v = u64() else { return nil }
         return .some(flag == 1 ? v : nil)
     }
-    mutating func bytes(_ n: Int) -> ArraySlice<UInt8>? {
+    @inlinable mutating func bytes(_ n: Int) -> ArraySlice<UInt8>? {
         guard n <= bytes.count - at else { return nil }
         defer { at += n }
         return bytes[at..<at + n]
     }
+    @inlinable init(bytes: [UInt8]) { self.bytes = bytes }
 }
 
 extension ViridianReference {
     /// The saved state of `partition`, or nil for an unknown partition.
-    public func saveState(of partition: PartitionID) -> [UInt8]? {
+    @inlinable public func saveState(of partition: PartitionID) -> [UInt8]? {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return nil }
@@ -117,7 +119,7 @@ extension ViridianReference {
     /// Replaces `partition`'s Viridian state with `bytes` from `saveState`. The partition must
     /// have the same VP count and enough capacity; its reference time continues from the saved
     /// value and an enabled reference TSC page is republished with a new sequence.
-    public func restoreState(of partition: PartitionID, from bytes: [UInt8]) -> HVStatus {
+    @inlinable public func restoreState(of partition: PartitionID, from bytes: [UInt8]) -> HVStatus {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return .invalidPartitionId }
@@ -138,20 +140,21 @@ extension ViridianReference {
         return .success
     }
 
-    private struct DecodedState {
-        var guestOSID: UInt64
-        var hypercall: HVHypercallMSR
-        var referenceTSC: HVReferenceTSCMSR
-        var tscSequence: UInt32
-        var referenceTime: UInt64
-        var vps: [VirtualProcessorState]
-        var queues: MessageQueues
-        var ports: IDTable<PortState>
-        var connections: IDTable<ConnectionState>
-        var mappings: [GPAMapping]
+    @usableFromInline struct DecodedState {
+        @usableFromInline var guestOSID: UInt64
+        @usableFromInline var hypercall: HVHypercallMSR
+        @usableFromInline var referenceTSC: HVReferenceTSCMSR
+        @usableFromInline var tscSequence: UInt32
+        @usableFromInline var referenceTime: UInt64
+        @usableFromInline var vps: [VirtualProcessorState]
+        @usableFromInline var queues: MessageQueues
+        @usableFromInline var ports: IDTable<PortState>
+        @usableFromInline var connections: IDTable<ConnectionState>
+        @usableFromInline var mappings: [GPAMapping]
+        @inlinable init(guestOSID: UInt64, hypercall: HVHypercallMSR, referenceTSC: HVReferenceTSCMSR, tscSequence: UInt32, referenceTime: UInt64, vps: [VirtualProcessorState], queues: MessageQueues, ports: IDTable<PortState>, connections: IDTable<ConnectionState>, mappings: [GPAMapping]) { self.guestOSID = guestOSID; self.hypercall = hypercall; self.referenceTSC = referenceTSC; self.tscSequence = tscSequence; self.referenceTime = referenceTime; self.vps = vps; self.queues = queues; self.ports = ports; self.connections = connections; self.mappings = mappings }
     }
 
-    private func decodeState(_ p: Int, _ bytes: [UInt8]) -> DecodedState? {
+    @inlinable func decodeState(_ p: Int, _ bytes: [UInt8]) -> DecodedState? {
         let config = partitions[p].config
         var r = ByteReader(bytes: bytes)
         guard r.u32() == ViridianSaveFormat.magic, r.u32() == ViridianSaveFormat.version,

@@ -5,11 +5,11 @@ import ViridianABI
 /// SynIC delivery (TLFS "Synthetic Interrupt Controller"): messages into SIM slots, event flags
 /// into the SIEF page, and the SINT interrupt that announces them.
 extension ViridianReference {
-    static var messageSize: Int { Int(SynICLimits.messageSize) }
+    @inlinable static var messageSize: Int { Int(SynICLimits.messageSize) }
 
     /// Raises SINT `sint` of VP `v` unless it is masked or in polling mode (TLFS "SINTx
     /// Registers": a polling SINT never interrupts; the guest polls its slot or flags).
-    func assertSINT(_ p: Int, _ v: Int, sint: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
+    @inlinable func assertSINT(_ p: Int, _ v: Int, sint: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) {
         // One word of the VP's state, not a copy of all of it: this runs on every delivery.
         let s = HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint])
         guard !s.masked, !s.polling else { return }
@@ -20,7 +20,7 @@ extension ViridianReference {
 
     /// The host address of the SIM slot of `sint` on VP `v`, when the SIM page is enabled and
     /// backed.
-    func messageSlot(_ p: Int, _ v: Int, sint: Int) -> UnsafeMutableRawPointer? {
+    @inlinable func messageSlot(_ p: Int, _ v: Int, sint: Int) -> UnsafeMutableRawPointer? {
         let simp = partitions[p].vps[v].simp
         guard simp.enable, let page = hostAddress(p, frame: simp.gpfn, write: true) else { return nil }
         return page + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
@@ -28,7 +28,7 @@ extension ViridianReference {
 
     /// Delivers a whole 256-byte message to `sint` of VP `v`: straight into the slot when it is
     /// free and nothing waits before it, otherwise into the queue with MessagePending set.
-    func deliverMessage(_ p: Int, _ v: Int, sint: Int, message: UnsafeRawPointer) -> HVStatus {
+    @inlinable func deliverMessage(_ p: Int, _ v: Int, sint: Int, message: UnsafeRawPointer) -> HVStatus {
         guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else {
             return .invalidSynicState
         }
@@ -44,7 +44,7 @@ extension ViridianReference {
     }
 
     /// Moves the oldest queued message into a free slot; true when one was delivered.
-    func drainQueue(_ p: Int, _ v: Int, sint: Int, slot: UnsafeMutableRawPointer) -> Bool {
+    @inlinable func drainQueue(_ p: Int, _ v: Int, sint: Int, slot: UnsafeMutableRawPointer) -> Bool {
         let q = MessageQueues.index(vp: v, sint: sint)
         // The message entering the slot carries MessagePending when more wait behind it.
         guard SIMSlot.isFree(slot), partitions[p].queues.pop(q, into: slot) else { return false }
@@ -54,7 +54,7 @@ extension ViridianReference {
 
     /// After EOM (or an EOI of the SINT's vector, or the SIM page becoming usable): deliver what
     /// waits for `sint`'s slot, queued messages first, then undelivered timer expirations.
-    func retryDelivery(_ p: Int, _ v: Int, sint: Int) {
+    @inlinable func retryDelivery(_ p: Int, _ v: Int, sint: Int) {
         guard partitions[p].vps[v].canDeliverMessages, let slot = messageSlot(p, v, sint: sint) else { return }
         if drainQueue(p, v, sint: sint, slot: slot) { return }
         for t in 0..<Int(SynICLimits.stimerCount) {
@@ -66,7 +66,7 @@ extension ViridianReference {
     }
 
     /// Retries every SINT of VP `v` (EOM, SCONTROL or SIMP enabled).
-    func retryAllDeliveries(_ p: Int, _ v: Int) {
+    @inlinable func retryAllDeliveries(_ p: Int, _ v: Int) {
         for s in 0..<Int(SynICLimits.sintCount) { retryDelivery(p, v, sint: s) }
     }
 
@@ -74,7 +74,7 @@ extension ViridianReference {
     /// flag was clear (an already-set flag raises nothing: TLFS "Event Flags"; QEMU
     /// hw/hyperv/hyperv.c hyperv_set_event_flag). A disabled SynIC or SIEF page, or a masked
     /// SINT, is HV_STATUS_INVALID_SYNIC_STATE (TLFS HvCallSignalEvent).
-    func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) -> HVStatus {
+    @inlinable func setEventFlag(_ p: Int, _ v: Int, sint: Int, flag: Int, deferred: UnsafeMutablePointer<DeferredInterrupts>? = nil) -> HVStatus {
         // Field reads, not a copy of the VP's state: this runs on every SignalEvent.
         let siefp = partitions[p].vps[v].siefp
         guard partitions[p].vps[v].scontrol.enable, siefp.enable, !HVSINTMSR(rawValue: partitions[p].vps[v].sints[sint]).masked,

@@ -1,17 +1,18 @@
 import ViridianABI
 
 /// One synthetic timer of a VP (TLFS "Synthetic Timers"): its two MSRs and where it stands.
-struct SyntheticTimerState: Equatable {
+@usableFromInline struct SyntheticTimerState: Equatable {
     /// HV_X64_MSR_STIMERx_CONFIG.
-    var config = HVSTimerConfigMSR(rawValue: 0)
+    @usableFromInline var config = HVSTimerConfigMSR(rawValue: 0)
     /// HV_X64_MSR_STIMERx_COUNT: an absolute reference time (one-shot) or a period (periodic),
     /// in 100 ns units.
-    var count: UInt64 = 0
+    @usableFromInline var count: UInt64 = 0
     /// Reference time of the next expiration; nil when the timer is not armed.
-    var deadline: UInt64?
+    @usableFromInline var deadline: UInt64?
     /// An expiration whose message (or direct interrupt) is still to be delivered: its
     /// expiration time. Retried when the SINT's slot frees (EOM) or the SynIC becomes usable.
-    var undelivered: UInt64?
+    @usableFromInline var undelivered: UInt64?
 
-    var isEnabled: Bool { config.enable }
+    @inlinable var isEnabled: Bool { config.enable }
+    @inlinable init(config: HVSTimerConfigMSR = HVSTimerConfigMSR(rawValue: 0), count: UInt64 = 0, deadline: UInt64? = nil, undelivered: UInt64? = nil) { self.config = config; self.count = count; self.deadline = deadline; self.undelivered = undelivered }
 }

@@ -8,7 +8,7 @@ extension ViridianReference {
     /// (Re)computes the deadline of timer `t` after a CONFIG or COUNT write.
     /// One-shot: COUNT is the absolute expiration time (already past: expires at once).
     /// Periodic: the first expiration is one period from now.
-    func armTimer(_ p: Int, _ v: Int, timer t: Int) {
+    @inlinable func armTimer(_ p: Int, _ v: Int, timer t: Int) {
         var timer = partitions[p].vps[v].timers[t]
         timer.deadline = nil
         timer.undelivered = nil
@@ -26,7 +26,7 @@ extension ViridianReference {
     }
 
     /// Fires every armed timer of partition `p` whose deadline has come, earliest first.
-    func fireDueTimers(_ p: Int) {
+    @inlinable func fireDueTimers(_ p: Int) {
         let now = referenceTime(p)
         while true {
             var best: (v: Int, t: Int, deadline: UInt64)?
@@ -45,7 +45,7 @@ extension ViridianReference {
     /// now, skipping periods that passed while the clock jumped (KVM stimer_start does this for
     /// lazy and non-lazy timers alike; the reference does the same, so the two bits behave
     /// identically). An expiration that cannot be delivered waits, coalescing with later ones.
-    func expireTimer(_ p: Int, _ v: Int, timer t: Int, deadline: UInt64, now: UInt64) {
+    @inlinable func expireTimer(_ p: Int, _ v: Int, timer t: Int, deadline: UInt64, now: UInt64) {
         var timer = partitions[p].vps[v].timers[t]
         if timer.config.periodic {
             let period = timer.count
@@ -67,7 +67,7 @@ extension ViridianReference {
     /// timer is disabled once delivered (TLFS). Returns whether it was delivered; when the slot
     /// is busy MessagePending is set and the expiration waits for EOM.
     @discardableResult
-    func deliverTimer(_ p: Int, _ v: Int, timer t: Int, now: UInt64) -> Bool {
+    @inlinable func deliverTimer(_ p: Int, _ v: Int, timer t: Int, now: UInt64) -> Bool {
         var timer = partitions[p].vps[v].timers[t]
         guard let expiration = timer.undelivered else { return false }
         let config = timer.config
@@ -94,7 +94,7 @@ extension ViridianReference {
     }
 
     /// HV_MESSAGE of type HVMSG_TIMER_EXPIRED with an HV_TIMER_MESSAGE_PAYLOAD.
-    func writeTimerMessage(_ slot: UnsafeMutableRawPointer, timer t: Int, expiration: UInt64, delivery: UInt64) {
+    @inlinable func writeTimerMessage(_ slot: UnsafeMutableRawPointer, timer t: Int, expiration: UInt64, delivery: UInt64) {
         // Everything but the type first, the type last (a release store): see publishMessage.
         let typeEnd = HvMessageLayout.headerMessageType.offset + 4
         (slot + typeEnd).initializeMemory(as: UInt8.self, repeating: 0, count: Self.messageSize - typeEnd)
@@ -109,7 +109,7 @@ extension ViridianReference {
     /// WRMSR STIMERx_CONFIG. RsvdZ bits raise #GP (TLFS: bits 15:13 and 63:20), as does direct
     /// mode when HV_STIMER_DIRECT_MODE_AVAILABLE was not offered (KVM). An enabled message-mode
     /// timer with SINTx 0 is disabled at once (TLFS).
-    func writeTimerConfig(_ p: Int, _ v: Int, timer t: Int, value: UInt64) -> MSRWrite {
+    @inlinable func writeTimerConfig(_ p: Int, _ v: Int, timer t: Int, value: UInt64) -> MSRWrite {
         let config = HVSTimerConfigMSR(rawValue: value)
         guard !config.hasReservedBitsSet else { return .generalProtection }
         if config.directMode && !partitions[p].config.privileges.edx.contains(.stimerDirectMode) { return .generalProtection }
@@ -119,7 +119,7 @@ extension ViridianReference {
     }
 
     /// TLFS: an enabled message-mode timer with SINTx 0 is marked disabled at once.
-    static func disablingWithoutSINT(_ config: HVSTimerConfigMSR) -> HVSTimerConfigMSR {
+    @inlinable static func disablingWithoutSINT(_ config: HVSTimerConfigMSR) -> HVSTimerConfigMSR {
         var c = config
         if c.enable && !c.directMode && c.sintx == 0 { c.enable = false }
         return c
@@ -127,7 +127,7 @@ extension ViridianReference {
 
     /// WRMSR STIMERx_COUNT. Zero stops and disables the timer; nonzero with AutoEnable enables
     /// it (TLFS).
-    func writeTimerCount(_ p: Int, _ v: Int, timer t: Int, value: UInt64) -> MSRWrite {
+    @inlinable func writeTimerCount(_ p: Int, _ v: Int, timer t: Int, value: UInt64) -> MSRWrite {
         partitions[p].vps[v].timers[t].count = value
         if value == 0 {
             partitions[p].vps[v].timers[t].config.enable = false

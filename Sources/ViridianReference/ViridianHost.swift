@@ -27,7 +27,7 @@ public protocol ViridianHost {
 
 extension ViridianHost {
     /// A host whose partitions never run guest code that reads mapped pages needs nothing.
-    public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {}
+    @inlinable public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {}
 }
 
 /// A set of VP indexes, 0..<2048 (HV_MAXIMUM_PROCESSORS), as 32 banks of 64 (the shape of the
@@ -41,7 +41,7 @@ public struct ProcessorSet: Sendable, Equatable {
     @inlinable public init() { banks = InlineArray(repeating: 0) }
 
     /// Number of VP indexes a set can hold.
-    public static var capacity: Int { 2048 }
+    @inlinable public static var capacity: Int { 2048 }
 
     /// Adds VP `vp`; an index outside 0 ..< 2048 is ignored.
     @inlinable
@@ -58,20 +58,20 @@ public struct ProcessorSet: Sendable, Equatable {
     }
 
     /// Number of members.
-    public var count: Int {
+    @inlinable public var count: Int {
         var n = 0
         for i in 0..<32 { n += banks[i].nonzeroBitCount }
         return n
     }
 
     /// Whether the set has no members.
-    public var isEmpty: Bool {
+    @inlinable public var isEmpty: Bool {
         for i in 0..<32 where banks[i] != 0 { return false }
         return true
     }
 
     /// The set {0, ..., n-1}.
-    public static func first(_ n: Int) -> ProcessorSet {
+    @inlinable public static func first(_ n: Int) -> ProcessorSet {
         var s = ProcessorSet()
         let vpCount = min(max(n, 0), capacity)
         for bank in 0..<banksInUse(vpCount) { s.banks[bank] = bankMask(bank, vpCount: vpCount) }
@@ -79,7 +79,7 @@ public struct ProcessorSet: Sendable, Equatable {
     }
 
     /// Equal when every bank is equal.
-    public static func == (a: ProcessorSet, b: ProcessorSet) -> Bool {
+    @inlinable public static func == (a: ProcessorSet, b: ProcessorSet) -> Bool {
         for i in 0..<32 where a.banks[i] != b.banks[i] { return false }
         return true
     }
@@ -87,10 +87,10 @@ public struct ProcessorSet: Sendable, Equatable {
 
 extension ProcessorSet {
     /// Banks that hold any of VPs 0..<vpCount.
-    static func banksInUse(_ vpCount: Int) -> Int { (vpCount + 63) / 64 }
+    @inlinable static func banksInUse(_ vpCount: Int) -> Int { (vpCount + 63) / 64 }
 
     /// The bits of bank `bank` that name existing VPs.
-    static func bankMask(_ bank: Int, vpCount: Int) -> UInt64 {
+    @inlinable static func bankMask(_ bank: Int, vpCount: Int) -> UInt64 {
         let first = bank * 64
         guard vpCount > first else { return 0 }
         let n = vpCount - first
@@ -117,6 +117,7 @@ public struct TLBFlushRequest {
     /// For the List forms, the GVA ranges of this invocation; empty for the Space forms (flush
     /// the whole address space).
     public var ranges: GVARangeList
+    @inlinable init(partition: PartitionID, vp: VPIndex, call: HVCallCode, addressSpace: UInt64, flags: HVFlushFlags, processors: ProcessorSet, ranges: GVARangeList) { self.partition = partition; self.vp = vp; self.call = call; self.addressSpace = addressSpace; self.flags = flags; self.processors = processors; self.ranges = ranges }
 }
 
 /// The GVA ranges of a HvCallFlushVirtualAddressList(Ex) invocation, read from the caller's
@@ -133,7 +134,7 @@ public struct GVARangeList {
     }
 
     /// No ranges (the Space forms).
-    public static var empty: GVARangeList { GVARangeList(base: nil, count: 0) }
+    @inlinable public static var empty: GVARangeList { GVARangeList(base: nil, count: 0) }
 
     /// Range `index` (0..<count): a GVA page number and the number of further pages.
     @inlinable

@@ -25,17 +25,17 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// The embedder's APIC and host services; called synchronously from inside the call that causes each interrupt or service.
     public let host: Host
     /// The hypervisor's virtual clock (TSC and reference time); it moves only when the embedder advances it.
-    public private(set) var clock: ReferenceClock
+    @exclusivity(unchecked) public var clock: ReferenceClock
     /// Virtual local APIC timer frequency reported by HV_X64_MSR_APIC_FREQUENCY, in Hz.
     public let apicFrequency: UInt64
     /// Partition state, non-generic so that reaching a field never copies a whole partition.
-    var partitions: [PartitionState] = []
+    @usableFromInline @exclusivity(unchecked) var partitions: [PartitionState] = []
     /// Each partition's guest memory, by partition index.
-    var memories: [Memory] = []
+    @usableFromInline @exclusivity(unchecked) var memories: [Memory] = []
     /// The entry lock (owner and depth, `xv_rlock`), which every writer takes.
-    let entryLock: UnsafeMutablePointer<UInt64>
+    @usableFromInline let entryLock: UnsafeMutablePointer<UInt64>
     /// The fast paths' reader slots (`FastPathReaders.swift`).
-    let readers = ReaderSlots()
+    @usableFromInline let readers = ReaderSlots()
 
     /// A hypervisor with no partitions, its virtual TSC at 0 running at `tscFrequency` Hz (more
     /// than 10 MHz); nil when the frequency is out of range.
@@ -56,13 +56,13 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// A writer's entry: the entry lock (its holder's thread may take it again), and on the
     /// outermost entry the wait for every reader to leave.
     @inline(__always)
-    func lockEntry() {
+    @inlinable func lockEntry() {
         xv_rlock_lock(entryLock)
         if entryLock[1] == 1 { readers.beginWriter(partitions: partitions.count) }
     }
 
     @inline(__always)
-    func unlockEntry() {
+    @inlinable func unlockEntry() {
         if entryLock[1] == 1 { readers.endWriter() }
         xv_rlock_unlock(entryLock)
     }
@@ -71,7 +71,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
 
     /// Creates a partition whose guest-physical memory is `memory`. Its reference time starts
     /// at 0. Partition ids are 1, 2, 3, ... in creation order.
-    public func createPartition(_ config: PartitionConfiguration, memory: Memory) throws(PartitionConfigurationError) -> PartitionID {
+    @inlinable public func createPartition(_ config: PartitionConfiguration, memory: Memory) throws(PartitionConfigurationError) -> PartitionID {
         lockEntry()
         defer { unlockEntry() }
         guard config.vpCount >= 1, config.vpCount <= Int(ViridianLimits.maximumProcessors) else { throw .vpCountOutOfRange }
@@ -87,20 +87,20 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
 
     /// The index of `id` in `partitions`, or nil for an id no partition has.
     @inline(__always)
-    func index(of id: PartitionID) -> Int? {
+    @inlinable func index(of id: PartitionID) -> Int? {
         let i = id.rawValue &- 1
         return i < UInt64(partitions.count) ? Int(i) : nil
     }
 
     /// The index of VP `vp` of partition index `p`, or nil when out of range.
     @inline(__always)
-    func vpIndex(_ p: Int, _ vp: VPIndex) -> Int? {
+    @inlinable func vpIndex(_ p: Int, _ vp: VPIndex) -> Int? {
         let v = Int(vp.rawValue)
         return v < partitions[p].vps.count ? v : nil
     }
 
     /// Number of VPs of `partition` (0 for an unknown partition).
-    public func vpCount(of partition: PartitionID) -> Int {
+    @inlinable public func vpCount(of partition: PartitionID) -> Int {
         lockEntry()
         defer { unlockEntry() }
         return index(of: partition).map { partitions[$0].vps.count } ?? 0
@@ -108,7 +108,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
 
     /// The partition's reference time now, in 100 ns units (what HV_X64_MSR_TIME_REF_COUNT
     /// reads); 0 for an unknown partition.
-    public func referenceTime(of partition: PartitionID) -> UInt64 {
+    @inlinable public func referenceTime(of partition: PartitionID) -> UInt64 {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return 0 }
@@ -116,14 +116,14 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     }
 
     @inline(__always)
-    func referenceTime(_ p: Int) -> UInt64 { clock.scaled(clock.tsc) &+ partitions[p].referenceOffset }
+    @inlinable func referenceTime(_ p: Int) -> UInt64 { clock.scaled(clock.tsc) &+ partitions[p].referenceOffset }
 
     // MARK: - Guest memory
 
     /// The host address of `frame` as `partition` sees it: a page of another partition mapped
     /// there (checked against the mapping's access rights), or the partition's own memory.
     /// Nil when unbacked, or when the mapping does not allow the access.
-    public func hostAddress(partition: PartitionID, frame: GuestFrameNumber, write: Bool) -> UnsafeMutableRawPointer? {
+    @inlinable public func hostAddress(partition: PartitionID, frame: GuestFrameNumber, write: Bool) -> UnsafeMutableRawPointer? {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return nil }
@@ -131,7 +131,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     }
 
     @inline(__always)
-    func hostAddress(_ p: Int, frame: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+    @inlinable func hostAddress(_ p: Int, frame: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
         if !partitions[p].mappings.isEmpty {
             let (i, found) = partitions[p].mappingIndex(frame)
             if found {
@@ -146,7 +146,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// The host address of `length` bytes at `gpa` of partition `p`, when they are accessible
     /// and inside one page.
     @inline(__always)
-    func hostAddress(_ p: Int, gpa: UInt64, length: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+    @inlinable func hostAddress(_ p: Int, gpa: UInt64, length: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
         let address = GuestPhysicalAddress(gpa)
         guard address.rangeStaysInOnePage(length: length),
               let page = hostAddress(p, frame: address.frame.rawValue, write: write) else { return nil }
@@ -158,7 +158,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// Moves the virtual TSC forward to `tsc` (a value not ahead of it is ignored) and fires
     /// every synthetic timer that expires on the way, each on time: a timer message's delivery
     /// time is its expiration time.
-    public func advance(toTSC tsc: UInt64) {
+    @inlinable public func advance(toTSC tsc: UInt64) {
         lockEntry()
         defer { unlockEntry() }
         guard tsc > clock.tsc else { return }
@@ -167,13 +167,13 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     }
 
     /// Moves the virtual TSC forward by `ticks` (saturating).
-    public func advance(byTSCTicks ticks: UInt64) {
+    @inlinable public func advance(byTSCTicks ticks: UInt64) {
         let (sum, overflow) = clock.tsc.addingReportingOverflow(ticks)
         advance(toTSC: overflow ? .max : sum)
     }
 
     /// Moves the virtual TSC forward by at least `ticks` of reference time (100 ns units).
-    public func advance(byReferenceTicks ticks: UInt64) {
+    @inlinable public func advance(byReferenceTicks ticks: UInt64) {
         advance(toTSC: clock.tscAfter(referenceTicks: ticks))
     }
 
@@ -182,7 +182,7 @@ public final class ViridianReference<Memory: GuestMemory, Host: ViridianHost> {
     /// The VP's local APIC received an EOI for `vector`. Like an EOM write, this retries the
     /// messages waiting for the slots of every SINT using that vector (KVM
     /// kvm_hv_synic_send_eoi does the same, for guests that EOI without writing EOM).
-    public func notifyEndOfInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8) {
+    @inlinable public func notifyEndOfInterrupt(partition: PartitionID, vp: VPIndex, vector: UInt8) {
         lockEntry()
         defer { unlockEntry() }
         guard let p = index(of: partition), let v = vpIndex(p, vp) else { return }

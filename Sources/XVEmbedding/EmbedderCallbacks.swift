@@ -33,10 +33,10 @@ public final class EmbedderSink: XenNativeSink {
     public let guestTSCHz: UInt64
     /// Where the native side's armed timers live (the system sets it): per domain, one word
     /// per vCPU, deadline + 1 in Xen system time ns, 0 while disarmed.
-    var timers: DomainDirectory?
+    @exclusivity(unchecked) var timers: DomainDirectory?
     /// The native system whose timers fire (the system sets it), unowned: the system owns
     /// the sink.
-    unowned(unsafe) var native: NativeSystem?
+    @exclusivity(unchecked) unowned(unsafe) var native: NativeSystem?
 
     init(callbacks: xv_callbacks, tscHz: UInt64) {
         self.callbacks = callbacks

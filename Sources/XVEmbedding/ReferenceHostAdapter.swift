@@ -15,7 +15,7 @@ import XenViridian
 public final class ReferenceHostAdapter: ViridianHost {
     /// Partition id → domain id (the system sets entries as it creates domains; partition ids
     /// are the reference's, 1, 2, ...), and the records to reach the layers.
-    var directory: DomainDirectory?
+    @exclusivity(unchecked) var directory: DomainDirectory?
     /// Per partition id - 1: its domain id, published with a release store (0: none).
     let domains: UnsafeMutablePointer<UInt64>
     let capacity: Int

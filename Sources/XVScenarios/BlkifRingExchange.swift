@@ -14,9 +14,9 @@ public final class BlkifRingExchange {
     /// The world (two one-vCPU domains, native or translated) the ring runs on; kept alive by this object.
     public let world: any XenWorld
     private let box: Unmanaged<WorldReference>
-    private var host: xv_ring_host
-    private var layout: xv_ring_layout
-    private var state = xv_ring_state()
+    @exclusivity(unchecked) private var host: xv_ring_host
+    @exclusivity(unchecked) private var layout: xv_ring_layout
+    @exclusivity(unchecked) private var state = xv_ring_state()
 
     /// Where the two guests keep the ring's pages (frames of `WorldLayout`'s map).
     public static var layout: xv_ring_layout {

@@ -6,7 +6,7 @@ import XenCore
 /// worlds, so both sides' output can be compared. Lines may come from any vCPU's thread.
 public final class ConsoleRecorder: XenConsoleSink {
     private let lock: UnsafeMutablePointer<UInt32>
-    private var storage: [(DomainID, [UInt8])] = []
+    @exclusivity(unchecked) private var storage: [(DomainID, [UInt8])] = []
 
     /// An empty recorder.
     public init() {

@@ -79,9 +79,9 @@ public final class UpcallRecorder: XenNativeSink {
 
     /// VCPUOP_initialise's contexts as the embedder received them, by (domain, vCPU), and
     /// whether to refuse them (single-threaded tests only).
-    public private(set) var contexts: [Int: XenVCPUContext] = [:]
+    @exclusivity(unchecked) public private(set) var contexts: [Int: XenVCPUContext] = [:]
     /// Whether `initialiseVCPU` refuses every context (the guest then gets -EINVAL); set by a test before it runs.
-    public var refusesContexts = false
+    @exclusivity(unchecked) public var refusesContexts = false
     /// Records `context` for (domain, vCPU) and accepts it, unless `refusesContexts`. Not thread-safe (a dictionary write).
     public func initialiseVCPU(domain: DomainID, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         guard !refusesContexts else { return false }
@@ -111,7 +111,7 @@ public final class UpcallRecorder: XenNativeSink {
     /// The native side's armed timers, per (domain, vCPU): deadline + 1, 0 while disarmed.
     /// `expire` is how the world fires one (XenNativeSystem.timerExpired); a deadline already
     /// past when armed fires at once, as a host timer does.
-    public var expire: ((DomainID, Int) -> Void)?
+    @exclusivity(unchecked) public var expire: ((DomainID, Int) -> Void)?
 
     /// Arms `vcpu`'s timer at Xen system time `deadline` (ns), replacing the one before, or disarms it (nil); a deadline not after now fires at once, on the calling thread, through `expire`.
     public func armTimer(domain: DomainID, vcpu: Int, deadline: UInt64?) {

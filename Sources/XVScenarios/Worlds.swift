@@ -87,7 +87,7 @@ public final class NativeWorld: XenWorld {
     public let domainCount: Int
     /// vCPUs per domain.
     public let vcpuCount: Int
-    private var rams: [GuestRAM] = []
+    @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
     /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `WorldLayout.frames` frames of RAM, its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
     public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity()) {
@@ -143,11 +143,11 @@ public final class LayerInterruptRouter: ViridianHost {
     /// The layer type of the translated world: XenViridian over that reference, reporting to an `UpcallRecorder`.
     public typealias Layer = XenViridianDomain<Reference, GuestRAMRegion, UpcallRecorder>
     /// Layers by partition id - 1; unowned: the world owns them.
-    var layers: [Unmanaged<Layer>] = []
+    @exclusivity(unchecked) var layers: [Unmanaged<Layer>] = []
     /// Per partition: interrupts are held back (a vCPU that does not run), and the VPs that
     /// have one waiting.
-    var held: [Bool] = []
-    var waiting: [Set<UInt32>] = []
+    @exclusivity(unchecked) var held: [Bool] = []
+    @exclusivity(unchecked) var waiting: [Set<UInt32>] = []
     private let interruptCount = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let flushCounts = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * UpcallRecorder.maxDomains * 8)
     private let spinWaits = UnsafeMutablePointer<UInt64>.allocate(capacity: UpcallRecorder.maxDomains * 8)
@@ -221,7 +221,7 @@ public final class LayerInterruptRouter: ViridianHost {
 
     /// Each partition's memory (the world sets it), whose page table plays the second-level
     /// page tables: a page another partition's is mapped into shows at its frame.
-    var memories: [Unmanaged<GuestRAM>] = []
+    @exclusivity(unchecked) var memories: [Unmanaged<GuestRAM>] = []
     /// Mirrors a HvCallMapGpaPages mapping (or its removal) into the partition's `GuestRAM` page table, which plays the second-level page tables; the writable bit is not modelled.
     public func guestMappingChanged(partition: PartitionID, frame: GuestFrameNumber, page: UnsafeMutableRawPointer?, writable: Bool) {
         let i = Int(partition.rawValue) - 1
@@ -252,12 +252,12 @@ public final class TranslatedWorld: XenWorld {
     /// The root (parent-partition control plane) every layer registered with.
     public let root: XenViridianRoot<LayerInterruptRouter.Reference>
     /// The layers, by domain id - 1; the world owns them.
-    public private(set) var layers: [LayerInterruptRouter.Layer] = []
+    @exclusivity(unchecked) public private(set) var layers: [LayerInterruptRouter.Layer] = []
     /// Number of domains (ids 1 ... `domainCount`; partition ids alike).
     public let domainCount: Int
     /// vCPUs per domain (VPs per partition).
     public let vcpuCount: Int
-    private var rams: [GuestRAM] = []
+    @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
     /// `domains` translated domains of `vcpus` vCPUs each: one reference partition per domain, whose memory is `frames` guest frames (at least `WorldLayout.frames`) followed by the layer frames, and a layer placed on it with the guest's view limited to the guest frames. Traps if a partition or layer cannot be created.
     public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames,

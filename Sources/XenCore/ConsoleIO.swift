@@ -24,7 +24,7 @@ extension XenDomain {
     /// `cmd` and `count` are Xen's `unsigned int` arguments (RDI, RSI); `buffer` the guest's
     /// pointer (RDX).
     @inline(never)
-    public func consoleIO(_ cmd: UInt64, count: UInt64, buffer: UInt64) -> Int64 {
+    @inlinable public func consoleIO(_ cmd: UInt64, count: UInt64, buffer: UInt64) -> Int64 {
         guard let sink = consoleSink else { return XenErrno.eperm.hypercallReturnValue }
         let op = ConsoleIOOp(rawValue: UInt32(truncatingIfNeeded: cmd))
         if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }
@@ -41,7 +41,7 @@ extension XenDomain {
         }
     }
 
-    func consoleWrite(_ count: UInt32, from buffer: UInt64, to sink: any XenConsoleSink) -> Int64 {
+    @inlinable func consoleWrite(_ count: UInt32, from buffer: UInt64, to sink: any XenConsoleSink) -> Int64 {
         let chunk = Int(ConsoleIOLimits.chunk), lineSize = Int(ConsoleIOLimits.lineBuffer)
         var remaining = Int(count)
         var address = buffer
@@ -76,7 +76,7 @@ extension XenDomain {
     /// Adds `kept` to the domain's line buffer, under its lock. When the line is complete (a
     /// newline, or no room left for `kept` and a NUL), copies the buffered bytes and `kept`
     /// into `line`, empties the buffer and returns the length.
-    private func bufferLine(_ kept: UnsafeRawBufferPointer, newline: Bool, into line: UnsafeMutableRawBufferPointer) -> Int? {
+    @inlinable func bufferLine(_ kept: UnsafeRawBufferPointer, newline: Bool, into line: UnsafeMutableRawBufferPointer) -> Int? {
         let lock = words + DomainWords.consoleLock
         let fillWord = words + DomainWords.consoleFill
         let stored = words + DomainWords.consoleBuffer

@@ -42,7 +42,7 @@ public struct DomainConfiguration: Sendable {
     public var maxMaptrackFrames: Int
 
     /// A domain `id` of `vcpuCount` vCPUs whose ports run 0 ... `maxPort` and whose shared_info sits at `sharedInfoFrame`; every other setting defaults as its property says.
-    public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
+    @inlinable public init(id: DomainID, vcpuCount: Int, maxPort: UInt32 = 1023, sharedInfoFrame: GuestFrameNumber,
                 identity: XenGuestIdentity = XenGuestIdentity(), version: XenVersionIdentity = XenVersionIdentity(),
                 wallclockAtBoot: (seconds: UInt64, nanoseconds: UInt32) = (0, 0),
                 memory: XenMemoryConfiguration = XenMemoryConfiguration(), maxGrantFrames: UInt32 = UInt32(MemoryOpLimits.defaultGrantFrames),

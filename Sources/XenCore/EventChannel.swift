@@ -43,15 +43,15 @@ public struct EventChannel: Sendable, Equatable {
     /// The VIRQ number, for `.virq`.
     public var virq: UInt8
     /// FIFO: pending while the port had no event word (Xen `evtchn->pending`).
-    var savedPending: Bool
+    @usableFromInline var savedPending: Bool
     /// The vCPU whose upcall this port raises.
     public var notifyVCPU: UInt16
     /// FIFO: the vCPU of the queue this port was last linked on.
-    var lastVCPU: UInt16
+    @usableFromInline var lastVCPU: UInt16
     /// `.unbound`: the domain allowed to bind; `.interdomain`: the peer.
     public var remoteDomain: DomainID
     /// FIFO: the priority of the queue this port was last linked on.
-    var lastPriority: UInt8
+    @usableFromInline var lastPriority: UInt8
     /// `.interdomain`: the peer's port.
     public var remotePort: UInt32
 

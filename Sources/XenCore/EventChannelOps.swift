@@ -9,7 +9,7 @@ import XenABI
 /// copy_to_guest comes last).
 extension XenDomain {
     /// `cmd` is the C `int cmd` of do_event_channel_op; `arg` the guest's pointer.
-    public func eventChannelOp<F: EventFabric>(_ cmd: UInt32, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func eventChannelOp<F: EventFabric>(_ cmd: UInt32, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let op = EventChannelOp(rawValue: cmd)
         // Xen copies the whole structure in before it looks at a field: a structure that runs
         // into memory the guest does not own is -EFAULT with nothing done, even where the
@@ -40,7 +40,7 @@ extension XenDomain {
     /// The size of the structure an EVTCHNOP copies in, for those with more than the one field
     /// their handler reads first (send, unmask and close read their only field).
     @inline(__always)
-    static func argumentSize(_ op: EventChannelOp) -> Int? {
+    @inlinable static func argumentSize(_ op: EventChannelOp) -> Int? {
         switch op {
         case .allocUnbound: return EvtchnAllocUnboundLayout.size
         case .bindInterdomain: return EvtchnBindInterdomainLayout.size
@@ -58,14 +58,14 @@ extension XenDomain {
 
     /// Runs a binding change with the domain's event lock held.
     @inline(__always)
-    func withEventLock<R>(_ body: () -> R) -> R {
+    @inlinable func withEventLock<R>(_ body: () -> R) -> R {
         lockEvents()
         defer { unlockEvents() }
         return body()
     }
 
     @inline(__always)
-    static func result(_ outcome: LayerOutcome) -> Int64 {
+    @inlinable static func result(_ outcome: LayerOutcome) -> Int64 {
         outcome == .ok ? 0 : (outcome.xenErrno ?? .eio).hypercallReturnValue
     }
 
@@ -75,7 +75,7 @@ extension XenDomain {
     /// before refusing; neither side here reads another domain's state for a call that cannot
     /// succeed (documented in Docs/Layer.md).
     @inline(__always)
-    func resolveOwnDomain<F: EventFabric>(_ dom: UInt16, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func resolveOwnDomain<F: EventFabric>(_ dom: UInt16, fabric: F) -> LayerOutcome where F.Memory == Memory {
         let d = DomainID(dom)
         if d == .selfDomain || d == id { return .ok }
         return fabric.domainExists(d) ? .permissionDenied : .noSuchDomain
@@ -86,7 +86,7 @@ extension XenDomain {
     /// How often a send reads its port again when the binding it read was changed under it
     /// (a close or rebind of either end on another thread) before it gives up and drops the
     /// event, as a send on a port being closed may be.
-    static var sendRetries: Int { 64 }
+    @inlinable static var sendRetries: Int { 64 }
 
     /// EVTCHNOP_send (evtchn_send): interdomain → the peer through the fabric; IPI → pending on
     /// the bound vCPU; unbound → dropped silently; anything else -EINVAL. The port's binding
@@ -94,7 +94,7 @@ extension XenDomain {
     /// the binding it was given no longer holds (then the port is read again: the send takes
     /// effect on whatever the port is bound to by then, or fails as Xen's would).
     @inline(__always)
-    func send<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func send<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnSendLayout.port) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }
         for _ in 0..<Self.sendRetries {
@@ -124,7 +124,7 @@ extension XenDomain {
 
     /// EVTCHNOP_unmask (evtchn_unmask): any valid port, bound or not.
     @inline(__always)
-    func unmaskOp<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func unmaskOp<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnUnmaskLayout.port) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }
         lockChannel(port)
@@ -136,7 +136,7 @@ extension XenDomain {
 
     // MARK: - Binding (the caller holds the event lock)
 
-    func allocUnbound<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func allocUnbound<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let dom = memory.argument(UInt16.self, at: arg, EvtchnAllocUnboundLayout.dom),
               let remoteDom = memory.argument(UInt16.self, at: arg, EvtchnAllocUnboundLayout.remoteDom) else { return .badAddress }
         let own = resolveOwnDomain(dom, fabric: fabric)
@@ -153,7 +153,7 @@ extension XenDomain {
         return memory.setArgument(port, at: arg, EvtchnAllocUnboundLayout.port) ? .ok : .badAddress
     }
 
-    func bindInterdomain<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func bindInterdomain<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let remoteDom = memory.argument(UInt16.self, at: arg, EvtchnBindInterdomainLayout.remoteDom),
               let remotePort = memory.argument(UInt32.self, at: arg, EvtchnBindInterdomainLayout.remotePort) else { return .badAddress }
         let remote = DomainID(remoteDom) == .selfDomain ? id : DomainID(remoteDom)
@@ -176,14 +176,14 @@ extension XenDomain {
 
     /// Xen `virq_is_global`: every VIRQ but TIMER, DEBUG, XENOPROF and XENPMU is per-domain and
     /// bound on vCPU 0; the x86 arch VIRQs are global.
-    static func isGlobal(virq: UInt32) -> Bool {
+    @inlinable static func isGlobal(virq: UInt32) -> Bool {
         switch VIRQ(rawValue: virq) {
         case .timer, .debug, .xenoprof, .xenpmu: return false
         default: return true
         }
     }
 
-    func bindVIRQ(_ arg: UInt64) -> LayerOutcome {
+    @inlinable func bindVIRQ(_ arg: UInt64) -> LayerOutcome {
         guard let virq = memory.argument(UInt32.self, at: arg, EvtchnBindVirqLayout.virq),
               let vcpu = memory.argument(UInt32.self, at: arg, EvtchnBindVirqLayout.vcpu) else { return .badAddress }
         guard virq < XenVIRQLimits.count else { return .invalidArgument }
@@ -196,7 +196,7 @@ extension XenDomain {
         return memory.setArgument(port, at: arg, EvtchnBindVirqLayout.port) ? .ok : .badAddress
     }
 
-    func bindIPI(_ arg: UInt64) -> LayerOutcome {
+    @inlinable func bindIPI(_ arg: UInt64) -> LayerOutcome {
         guard let vcpu = memory.argument(UInt32.self, at: arg, EvtchnBindIpiLayout.vcpu) else { return .badAddress }
         guard vcpu < UInt32(vcpuCount) else { return .noSuchVcpu }
         guard let port = allocatePort() else { return .portsExhausted }
@@ -204,7 +204,7 @@ extension XenDomain {
         return memory.setArgument(port, at: arg, EvtchnBindIpiLayout.port) ? .ok : .badAddress
     }
 
-    func bindVCPU<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func bindVCPU<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnBindVcpuLayout.port),
               let vcpu = memory.argument(UInt32.self, at: arg, EvtchnBindVcpuLayout.vcpu) else { return .badAddress }
         guard vcpu < UInt32(vcpuCount) else { return .noSuchVcpu }
@@ -228,7 +228,7 @@ extension XenDomain {
 
     // MARK: - Close, status, reset
 
-    func closeOp<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func closeOp<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnCloseLayout.port) else { return .badAddress }
         return close(port, fabric: fabric)
     }
@@ -237,7 +237,7 @@ extension XenDomain {
     /// end meanwhile (under this port's lock), so an unbound port is freed only while it is
     /// still unbound, and an interdomain one is left to the fabric, which frees it under the
     /// locks that change both ends together.
-    func close<F: EventFabric>(_ port: UInt32, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func close<F: EventFabric>(_ port: UInt32, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard isValid(port) else { return .portInvalid }
         while true {
             let c = channel(port)
@@ -266,7 +266,7 @@ extension XenDomain {
         }
     }
 
-    func status<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func status<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let dom = memory.argument(UInt16.self, at: arg, EvtchnStatusLayout.dom),
               let port = memory.argument(UInt32.self, at: arg, EvtchnStatusLayout.port) else { return .badAddress }
         let own = resolveOwnDomain(dom, fabric: fabric)
@@ -289,7 +289,7 @@ extension XenDomain {
         return ok ? .ok : .badAddress
     }
 
-    func resetOp<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func resetOp<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let dom = memory.argument(UInt16.self, at: arg, EvtchnResetLayout.dom) else { return .badAddress }
         let own = resolveOwnDomain(dom, fabric: fabric)
         guard own == .ok else { return own }
@@ -299,11 +299,11 @@ extension XenDomain {
 
     /// Xen `evtchn_reset`: close every port, then leave the FIFO ABI. For the embedder (the
     /// toolstack's reset); EVTCHNOP_reset runs `resetLocked`.
-    public func reset<F: EventFabric>(fabric: F) where F.Memory == Memory {
+    @inlinable public func reset<F: EventFabric>(fabric: F) where F.Memory == Memory {
         withEventLock { resetLocked(fabric: fabric) }
     }
 
-    func resetLocked<F: EventFabric>(fabric: F) where F.Memory == Memory {
+    @inlinable func resetLocked<F: EventFabric>(fabric: F) where F.Memory == Memory {
         var port: UInt32 = 1
         while isValid(port) {
             _ = close(port, fabric: fabric)
@@ -314,7 +314,7 @@ extension XenDomain {
 
     // MARK: - FIFO ABI
 
-    func initControl(_ arg: UInt64) -> LayerOutcome {
+    @inlinable func initControl(_ arg: UInt64) -> LayerOutcome {
         guard let gfn = memory.argument(UInt64.self, at: arg, EvtchnInitControlLayout.controlGfn),
               let offset = memory.argument(UInt32.self, at: arg, EvtchnInitControlLayout.offset),
               let vcpu = memory.argument(UInt32.self, at: arg, EvtchnInitControlLayout.vcpu) else { return .badAddress }
@@ -330,12 +330,12 @@ extension XenDomain {
         return memory.setArgument(UInt8(EventChannelFIFO.linkBits), at: arg, EvtchnInitControlLayout.linkBits) ? .ok : .badAddress
     }
 
-    func expandArray<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func expandArray<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let gfn = memory.argument(UInt64.self, at: arg, EvtchnExpandArrayLayout.arrayGfn) else { return .badAddress }
         return fifoExpandArray(GuestFrameNumber(gfn)) { fabric.raiseUpcall(self, vcpu: $0, from: vcpu) }
     }
 
-    func setPriority(_ arg: UInt64) -> LayerOutcome {
+    @inlinable func setPriority(_ arg: UInt64) -> LayerOutcome {
         guard let port = memory.argument(UInt32.self, at: arg, EvtchnSetPriorityLayout.port),
               let priority = memory.argument(UInt32.self, at: arg, EvtchnSetPriorityLayout.priority) else { return .badAddress }
         guard isValid(port) else { return .portInvalid }

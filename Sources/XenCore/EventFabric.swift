@@ -117,7 +117,7 @@ public struct XenTimeBase: Sendable, Equatable {
     /// A TSC value read near now (within one 100 ns reference tick), in TSC ticks.
     public var tsc: UInt64
     /// A time base from the page form and a TSC near now.
-    public init(page: ReferenceTSCParameters, tsc: UInt64) {
+    @inlinable public init(page: ReferenceTSCParameters, tsc: UInt64) {
         self.page = page
         self.tsc = tsc
     }

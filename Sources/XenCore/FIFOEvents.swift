@@ -8,25 +8,25 @@ import XenABI
 /// its priority; the guest consumes from HEAD. Xen keeps the tails. Behaviour follows
 /// xen-project/xen xen/common/event_fifo.c (4.17).
 extension XenDomain {
-    static var pendingBit: UInt32 { 1 << EventChannelFIFO.pending }
-    static var maskedBit: UInt32 { 1 << EventChannelFIFO.masked }
-    static var linkedBit: UInt32 { 1 << EventChannelFIFO.linked }
+    @inlinable static var pendingBit: UInt32 { 1 << EventChannelFIFO.pending }
+    @inlinable static var maskedBit: UInt32 { 1 << EventChannelFIFO.masked }
+    @inlinable static var linkedBit: UInt32 { 1 << EventChannelFIFO.linked }
 
     /// The tail of `vcpu`'s queue for `priority`, and its lock (Xen's per-queue lock,
     /// xen/common/event_fifo.c `struct evtchn_fifo_queue`).
     @inline(__always)
-    func queueTail(_ vcpu: Int, _ priority: Int) -> UnsafeMutablePointer<UInt32> {
+    @inlinable func queueTail(_ vcpu: Int, _ priority: Int) -> UnsafeMutablePointer<UInt32> {
         (vcpuWords + vcpu * VCPUWords.stride + VCPUWords.queueTails + 4 * priority).assumingMemoryBound(to: UInt32.self)
     }
 
     @inline(__always)
-    func queueLock(_ vcpu: Int, _ priority: Int) -> UnsafeMutableRawPointer {
+    @inlinable func queueLock(_ vcpu: Int, _ priority: Int) -> UnsafeMutableRawPointer {
         vcpuWords + vcpu * VCPUWords.stride + VCPUWords.queueLocks + 4 * priority
     }
 
     /// evtchn_fifo_set_pending on the port's notify vCPU. The caller holds the port's lock;
     /// the queue is changed under its own lock, as Xen's lock_old_queue and q->lock do.
-    func fifoSetPending(_ port: UInt32) -> Int? {
+    @inlinable func fifoSetPending(_ port: UInt32) -> Int? {
         let c = channelPointer(port)
         guard let word = eventWord(port) else {
             // The event-array page is missing: remember, re-raise when it is added.
@@ -72,7 +72,7 @@ extension XenDomain {
 
     /// evtchn_fifo_set_link: write LINK of the tail word, only while the tail is LINKED (the
     /// guest unlinks words it consumes). Other bits, BUSY included, are kept.
-    static func setLink(_ tailWord: UnsafeMutableRawPointer, to port: UInt32) -> Bool {
+    @inlinable static func setLink(_ tailWord: UnsafeMutableRawPointer, to port: UInt32) -> Bool {
         var w = GuestWords.load32(tailWord)
         while true {
             guard w & linkedBit != 0 else { return false }
@@ -85,7 +85,7 @@ extension XenDomain {
 
     /// evtchn_fifo_unmask: clear MASKED, and re-raise when PENDING. The caller holds the
     /// port's lock.
-    func fifoUnmask(_ port: UInt32) -> Int? {
+    @inlinable func fifoUnmask(_ port: UInt32) -> Int? {
         guard let word = eventWord(port) else { return nil }
         _ = GuestWords.testAndClear(word, bit32: Int(EventChannelFIFO.masked))
         guard GuestWords.load32(word) & Self.pendingBit != 0 else { return nil }
@@ -96,7 +96,7 @@ extension XenDomain {
     /// evtchn_fifo_init_control, map_control_block and setup_ports). The caller validated the
     /// vCPU, offset and alignment, and holds the event lock. The switch holds every port's
     /// lock, so no send, unmask or arriving event sees half of it.
-    func fifoInitControl(vcpu: Int, control: GuestPhysicalAddress) -> LayerOutcome {
+    @inlinable func fifoInitControl(vcpu: Int, control: GuestPhysicalAddress) -> LayerOutcome {
         guard controlBlockAddress(vcpu) == nil else { return .invalidArgument }
         guard memory.hostAddress(of: control.frame) != nil else { return .invalidArgument }
         if usesFIFO {
@@ -122,14 +122,14 @@ extension XenDomain {
         return .ok
     }
 
-    func publishControlBlock(_ vcpu: Int, _ control: GuestPhysicalAddress?) {
+    @inlinable func publishControlBlock(_ vcpu: Int, _ control: GuestPhysicalAddress?) {
         xv_store_release_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.controlBlock, control.map { $0.rawValue | 1 } ?? 0)
     }
 
     /// Adds one event-array page (Xen add_page_to_event_array), re-raising events that were
     /// pending while their page was missing. Returns the vCPUs to upcall through `raise`,
     /// called with no lock but the event lock held. The caller holds the event lock.
-    func fifoExpandArray(_ frame: GuestFrameNumber, raise: (Int) -> Void) -> LayerOutcome {
+    @inlinable func fifoExpandArray(_ frame: GuestFrameNumber, raise: (Int) -> Void) -> LayerOutcome {
         guard usesFIFO else { return .notSupported }
         let pages = eventArrayPages
         guard pages < Self.maxEventArrayPages else { return .portsExhausted }
@@ -153,7 +153,7 @@ extension XenDomain {
     /// Back to the 2-level ABI (Xen evtchn_fifo_destroy, on EVTCHNOP_reset). The guest's
     /// control blocks and event words are left as they are; Xen stops using them. The caller
     /// holds the event lock; every port's lock is taken for the switch.
-    func fifoDestroy() {
+    @inlinable func fifoDestroy() {
         let valid = lockAllChannels()
         xv_store_release_u32(words + DomainWords.usesFIFO, 0)
         xv_store_release_u32(words + DomainWords.eventArrayPages, 0)

@@ -17,7 +17,7 @@ public struct GrantAcquisition: Sendable, Equatable {
     public var length: UInt16
 
     /// An answer; a refusal needs only its status, the defaults describe a whole page of no domain.
-    public init(status: GrantStatus, owner: DomainID = .invalid, frame: UInt64 = 0, offset: UInt16 = 0, length: UInt16 = 4096) {
+    @inlinable public init(status: GrantStatus, owner: DomainID = .invalid, frame: UInt64 = 0, offset: UInt16 = 0, length: UInt16 = 4096) {
         self.status = status
         self.owner = owner
         self.frame = frame
@@ -25,7 +25,7 @@ public struct GrantAcquisition: Sendable, Equatable {
         self.length = length
     }
 
-    static func failed(_ status: GrantStatus) -> GrantAcquisition { GrantAcquisition(status: status) }
+    @inlinable static func failed(_ status: GrantStatus) -> GrantAcquisition { GrantAcquisition(status: status) }
 }
 
 /// What a grant is pinned for: a host mapping, a copy, or the copy a transitive grant leads
@@ -57,7 +57,7 @@ extension XenDomain {
     ///   gref for the granter, with the granter's lock dropped meanwhile; if the entry changed
     ///   in that time the pin is given back and the answer is general_error (Xen asks the
     ///   guest to retry).
-    package func acquireGrant<F: EventFabric>(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, fabric: F) -> GrantAcquisition where F.Memory == Memory {
+    @inlinable package func acquireGrant<F: EventFabric>(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, fabric: F) -> GrantAcquisition where F.Memory == Memory {
         let first: (GrantAcquisition, transitive: (DomainID, UInt32, UInt8, UInt8)?) = withGrantLock {
             guard ref < grantEntryCount else { return (.failed(.badGntref), nil) }
             let act = activeGrant(ref)
@@ -136,7 +136,7 @@ extension XenDomain {
     /// Drops one pin of `ref` of the kind it was taken with (a mapping's own record, never the
     /// caller's say: XSA-234), clearing GTF_reading with the last pin and GTF_writing with the
     /// last writable one; a transitive grant gives back the pin it took in turn.
-    package func releaseGrant<F: EventFabric>(ref: UInt32, writable: Bool, fabric: F) where F.Memory == Memory {
+    @inlinable package func releaseGrant<F: EventFabric>(ref: UInt32, writable: Bool, fabric: F) where F.Memory == Memory {
         let transitive: (DomainID, UInt32)? = withGrantLock {
             guard ref < grantEntryCount else { return nil }
             let act = activeGrant(ref)
@@ -157,7 +157,7 @@ extension XenDomain {
     }
 
     /// The pins `ref` holds (read, write), for tests and the embedder's view.
-    public func grantPins(_ ref: UInt32) -> (read: Int, write: Int) {
+    @inlinable public func grantPins(_ ref: UInt32) -> (read: Int, write: Int) {
         withGrantLock {
             guard ref < grantEntryCount else { return (0, 0) }
             let a = activeGrant(ref).pointee
@@ -167,7 +167,7 @@ extension XenDomain {
 
     /// The frame `ref` names and the window a copy may use: v1's frame; v2's full_page frame or
     /// sub_page frame with its offset and length.
-    func grantedFrame(_ ref: UInt32) -> (UInt64, UInt16, UInt16, Bool) {
+    @inlinable func grantedFrame(_ ref: UInt32) -> (UInt64, UInt16, UInt16, Bool) {
         let e = grantEntry(ref)
         if grantState.version == 1 { return (UInt64(e.load(fromByteOffset: GrantEntryV1Layout.frame.offset, as: UInt32.self)), 0, 4096, false) }
         let flags = e.load(as: UInt16.self)
@@ -180,7 +180,7 @@ extension XenDomain {
     }
 
     /// _set_status_v1: a compare-and-swap loop on the entry's {flags, domid} word.
-    func setStatusV1(_ ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, pinned: Bool) -> GrantStatus {
+    @inlinable func setStatusV1(_ ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, pinned: Bool) -> GrantStatus {
         let word = grantEntry(ref)
         let typeMask = GrantEntryFlags.typeMask.rawValue | (use == .map ? GrantEntryFlags.subPage.rawValue : 0)
         var mismatches: UInt64 = 0
@@ -197,7 +197,7 @@ extension XenDomain {
     }
 
     /// _set_status_v2: the header checked, the status word ORed, the header checked again.
-    func setStatusV2(_ ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, pinned: Bool) -> GrantStatus {
+    @inlinable func setStatusV2(_ ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, pinned: Bool) -> GrantStatus {
         let header = grantEntry(ref), status = grantStatus(ref)
         let typeMask = GrantEntryFlags.typeMask.rawValue | (use == .map ? GrantEntryFlags.subPage.rawValue : 0)
         // A copy may follow a transitive grant; the one it leads to may not be transitive.
@@ -221,7 +221,7 @@ extension XenDomain {
 
     /// reduce_status_for_pin: GTF_reading goes with the last pin, GTF_writing with the last
     /// writable pin.
-    func reduceStatus(_ ref: UInt32, _ act: ActiveGrant) {
+    @inlinable func reduceStatus(_ ref: UInt32, _ act: ActiveGrant) {
         var clear: UInt16 = 0
         if !act.pinned { clear |= GrantEntryFlags.reading.rawValue }
         if act.writePins == 0 { clear |= GrantEntryFlags.writing.rawValue }
@@ -235,7 +235,7 @@ extension XenDomain {
 
     /// Whether `page` is one of the layer's own (shared_info, grant and status frames): never
     /// grantable. Under the grant lock.
-    func isLayerHostPage(_ page: UnsafeMutableRawPointer) -> Bool {
+    @inlinable func isLayerHostPage(_ page: UnsafeMutableRawPointer) -> Bool {
         if page == sharedInfoPage { return true }
         for f in 0..<Int(physmapState.grantFrames) where grantFramePages[f] == page { return true }
         for f in 0..<Int(grantState.statusFrames) where statusFramePages[f] == page { return true }

@@ -4,21 +4,22 @@ import XenABI
 
 /// One grant mapping a domain holds (Xen's struct grant_mapping): whose grant, which ref, how,
 /// and where. Free records link to the next free handle through `next`.
-struct GrantMapping {
-    static var none: UInt32 { UInt32.max }
-    var granter: UInt16 = 0
+@usableFromInline struct GrantMapping {
+    @inlinable static var none: UInt32 { UInt32.max }
+    @usableFromInline var granter: UInt16 = 0
     /// The domain whose frame is shown (the granter: a map is never transitive).
-    var owner: UInt16 = 0
+    @usableFromInline var owner: UInt16 = 0
     /// Bit 0: in use; bit 1: read-only.
-    var flags: UInt8 = 0
-    var ref: UInt32 = 0
-    var next: UInt32 = GrantMapping.none
+    @usableFromInline var flags: UInt8 = 0
+    @usableFromInline var ref: UInt32 = 0
+    @usableFromInline var next: UInt32 = GrantMapping.none
     /// The grantee's frame that shows the page, and the granter's frame it is.
-    var hostFrame: UInt64 = 0
-    var granterFrame: UInt64 = 0
+    @usableFromInline var hostFrame: UInt64 = 0
+    @usableFromInline var granterFrame: UInt64 = 0
 
-    var inUse: Bool { flags & 1 != 0 }
-    var readOnly: Bool { flags & 2 != 0 }
+    @inlinable var inUse: Bool { flags & 1 != 0 }
+    @inlinable var readOnly: Bool { flags & 2 != 0 }
+    @inlinable init(granter: UInt16 = 0, owner: UInt16 = 0, flags: UInt8 = 0, ref: UInt32 = 0, next: UInt32 = GrantMapping.none, hostFrame: UInt64 = 0, granterFrame: UInt64 = 0) { self.granter = granter; self.owner = owner; self.flags = flags; self.ref = ref; self.next = next; self.hostFrame = hostFrame; self.granterFrame = granterFrame }
 }
 
 /// GNTTABOP_map_grant_ref, unmap_grant_ref and copy, the grantee's side (xen-project/xen
@@ -31,7 +32,7 @@ struct GrantMapping {
 extension XenDomain {
     // MARK: - Maptrack
 
-    func mapping(_ handle: UInt32) -> UnsafeMutablePointer<GrantMapping>? {
+    @inlinable func mapping(_ handle: UInt32) -> UnsafeMutablePointer<GrantMapping>? {
         let perPage = Int(GrantTableLimits.maptrackPerFrame)
         let page = Int(handle) / perPage
         guard page < maptrackPageCount, let base = maptrackPages[page] else { return nil }
@@ -40,7 +41,7 @@ extension XenDomain {
 
     /// A free handle (get_maptrack_handle), growing the maptrack by a page when none is free;
     /// nil when it has reached `maxMaptrackFrames`. Under the grant lock.
-    func allocateHandle() -> UInt32? {
+    @inlinable func allocateHandle() -> UInt32? {
         if maptrackFree == GrantMapping.none {
             guard maptrackPageCount < maxMaptrackFrames else { return nil }
             let perPage = Int(GrantTableLimits.maptrackPerFrame)
@@ -60,7 +61,7 @@ extension XenDomain {
         return h
     }
 
-    func freeHandle(_ h: UInt32) {
+    @inlinable func freeHandle(_ h: UInt32) {
         guard let m = mapping(h) else { return }
         m.pointee = GrantMapping()
         m.pointee.next = maptrackFree
@@ -70,7 +71,7 @@ extension XenDomain {
     /// Whether this domain shows a grant mapping at `frame`. Under the grant lock. One probe of
     /// `mappedFrames` (an open-addressed set of the frames its mappings occupy), not a walk of
     /// the maptrack.
-    func mapsGrant(at frame: UInt64) -> Bool {
+    @inlinable func mapsGrant(at frame: UInt64) -> Bool {
         guard mappedFrameCapacity > 0 else { return false }
         var i = Self.frameHash(frame, mappedFrameCapacity)
         while mappedFrames[i] != 0 {
@@ -81,20 +82,20 @@ extension XenDomain {
     }
 
     @inline(__always)
-    static func frameHash(_ frame: UInt64, _ capacity: Int) -> Int {
+    @inlinable static func frameHash(_ frame: UInt64, _ capacity: Int) -> Int {
         Int(truncatingIfNeeded: (frame &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - capacity.trailingZeroBitCount))
     }
 
     /// Records that a mapping now occupies `frame`. Under the grant lock; the set holds twice
     /// the handles the maptrack has, so it never fills.
-    func insertMappedFrame(_ frame: UInt64) {
+    @inlinable func insertMappedFrame(_ frame: UInt64) {
         var i = Self.frameHash(frame, mappedFrameCapacity)
         while mappedFrames[i] != 0 { i = (i + 1) & (mappedFrameCapacity - 1) }
         mappedFrames[i] = frame &+ 1
     }
 
     /// Forgets `frame` (linear probing with backward-shift deletion: no tombstones).
-    func removeMappedFrame(_ frame: UInt64) {
+    @inlinable func removeMappedFrame(_ frame: UInt64) {
         guard mappedFrameCapacity > 0 else { return }
         let mask = mappedFrameCapacity - 1
         var i = Self.frameHash(frame, mappedFrameCapacity)
@@ -119,7 +120,7 @@ extension XenDomain {
 
     /// Sizes the set to at least twice the handles of `pages` maptrack pages (a power of two),
     /// keeping its frames.
-    func growMappedFrames(pages: Int) {
+    @inlinable func growMappedFrames(pages: Int) {
         var capacity = 2 * Int(GrantTableLimits.maptrackPerFrame)
         while capacity < 2 * pages * Int(GrantTableLimits.maptrackPerFrame) { capacity <<= 1 }
         guard capacity > mappedFrameCapacity else { return }
@@ -132,7 +133,7 @@ extension XenDomain {
     }
 
     /// Grant mappings the domain holds now.
-    public var grantMappingCount: Int {
+    @inlinable public var grantMappingCount: Int {
         withGrantLock {
             var n = 0
             let perPage = Int(GrantTableLimits.maptrackPerFrame)
@@ -145,7 +146,7 @@ extension XenDomain {
 
     /// The entry `i` of a batch of `size`-byte entries at `list`, or nil when its address wraps.
     @inline(__always)
-    static func entry(_ list: UInt64, _ i: UInt32, size: Int) -> UInt64? {
+    @inlinable static func entry(_ list: UInt64, _ i: UInt32, size: Int) -> UInt64? {
         let (at, overflow) = list.addingReportingOverflow(UInt64(i) * UInt64(size))
         return overflow ? nil : at
     }
@@ -153,7 +154,7 @@ extension XenDomain {
     /// GNTTABOP_map_grant_ref: each entry read whole (-EFAULT), mapped (`mapGrant`) and written
     /// back whole, with status, handle and dev_bus_addr (-EFAULT if it cannot be). On failure
     /// the handle and dev_bus_addr the guest passed come back unchanged.
-    func mapGrantRefs<F: EventFabric>(_ list: UInt64, count: UInt32, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func mapGrantRefs<F: EventFabric>(_ list: UInt64, count: UInt32, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         var i: UInt32 = 0
         while i < count {
             typealias L = GnttabMapGrantRefLayout
@@ -181,7 +182,7 @@ extension XenDomain {
 
     /// GNTTABOP_unmap_grant_ref: each entry read whole (-EFAULT), unmapped (`unmapGrant`), its
     /// status written back (-EFAULT if it cannot be).
-    func unmapGrantRefs<F: EventFabric>(_ list: UInt64, count: UInt32, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func unmapGrantRefs<F: EventFabric>(_ list: UInt64, count: UInt32, fabric: F) -> Int64 where F.Memory == Memory {
         var i: UInt32 = 0
         while i < count {
             typealias L = GnttabUnmapGrantRefLayout
@@ -199,7 +200,7 @@ extension XenDomain {
 
     /// GNTTABOP_copy: each entry read whole (-EFAULT), copied (`copyGrant`), its status written
     /// back (-EFAULT if it cannot be; the copy has happened).
-    func copyGrants<F: EventFabric>(_ list: UInt64, count: UInt32, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func copyGrants<F: EventFabric>(_ list: UInt64, count: UInt32, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         var i: UInt32 = 0
         while i < count {
             typealias L = GnttabCopyLayout
@@ -231,7 +232,7 @@ extension XenDomain {
     /// domain, as Xen's p2m_add_page does (SHUTDOWN_crash, general_error); RAM there is unhooked
     /// and stays the domain's; a layer page is unhooked. Every failure after the granter's
     /// checks undoes them (the XSA-316 path): no pin, no flag and no handle is left behind.
-    func mapGrant<F: EventFabric>(hostAddr: UInt64, flags raw: UInt32, ref: UInt32, dom: UInt16, fabric: F) -> (GrantStatus, UInt32?) where F.Memory == Memory {
+    @inlinable func mapGrant<F: EventFabric>(hostAddr: UInt64, flags raw: UInt32, ref: UInt32, dom: UInt16, fabric: F) -> (GrantStatus, UInt32?) where F.Memory == Memory {
         let flags = GrantMapFlags(rawValue: raw)
         guard flags.contains(.hostMap) || flags.contains(.deviceMap) else { return (.badGntref, nil) }
         guard !flags.contains(.deviceMap), !flags.contains(.applicationMap), !flags.contains(.containsPte) else { return (.generalError, nil) }
@@ -283,7 +284,7 @@ extension XenDomain {
     /// second unmap included); host_addr 0 removes nothing and is okay (as on Xen); a frame
     /// other than the mapping's is general_error. Otherwise the frame becomes a hole, the handle
     /// is freed, and the granter drops the pin the mapping took, of the kind it recorded.
-    func unmapGrant<F: EventFabric>(hostAddr: UInt64, handle: UInt32, fabric: F) -> GrantStatus where F.Memory == Memory {
+    @inlinable func unmapGrant<F: EventFabric>(hostAddr: UInt64, handle: UInt32, fabric: F) -> GrantStatus where F.Memory == Memory {
         let record: GrantMapping? = withGrantLock {
             guard let m = mapping(handle), m.pointee.inUse else { return nil }
             return m.pointee
@@ -313,7 +314,7 @@ extension XenDomain {
     /// the source grant pinned for reading or the own frame found (bad_page), the destination
     /// pinned for writing or found; then offsets and length within a page (bad_copy_arg) and
     /// within each grant's window (general_error); the bytes move and both pins are dropped.
-    func copyGrant<F: EventFabric>(source s: (UInt64, UInt16, UInt16, Bool), dest d: (UInt64, UInt16, UInt16, Bool), length: UInt16, vcpu: Int, fabric: F) -> GrantStatus where F.Memory == Memory {
+    @inlinable func copyGrant<F: EventFabric>(source s: (UInt64, UInt16, UInt16, Bool), dest d: (UInt64, UInt16, UInt16, Bool), length: UInt16, vcpu: Int, fabric: F) -> GrantStatus where F.Memory == Memory {
         func side(_ x: (UInt64, UInt16, UInt16, Bool)) -> (GrantStatus, DomainID) {
             let dom = DomainID(x.1)
             if !x.3 { return (dom == .selfDomain ? .okay : .permissionDenied, id) }
@@ -357,7 +358,7 @@ extension XenDomain {
 
     /// A frame of the caller's own a copy may use: backed, and not showing another domain's
     /// grant (get_paged_frame: such a page is not the caller's).
-    func ownFrameUsable(_ frame: UInt64) -> Bool {
+    @inlinable func ownFrameUsable(_ frame: UInt64) -> Bool {
         memory.hostAddress(of: GuestFrameNumber(frame)) != nil && !withGrantLock { mapsGrant(at: frame) }
     }
 }

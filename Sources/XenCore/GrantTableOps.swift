@@ -10,7 +10,7 @@ import XenABI
 extension XenDomain {
     /// RDI = `unsigned int cmd`, RSI = the argument list, RDX = `unsigned int count`.
     @inline(never)
-    func grantTableOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, count: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func grantTableOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, count: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         // hvm_grant_table_op lets an HVM guest use these alone ("all other commands need
         // auditing"), on the whole cmd: continuation bits make a command unknown too.
         let op = GrantTableOp(rawValue: UInt32(truncatingIfNeeded: cmd))
@@ -36,7 +36,7 @@ extension XenDomain {
 
     /// The GNTST_* for a `dom` field (rcu_lock_domain_by_any_id, then XSM_TARGET): nil for the
     /// caller itself.
-    func grantDomainStatus<F: EventFabric>(_ dom: UInt16, fabric: F) -> GrantStatus? where F.Memory == Memory {
+    @inlinable func grantDomainStatus<F: EventFabric>(_ dom: UInt16, fabric: F) -> GrantStatus? where F.Memory == Memory {
         switch resolveOwnDomain(dom, fabric: fabric) {
         case .ok: return nil
         case .permissionDenied: return .permissionDenied
@@ -50,7 +50,7 @@ extension XenDomain {
     /// unmapped: a translated guest maps them with XENMEM_add_to_physmap); a frame_list entry
     /// that cannot be written makes the status bad_virt_addr. Only status is written back; the
     /// call returns 0 unless that write fails.
-    func setupTable<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func setupTable<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: GnttabSetupTableLayout.size),
               let dom = memory.argument(UInt16.self, at: arg, GnttabSetupTableLayout.dom),
               let frames = memory.argument(UInt32.self, at: arg, GnttabSetupTableLayout.nrFrames),
@@ -75,7 +75,7 @@ extension XenDomain {
     /// GNTTABOP_query_size: the table's frames now and at most, or a bad_domain or
     /// permission_denied status with the guest's numbers left as they were; the whole structure
     /// is written back.
-    func querySize<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func querySize<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: GnttabQuerySizeLayout.size),
               let dom = memory.argument(UInt16.self, at: arg, GnttabQuerySizeLayout.dom),
               var frames = memory.argument(UInt32.self, at: arg, GnttabQuerySizeLayout.nrFrames),
@@ -96,7 +96,7 @@ extension XenDomain {
     }
 
     /// GNTTABOP_get_version: the domain's version; another domain -EPERM, none -ESRCH.
-    func getGrantVersion<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func getGrantVersion<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: GnttabGetVersionLayout.size),
               let dom = memory.argument(UInt16.self, at: arg, GnttabGetVersionLayout.dom) else {
             return XenErrno.efault.hypercallReturnValue
@@ -116,7 +116,7 @@ extension XenDomain {
     ///   XSA-255), every shared frame is cleared, and the reserved entries are carried over in
     ///   the new format (v2 to v1 keeps permit_access entries only).
     /// Whatever the answer, the version now in use is written back (-EFAULT if it cannot be).
-    func setGrantVersion(_ arg: UInt64) -> Int64 {
+    @inlinable func setGrantVersion(_ arg: UInt64) -> Int64 {
         guard let requested = memory.argument(UInt32.self, at: arg, GnttabSetVersionLayout.version) else {
             return XenErrno.efault.hypercallReturnValue
         }
@@ -126,7 +126,7 @@ extension XenDomain {
 
     /// The version switch itself, under the physmap and grant locks: the return code and the
     /// version in use afterwards.
-    func switchGrantVersion(to requested: UInt32) -> (Int64, UInt32) {
+    @inlinable func switchGrantVersion(to requested: UInt32) -> (Int64, UInt32) {
         let current = grantState.version
         guard requested == 1 || requested == 2 else { return (XenErrno.einval.hypercallReturnValue, current) }
         if requested == 2, grantState.maxVersion < 2 { return (XenErrno.enosys.hypercallReturnValue, current) }
@@ -186,7 +186,7 @@ extension XenDomain {
     /// bad_gntref, the same ref twice is okay, a pinned entry is eagain; otherwise the two
     /// shared entries (and v2 status words) change places. Only status is written back; an
     /// entry that cannot be read or whose status cannot be written ends the call with -EFAULT.
-    func swapGrantRefs(_ arg: UInt64, count: UInt32) -> Int64 {
+    @inlinable func swapGrantRefs(_ arg: UInt64, count: UInt32) -> Int64 {
         var i: UInt32 = 0
         while i < count {
             let (at, overflow) = arg.addingReportingOverflow(UInt64(i) * UInt64(GnttabSwapGrantRefLayout.size))
@@ -213,7 +213,7 @@ extension XenDomain {
         return 0
     }
 
-    static func swapBytes(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ n: Int) {
+    @inlinable static func swapBytes(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ n: Int) {
         for k in 0..<n {
             let x = a.load(fromByteOffset: k, as: UInt8.self)
             a.storeBytes(of: b.load(fromByteOffset: k, as: UInt8.self), toByteOffset: k, as: UInt8.self)

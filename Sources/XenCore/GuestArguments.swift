@@ -6,7 +6,7 @@ import GuestABI
 /// a failure the caller answers with -EFAULT.
 extension GuestMemory {
     @inline(__always)
-    func argument<T: FixedWidthInteger>(_ type: T.Type, at base: UInt64, _ field: ABIField) -> T? {
+    @inlinable func argument<T: FixedWidthInteger>(_ type: T.Type, at base: UInt64, _ field: ABIField) -> T? {
         let (at, overflow) = base.addingReportingOverflow(UInt64(field.offset))
         guard !overflow else { return nil }
         let address = GuestPhysicalAddress(at)
@@ -17,7 +17,7 @@ extension GuestMemory {
     }
 
     @inline(__always)
-    func setArgument<T: FixedWidthInteger>(_ value: T, at base: UInt64, _ field: ABIField) -> Bool {
+    @inlinable func setArgument<T: FixedWidthInteger>(_ value: T, at base: UInt64, _ field: ABIField) -> Bool {
         let (at, overflow) = base.addingReportingOverflow(UInt64(field.offset))
         guard !overflow else { return false }
         let address = GuestPhysicalAddress(at)
@@ -30,7 +30,7 @@ extension GuestMemory {
     /// copy_from_guest of the whole structure, before the handler looks at any field). A
     /// structure is at most a page, so only its first and last bytes' pages need checking.
     @inline(__always)
-    func argumentReadable(at base: UInt64, size: Int) -> Bool {
+    @inlinable func argumentReadable(at base: UInt64, size: Int) -> Bool {
         guard size > 0 else { return true }
         let (last, overflow) = base.addingReportingOverflow(UInt64(size - 1))
         guard !overflow, hostAddress(of: GuestPhysicalAddress(base).frame) != nil else { return false }

@@ -24,7 +24,7 @@ public struct XenGuestIdentity: Sendable {
     public var time: XenTimeLeaf
 
     /// An identity; the defaults are Xen 4.17 alone on VT-x with every leaf offered, the IOMMU_MAPPINGS feature and an all-zero time leaf.
-    public init(layout: XenIdentityLayout = .xenOnly, virtualization: HardwareVirtualization = .vmx,
+    @inlinable public init(layout: XenIdentityLayout = .xenOnly, virtualization: HardwareVirtualization = .vmx,
                 versionMajor: UInt16 = 4, versionMinor: UInt16 = 17, leafLimit: UInt32 = 0,
                 hvmFeatures: XenHVMCPUIDFeatures = .iommuMappings, time: XenTimeLeaf = XenTimeLeaf()) {
         self.layout = layout
@@ -38,7 +38,7 @@ public struct XenGuestIdentity: Sendable {
 
     /// Bits leaf 4 always carries: the layer fills EBX and ECX, and implements
     /// HVMOP_set_evtchn_upcall_vector.
-    public static var layerHVMFeatures: XenHVMCPUIDFeatures { [.vcpuIdPresent, .domidPresent, .upcallVector] }
+    @inlinable public static var layerHVMFeatures: XenHVMCPUIDFeatures { [.vcpuIdPresent, .domidPresent, .upcallVector] }
 }
 
 /// Whether a guest sees Xen alone or Viridian as well.
@@ -91,7 +91,7 @@ public struct XenTimeLeaf: Sendable, Hashable {
     public var hostKHz: UInt32
 
     /// A time leaf; every field defaults to 0.
-    public init(features: UInt32 = 0, tscMode: UInt32 = 0, tscKHz: UInt32 = 0, incarnation: UInt32 = 0,
+    @inlinable public init(features: UInt32 = 0, tscMode: UInt32 = 0, tscKHz: UInt32 = 0, incarnation: UInt32 = 0,
                 offset: UInt64 = 0, mulFrac: UInt32 = 0, shift: Int8 = 0, hostKHz: UInt32 = 0) {
         self.features = features
         self.tscMode = tscMode

@@ -9,7 +9,7 @@ import XenABI
 /// and xen/arch/x86/hvm/irq.c (hvm_set_callback_via, hvm_assert_evtchn_irq).
 extension XenDomain {
     /// `op` is do_hvm_op's `unsigned long op`; `arg` the guest's pointer.
-    public func hvmOp<F: EventFabric>(_ op: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64? where F.Memory == Memory {
+    @inlinable public func hvmOp<F: EventFabric>(_ op: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64? where F.Memory == Memory {
         guard op <= UInt64(UInt32.max) else { return XenErrno.enosys.hypercallReturnValue }
         let hvm = HVMOp(rawValue: UInt32(op))
         // Xen's copy_from_guest of the whole structure comes first (hvmop_set_param,
@@ -40,7 +40,7 @@ extension XenDomain {
     /// is the hardware's, Xen's HAP). After the copy-in (-EFAULT) and the domain lookup
     /// (-ESRCH), another domain is -EOPNOTSUPP and the own domain -EINVAL (hvm.c, 4.17).
     @inline(never)
-    func pagetableDying<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func pagetableDying<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenHvmPagetableDyingLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenHvmPagetableDyingLayout.domid) else {
             return XenErrno.efault.hypercallReturnValue
@@ -56,7 +56,7 @@ extension XenDomain {
     /// RAM (HVMMEM_ram_rw); every other frame, past the end of the p2m included, is
     /// HVMMEM_mmio_dm, as Xen reports p2m_invalid.
     @inline(never)
-    func getMemType<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func getMemType<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenHvmGetMemTypeLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenHvmGetMemTypeLayout.domid),
               let pfn = memory.argument(UInt64.self, at: arg, XenHvmGetMemTypeLayout.pfn) else {
@@ -71,34 +71,34 @@ extension XenDomain {
     }
 
     /// Sets an HVM parameter as the embedder (the toolstack) would: no guest checks.
-    public func setHVMParameter(_ param: HVMParam, _ value: UInt64) -> Bool {
+    @inlinable public func setHVMParameter(_ param: HVMParam, _ value: UInt64) -> Bool {
         guard param.rawValue < HVMParamLimits.count else { return false }
         withEventLock { storeParameter(Int(param.rawValue), value) }
         return true
     }
 
     /// The value of HVM parameter `param` (HVMOP_get_param without the guest's checks), read under the event lock; nil for an index at or past `HVMParamLimits.count`.
-    public func hvmParameter(_ param: HVMParam) -> UInt64? {
+    @inlinable public func hvmParameter(_ param: HVMParam) -> UInt64? {
         param.rawValue < HVMParamLimits.count ? withEventLock { hvmParams[Int(param.rawValue)] } : nil
     }
 
     /// Stores a parameter (the event lock is held); CALLBACK_IRQ is also published for the
     /// paths that read it without that lock (`upcallVector`).
-    func storeParameter(_ index: Int, _ value: UInt64) {
+    @inlinable func storeParameter(_ index: Int, _ value: UInt64) {
         hvmParams[index] = value
         if index == Int(HVMParam.callbackIrq.rawValue) { xv_store_release_u64(words + DomainWords.callbackIrq, value) }
     }
 
     /// Reads domid and index of a xen_hvm_param and checks them as Xen does: index below
     /// HVM_NR_PARAMS (-EINVAL), the domain itself (another: -ESRCH or -EPERM).
-    private func paramTarget<F: EventFabric>(_ arg: UInt64, fabric: F) -> (LayerOutcome, UInt32) where F.Memory == Memory {
+    @inlinable func paramTarget<F: EventFabric>(_ arg: UInt64, fabric: F) -> (LayerOutcome, UInt32) where F.Memory == Memory {
         guard let domid = memory.argument(UInt16.self, at: arg, XenHvmParamLayout.domid),
               let index = memory.argument(UInt32.self, at: arg, XenHvmParamLayout.index) else { return (.badAddress, 0) }
         guard index < HVMParamLimits.count else { return (.invalidArgument, index) }
         return (resolveOwnDomain(domid, fabric: fabric), index)
     }
 
-    func setParam<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func setParam<F: EventFabric>(_ arg: UInt64, vcpu: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let value = memory.argument(UInt64.self, at: arg, XenHvmParamLayout.value) else { return .badAddress }
         let (checked, index) = paramTarget(arg, fabric: fabric)
         guard checked == .ok else { return checked }
@@ -115,7 +115,7 @@ extension XenDomain {
         }
     }
 
-    func getParam<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func getParam<F: EventFabric>(_ arg: UInt64, fabric: F) -> LayerOutcome where F.Memory == Memory {
         let (checked, index) = paramTarget(arg, fabric: fabric)
         guard checked == .ok else { return checked }
         switch HVMParam(rawValue: index) {
@@ -133,7 +133,7 @@ extension XenDomain {
     /// vector. Xen accepts both (documented deviations, Docs/Layer.md). After a change Xen
     /// re-asserts each vCPU's upcall (hvm_set_callback_via), so a vCPU whose
     /// evtchn_upcall_pending is already set takes the new vector now.
-    func setCallback<F: EventFabric>(_ value: UInt64, vcpu current: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func setCallback<F: EventFabric>(_ value: UInt64, vcpu current: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         let type = value >> 56
         if type == UInt64(HVMCallbackType.vector.rawValue) {
             guard value & 0xFF >= 0x10 else { return .invalidArgument }
@@ -160,7 +160,7 @@ extension XenDomain {
 
     /// HVMOP_set_evtchn_upcall_vector: vector below 0x10 -EINVAL, unknown vCPU -ENOENT; then
     /// Xen asserts the vCPU's upcall unconditionally (hvm_assert_evtchn_irq).
-    func setUpcallVector<F: EventFabric>(_ arg: UInt64, vcpu current: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
+    @inlinable func setUpcallVector<F: EventFabric>(_ arg: UInt64, vcpu current: Int, fabric: F) -> LayerOutcome where F.Memory == Memory {
         guard let target = memory.argument(UInt32.self, at: arg, XenHvmEvtchnUpcallVectorLayout.vcpu),
               let vector = memory.argument(UInt8.self, at: arg, XenHvmEvtchnUpcallVectorLayout.vector) else { return .badAddress }
         guard vector >= 0x10 else { return .invalidArgument }

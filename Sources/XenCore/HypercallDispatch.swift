@@ -11,7 +11,7 @@ extension XenDomain {
     ///
     /// The slow families' handlers are `@inline(never)`: their stack buffers and bodies stay out
     /// of this frame, which the event-channel fast path runs through.
-    public func hypercall<F: EventFabric>(_ registers: XenHypercallRegisters, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func hypercall<F: EventFabric>(_ registers: XenHypercallRegisters, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount else { return XenErrno.einval.hypercallReturnValue }
         let call = XenHypercall(rawValue: registers.rax)
         switch call {
@@ -53,7 +53,7 @@ extension XenDomain {
     /// What a hypercall the spec table routes to a handler answers while that handler is not
     /// built yet: -ENOSYS, Xen's answer for a hypercall it does not offer. The list of such
     /// hypercalls is `XenDispatchCoverage.notYetImplemented`, and a test keeps it exact.
-    static var notYetImplemented: Int64 { XenErrno.enosys.hypercallReturnValue }
+    @inlinable static var notYetImplemented: Int64 { XenErrno.enosys.hypercallReturnValue }
 }
 
 /// Which hypercalls and sub-ops have handlers so far. Known gaps are data: a test checks that

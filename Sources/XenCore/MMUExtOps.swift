@@ -13,7 +13,7 @@ import XenABI
 extension XenDomain {
     /// RDI = op list, RSI = count, RDX = done pointer, R10 = foreign domain (Xen's unsigned ints).
     @inline(never)
-    public func mmuextOp<F: EventFabric>(_ registers: XenHypercallRegisters, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func mmuextOp<F: EventFabric>(_ registers: XenHypercallRegisters, fabric: F) -> Int64 where F.Memory == Memory {
         let count = UInt32(truncatingIfNeeded: registers.rsi)
         let foreign = UInt32(truncatingIfNeeded: registers.r10)
         let preempted: UInt32 = 1 << 31

@@ -12,7 +12,7 @@ import XenABI
 /// continued call would) gets it honoured.
 extension XenDomain {
     @inline(never)
-    func memoryOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func memoryOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let op = MemoryOp(rawValue: UInt32(cmd & MemoryOpLimits.commandMask))
         let start = cmd >> MemoryOpLimits.extentShift
         switch op {
@@ -55,7 +55,7 @@ extension XenDomain {
     /// XENMEM_memory_map (the domain's own map, no domain id): the structure in (-EFAULT), no
     /// map set -ENOSYS, then min(nr_entries, the map's length) entries copied to the buffer and
     /// the count written back (-EFAULT if either write fails).
-    func memoryMapOp(_ arg: UInt64) -> Int64 {
+    @inlinable func memoryMapOp(_ arg: UInt64) -> Int64 {
         guard memory.argumentReadable(at: arg, size: XenMemoryMapLayout.size),
               let asked = memory.argument(UInt32.self, at: arg, XenMemoryMapLayout.nrEntries),
               let buffer = memory.argument(UInt64.self, at: arg, XenMemoryMapLayout.buffer) else {

@@ -21,7 +21,7 @@ import XenABI
 extension XenDomain {
     /// RDI = the entry list, RSI = `uint32_t nr_calls`; `vcpu` is the caller.
     @inline(never)
-    public func multicall<F: EventFabric>(_ list: UInt64, count: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func multicall<F: EventFabric>(_ list: UInt64, count: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let flag = vcpuWords + vcpu * VCPUWords.stride + VCPUWords.inMulticall
         // One vCPU's calls are serial: a flag marks the one in progress.
         guard xv_load_acquire_u32(flag) == 0 else { return XenErrno.einval.hypercallReturnValue }
@@ -67,7 +67,7 @@ extension XenDomain {
     /// What makes an entry a repeat of the one before it: EVTCHNOP_send's port (read as the
     /// send would read it), or HVMOP_flush_tlbs with its null argument; 0 for every other entry.
     @inline(__always)
-    func coalescingKey(_ r: XenHypercallRegisters) -> UInt64 {
+    @inlinable func coalescingKey(_ r: XenHypercallRegisters) -> UInt64 {
         if r.rax == XenHypercall.eventChannelOp.rawValue, UInt32(truncatingIfNeeded: r.rdi) == EventChannelOp.send.rawValue,
            let port = memory.argument(UInt32.self, at: r.rsi, EvtchnSendLayout.port) {
             return 1 << 40 | UInt64(port)

@@ -11,27 +11,27 @@ public struct ReferenceTSCParameters: Sendable, Equatable {
     public var offset: Int64
 
     /// A page form with the given scale and offset, taken as they are.
-    public init(scale: UInt64, offset: Int64) {
+    @inlinable public init(scale: UInt64, offset: Int64) {
         self.scale = scale
         self.offset = offset
     }
 
     /// The page a hypervisor writes for a TSC of `hz` (floor(10^7 * 2^64 / hz)), which the
     /// reference hypervisor uses too; nil at 10 MHz and below, where the scale overflows.
-    public init?(tscHz hz: UInt64, offset: Int64 = 0) {
+    @inlinable public init?(tscHz hz: UInt64, offset: Int64 = 0) {
         guard hz > 10_000_000 else { return nil }
         self.scale = hz.dividingFullWidth((high: 10_000_000, low: 0)).quotient
         self.offset = offset
     }
 
     /// Reference time at `tsc`, in 100 ns units, as a guest reads it from the page.
-    public func referenceTime(atTSC tsc: UInt64) -> UInt64 {
+    @inlinable public func referenceTime(atTSC tsc: UInt64) -> UInt64 {
         UInt64(bitPattern: Int64(bitPattern: tsc.multipliedFullWidth(by: scale).high) &+ offset)
     }
 
     /// The first TSC at which the page shows reference time `time` (the earliest TSC of that
     /// 100 ns tick); 0 for a time before TSC 0, the largest TSC past the last.
-    public func tsc(atReferenceTime time: UInt64) -> UInt64 {
+    @inlinable public func tsc(atReferenceTime time: UInt64) -> UInt64 {
         guard scale != 0 else { return 0 }
         let target = Int64(bitPattern: time) &- offset
         guard target > 0 else { return 0 }
@@ -43,7 +43,7 @@ public struct ReferenceTSCParameters: Sendable, Equatable {
 
     /// The same time in nanoseconds, without the page's 100 ns rounding: floor of
     /// 100 * (tsc * scale / 2^64) plus 100 * offset (wrapping, as a u64 system time would).
-    public func nanoseconds(atTSC tsc: UInt64) -> UInt64 {
+    @inlinable public func nanoseconds(atTSC tsc: UInt64) -> UInt64 {
         let p = tsc.multipliedFullWidth(by: scale)
         let whole = p.high &* 100
         let fraction = UInt64(100).multipliedFullWidth(by: p.low).high
@@ -65,7 +65,7 @@ public struct PVClockTimeInfo: Sendable, Equatable {
     public var flags: PVClockFlags
 
     /// The fields as given; the version field is written separately by whoever publishes them.
-    public init(tscTimestamp: UInt64, systemTime: UInt64, tscToSystemMul: UInt32, tscShift: Int8, flags: PVClockFlags) {
+    @inlinable public init(tscTimestamp: UInt64, systemTime: UInt64, tscToSystemMul: UInt32, tscShift: Int8, flags: PVClockFlags) {
         self.tscTimestamp = tscTimestamp
         self.systemTime = systemTime
         self.tscToSystemMul = tscToSystemMul
@@ -92,7 +92,7 @@ public struct PVClockTimeInfo: Sendable, Equatable {
 /// guest reads from the page (which floors to 100 ns) at every read.
 public enum PVClock {
     /// The vcpu_time_info anchored at `anchorTSC` for a clock described by `page`.
-    public static func timeInfo(anchorTSC: UInt64, page: ReferenceTSCParameters, flags: PVClockFlags = .tscStableBit) -> PVClockTimeInfo {
+    @inlinable public static func timeInfo(anchorTSC: UInt64, page: ReferenceTSCParameters, flags: PVClockFlags = .tscStableBit) -> PVClockTimeInfo {
         let (mul, shift) = multiplier(scale: page.scale)
         return PVClockTimeInfo(tscTimestamp: anchorTSC, systemTime: page.nanoseconds(atTSC: anchorTSC),
                                tscToSystemMul: mul, tscShift: shift, flags: flags)
@@ -100,7 +100,7 @@ public enum PVClock {
 
     /// `tsc_to_system_mul` and `tsc_shift` for nanoseconds per tick of 100 * scale / 2^64.
     /// A zero scale (a stopped clock) gives a zero multiplier.
-    public static func multiplier(scale: UInt64) -> (mul: UInt32, shift: Int8) {
+    @inlinable public static func multiplier(scale: UInt64) -> (mul: UInt32, shift: Int8) {
         guard scale != 0 else { return (0, 0) }
         // x = 100 * scale, a 71-bit number; its bit length b puts mul = x >> (b - 32) in
         // [2^31, 2^32), and mul * 2^shift / 2^32 = x / 2^64 gives shift = b - 64.
@@ -120,7 +120,7 @@ public enum PVClock {
 
     /// What a guest reads at `tsc` (Linux arch/x86/include/asm/pvclock.h: the delta shifted,
     /// then multiplied as a 0.32 fixed-point fraction, added to system_time).
-    public static func read(_ info: PVClockTimeInfo, atTSC tsc: UInt64) -> UInt64 {
+    @inlinable public static func read(_ info: PVClockTimeInfo, atTSC tsc: UInt64) -> UInt64 {
         var delta = tsc &- info.tscTimestamp
         if info.tscShift < 0 { delta >>= UInt64(-Int(info.tscShift)) } else { delta <<= UInt64(info.tscShift) }
         let p = delta.multipliedFullWidth(by: UInt64(info.tscToSystemMul))
@@ -129,7 +129,7 @@ public enum PVClock {
 
     /// The reference TSC page that describes the same clock as `info`: the scale from its
     /// rate (100 ns units per tick, 0.64 fixed point), the offset from its anchor.
-    public static func referenceTSC(from info: PVClockTimeInfo) -> ReferenceTSCParameters {
+    @inlinable public static func referenceTSC(from info: PVClockTimeInfo) -> ReferenceTSCParameters {
         // ns per tick = mul * 2^shift / 2^32; reference ticks per TSC tick = that / 100, and
         // scale = that * 2^64 = mul * 2^(32 + shift) / 100.
         let up = 32 + Int(info.tscShift)

@@ -27,7 +27,7 @@ public protocol XenVCPUWaker: AnyObject {
 /// vCPU clears the request before waking it, once.
 extension XenDomain {
     /// The park request of `vcpu`, nil when it should run.
-    public func parkRequest(_ vcpu: Int) -> XenParkRequest? {
+    @inlinable public func parkRequest(_ vcpu: Int) -> XenParkRequest? {
         guard vcpu >= 0, vcpu < vcpuCount else { return nil }
         let parked = xv_load_acquire_u64(words + DomainWords.parked)
         if parked & (1 << UInt64(vcpu)) != 0 { return .block }
@@ -37,7 +37,7 @@ extension XenDomain {
     }
 
     /// The embedder resumes `vcpu` without a wake (its poll deadline passed): the request goes.
-    public func resume(_ vcpu: Int) {
+    @inlinable public func resume(_ vcpu: Int) {
         guard vcpu >= 0, vcpu < vcpuCount else { return }
         _ = xv_atomic_fetch_and_u64(words + DomainWords.parked, ~(1 << UInt64(vcpu) | 1 << UInt64(32 + vcpu)))
     }
@@ -45,12 +45,12 @@ extension XenDomain {
     /// The delivery path's check: a blocked `vcpu` whose upcall was raised, or a vCPU polling
     /// `port` (or any port), wakes. One relaxed load while nobody is parked.
     @inline(__always)
-    func wakeIfParked(_ vcpu: Int?, port: UInt32?) {
+    @inlinable func wakeIfParked(_ vcpu: Int?, port: UInt32?) {
         guard xv_load_relaxed_u64(words + DomainWords.parked) != 0 else { return }
         wakeParked(vcpu, port: port)
     }
 
-    func wakeParked(_ vcpu: Int?, port: UInt32?) {
+    @inlinable func wakeParked(_ vcpu: Int?, port: UInt32?) {
         let parked = xv_load_acquire_u64(words + DomainWords.parked)
         for v in 0..<vcpuCount {
             let blockBit = UInt64(1) << UInt64(v), pollBit = UInt64(1) << UInt64(32 + v)
@@ -70,7 +70,7 @@ extension XenDomain {
 
     /// SCHEDOP_block: event delivery enabled (vcpu_info's upcall mask cleared), then parked
     /// unless an upcall is already pending.
-    func schedBlock(_ v: Int) -> Int64 {
+    @inlinable func schedBlock(_ v: Int) -> Int64 {
         guard let info = vcpuInfoPointer(v) else { return 0 }
         xv_store_release_u8(info + VcpuInfoLayout.evtchnUpcallMask.offset, 0)
         _ = xv_atomic_fetch_or_u64(words + DomainWords.parked, 1 << UInt64(v))
@@ -84,7 +84,7 @@ extension XenDomain {
     /// a port that cannot be read is -EFAULT and one that is not valid -EINVAL (XTF xsa-221:
     /// never a trap), either way not parked. Otherwise the vCPU stays parked until one of its
     /// ports (any port, when it listed several or none) becomes pending, or the timeout.
-    func schedPoll(_ v: Int, arg: UInt64) -> Int64 {
+    @inlinable func schedPoll(_ v: Int, arg: UInt64) -> Int64 {
         guard memory.argumentReadable(at: arg, size: SchedPollLayout.size),
               let list = memory.argument(UInt64.self, at: arg, SchedPollLayout.ports),
               let count = memory.argument(UInt32.self, at: arg, SchedPollLayout.nrPorts),
@@ -122,7 +122,7 @@ extension XenDomain {
     }
 
     /// Whether `port`'s pending bit is set, in the ABI in use (evtchn_is_pending).
-    func isPending(_ port: UInt32) -> Bool {
+    @inlinable func isPending(_ port: UInt32) -> Bool {
         if usesFIFO {
             guard let word = eventWord(port) else { return false }
             return GuestWords.load32(word) & (1 << EventChannelFIFO.pending) != 0

@@ -8,7 +8,7 @@ import XenABI
 extension XenDomain {
     /// The peer bound `port` (unbound, waiting for `remote`): it becomes interdomain with
     /// `remotePort`. False, changing nothing, when `port` is not unbound for `remote`.
-    public func peerBound(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable public func peerBound(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
         lockChannel(port)
         defer { unlockChannel(port) }
@@ -16,7 +16,7 @@ extension XenDomain {
     }
 
     /// `peerBound` on a record whose lock the caller holds.
-    package func peerBoundLocked(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable package func peerBoundLocked(_ port: UInt32, to remote: DomainID, remotePort: UInt32) -> Bool {
         let c = channelPointer(port)
         guard c.pointee.state == .unbound && c.pointee.remoteDomain == remote else { return false }
         c.pointee.state = .interdomain
@@ -27,13 +27,13 @@ extension XenDomain {
 
     /// Whether `port` is unbound and waiting for `remote` (what EVTCHNOP_bind_interdomain
     /// requires of the remote port).
-    public func isUnbound(_ port: UInt32, for remote: DomainID) -> Bool {
+    @inlinable public func isUnbound(_ port: UInt32, for remote: DomainID) -> Bool {
         guard isValid(port) else { return false }
         return withChannel(port) { $0.state == .unbound && $0.remoteDomain == remote }
     }
 
     /// Whether `port` is interdomain with `remotePort` of `remote`.
-    public func isInterdomain(_ port: UInt32, with remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable public func isInterdomain(_ port: UInt32, with remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
         return withChannel(port) { $0.isInterdomain(with: remote, remotePort: remotePort) }
     }
@@ -42,7 +42,7 @@ extension XenDomain {
     /// unbound, waiting for `remote` (Xen evtchn_close on the peer's channel). False, changing
     /// nothing, when `port` is not interdomain with that port of `remote`.
     @discardableResult
-    public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable public func peerClosed(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
         guard isValid(port) else { return false }
         lockChannel(port)
         defer { unlockChannel(port) }
@@ -51,7 +51,7 @@ extension XenDomain {
 
     /// `peerClosed` on a record whose lock the caller holds.
     @discardableResult
-    package func peerClosedLocked(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable package func peerClosedLocked(_ port: UInt32, by remote: DomainID, remotePort: UInt32) -> Bool {
         let c = channelPointer(port)
         guard c.pointee.isInterdomain(with: remote, remotePort: remotePort) else { return false }
         c.pointee.state = .unbound
@@ -60,13 +60,13 @@ extension XenDomain {
     }
 
     /// The record of a port whose lock the caller holds.
-    package func channelLocked(_ port: UInt32) -> EventChannel { channelPointer(port).pointee }
+    @inlinable package func channelLocked(_ port: UInt32) -> EventChannel { channelPointer(port).pointee }
 }
 
 extension EventChannel {
     /// Interdomain with `remotePort` of `remote`.
     @inline(__always)
-    public func isInterdomain(with remote: DomainID, remotePort: UInt32) -> Bool {
+    @inlinable public func isInterdomain(with remote: DomainID, remotePort: UInt32) -> Bool {
         state == .interdomain && remoteDomain == remote && self.remotePort == remotePort
     }
 }

@@ -11,7 +11,7 @@ extension XenDomain {
     /// the domain (-ESRCH, -EPERM for another); dev_mmio -EACCES (hardware domain only); no
     /// physmap -EOPNOTSUPP; INVALID_GFN -EINVAL. gmfn_range moves `size` pages from `start` on
     /// (size below start -EILSEQ, a range that wraps -EOVERFLOW), stopping at the first error.
-    func addToPhysmap<F: EventFabric>(_ arg: UInt64, start: UInt16, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func addToPhysmap<F: EventFabric>(_ arg: UInt64, start: UInt16, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenAddToPhysmapLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenAddToPhysmapLayout.domid),
               let size = memory.argument(UInt16.self, at: arg, XenAddToPhysmapLayout.rangeSize),
@@ -51,7 +51,7 @@ extension XenDomain {
     /// ends the call with -EINVAL, the entry's status is written to errs (-EFAULT if it cannot
     /// be). gmfn_foreign is -EPERM per entry: Xen lets only the hardware domain map foreign
     /// pages into an HVM physmap (arch_acquire_resource_check).
-    func addToPhysmapBatch<F: EventFabric>(_ arg: UInt64, start: UInt16, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func addToPhysmapBatch<F: EventFabric>(_ arg: UInt64, start: UInt16, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenAddToPhysmapBatchLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenAddToPhysmapBatchLayout.domid),
               let rawSpace = memory.argument(UInt16.self, at: arg, XenAddToPhysmapBatchLayout.space),
@@ -89,7 +89,7 @@ extension XenDomain {
     /// -EOPNOTSUPP, a hole -ENOENT; else the frame is unmapped and its page stays the domain's
     /// (Xen's guest_physmap_remove_page: the reservation does not change). A page the layer
     /// holds (`holdsPage`) is -EBUSY.
-    func removeFromPhysmap<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func removeFromPhysmap<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenRemoveFromPhysmapLayout.size),
               let domid = memory.argument(UInt16.self, at: arg, XenRemoveFromPhysmapLayout.domid),
               let gpfn = memory.argument(UInt64.self, at: arg, XenRemoveFromPhysmapLayout.gpfn) else {
@@ -109,7 +109,7 @@ extension XenDomain {
     }
 
     /// Xen's INVALID_GFN (~0UL).
-    static var invalidFrame: UInt64 { UInt64.max }
+    @inlinable static var invalidFrame: UInt64 { UInt64.max }
 
     /// xenmem_add_to_physmap_one under the physmap lock: finds the page `space` and `idx` name
     /// (shared_info: idx 0; grant_table: frame idx, growing the table up to maxGrantFrames;
@@ -119,7 +119,7 @@ extension XenDomain {
     /// page's old frame becomes a hole, and the new frame may raise maximum_gpfn. A frame
     /// beyond a 4-level p2m is -EINVAL; one the side owns, or one the embedder cannot show,
     /// -ENOMEM; replacing a page the layer holds, -EBUSY.
-    func placePage<F: EventFabric>(_ space: MapSpace, idx: UInt64, at gpfn: UInt64, physmap: any XenPhysmap, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func placePage<F: EventFabric>(_ space: MapSpace, idx: UInt64, at gpfn: UInt64, physmap: any XenPhysmap, fabric: F) -> Int64 where F.Memory == Memory {
         let moving: LayerPage?
         let ramPage: UnsafeMutableRawPointer?
         switch space {

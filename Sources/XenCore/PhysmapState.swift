@@ -4,22 +4,22 @@ import XenABI
 
 /// memory_op's view of the domain: Xen's reservation figures and where the guest sees the
 /// layer's pages. Under the physmap lock.
-struct PhysmapState {
+@usableFromInline struct PhysmapState {
     /// A layer page the guest does not see.
-    static var noFrame: UInt64 { UInt64.max }
+    @inlinable static var noFrame: UInt64 { UInt64.max }
     /// Xen's d->tot_pages and d->max_pages.
-    var pages: UInt64
-    var maxPages: UInt64
+    @usableFromInline var pages: UInt64
+    @usableFromInline var maxPages: UInt64
     /// Xen's p2m max_mapped_pfn.
-    var maximumGpfn: UInt64
+    @usableFromInline var maximumGpfn: UInt64
     /// Xen's max_page.
-    var hostPages: UInt64
+    @usableFromInline var hostPages: UInt64
     /// Where the guest sees shared_info.
-    var sharedInfoLocation: UInt64
+    @usableFromInline var sharedInfoLocation: UInt64
     /// Frames the grant table has grown to (Xen's nr_grant_frames).
-    var grantFrames: UInt32
+    @usableFromInline var grantFrames: UInt32
 
-    init(_ config: XenMemoryConfiguration, sharedInfoFrame: GuestFrameNumber) {
+    @inlinable init(_ config: XenMemoryConfiguration, sharedInfoFrame: GuestFrameNumber) {
         pages = config.pages
         maxPages = config.maxPages
         maximumGpfn = max(config.maximumGpfn, sharedInfoFrame.rawValue)
@@ -30,7 +30,7 @@ struct PhysmapState {
 }
 
 /// A page of the layer's that the guest can map (XENMAPSPACE_shared_info, grant_table).
-enum LayerPage: Equatable {
+@usableFromInline enum LayerPage: Equatable {
     case sharedInfo
     case grantFrame(Int)
     case statusFrame(Int)
@@ -38,32 +38,32 @@ enum LayerPage: Equatable {
 
 extension XenDomain {
     @inline(__always)
-    func withPhysmapLock<R>(_ body: () -> R) -> R {
+    @inlinable func withPhysmapLock<R>(_ body: () -> R) -> R {
         xv_spin_lock(words + DomainWords.physmapLock)
         defer { xv_spin_unlock(words + DomainWords.physmapLock) }
         return body()
     }
 
     /// Where the guest sees shared_info now; nil when it is mapped nowhere.
-    public var sharedInfoLocation: GuestFrameNumber? {
+    @inlinable public var sharedInfoLocation: GuestFrameNumber? {
         withPhysmapLock { physmapState.sharedInfoLocation == PhysmapState.noFrame ? nil : GuestFrameNumber(physmapState.sharedInfoLocation) }
     }
 
     /// The reservation as memory_op reports it (current, maximum) and the highest frame mapped.
-    public var reservation: (pages: UInt64, maxPages: UInt64, maximumGpfn: UInt64) {
+    @inlinable public var reservation: (pages: UInt64, maxPages: UInt64, maximumGpfn: UInt64) {
         withPhysmapLock { (physmapState.pages, physmapState.maxPages, physmapState.maximumGpfn) }
     }
 
     /// Grant-table frames the table has grown to, and where the guest sees frame `index` (nil:
     /// nowhere, or not grown yet).
-    public var grantFrameCount: UInt32 { withPhysmapLock { physmapState.grantFrames } }
+    @inlinable public var grantFrameCount: UInt32 { withPhysmapLock { physmapState.grantFrames } }
     /// Where the guest sees grant-table frame `index` (XENMAPSPACE_grant_table), or nil when it is not placed, not grown yet or `index` is out of range. Takes the physmap lock.
-    public func grantFrameLocation(_ index: Int) -> GuestFrameNumber? {
+    @inlinable public func grantFrameLocation(_ index: Int) -> GuestFrameNumber? {
         guard index >= 0, index < Int(maxGrantFrames) else { return nil }
         return withPhysmapLock { grantFrameLocations[index] == PhysmapState.noFrame ? nil : GuestFrameNumber(grantFrameLocations[index]) }
     }
     /// The host page of grant-table frame `index`, once the table has grown to it.
-    public func grantFramePage(_ index: Int) -> UnsafeMutableRawPointer? {
+    @inlinable public func grantFramePage(_ index: Int) -> UnsafeMutableRawPointer? {
         guard index >= 0, index < Int(maxGrantFrames) else { return nil }
         return withPhysmapLock { grantFramePages[index] }
     }
@@ -71,14 +71,14 @@ extension XenDomain {
     // MARK: - Under the physmap lock
 
     /// Which layer page the guest sees at `frame`, if any.
-    func layerPage(at frame: UInt64) -> LayerPage? {
+    @inlinable func layerPage(at frame: UInt64) -> LayerPage? {
         if physmapState.sharedInfoLocation == frame { return .sharedInfo }
         for f in 0..<Int(physmapState.grantFrames) where grantFrameLocations[f] == frame { return .grantFrame(f) }
         for f in 0..<Int(grantState.statusFrames) where statusFrameLocations[f] == frame { return .statusFrame(f) }
         return nil
     }
 
-    func setLocation(_ page: LayerPage, _ frame: UInt64) {
+    @inlinable func setLocation(_ page: LayerPage, _ frame: UInt64) {
         switch page {
         case .sharedInfo: physmapState.sharedInfoLocation = frame
         case .grantFrame(let f): grantFrameLocations[f] = frame
@@ -86,7 +86,7 @@ extension XenDomain {
         }
     }
 
-    func location(_ page: LayerPage) -> UInt64 {
+    @inlinable func location(_ page: LayerPage) -> UInt64 {
         switch page {
         case .sharedInfo: return physmapState.sharedInfoLocation
         case .grantFrame(let f): return grantFrameLocations[f]
@@ -94,7 +94,7 @@ extension XenDomain {
         }
     }
 
-    func hostPage(_ page: LayerPage) -> UnsafeMutableRawPointer {
+    @inlinable func hostPage(_ page: LayerPage) -> UnsafeMutableRawPointer {
         switch page {
         case .sharedInfo: return sharedInfoPage
         case .grantFrame(let f): return grantFramePages[f]!
@@ -105,7 +105,7 @@ extension XenDomain {
     /// Whether the layer keeps a host pointer into `page` (a vcpu_info VCPUOP_register_vcpu_info
     /// placed there). Xen keeps a reference to such a page, so removing it from the map never
     /// frees it; the layer cannot keep the embedder's page alive, so it refuses to remove it.
-    func holdsPage(_ page: UnsafeMutableRawPointer) -> Bool {
+    @inlinable func holdsPage(_ page: UnsafeMutableRawPointer) -> Bool {
         let base = UInt64(UInt(bitPattern: page))
         for v in 0..<vcpuCount {
             let host = xv_load_acquire_u64(vcpuWords + v * VCPUWords.stride + VCPUWords.vcpuInfoHost)
@@ -117,7 +117,7 @@ extension XenDomain {
     /// Grows the grant table to `count` frames (gnttab_grow_table): zeroed shared frames, their
     /// active entries, and under v2 the status frames they need. Under the physmap lock; takes
     /// the grant lock to publish the new size. The table never shrinks.
-    func growGrantTable(to count: UInt32) {
+    @inlinable func growGrantTable(to count: UInt32) {
         guard physmapState.grantFrames < count else { return }
         withGrantLock {
             while physmapState.grantFrames < count {

@@ -8,7 +8,7 @@ import XenABI
 /// from the start extent the command carries; a reservation it cannot read or will not carry
 /// out returns that start, as Xen does. Frames change through the embedder's `XenPhysmap`.
 extension XenDomain {
-    func reservationOp<F: EventFabric>(_ op: MemoryOp, start: UInt64, arg: UInt64, fabric: F) -> UInt64 where F.Memory == Memory {
+    @inlinable func reservationOp<F: EventFabric>(_ op: MemoryOp, start: UInt64, arg: UInt64, fabric: F) -> UInt64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: XenMemoryReservationLayout.size),
               let list = memory.argument(UInt64.self, at: arg, XenMemoryReservationLayout.extentStart),
               let count = memory.argument(UInt64.self, at: arg, XenMemoryReservationLayout.nrExtents),
@@ -52,7 +52,7 @@ extension XenDomain {
     /// a page or less, a node with XENMEMF_exact_node_request (without XENMEMF_vnode), and
     /// populate-on-demand on oneself all do nothing. Other address limits and nodes are
     /// accepted and not applied: the memory is the embedder's.
-    static func acceptsMemoryFlags(_ flags: UInt32, op: MemoryOp, hostPages: UInt64) -> Bool {
+    @inlinable static func acceptsMemoryFlags(_ flags: UInt32, op: MemoryOp, hostPages: UInt64) -> Bool {
         let addressBits = UInt64(flags & 0xFF)
         let hostOrder = hostPages <= 1 ? 0 : UInt64(64 - (hostPages - 1).leadingZeroBitCount)
         if addressBits != 0, addressBits < hostOrder + guestPageShift, addressBits <= guestPageShift { return false }
@@ -72,7 +72,7 @@ extension XenDomain {
     /// they showed is put back, as Xen's extent is one allocation). A frame that showed RAM
     /// before keeps that page allocated to the domain, unmapped, as Xen's p2m_add_page does; a
     /// layer page there is unhooked.
-    func populateExtent<F: EventFabric>(_ base: UInt64, pages: UInt64, physmap: any XenPhysmap, fabric: F) -> Bool where F.Memory == Memory {
+    @inlinable func populateExtent<F: EventFabric>(_ base: UInt64, pages: UInt64, physmap: any XenPhysmap, fabric: F) -> Bool where F.Memory == Memory {
         guard physmapState.pages <= physmapState.maxPages, pages <= physmapState.maxPages - physmapState.pages else { return false }
         let (end, wraps) = base.addingReportingOverflow(pages)
         guard !wraps, end <= MemoryOpLimits.guestFrameLimit else { return false }
@@ -118,7 +118,7 @@ extension XenDomain {
     /// removed in turn (guest_remove_page): RAM is released and the reservation drops by one;
     /// a layer page is only unhooked. False at a hole, a frame that wraps, or a page the layer
     /// holds; the frames before it in the extent stay removed, as on Xen.
-    func releaseExtent(_ base: UInt64, pages: UInt64, physmap: any XenPhysmap) -> Bool {
+    @inlinable func releaseExtent(_ base: UInt64, pages: UInt64, physmap: any XenPhysmap) -> Bool {
         var j: UInt64 = 0
         while j < pages {
             let (frame, wraps) = base.addingReportingOverflow(j)

@@ -10,10 +10,10 @@ import XenABI
 /// runstate area gets a copy at each change, with XEN_RUNSTATE_UPDATE set in
 /// state_entry_time while it is written when the guest enabled VMASST_TYPE_runstate_update_flag.
 extension XenDomain {
-    func runstateBlock(_ v: Int) -> UnsafeMutableRawPointer { vcpuWords + v * VCPUWords.stride + VCPUWords.runstate }
+    @inlinable func runstateBlock(_ v: Int) -> UnsafeMutableRawPointer { vcpuWords + v * VCPUWords.stride + VCPUWords.runstate }
 
     /// Sets up the runstates at creation: vCPU 0 running, the others offline, all from time 0.
-    func initialiseRunstates() {
+    @inlinable func initialiseRunstates() {
         for v in 0..<vcpuCount {
             runstateBlock(v).storeBytes(of: (v == 0 ? VCPURunstate.running : VCPURunstate.offline).rawValue, as: Int32.self)
         }
@@ -21,7 +21,7 @@ extension XenDomain {
 
     /// The embedder started (INIT/SIPI) or stopped `vcpu`: VCPUOP_is_up's answer, and a
     /// runstate change to running or offline.
-    public func setVCPUUp<F: EventFabric>(_ vcpu: Int, _ up: Bool, fabric: F) where F.Memory == Memory {
+    @inlinable public func setVCPUUp<F: EventFabric>(_ vcpu: Int, _ up: Bool, fabric: F) where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount else { return }
         xv_store_release_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.online, up ? 1 : 0)
         // INIT/SIPI gives the vCPU its register state.
@@ -30,7 +30,7 @@ extension XenDomain {
     }
 
     /// The embedder's scheduler moved `vcpu` to `state` (running, runnable, blocked, offline).
-    public func setRunstate<F: EventFabric>(_ vcpu: Int, _ state: VCPURunstate, fabric: F) where F.Memory == Memory {
+    @inlinable public func setRunstate<F: EventFabric>(_ vcpu: Int, _ state: VCPURunstate, fabric: F) where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount, state.rawValue >= 0, state.rawValue <= VCPURunstate.offline.rawValue else { return }
         let now = systemTime(fabric: fabric) ?? 0
         let lock = timerWord(vcpu, VCPUWords.timeLock)
@@ -50,7 +50,7 @@ extension XenDomain {
 
     /// vcpu_runstate_get: the runstate with the time since the last change added to the
     /// current state's total (the caller holds the time lock).
-    func runstateSnapshot(_ v: Int, now: UInt64, into out: UnsafeMutableRawPointer) {
+    @inlinable func runstateSnapshot(_ v: Int, now: UInt64, into out: UnsafeMutableRawPointer) {
         out.copyMemory(from: runstateBlock(v), byteCount: VcpuRunstateInfoLayout.size)
         let state = Int(out.load(as: Int32.self))
         let entry = out.load(fromByteOffset: VcpuRunstateInfoLayout.stateEntryTime.offset, as: UInt64.self)
@@ -62,7 +62,7 @@ extension XenDomain {
     /// Copies `runstate` to the registered area, if any (update_runstate_area): with the
     /// update flag in the top byte of state_entry_time first and last when the guest asked for
     /// it. Writes the guest's memory does not take are dropped, as Xen's are.
-    func writeRunstateArea(_ v: Int, _ runstate: UnsafeRawPointer) {
+    @inlinable func writeRunstateArea(_ v: Int, _ runstate: UnsafeRawPointer) {
         let word = xv_load_acquire_u64(vcpuWords + v * VCPUWords.stride + VCPUWords.runstateArea)
         guard word & 1 != 0 else { return }
         let area = word & ~1
@@ -83,7 +83,7 @@ extension XenDomain {
 
     /// VCPUOP_get_runstate_info: the snapshot into the argument (-EFAULT when it cannot be
     /// written).
-    func getRunstateInfo<F: EventFabric>(_ v: Int, arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func getRunstateInfo<F: EventFabric>(_ v: Int, arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         let now = systemTime(fabric: fabric) ?? 0
         return withUnsafeTemporaryAllocation(byteCount: VcpuRunstateInfoLayout.size, alignment: 8) { buffer in
             let lock = timerWord(v, VCPUWords.timeLock)
@@ -97,7 +97,7 @@ extension XenDomain {
     /// VCPUOP_register_runstate_memory_area: the address in (-EFAULT), taken as given (0 stops
     /// the copies), and a copy written at once: the runstate as it stands for the calling vCPU,
     /// the snapshot for another (common_vcpu_op).
-    func registerRunstateArea<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func registerRunstateArea<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
         guard let address = memory.argument(UInt64.self, at: arg, VcpuRegisterRunstateMemoryAreaLayout.addrH) else {
             return XenErrno.efault.hypercallReturnValue
         }

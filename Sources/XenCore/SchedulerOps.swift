@@ -9,7 +9,7 @@ import XenABI
 extension XenDomain {
     /// RDI = Xen's `int cmd`, RSI = the argument; `vcpu` is the caller.
     @inline(never)
-    public func schedOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func schedOp<F: EventFabric>(_ cmd: UInt64, arg: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let op = SchedulerOp(rawValue: UInt32(truncatingIfNeeded: cmd))
         if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }
         switch op {
@@ -57,7 +57,7 @@ extension XenDomain {
     /// Xen's domain_shutdown: the first code given wins (SCHEDOP_shutdown_code's, if set), any
     /// byte is accepted (Xen does not check it against SHUTDOWN_MAX), and the embedder hears of
     /// it once; later shutdowns change nothing and succeed.
-    func shutDown<F: EventFabric>(_ reason: UInt8, fabric: F) where F.Memory == Memory {
+    @inlinable func shutDown<F: EventFabric>(_ reason: UInt8, fabric: F) where F.Memory == Memory {
         let first: UInt8? = withEventLock {
             if xv_load_acquire_u32(words + DomainWords.shutdownCode) == UInt32.max {
                 xv_store_release_u32(words + DomainWords.shutdownCode, UInt32(reason))
@@ -70,11 +70,11 @@ extension XenDomain {
     }
 
     /// The domain's shutdown code: nil until SCHEDOP_shutdown or SCHEDOP_shutdown_code set one.
-    public var shutdownCode: UInt8? {
+    @inlinable public var shutdownCode: UInt8? {
         let c = xv_load_acquire_u32(words + DomainWords.shutdownCode)
         return c == UInt32.max ? nil : UInt8(truncatingIfNeeded: c)
     }
 
     /// Whether the domain has shut down (Xen's d->is_shutting_down).
-    public var isShuttingDown: Bool { xv_load_acquire_u32(words + DomainWords.shuttingDown) != 0 }
+    @inlinable public var isShuttingDown: Bool { xv_load_acquire_u32(words + DomainWords.shuttingDown) != 0 }
 }

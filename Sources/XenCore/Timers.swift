@@ -10,19 +10,19 @@ import XenABI
 extension XenDomain {
     /// The Linux workaround of do_set_timer_op: a deadline more than 2^50 ns (about 13 days)
     /// ahead, or one with bit 63 set, is taken as a deadline 100 ms from now.
-    static var hugeTimeoutLimit: UInt64 { 1 << 50 }
-    static var hugeTimeoutDelay: UInt64 { 100_000_000 }
+    @inlinable static var hugeTimeoutLimit: UInt64 { 1 << 50 }
+    @inlinable static var hugeTimeoutDelay: UInt64 { 100_000_000 }
     /// VCPUOP_set_periodic_timer: at least 1 ms, at most STIME_DELTA_MAX (2^62 - 1 ns).
-    static var minimumPeriod: UInt64 { 1_000_000 }
-    static var maximumPeriod: UInt64 { (1 << 62) - 1 }
+    @inlinable static var minimumPeriod: UInt64 { 1_000_000 }
+    @inlinable static var maximumPeriod: UInt64 { (1 << 62) - 1 }
 
-    func timerWord(_ vcpu: Int, _ offset: Int) -> UnsafeMutableRawPointer { vcpuWords + vcpu * VCPUWords.stride + offset }
+    @inlinable func timerWord(_ vcpu: Int, _ offset: Int) -> UnsafeMutableRawPointer { vcpuWords + vcpu * VCPUWords.stride + offset }
 
     /// __HYPERVISOR_set_timer_op (RDI: an s_time_t deadline): 0 stops the single-shot timer; a
     /// negative or huge one becomes now + 100 ms; any other is set as given (one in the past
     /// fires at once). Always 0.
     @inline(never)
-    public func setTimerOp<F: EventFabric>(_ timeout: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func setTimerOp<F: EventFabric>(_ timeout: UInt64, vcpu: Int, fabric: F) -> Int64 where F.Memory == Memory {
         if timeout == 0 {
             setSingleshot(vcpu, 0, fabric: fabric)
             return 0
@@ -39,7 +39,7 @@ extension XenDomain {
 
     /// VCPUOP_set_singleshot_timer and stop_singleshot_timer (only on the calling vCPU:
     /// -EINVAL for another), set_periodic_timer and stop_periodic_timer.
-    func vcpuTimerOp<F: EventFabric>(_ op: VCPUOp, _ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func vcpuTimerOp<F: EventFabric>(_ op: VCPUOp, _ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
         switch op {
         case .setSingleshotTimer:
             guard v == current else { return XenErrno.einval.hypercallReturnValue }
@@ -75,16 +75,16 @@ extension XenDomain {
     }
 
     /// The single-shot deadline of `vcpu` (0: stopped) and its periodic period (0: stopped).
-    public func timers(_ vcpu: Int) -> (singleshot: UInt64, period: UInt64) {
+    @inlinable public func timers(_ vcpu: Int) -> (singleshot: UInt64, period: UInt64) {
         guard vcpu >= 0, vcpu < vcpuCount else { return (0, 0) }
         return (xv_load_acquire_u64(timerWord(vcpu, VCPUWords.singleshotDeadline)), xv_load_acquire_u64(timerWord(vcpu, VCPUWords.periodicPeriod)))
     }
 
-    func setSingleshot<F: EventFabric>(_ v: Int, _ deadline: UInt64, fabric: F) where F.Memory == Memory {
+    @inlinable func setSingleshot<F: EventFabric>(_ v: Int, _ deadline: UInt64, fabric: F) where F.Memory == Memory {
         withTimers(v, fabric: fabric) { xv_store_release_u64(timerWord(v, VCPUWords.singleshotDeadline), deadline) }
     }
 
-    func setPeriodic<F: EventFabric>(_ v: Int, _ period: UInt64, fabric: F) where F.Memory == Memory {
+    @inlinable func setPeriodic<F: EventFabric>(_ v: Int, _ period: UInt64, fabric: F) where F.Memory == Memory {
         let now = period == 0 ? 0 : systemTime(fabric: fabric) ?? 0
         withTimers(v, fabric: fabric) {
             xv_store_release_u64(timerWord(v, VCPUWords.periodicPeriod), period)
@@ -94,7 +94,7 @@ extension XenDomain {
 
     /// Changes the timer state under the vCPU's time lock, then arms the side's timer for the
     /// earlier deadline (outside the lock: the side may call back).
-    func withTimers<F: EventFabric>(_ v: Int, fabric: F, _ body: () -> Void) where F.Memory == Memory {
+    @inlinable func withTimers<F: EventFabric>(_ v: Int, fabric: F, _ body: () -> Void) where F.Memory == Memory {
         let lock = timerWord(v, VCPUWords.timeLock)
         xv_spin_lock(lock)
         body()
@@ -103,7 +103,7 @@ extension XenDomain {
         fabric.armTimer(self, vcpu: v, deadline: deadline)
     }
 
-    func earliestDeadline(_ v: Int) -> UInt64? {
+    @inlinable func earliestDeadline(_ v: Int) -> UInt64? {
         let one = xv_load_acquire_u64(timerWord(v, VCPUWords.singleshotDeadline))
         let next = xv_load_acquire_u64(timerWord(v, VCPUWords.periodicPeriod)) == 0 ? 0 : xv_load_acquire_u64(timerWord(v, VCPUWords.periodicNext))
         var earliest: UInt64? = one == 0 ? nil : one
@@ -122,7 +122,7 @@ extension XenDomain {
     /// the translated side's timer counts in) sends one VIRQ_TIMER; the single-shot timer
     /// stops, the periodic one moves to now + period (Xen's vcpu_periodic_timer_work); the
     /// side's timer is armed again for what remains.
-    public func timerFired<F: EventFabric>(vcpu v: Int, fabric: F) where F.Memory == Memory {
+    @inlinable public func timerFired<F: EventFabric>(vcpu v: Int, fabric: F) where F.Memory == Memory {
         guard v >= 0, v < vcpuCount, let now = systemTime(fabric: fabric) else { return }
         var fire = false, watchdogFired = false
         withTimers(v, fabric: fabric) {
@@ -151,13 +151,13 @@ extension XenDomain {
     }
 
     /// NR_DOMAIN_WATCHDOG_TIMERS (xen/include/xen/sched.h).
-    static var watchdogCount: Int { 2 }
+    @inlinable static var watchdogCount: Int { 2 }
 
     /// SCHEDOP_watchdog (xen/common/sched/core.c domain_watchdog): id 0 takes a free watchdog,
     /// armed `timeout` seconds from now, and returns its id (1 or 2), -ENOSPC when both are in
     /// use; id 1 or 2 re-arms that one, or frees it with timeout 0; any other id, or one not in
     /// use, -EINVAL. A watchdog that fires shuts the domain down with SHUTDOWN_watchdog.
-    func watchdog<F: EventFabric>(id: UInt32, timeout: UInt32, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func watchdog<F: EventFabric>(id: UInt32, timeout: UInt32, fabric: F) -> Int64 where F.Memory == Memory {
         let now = systemTime(fabric: fabric) ?? 0
         let (deadline, overflow) = now.addingReportingOverflow(UInt64(timeout) &* 1_000_000_000)
         let at = overflow ? UInt64.max : deadline
@@ -189,10 +189,10 @@ extension XenDomain {
         return result
     }
 
-    static func due(_ deadline: UInt64, _ now: UInt64) -> Bool { deadline <= now || deadline - now < 100 }
+    @inlinable static func due(_ deadline: UInt64, _ now: UInt64) -> Bool { deadline <= now || deadline - now < 100 }
 
     /// send_guest_vcpu_virq: the port `vcpu` bound `virq` to, if any, made pending.
-    public func sendVIRQ<F: EventFabric>(_ virq: VIRQ, vcpu: Int, from current: Int, fabric: F) where F.Memory == Memory {
+    @inlinable public func sendVIRQ<F: EventFabric>(_ virq: VIRQ, vcpu: Int, from current: Int, fabric: F) where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount, virq.rawValue < 24 else { return }
         let port = withEventLock { vcpus[vcpu].virqPorts[Int(virq.rawValue)] }
         guard port != 0 else { return }

@@ -7,13 +7,13 @@ import XenABI
 /// concurrently sees the same intermediate states.
 extension XenDomain {
     @inline(__always)
-    static func bitmapWord(_ si: UnsafeMutableRawPointer, _ field: ABIField, _ port: UInt32) -> UnsafeMutableRawPointer {
+    @inlinable static func bitmapWord(_ si: UnsafeMutableRawPointer, _ field: ABIField, _ port: UInt32) -> UnsafeMutableRawPointer {
         si + field.offset(ofElement: Int(port >> 6))
     }
 
     /// evtchn_2l_set_pending: set the pending bit; when it was clear and the port is unmasked,
     /// set the selector bit; when that was clear, mark the upcall pending.
-    func twoLevelSetPending(_ port: UInt32) -> Int? {
+    @inlinable func twoLevelSetPending(_ port: UInt32) -> Int? {
         guard port < EventChannel2L.nrChannels, let si = sharedInfo else { return nil }
         if GuestWords.testAndSet(Self.bitmapWord(si, SharedInfoLayout.evtchnPending, port), bit64: Int(port & 63)) { return nil }
         // evtchn_check_pollers: a poller of this port wakes, masked or not.
@@ -24,7 +24,7 @@ extension XenDomain {
 
     /// evtchn_2l_unmask: clear the mask bit; when it was set and the port is pending, set the
     /// selector bit and, when that was clear, mark the upcall pending.
-    func twoLevelUnmask(_ port: UInt32) -> Int? {
+    @inlinable func twoLevelUnmask(_ port: UInt32) -> Int? {
         guard port < EventChannel2L.nrChannels, let si = sharedInfo else { return nil }
         guard GuestWords.testAndClear(Self.bitmapWord(si, SharedInfoLayout.evtchnMask, port), bit64: Int(port & 63)),
               GuestWords.test(Self.bitmapWord(si, SharedInfoLayout.evtchnPending, port), bit64: Int(port & 63)) else { return nil }
@@ -32,7 +32,7 @@ extension XenDomain {
     }
 
     @inline(__always)
-    private func raiseSelector(_ si: UnsafeMutableRawPointer, _ port: UInt32) -> Int? {
+    @inlinable func raiseSelector(_ si: UnsafeMutableRawPointer, _ port: UInt32) -> Int? {
         let vcpu = Int(channelPointer(port).pointee.notifyVCPU)
         guard let info = vcpuInfo(si, vcpu) else { return nil }
         let selector = info + VcpuInfoLayout.evtchnPendingSel.offset
@@ -43,7 +43,7 @@ extension XenDomain {
     }
 
     /// The 2-level pending bit of `port` (for FIFO's switch-over, Xen setup_ports).
-    func twoLevelIsPending(_ port: UInt32) -> Bool {
+    @inlinable func twoLevelIsPending(_ port: UInt32) -> Bool {
         guard port < EventChannel2L.nrChannels, let si = sharedInfo else { return false }
         return GuestWords.test(Self.bitmapWord(si, SharedInfoLayout.evtchnPending, port), bit64: Int(port & 63))
     }

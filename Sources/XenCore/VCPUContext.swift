@@ -13,17 +13,17 @@ public struct XenVCPUSegment: Sendable, Equatable {
     public var attributes: UInt16
 
     /// A segment with the given base, limit and attributes, unchecked.
-    public init(base: UInt64, limit: UInt32, attributes: UInt16) {
+    @inlinable public init(base: UInt64, limit: UInt32, attributes: UInt16) {
         self.base = base
         self.limit = limit
         self.attributes = attributes
     }
 
-    var type: UInt16 { attributes & 0xF }
-    var system: Bool { attributes & 0x10 == 0 }
-    var dpl: UInt16 { attributes >> 5 & 3 }
-    var present: Bool { attributes & 0x80 != 0 }
-    var granular: Bool { attributes & 0x800 != 0 }
+    @inlinable var type: UInt16 { attributes & 0xF }
+    @inlinable var system: Bool { attributes & 0x10 == 0 }
+    @inlinable var dpl: UInt16 { attributes >> 5 & 3 }
+    @inlinable var present: Bool { attributes & 0x80 != 0 }
+    @inlinable var granular: Bool { attributes & 0x800 != 0 }
 }
 
 /// The register state a vCPU starts from after VCPUOP_initialise (Xen's
@@ -51,19 +51,19 @@ public struct XenVCPUContext: Sendable, Equatable {
     public var tr = XenVCPUSegment(base: 0, limit: 0, attributes: 0)
 
     /// An all-zero context.
-    public init() {}
+    @inlinable public init() {}
 }
 
 /// Decoding and checking a guest's vcpu_hvm_context (xen-project/xen RELEASE-4.17.7
 /// xen/arch/x86/hvm/domain.c arch_set_info_hvm_guest and check_segment; xen/arch/x86/hvm/hvm.c
 /// hvm_efer_valid and hvm_cr4_guest_valid_bits, against the CPU policy of
 /// Specs/translation/vcpu-context.tbl).
-enum VCPUContextDecoder {
-    enum Segment { case cs, ds, ss, es, tr }
+@usableFromInline enum VCPUContextDecoder {
+    @usableFromInline enum Segment { case cs, ds, ss, es, tr }
 
     /// The context at `arg`, or nil when Xen would answer -EINVAL. The caller has checked that
     /// all of it is readable.
-    static func decode<M: GuestMemory>(_ memory: M, at arg: UInt64) -> XenVCPUContext? {
+    @inlinable static func decode<M: GuestMemory>(_ memory: M, at arg: UInt64) -> XenVCPUContext? {
         func u32(_ f: ABIField) -> UInt32? { memory.argument(UInt32.self, at: arg, f) }
         guard let mode = u32(VcpuHvmContextLayout.mode), let pad = u32(VcpuHvmContextLayout.pad), pad == 0 else { return nil }
         let regs = arg &+ UInt64(VcpuHvmContextLayout.cpuRegs.offset)
@@ -82,7 +82,7 @@ enum VCPUContextDecoder {
         return c
     }
 
-    static func decode32<M: GuestMemory>(_ memory: M, at base: UInt64) -> XenVCPUContext? {
+    @inlinable static func decode32<M: GuestMemory>(_ memory: M, at base: UInt64) -> XenVCPUContext? {
         typealias L = VcpuHvmX8632Layout
         func u32(_ f: ABIField) -> UInt64? { memory.argument(UInt32.self, at: base, f).map(UInt64.init) }
         func u16(_ f: ABIField) -> UInt16? { memory.argument(UInt16.self, at: base, f) }
@@ -116,7 +116,7 @@ enum VCPUContextDecoder {
         return c
     }
 
-    static func decode64<M: GuestMemory>(_ memory: M, at base: UInt64) -> XenVCPUContext? {
+    @inlinable static func decode64<M: GuestMemory>(_ memory: M, at base: UInt64) -> XenVCPUContext? {
         typealias L = VcpuHvmX8664Layout
         func u64(_ f: ABIField) -> UInt64? { memory.argument(UInt64.self, at: base, f) }
         guard let rax = u64(L.rax), let rcx = u64(L.rcx), let rdx = u64(L.rdx), let rbx = u64(L.rbx),
@@ -139,7 +139,7 @@ enum VCPUContextDecoder {
     }
 
     /// check_segment.
-    static func valid(_ s: XenVCPUSegment, _ which: Segment) -> Bool {
+    @inlinable static func valid(_ s: XenVCPUSegment, _ which: Segment) -> Bool {
         guard s.attributes & 0xF000 == 0 else { return false }
         if s.attributes == 0 { return which == .ds || which == .es }
         if which == .tr {

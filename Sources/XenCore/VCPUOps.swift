@@ -9,7 +9,7 @@ extension XenDomain {
     /// RDI = Xen's `int cmd`, RSI = `unsigned int vcpuid`, RDX = the argument; `current` is the
     /// calling vCPU.
     @inline(never)
-    public func vcpuOp<F: EventFabric>(_ cmd: UInt64, vcpuid: UInt64, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable public func vcpuOp<F: EventFabric>(_ cmd: UInt64, vcpuid: UInt64, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let target = UInt32(truncatingIfNeeded: vcpuid)
         guard target < UInt32(vcpuCount) else { return XenErrno.enoent.hypercallReturnValue }
         let v = Int(target)
@@ -46,12 +46,12 @@ extension XenDomain {
 
     /// Whether `vcpu` is up (Xen's !VPF_down): vCPU 0 from the start, the others once the
     /// embedder has started them (INIT/SIPI through its virtual APIC).
-    public func isVCPUUp(_ vcpu: Int) -> Bool {
+    @inlinable public func isVCPUUp(_ vcpu: Int) -> Bool {
         vcpu >= 0 && vcpu < vcpuCount && xv_load_acquire_u32(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.online) != 0
     }
 
     /// Where VCPUOP_register_vcpu_info put `vcpu`'s vcpu_info, nil while it is in shared_info.
-    public func registeredVCPUInfo(_ vcpu: Int) -> GuestPhysicalAddress? {
+    @inlinable public func registeredVCPUInfo(_ vcpu: Int) -> GuestPhysicalAddress? {
         guard vcpu >= 0, vcpu < vcpuCount else { return nil }
         let word = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.vcpuInfoAddress)
         return word & 1 == 0 ? nil : GuestPhysicalAddress(word & ~1)
@@ -64,7 +64,7 @@ extension XenDomain {
     /// move to the new place, which is published before everything is marked pending (every
     /// selector bit and the upcall flag, and an upcall when that flag was clear), so an event
     /// set in the old place meanwhile is not lost: the guest gets a spurious scan, as on Xen.
-    func registerVCPUInfo<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func registerVCPUInfo<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: VcpuRegisterVcpuInfoLayout.size),
               let mfn = memory.argument(UInt64.self, at: arg, VcpuRegisterVcpuInfoLayout.mfn),
               let offset = memory.argument(UInt32.self, at: arg, VcpuRegisterVcpuInfoLayout.offset) else {

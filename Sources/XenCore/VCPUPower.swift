@@ -9,18 +9,18 @@ import XenABI
 /// sides. The changes hold the event lock (Xen's domain lock).
 extension XenDomain {
     @inline(__always)
-    func vcpuWord(_ vcpu: Int, _ offset: Int) -> UnsafeMutableRawPointer { vcpuWords + vcpu * VCPUWords.stride + offset }
+    @inlinable func vcpuWord(_ vcpu: Int, _ offset: Int) -> UnsafeMutableRawPointer { vcpuWords + vcpu * VCPUWords.stride + offset }
 
     /// Whether `vcpu` has a register state to start from (Xen's v->is_initialised): vCPU 0 from
     /// creation, the others after VCPUOP_initialise or the embedder's INIT/SIPI (`setVCPUUp`).
-    public func isVCPUInitialised(_ vcpu: Int) -> Bool {
+    @inlinable public func isVCPUInitialised(_ vcpu: Int) -> Bool {
         vcpu >= 0 && vcpu < vcpuCount && xv_load_acquire_u32(vcpuWord(vcpu, VCPUWords.initialised)) != 0
     }
 
     /// VCPUOP_initialise: the whole vcpu_hvm_context in (-EFAULT); a vCPU already initialised
     /// -EEXIST; a context arch_set_info_hvm_guest refuses, or the embedder refuses, -EINVAL.
     /// The vCPU is then initialised and down (Xen sets VPF_down): VCPUOP_up starts it.
-    func initialiseVCPU<F: EventFabric>(_ v: Int, arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func initialiseVCPU<F: EventFabric>(_ v: Int, arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard memory.argumentReadable(at: arg, size: VcpuHvmContextLayout.size) else { return XenErrno.efault.hypercallReturnValue }
         let outcome: Int64? = withEventLock {
             guard !isVCPUInitialised(v) else { return XenErrno.eexist.hypercallReturnValue }
@@ -43,7 +43,7 @@ extension XenDomain {
 
     /// VCPUOP_up: -EINVAL until the vCPU is initialised; a vCPU that was down is marked up
     /// (runnable) and handed to the embedder to run. Up already: nothing, 0.
-    func vcpuUp<F: EventFabric>(_ v: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func vcpuUp<F: EventFabric>(_ v: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let wake: Bool? = withEventLock {
             guard isVCPUInitialised(v) else { return nil }
             guard !isVCPUUp(v) else { return false }
@@ -61,7 +61,7 @@ extension XenDomain {
     /// VCPUOP_down: when no other vCPU is up the domain shuts down (SHUTDOWN_poweroff) and the
     /// vCPU stays as it is; otherwise it is marked down (offline) and the embedder stops running
     /// it. Down already: nothing, 0.
-    func vcpuDown<F: EventFabric>(_ v: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func vcpuDown<F: EventFabric>(_ v: Int, fabric: F) -> Int64 where F.Memory == Memory {
         let action: VCPUDownAction = withEventLock {
             var othersUp = false
             for u in 0..<vcpuCount where u != v && isVCPUUp(u) { othersUp = true; break }
@@ -82,4 +82,4 @@ extension XenDomain {
 }
 
 /// What VCPUOP_down decided under the event lock.
-enum VCPUDownAction { case shutDown, sleep, none }
+@usableFromInline enum VCPUDownAction { case shutDown, sleep, none }

@@ -14,7 +14,7 @@ extension XenDomain {
     /// the layer calls it when the guest moves or adds a time area. False when the side has no
     /// valid clock (nothing is written then).
     @discardableResult
-    public func refreshTime<F: EventFabric>(vcpu: Int, fabric: F) -> Bool where F.Memory == Memory {
+    @inlinable public func refreshTime<F: EventFabric>(vcpu: Int, fabric: F) -> Bool where F.Memory == Memory {
         guard vcpu >= 0, vcpu < vcpuCount, let base = fabric.timeBase(self) else { return false }
         let info = PVClock.timeInfo(anchorTSC: base.tsc, page: base.page)
         let lock = vcpuWords + vcpu * VCPUWords.stride + VCPUWords.timeLock
@@ -41,12 +41,12 @@ extension XenDomain {
     }
 
     /// Xen system time now (NOW(), ns), from the side's clock; nil without one.
-    public func systemTime<F: EventFabric>(fabric: F) -> UInt64? where F.Memory == Memory {
+    @inlinable public func systemTime<F: EventFabric>(fabric: F) -> UInt64? where F.Memory == Memory {
         fabric.timeBase(self).map { $0.page.nanoseconds(atTSC: $0.tsc) }
     }
 
     /// Where VCPUOP_register_vcpu_time_memory_area asked for the second copy, if it did.
-    public func timeArea(_ vcpu: Int) -> GuestPhysicalAddress? {
+    @inlinable public func timeArea(_ vcpu: Int) -> GuestPhysicalAddress? {
         guard vcpu >= 0, vcpu < vcpuCount else { return nil }
         let word = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.timeArea)
         return word & 1 == 0 ? nil : GuestPhysicalAddress(word & ~1)
@@ -55,7 +55,7 @@ extension XenDomain {
     /// VCPUOP_register_vcpu_time_memory_area (xen/arch/x86/domain.c do_vcpu_op): the argument
     /// in (-EFAULT); the address is taken as given (Xen checks HVM handles only when it
     /// writes them), a null one stops the copies; then the copy is written at once.
-    func registerTimeArea<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func registerTimeArea<F: EventFabric>(_ v: Int, arg: UInt64, current: Int, fabric: F) -> Int64 where F.Memory == Memory {
         guard let address = memory.argument(UInt64.self, at: arg, VcpuRegisterTimeMemoryAreaLayout.addrH) else {
             return XenErrno.efault.hypercallReturnValue
         }
@@ -66,14 +66,14 @@ extension XenDomain {
 
     /// HVMOP_get_time: NOW() into the xen_hvm_get_time (-EFAULT when it cannot be written).
     @inline(never)
-    func getTime<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
+    @inlinable func getTime<F: EventFabric>(_ arg: UInt64, fabric: F) -> Int64 where F.Memory == Memory {
         guard let now = systemTime(fabric: fabric) else { return XenErrno.eio.hypercallReturnValue }
         var value = now.littleEndian
         let written = withUnsafeBytes(of: &value) { memory.write(at: GuestPhysicalAddress(arg), from: $0) }
         return written ? 0 : XenErrno.efault.hypercallReturnValue
     }
 
-    static func fill(_ p: UnsafeMutableRawPointer, _ info: PVClockTimeInfo, version: UInt32) {
+    @inlinable static func fill(_ p: UnsafeMutableRawPointer, _ info: PVClockTimeInfo, version: UInt32) {
         p.storeBytes(of: version.littleEndian, toByteOffset: VcpuTimeInfoLayout.version.offset, as: UInt32.self)
         p.storeBytes(of: info.tscTimestamp.littleEndian, toByteOffset: VcpuTimeInfoLayout.tscTimestamp.offset, as: UInt64.self)
         p.storeBytes(of: info.systemTime.littleEndian, toByteOffset: VcpuTimeInfoLayout.systemTime.offset, as: UInt64.self)
@@ -85,7 +85,7 @@ extension XenDomain {
     /// The version protocol on guest memory the guest reads concurrently: odd version (a
     /// release store), the fields, then even (release), so a reader that sees the same even
     /// version before and after its read saw one whole update.
-    static func writeTime(_ info: PVClockTimeInfo, version odd: UInt32, even: UInt32, into p: UnsafeMutableRawPointer) {
+    @inlinable static func writeTime(_ info: PVClockTimeInfo, version odd: UInt32, even: UInt32, into p: UnsafeMutableRawPointer) {
         xv_store_release_u32(p + VcpuTimeInfoLayout.version.offset, odd.littleEndian)
         xv_store_release_u64(p + VcpuTimeInfoLayout.tscTimestamp.offset, info.tscTimestamp.littleEndian)
         xv_store_release_u64(p + VcpuTimeInfoLayout.systemTime.offset, info.systemTime.littleEndian)

@@ -8,7 +8,7 @@ import XenABI
 extension XenDomain {
     /// `cmd` and `type` are Xen's `unsigned int` arguments (RDI and RSI, low 32 bits).
     @inline(never)
-    public func vmAssist(_ cmd: UInt64, type: UInt64) -> Int64 {
+    @inlinable public func vmAssist(_ cmd: UInt64, type: UInt64) -> Int64 {
         let command = UInt32(truncatingIfNeeded: cmd), kind = UInt32(truncatingIfNeeded: type)
         guard kind < 64, VMAssistAnswers.hvmValid & (1 << UInt64(kind)) != 0 else { return XenErrno.einval.hypercallReturnValue }
         let bit = UInt64(1) << UInt64(kind)
@@ -21,7 +21,7 @@ extension XenDomain {
     }
 
     /// Whether the guest has enabled `type` (Xen's VM_ASSIST(d, type)).
-    public func vmAssistEnabled(_ type: VMAssistType) -> Bool {
+    @inlinable public func vmAssistEnabled(_ type: VMAssistType) -> Bool {
         type.rawValue < 64 && xv_atomic_load_u64(words + DomainWords.vmAssist) & (1 << UInt64(type.rawValue)) != 0
     }
 }

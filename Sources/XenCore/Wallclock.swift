@@ -10,7 +10,7 @@ extension XenDomain {
     /// Sets the wall-clock time at system time 0 (what XENPF_settime does on Xen), once at
     /// creation from `DomainConfiguration.wallclockAtBoot` and again whenever the embedder
     /// calls it. Writes nothing while shared_info is not backed.
-    public func setWallclock(seconds: UInt64, nanoseconds: UInt32) {
+    @inlinable public func setWallclock(seconds: UInt64, nanoseconds: UInt32) {
         guard let si = sharedInfo else { return }
         withEventLock {
             let version = si + SharedInfoLayout.wcVersion.offset

@@ -14,7 +14,7 @@ extension XenGuestIdentity {
     /// Answers CPUID `leaf`/`subleaf` for `vcpu` of domain `domain`. Every input is the
     /// guest's and any value is answered: leaves in Xen's part of the hypervisor range get
     /// Xen's values (zeros past the limit or for sub-leaves Xen does not define).
-    public func cpuid(leaf: UInt32, subleaf: UInt32, vcpu: UInt32, domain: DomainID) -> XenIdentityAnswer<CPUIDResult> {
+    @inlinable public func cpuid(leaf: UInt32, subleaf: UInt32, vcpu: UInt32, domain: DomainID) -> XenIdentityAnswer<CPUIDResult> {
         guard leaf >= XenIdentityCPUID.xenBase, leaf <= XenIdentityCPUID.hypervisorLast else { return .notHypervisor }
         if layout == .xenWithViridian, leaf <= XenIdentityCPUID.viridianLast { return .viridian }
         let base = layout.cpuidBase
@@ -69,7 +69,7 @@ extension XenGuestIdentity {
 extension XenDomain {
     /// CPUID for this domain's `vcpu` (the embedder names the trapping vCPU; the layer does not
     /// check it against vcpuCount, since Xen reports whatever vcpu_id it runs on).
-    public func cpuid(leaf: UInt32, subleaf: UInt32, vcpu: Int) -> XenIdentityAnswer<CPUIDResult> {
+    @inlinable public func cpuid(leaf: UInt32, subleaf: UInt32, vcpu: Int) -> XenIdentityAnswer<CPUIDResult> {
         identity.cpuid(leaf: leaf, subleaf: subleaf, vcpu: UInt32(truncatingIfNeeded: vcpu), domain: id)
     }
 }

@@ -37,10 +37,10 @@ public final class XenDomain<Memory: GuestMemory> {
     public let version: XenVersionIdentity
     /// Where CONSOLEIO_write lines go; none attached, console_io is -EPERM (Xen's answer to a
     /// domain that is not a console domain). Set before the domain's vCPUs run.
-    public var consoleSink: (any XenConsoleSink)?
+    @exclusivity(unchecked) public var consoleSink: (any XenConsoleSink)?
     /// Wakes parked vCPUs' threads (SCHEDOP_block, SCHEDOP_poll). Set before the domain's
     /// vCPUs run; without one a parked vCPU is woken by nothing but its upcall.
-    public var waker: (any XenVCPUWaker)? {
+    @inlinable public var waker: (any XenVCPUWaker)? {
         get { wakerBox?.takeUnretainedValue().waker }
         set {
             wakerBox?.release()
@@ -50,11 +50,11 @@ public final class XenDomain<Memory: GuestMemory> {
     /// The waker, held in a box the domain retains by hand, so the delivery path reaches it
     /// through a guaranteed reference and counts no references (`xv bench --check` holds the
     /// wake path to zero retains).
-    var wakerBox: Unmanaged<WakerBox>?
+    @usableFromInline @exclusivity(unchecked) var wakerBox: Unmanaged<WakerBox>?
     /// The embedder's guest-physical map, through which memory_op changes it. Set before the
     /// domain's vCPUs run; without one, the memory_op calls that would change the map answer
     /// -EOPNOTSUPP, and the rest still answer.
-    public var physmap: (any XenPhysmap)? {
+    @inlinable public var physmap: (any XenPhysmap)? {
         get { physmapBox?.takeUnretainedValue().physmap }
         set {
             physmapBox?.release()
@@ -63,81 +63,81 @@ public final class XenDomain<Memory: GuestMemory> {
     }
     /// The physmap in a box retained by hand, so the grant paths reach it through a guaranteed
     /// reference and count no references (`withPhysmap`).
-    var physmapBox: Unmanaged<PhysmapBox>?
+    @usableFromInline @exclusivity(unchecked) var physmapBox: Unmanaged<PhysmapBox>?
 
     /// Runs `body` on the embedder's physmap without a retain; nil when there is none.
     @inline(__always)
-    package func withPhysmap<R>(_ body: (any XenPhysmap) -> R) -> R? {
+    @inlinable package func withPhysmap<R>(_ body: (any XenPhysmap) -> R) -> R? {
         physmapBox?._withUnsafeGuaranteedRef { body($0.physmap) }
     }
 
     /// memory_op state (`PhysmapState`), under the physmap lock (Xen's p2m lock).
-    var physmapState: PhysmapState
+    @usableFromInline @exclusivity(unchecked) var physmapState: PhysmapState
     /// The memory map XENMEM_memory_map returns, fixed at creation.
-    let memoryMap: [XenE820Entry]
+    @usableFromInline let memoryMap: [XenE820Entry]
     /// Grant-table frames: host pages (allocated when the table grows to them) and where the
     /// guest maps each (`PhysmapState.noFrame` while unmapped), `maxGrantFrames` of each.
-    let grantFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    let grantFrameLocations: UnsafeMutablePointer<UInt64>
+    @usableFromInline let grantFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    @usableFromInline let grantFrameLocations: UnsafeMutablePointer<UInt64>
     /// Xen's max_grant_frames.
     public let maxGrantFrames: UInt32
     /// The grant table's version and status frames (`GrantTable.swift`).
-    var grantState: GrantTableState
+    @usableFromInline @exclusivity(unchecked) var grantState: GrantTableState
     /// v2 status frames (host pages, allocated while the table is v2) and where the guest maps
     /// each; `statusFrames(for: maxGrantFrames)` of each.
-    let statusFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    let statusFrameLocations: UnsafeMutablePointer<UInt64>
+    @usableFromInline let statusFramePages: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    @usableFromInline let statusFrameLocations: UnsafeMutablePointer<UInt64>
     /// Active grant state, one page of 512 `ActiveGrant`s per grant frame, allocated as the
     /// table grows.
-    let activeGrantPages: UnsafeMutablePointer<UnsafeMutablePointer<ActiveGrant>?>
+    @usableFromInline let activeGrantPages: UnsafeMutablePointer<UnsafeMutablePointer<ActiveGrant>?>
     /// The grant mappings this domain holds of other domains' grants (Xen's maptrack): pages of
     /// `GrantTableLimits.maptrackPerFrame` handles, allocated as they are needed, up to
     /// `maxMaptrackFrames`; free handles are linked through their records. Under the grant lock.
-    let maptrackPages: UnsafeMutablePointer<UnsafeMutablePointer<GrantMapping>?>
-    var maptrackPageCount = 0
-    var maptrackFree = GrantMapping.none
+    @usableFromInline let maptrackPages: UnsafeMutablePointer<UnsafeMutablePointer<GrantMapping>?>
+    @usableFromInline @exclusivity(unchecked) var maptrackPageCount = 0
+    @usableFromInline @exclusivity(unchecked) var maptrackFree = GrantMapping.none
     /// The frames the domain's grant mappings occupy (`mapsGrant`): an open-addressed set of
     /// frame + 1, twice the maptrack's handles in size. Under the grant lock. (A placeholder
     /// pointer, never read, while the capacity is 0.)
-    var mappedFrames = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
-    var mappedFrameCapacity = 0
+    @usableFromInline @exclusivity(unchecked) var mappedFrames = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
+    @usableFromInline @exclusivity(unchecked) var mappedFrameCapacity = 0
     /// Xen's max_maptrack_frames.
     public let maxMaptrackFrames: Int
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
-    let records: UnsafeMutableRawPointer
+    @usableFromInline let records: UnsafeMutableRawPointer
     /// Per port, under the event lock: allocated (not ECS_FREE) as far as allocation goes.
-    let allocated: UnsafeMutablePointer<Bool>
+    @usableFromInline let allocated: UnsafeMutablePointer<Bool>
     /// The event lock, the valid-port count, the ABI flag, the event-array page count and
     /// HVM_PARAM_CALLBACK_IRQ (`DomainWords`), each on its own cache line.
-    let words: UnsafeMutableRawPointer
+    @usableFromInline let words: UnsafeMutableRawPointer
     /// No port below this is free: where the lowest-free search starts (an index, not a
     /// change of Xen's lowest-first choice). Under the event lock.
-    var freeSearchStart: UInt32 = 1
+    @usableFromInline @exclusivity(unchecked) var freeSearchStart: UInt32 = 1
     /// VIRQ bindings, under the event lock.
-    let vcpus: UnsafeMutablePointer<VCPUEventState>
+    @usableFromInline let vcpus: UnsafeMutablePointer<VCPUEventState>
     /// Per vCPU, `VCPUWords.stride` bytes: upcall vector, control block, then the FIFO queue
     /// tails and their locks.
-    let vcpuWords: UnsafeMutableRawPointer
+    @usableFromInline let vcpuWords: UnsafeMutableRawPointer
     /// FIFO event-array pages, as guest frame numbers (raw UInt64, published before the count).
-    let eventArray: UnsafeMutablePointer<UInt64>
+    @usableFromInline let eventArray: UnsafeMutablePointer<UInt64>
     /// HVM parameters (HVM_NR_PARAMS of them), as HVMOP_set_param or the embedder set them.
     /// Under the event lock; CALLBACK_IRQ is also published in `words`.
-    var hvmParams = InlineArray<39, UInt64>(repeating: 0)
+    @usableFromInline @exclusivity(unchecked) var hvmParams = InlineArray<39, UInt64>(repeating: 0)
 
     /// HVM_PARAM_CALLBACK_IRQ as the guest last set it.
     @inline(__always)
-    public var callbackParameter: UInt64 { xv_load_acquire_u64(words + DomainWords.callbackIrq) }
+    @inlinable public var callbackParameter: UInt64 { xv_load_acquire_u64(words + DomainWords.callbackIrq) }
 
     /// Ports per allocation bucket. Xen grows `valid_evtchns` by EVTCHNS_PER_BUCKET = PAGE_SIZE /
     /// next_power_of_2(sizeof(struct evtchn)) ports (xen/common/event_channel.c); struct evtchn
     /// is 33-64 bytes on x86_64, hence 64. It is visible to a guest only as which unused port
     /// numbers answer -EINVAL rather than "closed".
-    public static var portsPerBucket: UInt32 { 64 }
+    @inlinable public static var portsPerBucket: UInt32 { 64 }
     /// EVTCHN_FIFO_EVENT_WORDS_PER_PAGE (xen/common/event_fifo.c): 4096 / 4.
-    static var eventWordsPerPage: Int { 1024 }
+    @inlinable static var eventWordsPerPage: Int { 1024 }
     /// EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES: 2^17 ports / 1024 words per page.
-    static var maxEventArrayPages: Int { Int(EventChannelFIFO.nrChannels) / eventWordsPerPage }
+    @inlinable static var maxEventArrayPages: Int { Int(EventChannelFIFO.nrChannels) / eventWordsPerPage }
 
     /// Creates the domain and allocates all its storage. Throws `DomainConfigurationError` for a reserved id, a vCPU count outside 1 ... 32, a port limit outside 1 ..< 2^17, an unbacked shared_info frame, an invalid memory configuration, or a grant frame limit or grant version out of range.
     public init(_ config: DomainConfiguration, memory: Memory) throws(DomainConfigurationError) {
@@ -235,22 +235,22 @@ public final class XenDomain<Memory: GuestMemory> {
     // MARK: - Locks
 
     @inline(__always)
-    func channelPointer(_ port: UInt32) -> UnsafeMutablePointer<EventChannel> {
+    @inlinable func channelPointer(_ port: UInt32) -> UnsafeMutablePointer<EventChannel> {
         (records + Int(port) * PortRecords.stride).assumingMemoryBound(to: EventChannel.self)
     }
 
     @inline(__always)
-    func channelLock(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.lockOffset }
+    @inlinable func channelLock(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.lockOffset }
 
     /// The port's binding as one word (state, remote domain, remote port), published with a
     /// release store by every change of those fields (under the port's lock), so a send reads
     /// it with one acquire load and no lock (`binding`).
     @inline(__always)
-    func bindingWord(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.bindingOffset }
+    @inlinable func bindingWord(_ port: UInt32) -> UnsafeMutableRawPointer { records + Int(port) * PortRecords.stride + PortRecords.bindingOffset }
 
     /// Publishes the record's binding fields; the caller holds the port's lock.
     @inline(__always)
-    func publishBinding(_ port: UInt32) {
+    @inlinable func publishBinding(_ port: UInt32) {
         let c = channelPointer(port).pointee
         xv_store_release_u64(bindingWord(port), UInt64(c.state.rawValue) | UInt64(c.remoteDomain.rawValue) << 16 | UInt64(c.remotePort) << 32)
     }
@@ -258,7 +258,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// The port's binding as last published: a channel with the state, remote domain and remote
     /// port (the other fields zero). A valid port only.
     @inline(__always)
-    public func binding(_ port: UInt32) -> EventChannel {
+    @inlinable public func binding(_ port: UInt32) -> EventChannel {
         let w = xv_load_acquire_u64(bindingWord(port))
         var c = EventChannel.free
         c.state = EventChannelState(rawValue: UInt8(truncatingIfNeeded: w)) ?? .free
@@ -270,14 +270,14 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Takes `port`'s lock (Xen's chn->lock). A leaf lock: nothing that can call into a fabric,
     /// a target or another lock (but the FIFO queue locks) runs while it is held.
     @inline(__always)
-    public func lockChannel(_ port: UInt32) { xv_spin_lock(channelLock(port)) }
+    @inlinable public func lockChannel(_ port: UInt32) { xv_spin_lock(channelLock(port)) }
     /// Releases `port`'s lock taken by `lockChannel(_:)`.
     @inline(__always)
-    public func unlockChannel(_ port: UInt32) { xv_spin_unlock(channelLock(port)) }
+    @inlinable public func unlockChannel(_ port: UInt32) { xv_spin_unlock(channelLock(port)) }
 
     /// Runs `body` on `port`'s record with its lock held.
     @inline(__always)
-    public func withChannel<R>(_ port: UInt32, _ body: (inout EventChannel) -> R) -> R {
+    @inlinable public func withChannel<R>(_ port: UInt32, _ body: (inout EventChannel) -> R) -> R {
         lockChannel(port)
         defer { unlockChannel(port) }
         return body(&channelPointer(port).pointee)
@@ -286,13 +286,13 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Takes the locks of `a` (a port of `first`) and `b` (a port of `second`) in address
     /// order, so two threads locking the same pair never wait on each other (Xen's
     /// double_evtchn_lock). The same port twice is locked once.
-    package static func lockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
+    @inlinable package static func lockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
         let la = first.channelLock(a), lb = second.channelLock(b)
         if la == lb { xv_spin_lock(la); return }
         if la < lb { xv_spin_lock(la); xv_spin_lock(lb) } else { xv_spin_lock(lb); xv_spin_lock(la) }
     }
 
-    package static func unlockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
+    @inlinable package static func unlockPair(_ first: XenDomain, _ a: UInt32, _ second: XenDomain, _ b: UInt32) {
         let la = first.channelLock(a), lb = second.channelLock(b)
         xv_spin_unlock(la)
         if la != lb { xv_spin_unlock(lb) }
@@ -300,19 +300,19 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// The domain's event lock (Xen's d->event_lock): every binding change holds it.
     @inline(__always)
-    func lockEvents() { xv_spin_lock(words + DomainWords.eventLock) }
+    @inlinable func lockEvents() { xv_spin_lock(words + DomainWords.eventLock) }
     @inline(__always)
-    func unlockEvents() { xv_spin_unlock(words + DomainWords.eventLock) }
+    @inlinable func unlockEvents() { xv_spin_unlock(words + DomainWords.eventLock) }
 
     /// Every valid port's lock, in ascending order (the FIFO ABI switch, which changes how
     /// every port delivers). The caller holds the event lock.
-    func lockAllChannels() -> UInt32 {
+    @inlinable func lockAllChannels() -> UInt32 {
         let valid = validPorts
         for p in 0..<valid { lockChannel(p) }
         return valid
     }
 
-    func unlockAllChannels(_ valid: UInt32) {
+    @inlinable func unlockAllChannels(_ valid: UInt32) {
         for p in 0..<valid { unlockChannel(p) }
     }
 
@@ -320,33 +320,33 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Ports below this are valid (Xen `valid_evtchns`): it grows a bucket at a time.
     @inline(__always)
-    var validPorts: UInt32 { xv_load_acquire_u32(words + DomainWords.validPorts) }
+    @inlinable var validPorts: UInt32 { xv_load_acquire_u32(words + DomainWords.validPorts) }
 
     /// The FIFO ABI is in use (EVTCHNOP_init_control succeeded once; EVTCHNOP_reset ends it).
     @inline(__always)
-    public var usesFIFO: Bool { xv_load_acquire_u32(words + DomainWords.usesFIFO) != 0 }
+    @inlinable public var usesFIFO: Bool { xv_load_acquire_u32(words + DomainWords.usesFIFO) != 0 }
 
     /// FIFO event-array pages added so far.
     @inline(__always)
-    var eventArrayPages: Int { Int(xv_load_acquire_u32(words + DomainWords.eventArrayPages)) }
+    @inlinable var eventArrayPages: Int { Int(xv_load_acquire_u32(words + DomainWords.eventArrayPages)) }
 
     /// The highest port count of the ABI in use (Xen `max_evtchns`).
     @inline(__always)
-    var abiPortLimit: UInt32 { usesFIFO ? EventChannelFIFO.nrChannels : EventChannel2L.nrChannels }
+    @inlinable var abiPortLimit: UInt32 { usesFIFO ? EventChannelFIFO.nrChannels : EventChannel2L.nrChannels }
 
     /// Xen `port_is_valid`: below `valid_evtchns`.
     @inline(__always)
-    public func isValid(_ port: UInt32) -> Bool { port < validPorts }
+    @inlinable public func isValid(_ port: UInt32) -> Bool { port < validPorts }
 
     /// A snapshot of the channel at a valid port (the caller checked `isValid`), taken under
     /// its lock.
     @inline(__always)
-    public func channel(_ port: UInt32) -> EventChannel { withChannel(port) { $0 } }
+    @inlinable public func channel(_ port: UInt32) -> EventChannel { withChannel(port) { $0 } }
 
     /// Xen `get_free_port`: the lowest free, non-busy port, growing `valid_evtchns` a bucket at
     /// a time. A bucket once added stays, even when the caller then fails. Under the event
     /// lock; the port it returns is marked allocated (still ECS_FREE until bound).
-    func allocatePort() -> UInt32? {
+    @inlinable func allocatePort() -> UInt32? {
         var port = freeSearchStart
         let valid = validPorts
         while port < valid && allocated[Int(port)] { port += 1 }
@@ -368,13 +368,13 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// A freed port is FIFO-busy while its event word is still LINKED: the guest has not
     /// consumed it yet (xen/common/event_fifo.c evtchn_fifo_is_busy).
-    func isBusy(_ port: UInt32) -> Bool {
+    @inlinable func isBusy(_ port: UInt32) -> Bool {
         guard usesFIFO, let word = eventWord(port) else { return false }
         return GuestWords.load32(word) & (1 << EventChannelFIFO.linked) != 0
     }
 
     /// Binds an allocated port (Xen `evtchn_port_init`: default FIFO priority), under its lock.
-    func bind(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
+    @inlinable func bind(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
               remotePort: UInt32 = 0, virq: UInt8 = 0) {
         lockChannel(port)
         setBindingLocked(port, state: state, notifyVCPU: notifyVCPU, remoteDomain: remoteDomain, remotePort: remotePort, virq: virq)
@@ -383,7 +383,7 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Sets the record's binding and publishes it; the caller holds the port's lock.
     @inline(__always)
-    func setBindingLocked(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
+    @inlinable func setBindingLocked(_ port: UInt32, state: EventChannelState, notifyVCPU: Int = 0, remoteDomain: DomainID = DomainID(0),
                           remotePort: UInt32 = 0, virq: UInt8 = 0) {
         let c = channelPointer(port)
         c.pointee.state = state
@@ -397,25 +397,25 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Makes the allocated `port` interdomain with `remotePort` of `remote`, under its lock:
     /// what a fabric's `connect` does to the binder's end once the other end is bound.
-    package func bindInterdomain(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
+    @inlinable package func bindInterdomain(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
         bind(port, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
     }
 
     /// The same, for a fabric that holds the port's lock (`lockPair`).
-    package func bindInterdomainLocked(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
+    @inlinable package func bindInterdomainLocked(_ port: UInt32, remote: DomainID, remotePort: UInt32) {
         setBindingLocked(port, state: .interdomain, remoteDomain: remote, remotePort: remotePort)
     }
 
     /// Xen `evtchn_free` of the record: clear the pending event, back to ECS_FREE on vCPU 0.
     /// The caller holds the port's lock. The allocation itself is given back by the close
     /// path (`release`).
-    package func freeLocked(_ port: UInt32) {
+    @inlinable package func freeLocked(_ port: UInt32) {
         clearPending(port)
         clearRecordLocked(port)
     }
 
     /// `freeLocked` taking the lock itself.
-    package func freeChannel(_ port: UInt32) {
+    @inlinable package func freeChannel(_ port: UInt32) {
         lockChannel(port)
         freeLocked(port)
         unlockChannel(port)
@@ -423,7 +423,7 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Back to ECS_FREE on vCPU 0, published; the caller holds the port's lock.
     @inline(__always)
-    func clearRecordLocked(_ port: UInt32) {
+    @inlinable func clearRecordLocked(_ port: UInt32) {
         let c = channelPointer(port)
         c.pointee.state = .free
         c.pointee.notifyVCPU = 0
@@ -434,7 +434,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Back to ECS_FREE on vCPU 0 without touching the guest's pending state (a port that was
     /// allocated for a bind that then failed), and the allocation given back. Under the event
     /// lock.
-    func release(_ port: UInt32) {
+    @inlinable func release(_ port: UInt32) {
         lockChannel(port)
         clearRecordLocked(port)
         unlockChannel(port)
@@ -442,7 +442,7 @@ public final class XenDomain<Memory: GuestMemory> {
     }
 
     /// The allocation of a port whose record is free again. Under the event lock.
-    func releaseAllocation(_ port: UInt32) {
+    @inlinable func releaseAllocation(_ port: UInt32) {
         allocated[Int(port)] = false
         freeSearchStart = min(freeSearchStart, port)
     }
@@ -450,12 +450,12 @@ public final class XenDomain<Memory: GuestMemory> {
     // MARK: - Guest structures
 
     @inline(__always)
-    var sharedInfo: UnsafeMutableRawPointer? { sharedInfoPage }
+    @inlinable var sharedInfo: UnsafeMutableRawPointer? { sharedInfoPage }
 
     /// The host address of `vcpu`'s vcpu_info: where VCPUOP_register_vcpu_info put it, else
     /// its slot in shared_info (Xen's v->vcpu_info). One acquire load on the delivery path.
     @inline(__always)
-    public func vcpuInfoPointer(_ vcpu: Int) -> UnsafeMutableRawPointer? {
+    @inlinable public func vcpuInfoPointer(_ vcpu: Int) -> UnsafeMutableRawPointer? {
         let registered = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.vcpuInfoHost)
         if registered != 0 { return UnsafeMutableRawPointer(bitPattern: UInt(registered)) }
         guard vcpu < Int(XenLimits.legacyMaxVCPUs), let si = sharedInfo else { return nil }
@@ -465,7 +465,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// `vcpuInfoPointer` for a caller that has shared_info at hand already (the 2-level
     /// delivery path), so the page is not looked up twice.
     @inline(__always)
-    func vcpuInfo(_ si: UnsafeMutableRawPointer, _ vcpu: Int) -> UnsafeMutableRawPointer? {
+    @inlinable func vcpuInfo(_ si: UnsafeMutableRawPointer, _ vcpu: Int) -> UnsafeMutableRawPointer? {
         let registered = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.vcpuInfoHost)
         if registered != 0 { return UnsafeMutableRawPointer(bitPattern: UInt(registered)) }
         return vcpu < Int(XenLimits.legacyMaxVCPUs) ? si + SharedInfoLayout.vcpuInfo.offset(ofElement: vcpu) : nil
@@ -473,7 +473,7 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// The FIFO event word of `port`, when its event-array page exists and is backed.
     @inline(__always)
-    func eventWord(_ port: UInt32) -> UnsafeMutableRawPointer? {
+    @inlinable func eventWord(_ port: UInt32) -> UnsafeMutableRawPointer? {
         let page = Int(port) / Self.eventWordsPerPage
         guard page < eventArrayPages, let base = memory.hostAddress(of: GuestFrameNumber(xv_load_acquire_u64(eventArray + page))) else { return nil }
         return base + (Int(port) % Self.eventWordsPerPage) * 4
@@ -481,13 +481,13 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// The guest-physical address of `vcpu`'s FIFO control block, when it has one.
     @inline(__always)
-    func controlBlockAddress(_ vcpu: Int) -> GuestPhysicalAddress? {
+    @inlinable func controlBlockAddress(_ vcpu: Int) -> GuestPhysicalAddress? {
         let word = xv_load_acquire_u64(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.controlBlock)
         return word & 1 == 0 ? nil : GuestPhysicalAddress(word & ~1)
     }
 
     @inline(__always)
-    func controlBlock(_ vcpu: Int) -> UnsafeMutableRawPointer? {
+    @inlinable func controlBlock(_ vcpu: Int) -> UnsafeMutableRawPointer? {
         guard let at = controlBlockAddress(vcpu), let page = memory.hostAddress(of: at.frame) else { return nil }
         return page + Int(at.offsetInPage)
     }
@@ -497,7 +497,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// Xen `vcpu_mark_events_pending`: set evtchn_upcall_pending; true when it was clear,
     /// which is when Xen raises the upcall.
     @inline(__always)
-    func markEventsPending(_ vcpu: Int) -> Bool {
+    @inlinable func markEventsPending(_ vcpu: Int) -> Bool {
         guard let info = vcpuInfoPointer(vcpu) else { return false }
         let raised = Self.markEventsPending(info: info)
         if raised { wakeIfParked(vcpu, port: nil) }
@@ -505,7 +505,7 @@ public final class XenDomain<Memory: GuestMemory> {
     }
 
     @inline(__always)
-    static func markEventsPending(info: UnsafeMutableRawPointer) -> Bool {
+    @inlinable static func markEventsPending(info: UnsafeMutableRawPointer) -> Bool {
         !GuestWords.testAndSetByte(info + VcpuInfoLayout.evtchnUpcallPending.offset)
     }
 
@@ -513,7 +513,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// must be raised, or nil.
     /// The caller holds the port's lock.
     @inline(__always)
-    func setPendingLocked(_ port: UInt32) -> Int? {
+    @inlinable func setPendingLocked(_ port: UInt32) -> Int? {
         usesFIFO ? fifoSetPending(port) : twoLevelSetPending(port)
     }
 
@@ -522,7 +522,7 @@ public final class XenDomain<Memory: GuestMemory> {
     /// port becomes pending. Returns whether it was delivered and the vCPU whose upcall must
     /// be raised (after the lock is dropped, by the caller).
     @inline(__always)
-    public func deliver(_ port: UInt32, if accepts: (EventChannel) -> Bool) -> (delivered: Bool, upcall: Int?) {
+    @inlinable public func deliver(_ port: UInt32, if accepts: (EventChannel) -> Bool) -> (delivered: Bool, upcall: Int?) {
         guard isValid(port) else { return (false, nil) }
         lockChannel(port)
         defer { unlockChannel(port) }
@@ -530,7 +530,7 @@ public final class XenDomain<Memory: GuestMemory> {
         return (true, setPendingLocked(port))
     }
 
-    func clearPending(_ port: UInt32) {
+    @inlinable func clearPending(_ port: UInt32) {
         if usesFIFO {
             if let word = eventWord(port) { _ = GuestWords.testAndClear(word, bit32: Int(EventChannelFIFO.pending)) }
         } else if let si = sharedInfo, port < EventChannel2L.nrChannels {
@@ -540,14 +540,14 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// Xen `evtchn_port_unmask`; returns the vCPU whose upcall must be raised, or nil. The
     /// caller holds the port's lock.
-    func unmaskLocked(_ port: UInt32) -> Int? {
+    @inlinable func unmaskLocked(_ port: UInt32) -> Int? {
         usesFIFO ? fifoUnmask(port) : twoLevelUnmask(port)
     }
 
     /// The vector that announces an upcall on `vcpu`: its HVMOP_set_evtchn_upcall_vector
     /// vector, else the domain's HVM_PARAM_CALLBACK_IRQ vector, else none (xen/arch/x86/hvm/irq.c
     /// hvm_assert_evtchn_irq). GSI and PCI INTx callbacks are refused when set.
-    public func upcallVector(_ vcpu: Int) -> UInt8? {
+    @inlinable public func upcallVector(_ vcpu: Int) -> UInt8? {
         let v = perVCPUUpcallVector(vcpu)
         if v != 0 { return v }
         let callback = callbackParameter
@@ -557,104 +557,104 @@ public final class XenDomain<Memory: GuestMemory> {
 
     /// HVMOP_set_evtchn_upcall_vector's vector of `vcpu`; 0 when none is set.
     @inline(__always)
-    func perVCPUUpcallVector(_ vcpu: Int) -> UInt8 { xv_load_acquire_u8(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.upcallVector) }
+    @inlinable func perVCPUUpcallVector(_ vcpu: Int) -> UInt8 { xv_load_acquire_u8(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.upcallVector) }
 
-    func setPerVCPUUpcallVector(_ vcpu: Int, _ vector: UInt8) {
+    @inlinable func setPerVCPUUpcallVector(_ vcpu: Int, _ vector: UInt8) {
         xv_store_release_u8(vcpuWords + vcpu * VCPUWords.stride + VCPUWords.upcallVector, vector)
     }
 }
 
 /// The layout of a port record: the channel (16 bytes), its lock word, its published binding
 /// word, padding to a cache line, as Xen's 64-byte struct evtchn holds its lock.
-enum PortRecords {
-    static var stride: Int { 64 }
-    static var lockOffset: Int { 16 }
+@usableFromInline enum PortRecords {
+    @inlinable static var stride: Int { 64 }
+    @inlinable static var lockOffset: Int { 16 }
     /// The published binding word (`XenDomain.binding`), 8-byte aligned.
-    static var bindingOffset: Int { 24 }
+    @inlinable static var bindingOffset: Int { 24 }
 }
 
 /// Byte offsets of a domain's shared words, each on its own cache line.
-enum DomainWords {
-    static var eventLock: Int { 0 }
-    static var validPorts: Int { 64 }
-    static var usesFIFO: Int { 128 }
-    static var eventArrayPages: Int { 192 }
-    static var callbackIrq: Int { 256 }
+@usableFromInline enum DomainWords {
+    @inlinable static var eventLock: Int { 0 }
+    @inlinable static var validPorts: Int { 64 }
+    @inlinable static var usesFIFO: Int { 128 }
+    @inlinable static var eventArrayPages: Int { 192 }
+    @inlinable static var callbackIrq: Int { 256 }
     /// vm_assist bits (Xen's d->vm_assist), changed with locked bit operations.
-    static var vmAssist: Int { 320 }
+    @inlinable static var vmAssist: Int { 320 }
     /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
     /// d->pbuf_idx and d->pbuf).
     /// The shutdown code (Xen's d->shutdown_code, ~0 while none) and whether the domain is
     /// shutting down, changed under the event lock.
-    static var shutdownCode: Int { 320 + 8 }
-    static var shuttingDown: Int { 320 + 12 }
+    @inlinable static var shutdownCode: Int { 320 + 8 }
+    @inlinable static var shuttingDown: Int { 320 + 12 }
     /// vCPUs parked by SCHEDOP_block (bit n) and by SCHEDOP_poll (bit 32 + n): one relaxed
     /// load tells the delivery path whether anyone waits.
-    static var parked: Int { 320 + 16 }
+    @inlinable static var parked: Int { 320 + 16 }
     /// SCHEDOP_watchdog: the two watchdogs' deadlines (Xen system time, 0 while not armed) and
     /// which are in use (bits 0 and 1), under vCPU 0's time lock (they ride on its side timer).
-    static var watchdogDeadlines: Int { 320 + 24 }
-    static var watchdogsInUse: Int { 320 + 40 }
-    static var consoleLock: Int { 384 }
-    static var consoleFill: Int { 388 }
-    static var consoleBuffer: Int { 448 }
+    @inlinable static var watchdogDeadlines: Int { 320 + 24 }
+    @inlinable static var watchdogsInUse: Int { 320 + 40 }
+    @inlinable static var consoleLock: Int { 384 }
+    @inlinable static var consoleFill: Int { 388 }
+    @inlinable static var consoleBuffer: Int { 448 }
     /// memory_op's lock (Xen's p2m lock): every change of the guest's map and of
     /// `PhysmapState` holds it.
-    static var physmapLock: Int { 704 }
+    @inlinable static var physmapLock: Int { 704 }
     /// The grant table's lock (Xen's grant-table rwlock and its active-entry locks, as one):
     /// active entries, the flags protocol on shared entries, version changes.
-    static var grantLock: Int { 712 }
-    static var size: Int { 768 }
+    @inlinable static var grantLock: Int { 712 }
+    @inlinable static var size: Int { 768 }
 }
 
 /// Byte offsets of a vCPU's shared words: the upcall vector and control block (published
 /// without a lock), then 16 FIFO queue tails and their 16 locks.
-enum VCPUWords {
-    static var upcallVector: Int { 0 }
+@usableFromInline enum VCPUWords {
+    @inlinable static var upcallVector: Int { 0 }
     /// The control block's guest-physical address with bit 0 set, 0 when none is mapped.
-    static var controlBlock: Int { 8 }
+    @inlinable static var controlBlock: Int { 8 }
     /// The host address of the vcpu_info VCPUOP_register_vcpu_info placed, 0 while it is the
     /// shared_info slot (published with a release store, read on every event delivery).
-    static var vcpuInfoHost: Int { 16 }
+    @inlinable static var vcpuInfoHost: Int { 16 }
     /// Its guest-physical address with bit 0 set, 0 when none is registered.
-    static var vcpuInfoAddress: Int { 24 }
+    @inlinable static var vcpuInfoAddress: Int { 24 }
     /// Nonzero while the vCPU is up (the embedder's INIT/SIPI state; Xen's !VPF_down).
-    static var online: Int { 32 }
+    @inlinable static var online: Int { 32 }
     /// VCPUOP_register_vcpu_time_memory_area's address with bit 0 set, 0 when none.
-    static var timeArea: Int { 40 }
+    @inlinable static var timeArea: Int { 40 }
     /// Serialises rewrites of the vCPU's time info and timers (the embedder's tick, a timer's
     /// expiry and the vCPU's own calls may come on different threads).
-    static var timeLock: Int { 48 }
+    @inlinable static var timeLock: Int { 48 }
     /// Xen system time (ns) of the single-shot timer's deadline, 0 while stopped.
-    static var singleshotDeadline: Int { 64 }
+    @inlinable static var singleshotDeadline: Int { 64 }
     /// The periodic timer's period (ns, 0 while stopped) and its next deadline.
-    static var periodicPeriod: Int { 72 }
-    static var periodicNext: Int { 80 }
+    @inlinable static var periodicPeriod: Int { 72 }
+    @inlinable static var periodicNext: Int { 80 }
     /// Nonzero while the vCPU is inside a multicall (Xen's _MCSF_in_multicall).
-    static var inMulticall: Int { 88 }
+    @inlinable static var inMulticall: Int { 88 }
     /// SCHEDOP_poll: the one port polled (Xen's poll_evtchn; 0 for "any port"), and the
     /// timeout (Xen system time, 0 for none).
-    static var pollPort: Int { 92 }
-    static var pollTimeout: Int { 96 }
+    @inlinable static var pollPort: Int { 92 }
+    @inlinable static var pollTimeout: Int { 96 }
     /// Nonzero once the vCPU has a register state to start from (Xen's is_initialised).
-    static var initialised: Int { 104 }
-    static var queueTails: Int { 128 }
-    static var queueLocks: Int { 192 }
+    @inlinable static var initialised: Int { 104 }
+    @inlinable static var queueTails: Int { 128 }
+    @inlinable static var queueLocks: Int { 192 }
     /// The vCPU's runstate (Xen's v->runstate: state, state_entry_time, time[4]) under the
     /// time lock, then the registered runstate area's address with bit 0 set.
-    static var runstate: Int { 256 }
-    static var runstateArea: Int { 304 }
-    static var stride: Int { 320 }
+    @inlinable static var runstate: Int { 256 }
+    @inlinable static var runstateArea: Int { 304 }
+    @inlinable static var stride: Int { 320 }
 }
 
 /// Holds a domain's `XenVCPUWaker` (`XenDomain.wakerBox`).
-final class WakerBox {
-    let waker: any XenVCPUWaker
-    init(_ waker: any XenVCPUWaker) { self.waker = waker }
+@usableFromInline final class WakerBox {
+    @usableFromInline let waker: any XenVCPUWaker
+    @usableFromInline init(_ waker: any XenVCPUWaker) { self.waker = waker }
 }
 
 /// Holds a domain's `XenPhysmap` (`XenDomain.physmapBox`).
-final class PhysmapBox {
-    let physmap: any XenPhysmap
-    init(_ physmap: any XenPhysmap) { self.physmap = physmap }
+@usableFromInline final class PhysmapBox {
+    @usableFromInline let physmap: any XenPhysmap
+    @usableFromInline init(_ physmap: any XenPhysmap) { self.physmap = physmap }
 }

@@ -9,7 +9,7 @@ import XenABI
 /// B8+rd; VMCALL 0F 01 C1; VMMCALL, AMD APM vol. 3, 0F 01 D9; RET C3; UD2 0F 0B; INT3 CC).
 public enum XenHypercallPage {
     /// Writes the whole 4096-byte page at `page`.
-    public static func fill(_ page: UnsafeMutableRawPointer, for virtualization: HardwareVirtualization) {
+    @inlinable public static func fill(_ page: UnsafeMutableRawPointer, for virtualization: HardwareVirtualization) {
         page.initializeMemory(as: UInt8.self, repeating: UInt8(XenHypercallPageLayout.fill), count: Int(guestPageSize))
         let call: UInt8 = virtualization == .vmx ? 0xC1 : 0xD9
         let stubSize = Int(XenHypercallPageLayout.stubSize)

@@ -16,13 +16,13 @@ extension XenDomain {
     }
 
     /// RDMSR by `vcpu`.
-    public func readMSR(_ msr: UInt32, vcpu: Int) -> XenIdentityAnswer<MSRRead> {
+    @inlinable public func readMSR(_ msr: UInt32, vcpu: Int) -> XenIdentityAnswer<MSRRead> {
         identityMSRRoute(msr).map { msr == identity.layout.msrBase ? .value(0) : .generalProtection }
     }
 
     /// WRMSR by `vcpu`. A page index other than 0, or a frame that is not the guest's memory,
     /// is #GP and writes nothing.
-    public func writeMSR(_ msr: UInt32, value: UInt64, vcpu: Int) -> XenIdentityAnswer<MSRWrite> {
+    @inlinable public func writeMSR(_ msr: UInt32, value: UInt64, vcpu: Int) -> XenIdentityAnswer<MSRWrite> {
         identityMSRRoute(msr).map {
             let address = GuestPhysicalAddress(rawValue: value)
             guard msr == identity.layout.msrBase, address.offsetInPage == 0,

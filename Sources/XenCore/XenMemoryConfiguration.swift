@@ -12,16 +12,16 @@ public struct XenE820Entry: Sendable, Equatable {
     public var type: UInt32
 
     /// An entry as given, unchecked.
-    public init(address: UInt64, size: UInt64, type: UInt32) {
+    @inlinable public init(address: UInt64, size: UInt64, type: UInt32) {
         self.address = address
         self.size = size
         self.type = type
     }
 
     /// E820 type 1: usable RAM.
-    public static var ram: UInt32 { 1 }
+    @inlinable public static var ram: UInt32 { 1 }
     /// E820 type 2: reserved.
-    public static var reserved: UInt32 { 2 }
+    @inlinable public static var reserved: UInt32 { 2 }
 }
 
 /// What the embedder tells the layer about a domain's memory: Xen's reservation figures
@@ -45,7 +45,7 @@ public struct XenMemoryConfiguration: Sendable {
     public var memoryMap: [XenE820Entry]
 
     /// A configuration with the given figures; all default to 0 and the map to empty (XENMEM_memory_map then answers -ENOSYS).
-    public init(pages: UInt64 = 0, maxPages: UInt64 = 0, maximumGpfn: UInt64 = 0, hostPages: UInt64 = 0, memoryMap: [XenE820Entry] = []) {
+    @inlinable public init(pages: UInt64 = 0, maxPages: UInt64 = 0, maximumGpfn: UInt64 = 0, hostPages: UInt64 = 0, memoryMap: [XenE820Entry] = []) {
         self.pages = pages
         self.maxPages = maxPages
         self.maximumGpfn = maximumGpfn
@@ -56,7 +56,7 @@ public struct XenMemoryConfiguration: Sendable {
     /// A domain whose RAM is frames 0 ..< `frames`, all present, that may grow to `maxPages`
     /// (default: no growth), on a host of `hostPages` pages (default: the same), with one RAM
     /// entry in its memory map.
-    public static func flat(frames: UInt64, maxPages: UInt64? = nil, hostPages: UInt64? = nil) -> XenMemoryConfiguration {
+    @inlinable public static func flat(frames: UInt64, maxPages: UInt64? = nil, hostPages: UInt64? = nil) -> XenMemoryConfiguration {
         XenMemoryConfiguration(pages: frames, maxPages: maxPages ?? frames, maximumGpfn: frames == 0 ? 0 : frames - 1,
                                hostPages: hostPages ?? frames,
                                memoryMap: [XenE820Entry(address: 0, size: frames << guestPageShift, type: XenE820Entry.ram)])

@@ -46,18 +46,18 @@ public final class GuestRAMPhysmap: XenPhysmap {
     /// `GuestRAM.map(_:at:)` for a frame inside the guest's range; false past it.
     /// `writable` is not enforced: in-process RAM has no second-level rights, so the test
     /// worlds check read-only grants where the layer uses them (copies, the granter's pins).
-    public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber, writable: Bool) -> Bool {
+    @inlinable public func map(_ page: UnsafeMutableRawPointer, at frame: GuestFrameNumber, writable: Bool) -> Bool {
         frame.rawValue < frames && ram.map(page, at: frame)
     }
 
     /// `GuestRAM.unmap(_:releasing:)` for a frame inside the guest's range; nothing past it.
-    public func unmap(_ frame: GuestFrameNumber, releasing: Bool) {
+    @inlinable public func unmap(_ frame: GuestFrameNumber, releasing: Bool) {
         guard frame.rawValue < frames else { return }
         ram.unmap(frame, releasing: releasing)
     }
 
     /// `GuestRAM.populate(_:)` for a frame inside the guest's range; false past it or when no page is free.
-    public func populate(_ frame: GuestFrameNumber) -> Bool {
+    @inlinable public func populate(_ frame: GuestFrameNumber) -> Bool {
         frame.rawValue < frames && ram.populate(frame)
     }
 }

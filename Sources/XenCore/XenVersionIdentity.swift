@@ -25,7 +25,7 @@ public struct XenVersionIdentity: Sendable, Equatable {
     public var handle: [UInt8]
 
     /// The strings as given (cut and padded when copied out); the defaults name this project, the extraversion "-xenviridian" and the changeset "unavailable".
-    public init(extraversion: [UInt8] = Array("-xenviridian".utf8), compiler: [UInt8] = Array("swift".utf8),
+    @inlinable public init(extraversion: [UInt8] = Array("-xenviridian".utf8), compiler: [UInt8] = Array("swift".utf8),
                 compileBy: [UInt8] = Array("xenviridian".utf8), compileDomain: [UInt8] = [], compileDate: [UInt8] = [],
                 changeset: [UInt8] = Array("unavailable".utf8), handle: [UInt8] = []) {
         self.extraversion = extraversion
@@ -39,9 +39,9 @@ public struct XenVersionIdentity: Sendable, Equatable {
 
     /// XENVER_capabilities as arch_get_xen_caps (xen/arch/x86/setup.c) writes it for a host
     /// that runs the one guest type the layer serves, hvm64: each entry followed by a space.
-    public static var capabilities: [UInt8] { Array("hvm-3.0-x86_64 ".utf8) }
+    @inlinable public static var capabilities: [UInt8] { Array("hvm-3.0-x86_64 ".utf8) }
 
     /// What a domain without XSM_PRIV reads instead of a denied string (xen/common/version.c
     /// xen_deny).
-    public static var denied: [UInt8] { Array("<denied>".utf8) }
+    @inlinable public static var denied: [UInt8] { Array("<denied>".utf8) }
 }

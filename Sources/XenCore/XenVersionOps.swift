@@ -10,7 +10,7 @@ import XenABI
 extension XenDomain {
     /// `cmd` is Xen's `int cmd` (RDI, low 32 bits); `arg` the guest's pointer (RSI).
     @inline(never)
-    public func xenVersion(_ cmd: UInt64, arg: UInt64) -> Int64 {
+    @inlinable public func xenVersion(_ cmd: UInt64, arg: UInt64) -> Int64 {
         let op = XenVersionOp(rawValue: UInt32(truncatingIfNeeded: cmd))
         if case .rejected(let errno) = op.disposition { return errno.hypercallReturnValue }
         switch op {
@@ -52,7 +52,7 @@ extension XenDomain {
 
     /// XENVER_get_features: the whole xen_feature_info is read first (-EFAULT), submap 0 is the
     /// only one (-EINVAL otherwise), and the whole structure is written back.
-    func getFeatures(_ arg: UInt64) -> Int64 {
+    @inlinable func getFeatures(_ arg: UInt64) -> Int64 {
         guard memory.argumentReadable(at: arg, size: XenFeatureInfoLayout.size),
               let index = memory.argument(UInt32.self, at: arg, XenFeatureInfoLayout.submapIdx) else {
             return XenErrno.efault.hypercallReturnValue
@@ -67,7 +67,7 @@ extension XenDomain {
 
     /// `bytes` cut to `field` less one (less none when not `terminated`), zero-padded to
     /// `field`, copied to `arg`.
-    func copyOutString(_ bytes: [UInt8], field: Int, to arg: UInt64, terminated: Bool = true) -> Int64 {
+    @inlinable func copyOutString(_ bytes: [UInt8], field: Int, to arg: UInt64, terminated: Bool = true) -> Int64 {
         withZeroedBytes(field) { out in
             let n = min(bytes.count, terminated ? field - 1 : field)
             for i in 0..<n { out.storeBytes(of: bytes[i], toByteOffset: i, as: UInt8.self) }
@@ -75,17 +75,17 @@ extension XenDomain {
         }
     }
 
-    static func place(_ bytes: [UInt8], in out: UnsafeMutableRawBufferPointer, _ field: ABIField) {
+    @inlinable static func place(_ bytes: [UInt8], in out: UnsafeMutableRawBufferPointer, _ field: ABIField) {
         let n = min(bytes.count, field.size - 1)
         for i in 0..<n { out.storeBytes(of: bytes[i], toByteOffset: field.offset + i, as: UInt8.self) }
     }
 
-    func copyOut(_ bytes: UnsafeMutableRawBufferPointer, to arg: UInt64) -> Int64 {
+    @inlinable func copyOut(_ bytes: UnsafeMutableRawBufferPointer, to arg: UInt64) -> Int64 {
         memory.write(at: GuestPhysicalAddress(arg), from: UnsafeRawBufferPointer(bytes)) ? 0 : XenErrno.efault.hypercallReturnValue
     }
 
     /// A zeroed scratch buffer on the stack, for a structure being put together.
-    func withZeroedBytes<R>(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+    @inlinable func withZeroedBytes<R>(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
         withUnsafeTemporaryAllocation(byteCount: count, alignment: 8) { out in
             out.initializeMemory(as: UInt8.self, repeating: 0)
             return body(out)

@@ -21,7 +21,7 @@ import ViridianABI
 ///   holds that link no more (a replayed or overtaken notice finds it still there).
 extension XenViridianDomain {
     /// Judges the message in the control SINT's slot and applies it when it passes.
-    func applyControlMessage(_ slot: UnsafeRawPointer) -> ControlVerdict {
+    @inlinable func applyControlMessage(_ slot: UnsafeRawPointer) -> ControlVerdict {
         let origin = UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerUPort.offset, as: UInt32.self))
         let originHigh = UInt32(littleEndian: slot.load(fromByteOffset: HvMessageLayout.headerUPort.offset + 4, as: UInt32.self))
         guard originHigh == 0, let sender = root.sender(ofControlPort: origin) else { return .unauthenticated }
@@ -53,30 +53,30 @@ extension XenViridianDomain {
 /// message that changed nothing). A snapshot of the layer's counters.
 public struct ControlMessageCounts: Sendable, Equatable {
     /// Counters kept, one per XV_CONTROL_VERDICT row.
-    static var verdicts: Int { 9 }
-    var counts = InlineArray<9, UInt64>(repeating: 0)
+    @inlinable static var verdicts: Int { 9 }
+    @usableFromInline var counts = InlineArray<9, UInt64>(repeating: 0)
 
     /// All counters zero.
-    public init() {}
+    @inlinable public init() {}
 
-    init(_ counters: UnsafePointer<UInt64>) {
+    @inlinable init(_ counters: UnsafePointer<UInt64>) {
         for i in 0..<Self.verdicts { counts[i] = xv_load_relaxed_u64(counters + i) }
     }
 
     /// Messages judged `verdict` so far.
-    public subscript(_ verdict: ControlVerdict) -> UInt64 {
+    @inlinable public subscript(_ verdict: ControlVerdict) -> UInt64 {
         Int(verdict.rawValue) < counts.count ? counts[Int(verdict.rawValue)] : 0
     }
 
     /// Messages dropped so far (every verdict but `.applied`).
-    public var dropped: UInt64 {
+    @inlinable public var dropped: UInt64 {
         var n: UInt64 = 0
         for i in 1..<counts.count { n &+= counts[i] }
         return n
     }
 
     /// Equal when every verdict's count is equal.
-    public static func == (a: ControlMessageCounts, b: ControlMessageCounts) -> Bool {
+    @inlinable public static func == (a: ControlMessageCounts, b: ControlMessageCounts) -> Bool {
         for i in 0..<a.counts.count where a.counts[i] != b.counts[i] { return false }
         return true
     }

@@ -17,23 +17,23 @@ import XenABI
 /// is published when assigned and withdrawn under that port's lock; the interrupt path reads
 /// `port(ofSlot:)` and the high-water mark with acquire loads, and checks the slot again under
 /// the port's lock before it takes the flag (`takeEventFlags`).
-struct EventFlagSlots {
-    static var firstEventSINT: Int { 1 }
-    static var eventSINTCount: Int { 15 }
-    static var flagsPerSINT: Int { 2048 }
-    static var capacity: Int { eventSINTCount * flagsPerSINT }
-    static var none: UInt16 { 0xFFFF }
+@usableFromInline struct EventFlagSlots {
+    @inlinable static var firstEventSINT: Int { 1 }
+    @inlinable static var eventSINTCount: Int { 15 }
+    @inlinable static var flagsPerSINT: Int { 2048 }
+    @inlinable static var capacity: Int { eventSINTCount * flagsPerSINT }
+    @inlinable static var none: UInt16 { 0xFFFF }
 
     /// Port of each slot; 0 when the slot is free (port 0 is reserved, never bindable).
-    let portOfSlot: UnsafeMutablePointer<UInt32>
+    @usableFromInline let portOfSlot: UnsafeMutablePointer<UInt32>
     /// Slot of each port, `none` when it has no slot. Under the event lock.
-    let slotOfPort: UnsafeMutablePointer<UInt16>
+    @usableFromInline let slotOfPort: UnsafeMutablePointer<UInt16>
     /// [0] one past the highest slot ever used (the interrupt handler scans flags below it),
     /// [1] slots in use, [2] no slot below this is free.
-    let counters: UnsafeMutablePointer<UInt32>
-    let portCount: Int
+    @usableFromInline let counters: UnsafeMutablePointer<UInt32>
+    @usableFromInline let portCount: Int
 
-    init(maxPort: UInt32) {
+    @inlinable init(maxPort: UInt32) {
         portCount = Int(maxPort) + 1
         portOfSlot = .allocate(capacity: Self.capacity)
         portOfSlot.initialize(repeating: 0, count: Self.capacity)
@@ -43,34 +43,34 @@ struct EventFlagSlots {
         counters.initialize(repeating: 0, count: 3)
     }
 
-    func deallocate() {
+    @inlinable func deallocate() {
         portOfSlot.deallocate()
         slotOfPort.deallocate()
         counters.deallocate()
     }
 
     @inline(__always)
-    static func sint(of slot: Int) -> UInt8 { UInt8(firstEventSINT + slot / flagsPerSINT) }
+    @inlinable static func sint(of slot: Int) -> UInt8 { UInt8(firstEventSINT + slot / flagsPerSINT) }
     @inline(__always)
-    static func flag(of slot: Int) -> UInt16 { UInt16(slot % flagsPerSINT) }
+    @inlinable static func flag(of slot: Int) -> UInt16 { UInt16(slot % flagsPerSINT) }
 
     /// One past the highest slot ever used.
     @inline(__always)
-    var highWater: Int { Int(xv_load_acquire_u32(counters)) }
+    @inlinable var highWater: Int { Int(xv_load_acquire_u32(counters)) }
 
     /// The port of slot `k` (0: free), as published.
     @inline(__always)
-    func port(ofSlot k: Int) -> UInt32 { xv_load_acquire_u32(portOfSlot + k) }
+    @inlinable func port(ofSlot k: Int) -> UInt32 { xv_load_acquire_u32(portOfSlot + k) }
 
     /// The slot of `port`. Under the event lock.
     @inline(__always)
-    func slot(of port: UInt32) -> Int? {
+    @inlinable func slot(of port: UInt32) -> Int? {
         let s = slotOfPort[Int(port)]
         return s == Self.none ? nil : Int(s)
     }
 
     /// The lowest free slot, now assigned to `port`; nil when all are used. Under the event lock.
-    func assign(_ port: UInt32) -> Int? {
+    @inlinable func assign(_ port: UInt32) -> Int? {
         guard counters[1] < UInt32(Self.capacity) else { return nil }
         var k = Int(counters[2])
         while portOfSlot[k] != 0 { k += 1 }
@@ -84,13 +84,13 @@ struct EventFlagSlots {
 
     /// Withdraws the slot's port (the caller holds the port's lock), so the interrupt path
     /// no longer maps the slot to it.
-    func unpublish(_ port: UInt32) {
+    @inlinable func unpublish(_ port: UInt32) {
         guard let k = slot(of: port) else { return }
         xv_store_release_u32(portOfSlot + k, 0)
     }
 
     /// Gives the slot back. Under the event lock, after `unpublish`.
-    func release(_ port: UInt32) {
+    @inlinable func release(_ port: UInt32) {
         guard let k = slot(of: port) else { return }
         xv_store_release_u32(portOfSlot + k, 0)
         slotOfPort[Int(port)] = Self.none

@@ -15,9 +15,9 @@ public protocol XenGrantGranter: AnyObject {
 
 /// Holds a layer for the root, unretained (the embedder owns its layers, which outlive their
 /// registration), so that the root's calls count no references.
-final class GrantGranterBox {
-    unowned(unsafe) let granter: any XenGrantGranter
-    init(_ granter: any XenGrantGranter) { self.granter = granter }
+@usableFromInline final class GrantGranterBox {
+    @usableFromInline unowned(unsafe) let granter: any XenGrantGranter
+    @usableFromInline init(_ granter: any XenGrantGranter) { self.granter = granter }
 }
 
 /// Grants through the root (the parent partition's control plane): a grantee's layer asks
@@ -28,7 +28,7 @@ extension XenViridianRoot {
     /// Makes `domain`'s layer the one the root asks about `domain`'s grants. The root keeps it
     /// unretained, with its type, so that a layer of the same type reaches it through a
     /// guaranteed reference (`withLayer`), counting no references.
-    func registerGranter<Layer: XenGrantGranter>(_ domain: DomainID, _ granter: Layer) {
+    @inlinable func registerGranter<Layer: XenGrantGranter>(_ domain: DomainID, _ granter: Layer) {
         withRootLock {
             guard let w = slotCreating(domain) else { return }
             let box = Unmanaged.passRetained(GrantGranterBox(granter))
@@ -42,7 +42,7 @@ extension XenViridianRoot {
     /// Runs `body` on `domain`'s layer when it has type `Layer`, through a guaranteed reference;
     /// nil when it has another type or none registered.
     @inline(__always)
-    func withLayer<Layer: XenGrantGranter, R>(_ domain: DomainID, as _: Layer.Type, _ body: (Layer) -> R) -> R? {
+    @inlinable func withLayer<Layer: XenGrantGranter, R>(_ domain: DomainID, as _: Layer.Type, _ body: (Layer) -> R) -> R? {
         guard let w = slot(domain) else { return nil }
         let bits = xv_load_acquire_u64(w + RootSlot.granterObject)
         guard bits != 0, w[RootSlot.granterType] == UInt64(UInt(bitPattern: ObjectIdentifier(Layer.self))) else { return nil }
@@ -50,7 +50,7 @@ extension XenViridianRoot {
     }
 
     @inline(__always)
-    func withGranter<R>(_ domain: DomainID, _ body: (any XenGrantGranter) -> R) -> R? {
+    @inlinable func withGranter<R>(_ domain: DomainID, _ body: (any XenGrantGranter) -> R) -> R? {
         guard let w = slot(domain) else { return nil }
         let bits = xv_load_acquire_u64(w + RootSlot.granterBox)
         guard bits != 0 else { return nil }
@@ -60,27 +60,27 @@ extension XenViridianRoot {
     /// `granter`'s table's answer to `grantee` (bad_domain when no layer answers for it). A
     /// layer of the caller's type `Layer` is reached without counting references; another
     /// through its protocol.
-    public func acquireGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, as type: Layer.Type) -> GrantAcquisition {
+    @inlinable public func acquireGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse, as type: Layer.Type) -> GrantAcquisition {
         if let typed = withLayer(granter, as: type, { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use) }) { return typed }
         return withGranter(granter) { $0.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use) } ?? GrantAcquisition(status: .badDomain)
     }
 
     /// Drops a pin in `granter`'s table that `acquireGrant(granter:ref:grantee:writable:use:as:)` took; nothing when no layer answers for `granter`.
-    public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {
+    @inlinable public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {
         if withLayer(granter, as: type, { $0.releaseGrant(ref: ref, writable: writable) }) != nil { return }
         _ = withGranter(granter) { $0.releaseGrant(ref: ref, writable: writable) }
     }
 
     /// HvCallMapGpaPages: `granter`'s frame at `grantee`'s, readable and, for a writable grant,
     /// writable. False when a partition is unknown or the target refuses.
-    public func mapGrantedFrame(into grantee: DomainID, at frame: GuestFrameNumber, from granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
+    @inlinable public func mapGrantedFrame(into grantee: DomainID, at frame: GuestFrameNumber, from granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
         guard let target = partition(of: grantee), let source = partition(of: granter) else { return false }
         let flags: HVMapGPAFlags = writable ? HVMapGPAFlags(rawValue: HVMapGPAFlags.readable.rawValue | HVMapGPAFlags.writable.rawValue) : .readable
         return self.target.mapGPAPages(into: target, at: frame, from: source, sourceBase: GuestFrameNumber(granterFrame), count: 1, flags: flags).status == .success
     }
 
     /// HvCallUnmapGpaPages of one frame of `grantee`.
-    public func unmapGrantedFrame(from grantee: DomainID, at frame: GuestFrameNumber) -> Bool {
+    @inlinable public func unmapGrantedFrame(from grantee: DomainID, at frame: GuestFrameNumber) -> Bool {
         guard let target = partition(of: grantee) else { return false }
         return self.target.unmapGPAPages(from: target, at: frame, count: 1).status == .success
     }

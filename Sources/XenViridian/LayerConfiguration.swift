@@ -20,12 +20,12 @@ public struct LayerConfiguration: Sendable {
     public var bootstrapVector: UInt8
 
     /// A placement of the domain on `partition` with its layer frames from `layerFrames`; the bootstrap vector defaults to 0xF0.
-    public init(partition: PartitionID, layerFrames: GuestFrameNumber, bootstrapVector: UInt8 = 0xF0) {
+    @inlinable public init(partition: PartitionID, layerFrames: GuestFrameNumber, bootstrapVector: UInt8 = 0xF0) {
         self.partition = partition
         self.layerFrames = layerFrames
         self.bootstrapVector = bootstrapVector
     }
 
     /// Frames the layer needs for a domain with `vcpuCount` vCPUs.
-    public static func layerFrameCount(vcpuCount: Int) -> Int { 5 * vcpuCount + 1 }
+    @inlinable public static func layerFrameCount(vcpuCount: Int) -> Int { 5 * vcpuCount + 1 }
 }

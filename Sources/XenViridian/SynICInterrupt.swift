@@ -14,7 +14,7 @@ extension XenViridianDomain {
     /// port's lock by an atomic clear, so of two callers that find one flag, one delivers it.
     /// Messages do: one caller drains the SIM page at a time, and only when a slot holds one
     /// (`drainMessagesInTurn`), so the event path takes no lock or word of the VP's own.
-    public func interrupt(vp: Int, vector: UInt8) {
+    @inlinable public func interrupt(vp: Int, vector: UInt8) {
         guard vp >= 0, vp < domain.vcpuCount else { return }
         if messageWaiting(vp) { drainMessagesInTurn(vp) }
         takeEventFlags(vp)
@@ -30,7 +30,7 @@ extension XenViridianDomain {
     /// free while its message type is HvMessageTypeNone). The target writes a slot before it
     /// raises the interrupt, so the call that interrupt causes sees it.
     @inline(__always)
-    func messageWaiting(_ vp: Int) -> Bool {
+    @inlinable func messageWaiting(_ vp: Int) -> Bool {
         let sim = page(vp, 0)
         var types: UInt32 = 0
         for sint in 0..<Int(SynICLimits.sintCount) {
@@ -41,7 +41,7 @@ extension XenViridianDomain {
 
     /// Drains the SIM page, one caller at a time: a caller that finds another draining leaves
     /// word (`DrainState.again`) and returns, and the drainer goes round once more.
-    func drainMessagesInTurn(_ vp: Int) {
+    @inlinable func drainMessagesInTurn(_ vp: Int) {
         let state = drainState(vp)
         var s = xv_load_acquire_u32(state)
         while true {
@@ -66,7 +66,7 @@ extension XenViridianDomain {
     /// still maps to that port, so an event for a port being closed is never carried to the
     /// port that takes its slot next.
     @inline(__always)
-    func takeEventFlags(_ vp: Int) {
+    @inlinable func takeEventFlags(_ vp: Int) {
         let highWater = slots.highWater
         guard highWater > 0 else { return }
         let sief = page(vp, 1)
@@ -90,7 +90,7 @@ extension XenViridianDomain {
     }
 
     @inline(__always)
-    func takeFlag(_ word: UnsafeMutableRawPointer, bit: Int, slot k: Int, vp: Int) {
+    @inlinable func takeFlag(_ word: UnsafeMutableRawPointer, bit: Int, slot k: Int, vp: Int) {
         let mask = (UInt64(1) << UInt64(bit)).littleEndian
         // A slot reassigned between the load and the lock is read again (its new port's flag).
         for _ in 0..<4 {
@@ -122,12 +122,12 @@ extension XenViridianDomain {
     /// other SINTs' slots are drained too, so that a message the layer never asked for cannot
     /// hold a slot. The caller has the VP's turn (`drainMessagesInTurn`).
     @inline(__always)
-    func drainMessages(_ vp: Int) {
+    @inlinable func drainMessages(_ vp: Int) {
         let sim = page(vp, 0)
         for sint in 0..<Int(SynICLimits.sintCount) { drainSlot(vp, sim, sint: sint) }
     }
 
-    func drainSlot(_ vp: Int, _ sim: UnsafeMutableRawPointer, sint: Int) {
+    @inlinable func drainSlot(_ vp: Int, _ sim: UnsafeMutableRawPointer, sint: Int) {
         let slot = sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint)
         while UInt32(littleEndian: xv_load_acquire_u32(slot + HvMessageLayout.headerMessageType.offset)) != 0 {
             let type = UInt32(littleEndian: xv_load_acquire_u32(slot + HvMessageLayout.headerMessageType.offset))

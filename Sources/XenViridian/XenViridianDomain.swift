@@ -33,25 +33,25 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     public let sink: Sink
     /// The Viridian partition that runs the domain (`LayerConfiguration.partition`).
     public let partition: PartitionID
-    let target: Target
-    let layer: LayerConfiguration
-    let slots: EventFlagSlots
+    @usableFromInline let target: Target
+    @usableFromInline let layer: LayerConfiguration
+    @usableFromInline let slots: EventFlagSlots
     /// Per vCPU: an upcall was requested by synthetic IPI and not yet delivered (0 or 1).
-    let upcallRequested: UnsafeMutablePointer<UInt32>
+    @usableFromInline let upcallRequested: UnsafeMutablePointer<UInt32>
     /// Per vCPU, `DrainState.stride` words apart: who is draining the VP's SynIC (`interrupt`).
-    let drainStates: UnsafeMutablePointer<UInt32>
+    @usableFromInline let drainStates: UnsafeMutablePointer<UInt32>
     /// [0] Viridian hypercalls issued (relaxed: exact while each VP's calls come from one
     /// thread at a time, as in the benchmarks), then one count per `ControlVerdict`.
-    let counters: UnsafeMutablePointer<UInt64>
+    @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     /// Viridian hypercalls this layer has issued (for the benchmarks' calls-per-operation).
-    public var viridianHypercalls: Int { Int(xv_load_relaxed_u64(counters)) }
+    @inlinable public var viridianHypercalls: Int { Int(xv_load_relaxed_u64(counters)) }
     /// Host addresses of the layer's frames, three per vCPU (`frame(_:_:)`), reached through
     /// the partition's memory and never through the guest's.
-    let layerPages: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    @usableFromInline let layerPages: UnsafeMutablePointer<UnsafeMutableRawPointer>
     /// Per vCPU, which copy windows hold a mapping (bits 0 and 1); the vCPU's own word.
-    let copyWindowsMapped: UnsafeMutablePointer<UInt8>
+    @usableFromInline let copyWindowsMapped: UnsafeMutablePointer<UInt8>
     /// What the layer concluded about every message it took from its SIM pages.
-    public var controlMessages: ControlMessageCounts { ControlMessageCounts(counters + 1) }
+    @inlinable public var controlMessages: ControlMessageCounts { ControlMessageCounts(counters + 1) }
 
     /// Creates the domain and sets up its partition's SynIC on every VP: guest OS id, message
     /// and event-flag pages in the layer frames, SINTs unmasked with AutoEOI on the bootstrap
@@ -113,19 +113,19 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// The hypercall entry: `registers` from `vcpu`; the value for RAX.
     @inline(__always)
-    public func hypercall(vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
+    @inlinable public func hypercall(vcpu: Int, _ registers: XenHypercallRegisters) -> Int64 {
         domain.hypercall(registers, vcpu: vcpu, fabric: self)
     }
 
     @inline(__always)
-    func drainState(_ vp: Int) -> UnsafeMutablePointer<UInt32> { drainStates + vp * DrainState.stride }
+    @inlinable func drainState(_ vp: Int) -> UnsafeMutablePointer<UInt32> { drainStates + vp * DrainState.stride }
 
     /// Counts one Viridian hypercall (relaxed load and store: no locked instruction on the
     /// fast path for a statistic).
     @inline(__always)
-    func countHypercall() { xv_store_relaxed_u64(counters, xv_load_relaxed_u64(counters) &+ 1) }
+    @inlinable func countHypercall() { xv_store_relaxed_u64(counters, xv_load_relaxed_u64(counters) &+ 1) }
 
-    func countControlMessage(_ verdict: ControlVerdict) {
+    @inlinable func countControlMessage(_ verdict: ControlVerdict) {
         guard Int(verdict.rawValue) < ControlMessageCounts.verdicts else { return }
         _ = xv_fetch_add_relaxed_u64(counters + 1 + Int(verdict.rawValue), 1)
     }
@@ -135,16 +135,16 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// Layer frame `n` of VP `vp` (0: SynIC message page, 1: event-flags page, 2: hypercall
     /// input page), as the target addresses it.
     @inline(__always)
-    func frame(_ vp: Int, _ n: Int) -> GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * vp + n)) }
+    @inlinable func frame(_ vp: Int, _ n: Int) -> GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * vp + n)) }
     /// The same frame's host page.
     @inline(__always)
-    func page(_ vp: Int, _ n: Int) -> UnsafeMutableRawPointer { layerPages[3 * vp + n] }
+    @inlinable func page(_ vp: Int, _ n: Int) -> UnsafeMutableRawPointer { layerPages[3 * vp + n] }
 
     /// Bit 63 "open source", OS type 3 "Xen" (TLFS "Reporting the Guest OS Identity"), version
     /// 4.17 in bits 31:16.
-    static var guestOSID: UInt64 { 1 << 63 | 3 << 56 | 0x0411 << 16 }
+    @inlinable static var guestOSID: UInt64 { 1 << 63 | 3 << 56 | 0x0411 << 16 }
 
-    func setUpSynIC() -> Bool {
+    @inlinable func setUpSynIC() -> Bool {
         guard target.writeMSR(partition: partition, vp: VPIndex(0), msr: .guestOsId, value: Self.guestOSID) == .done else { return false }
         // The reference TSC page, enabled (TLFS "Reference TSC Page"). A target that refuses it
         // leaves the domain without pvclock (`timeBase` is nil), not without events.
@@ -161,7 +161,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// Every SINT of VP `v` unmasked, AutoEOI, on `vector` (TLFS "SINTx Registers": vector in
     /// bits 7:0, AutoEOI bit 17).
-    func programSINTs(_ v: Int, vector: UInt8) -> Bool {
+    @inlinable func programSINTs(_ v: Int, vector: UInt8) -> Bool {
         let value = UInt64(vector) | 1 << 17
         for s in 0..<16 {
             guard target.writeMSR(partition: partition, vp: VPIndex(UInt32(v)), msr: HVMSR(rawValue: HVMSR.sint0.rawValue + UInt32(s)),
@@ -174,7 +174,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// A fast hypercall from VP `vp`; its status.
     @inline(__always)
-    func fastCall(_ code: HVCallCode, vp: Int, rdx: UInt64, r8: UInt64) -> HVStatus {
+    @inlinable func fastCall(_ code: HVCallCode, vp: Int, rdx: UInt64, r8: UInt64) -> HVStatus {
         var input = HVHypercallInput(rawValue: 0)
         input.callCode = UInt64(code.rawValue)
         input.fast = true
@@ -186,7 +186,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// domain, from VP 0's input page (a layer frame: no guest vCPU can rewrite it while the
     /// target reads it). Every post comes from a binding change, which holds the domain's
     /// event lock, so one input page serves them all.
-    func postControl(to peer: DomainID, type: ControlMessageType, port: UInt32, fromPort: UInt32) -> HVStatus {
+    @inlinable func postControl(to peer: DomainID, type: ControlMessageType, port: UInt32, fromPort: UInt32) -> HVStatus {
         let inputFrame = frame(0, 2)
         let page = page(0, 2)
         page.initializeMemory(as: UInt8.self, repeating: 0, count: HvInputPostMessageLayout.size)
@@ -214,28 +214,28 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     /// VCPUOP_send_nmi: Viridian has no guest call that sends an NMI, so the embedder injects it.
-    public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
+    @inlinable public func raiseNMI(_ domain: XenDomain<Memory>, vcpu: Int) { sink.nmi(domain: domain.id, vcpu: vcpu) }
 
     /// SCHEDOP_yield: HvCallNotifyLongSpinWait, fast (TLFS "HvCallNotifyLongSpinWait": RDX
     /// holds the spin count). Xen's yield says nothing of spinning, so the count is all ones:
     /// a long wait. One Viridian call per Xen call.
-    public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) {
+    @inlinable public func yieldVCPU(_ domain: XenDomain<Memory>, vcpu: Int) {
         _ = fastCall(.notifyLongSpinWait, vp: vcpu, rdx: UInt64(UInt32.max), r8: 0)
     }
 
     /// A guest shutdown has no Viridian call (a Hyper-V guest powers off through ACPI): the
     /// embedder is told, as on the native side.
-    public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
+    @inlinable public func domainShutdown(_ domain: XenDomain<Memory>, reason: UInt8) { sink.shutdown(domain: domain.id, reason: reason) }
     /// Hands VCPUOP_initialise's register state to `XenUpcallSink.initialiseVCPU` (Viridian has no guest call for it); its answer is the call's (false: -EINVAL).
-    public func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool {
+    @inlinable public func initialiseVCPU(_ domain: XenDomain<Memory>, vcpu: Int, _ context: XenVCPUContext) -> Bool {
         sink.initialiseVCPU(domain: domain.id, vcpu: vcpu, context)
     }
     /// Hands VCPUOP_up/down to `XenUpcallSink.vcpuPowerChanged`: the embedder starts or stops running the vCPU.
-    public func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool) { sink.vcpuPowerChanged(domain: domain.id, vcpu: vcpu, up: up) }
+    @inlinable public func vcpuPowerChanged(_ domain: XenDomain<Memory>, vcpu: Int, up: Bool) { sink.vcpuPowerChanged(domain: domain.id, vcpu: vcpu, up: up) }
 
     /// The layer frames (SynIC message and event-flag pages, hypercall input pages, the
     /// reference TSC page, the grant copy windows): memory_op never lets the guest's map reach them.
-    public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool {
+    @inlinable public func ownsFrame(_ domain: XenDomain<Memory>, _ frame: GuestFrameNumber) -> Bool {
         frame.rawValue >= layer.layerFrames.rawValue
             && frame.rawValue - layer.layerFrames.rawValue < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
     }
@@ -243,33 +243,33 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     // MARK: - Grants (through the root: `GrantRoot.swift`)
 
     /// Pins `ref` of `granter`'s table: the domain's own table directly for a self-grant, otherwise through the root to the granter's layer (GNTST_bad_domain when none answers).
-    public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
+    @inlinable public func acquireGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool, use: GrantUse) -> GrantAcquisition {
         if granter == domain.id { return domain.acquireGrant(ref: ref, grantee: granter, writable: writable, use: use, fabric: self) }
         return root.acquireGrant(granter: granter, ref: ref, grantee: domain.id, writable: writable, use: use, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
     /// Drops a pin `acquireGrant` took: directly for a self-grant, otherwise through the root.
-    public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
+    @inlinable public func releaseGrant(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, writable: Bool) {
         if granter == domain.id { domain.releaseGrant(ref: ref, writable: writable, fabric: self); return }
         root.releaseGrant(granter: granter, ref: ref, writable: writable, as: XenViridianDomain<Target, Memory, Sink>.self)
     }
 
     /// HvCallMapGpaPages of the granter's frame into this partition (a self-grant too: the
     /// target maps the partition's own frame).
-    public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
+    @inlinable public func mapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64, writable: Bool) -> Bool {
         countHypercall()
         return root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable)
     }
 
     /// Unmaps the grant at `frame` through the root (one Viridian unmap, counted as a hypercall): the frame becomes a hole in this partition.
-    public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
+    @inlinable public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
         countHypercall()
         _ = root.unmapGrantedFrame(from: domain.id, at: frame)
     }
 
     /// The vCPU's copy window `window` (a layer frame), with the granter's frame mapped there
     /// by the target, reached through the target's view (so with the mapping's rights).
-    public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
+    @inlinable public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
         let frame = copyWindow(vcpu, window)
         countHypercall()
         guard root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable) else { return nil }
@@ -278,7 +278,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     /// Unmaps every copy window `grantedPage` mapped for `vcpu` (one Viridian call each); called after each GNTTABOP_copy entry.
-    public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {
+    @inlinable public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {
         for window in 0..<2 where copyWindowsMapped[vcpu] & (1 << UInt8(window)) != 0 {
             countHypercall()
             _ = root.unmapGrantedFrame(from: domain.id, at: copyWindow(vcpu, window))
@@ -288,7 +288,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// Copy window `window` (0 or 1) of VP `vp`: after the reference TSC page.
     @inline(__always)
-    func copyWindow(_ vp: Int, _ window: Int) -> GuestFrameNumber {
+    @inlinable func copyWindow(_ vp: Int, _ window: Int) -> GuestFrameNumber {
         GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount + 1 + 2 * vp + window))
     }
 
@@ -298,7 +298,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// interrupt vector of its own to reserve beside the guest's; an expiry that finds the slot
     /// busy waits for the EOM instead of being lost. COUNT is absolute reference time, the
     /// deadline's 100 ns tick rounded up (one already past expires at once).
-    public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
+    @inlinable public func armTimer(_ domain: XenDomain<Memory>, vcpu: Int, deadline: UInt64?) {
         let vp = VPIndex(UInt32(vcpu))
         _ = target.writeMSR(partition: partition, vp: vp, msr: .stimer0Config, value: 0)
         guard let deadline else { return }
@@ -311,14 +311,14 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     /// The partition's reference TSC page: the layer's last frame.
-    var referenceTSCFrame: GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount)) }
+    @inlinable var referenceTSCFrame: GuestFrameNumber { GuestFrameNumber(layer.layerFrames.rawValue &+ UInt64(3 * domain.vcpuCount)) }
 
     /// The partition's clock: the reference TSC page as the target last wrote it (read between
     /// two reads of an unchanged, valid TscSequence, TLFS "Reference TSC Page"), and a TSC near
     /// now, from HV_X64_MSR_TIME_REF_COUNT (the first TSC at which the page shows that time).
     /// Nil while the page is disabled or invalid (sequence 0 or 0xFFFFFFFF: the hypervisor's
     /// "use HV_X64_MSR_TIME_REF_COUNT instead"), or the MSRs cannot be read.
-    public func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase? {
+    @inlinable public func timeBase(_ domain: XenDomain<Memory>) -> XenTimeBase? {
         // A page the embedder turned off is stale, whatever it still holds.
         guard case .value(let msr) = target.readMSR(partition: partition, vp: VPIndex(0), msr: .referenceTsc), msr & 1 != 0 else { return nil }
         let page = layerPages[3 * domain.vcpuCount]
@@ -339,7 +339,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// every processor, every address space, as Xen's paging_flush_tlb(NULL). The input block
     /// is in the calling VP's own input page, past the part control posts use, so no other
     /// thread writes it while the target reads it. One Viridian call per Xen call.
-    public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
+    @inlinable public func flushTLBs(_ domain: XenDomain<Memory>, from vcpu: Int) -> LayerOutcome {
         let block = page(vcpu, 2) + Self.flushInputOffset
         block.initializeMemory(as: UInt8.self, repeating: 0, count: HvTlbFlushLayout.size)
         // From raw values: an option-set array literal allocates in unoptimised builds.
@@ -355,14 +355,14 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// Where in a VP's input page the flush input block sits (control posts use the start of
     /// VP 0's).
-    static var flushInputOffset: Int { 2048 }
+    @inlinable static var flushInputOffset: Int { 2048 }
 
     /// How often a control message is posted before a full queue is reported.
-    static var postAttempts: Int { 4096 }
+    @inlinable static var postAttempts: Int { 4096 }
 
     /// Creates this partition's event port for Xen `port`, on its slot's SINT and flag, aimed
     /// at the port's notify vCPU.
-    func createEventPort(_ port: UInt32, slot k: Int) -> HVStatus {
+    @inlinable func createEventPort(_ port: UInt32, slot k: Int) -> HVStatus {
         let vp = VPIndex(UInt32(domain.channel(port).notifyVCPU))
         return target.createPort(in: partition, port: PortID(port),
                                  kind: .event(vp: vp, sint: EventFlagSlots.sint(of: k), baseFlag: EventFlagSlots.flag(of: k), flagCount: 1))
@@ -372,7 +372,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// from the interrupt path and clears its flag on every VP (one the target set before the
     /// deletion, or on the VP the port was aimed at before a bind_vcpu), so the slot's next
     /// port never takes this port's event. The target sets no flag of a deleted port.
-    func deleteEventPort(_ port: UInt32) {
+    @inlinable func deleteEventPort(_ port: UInt32) {
         guard let k = slots.slot(of: port) else { return }
         _ = target.deletePort(in: partition, port: PortID(port))
         let sint = Int(EventFlagSlots.sint(of: k)), flag = Int(EventFlagSlots.flag(of: k))
@@ -389,10 +389,10 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     // MARK: - EventFabric
 
     /// Whether the root has a partition registered for domain `id` (else the caller's bind is -ESRCH).
-    public func domainExists(_ id: DomainID) -> Bool { root.partition(of: id) != nil }
+    @inlinable public func domainExists(_ id: DomainID) -> Bool { root.partition(of: id) != nil }
 
     /// EVTCHNOP_alloc_unbound's Viridian side: a slot in the event-flag page and a one-flag Viridian port for `port`, and the root's offer of it to `remote`. `.portsExhausted` when no slot is left or the target refuses the port.
-    public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome {
+    @inlinable public func offer(_ domain: XenDomain<Memory>, port: UInt32, to remote: DomainID) -> LayerOutcome {
         guard let k = slots.assign(port) else { return .portsExhausted }
         guard createEventPort(port, slot: k) == .success else {
             slots.release(port)
@@ -406,7 +406,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// and the peer's "bound" notice is on its way): then this close is the close of that
     /// channel, and the peer is told, as Xen's close after a bind leaves the peer's port
     /// unbound.
-    public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
+    @inlinable public func withdraw(_ domain: XenDomain<Memory>, port: UInt32) {
         closeBindable(port, freeingRecord: false)
     }
 
@@ -414,7 +414,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// records say the port is linked to (never what the domain's own record says) and any
     /// offer of it, in one step; the port's Viridian event port and slot go; the record is
     /// freed when XenCore has not freed it already; the other end, if any, is told.
-    func closeBindable(_ port: UInt32, freeingRecord: Bool) {
+    @inlinable func closeBindable(_ port: UInt32, freeingRecord: Bool) {
         let other = root.close(domain.id, port: port)
         deleteEventPort(port)
         if freeingRecord { domain.freeChannel(port) }
@@ -424,7 +424,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     /// EVTCHNOP_bind_interdomain's Viridian side: the root must hold `remote`'s offer of `remotePort` to this domain (else `.portInvalid`); then a local Viridian port, the root's link (a connection each way) and a `bound` control message to the peer. If the message cannot be posted the bind is undone whole (`.wouldBlock` for full message buffers, `.targetFailed` otherwise).
-    public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
+    @inlinable public func connect(_ domain: XenDomain<Memory>, localPort: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
         guard root.isOffered(remote, port: remotePort, to: domain.id) else { return .portInvalid }
         guard let k = slots.assign(localPort) else { return .portsExhausted }
         guard createEventPort(localPort, slot: k) == .success else {
@@ -455,7 +455,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// domain's connections go (`closeBindable`, `XenViridianRoot.close`). A port the root had
     /// offered back to its peer (the peer closed first, and its notice has not been taken yet)
     /// is offered no more.
-    public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
+    @inlinable public func disconnect(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel) {
         closeBindable(port, freeingRecord: true)
     }
 
@@ -463,7 +463,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// When the connection is gone (the peer closed, and its notice is on its way), the send
     /// is dropped, as Xen drops a send on the unbound port this one is about to become.
     @inline(__always)
-    public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome? {
+    @inlinable public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome? {
         let status = fastCall(.signalEvent, vp: vcpu, rdx: UInt64(port), r8: 0)
         if status == .success { return .ok }
         return status == .invalidConnectionId || status == .invalidPortId ? .ok : .targetFailed
@@ -471,7 +471,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 
     /// The upcall of `vcpu`: injected directly when it is the calling vCPU, otherwise requested with one fast HvCallSendSyntheticClusterIpi on the guest's upcall vector, which the target VP's `interrupt` turns into the injection. Nothing when `vcpu` has no upcall vector.
     @inline(__always)
-    public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) {
+    @inlinable public func raiseUpcall(_ domain: XenDomain<Memory>, vcpu: Int, from current: Int) {
         if vcpu == current {
             deliverUpcall(vcpu)
             return
@@ -483,12 +483,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     @inline(__always)
-    func deliverUpcall(_ vcpu: Int) {
+    @inlinable func deliverUpcall(_ vcpu: Int) {
         if let vector = domain.upcallVector(vcpu) { sink.upcall(domain: domain.id, vcpu: vcpu, vector: vector) }
     }
 
     /// EVTCHNOP_bind_vcpu on a bindable port: its Viridian port is deleted and created again aimed at the new VP; connections name the port id and keep working.
-    public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {
+    @inlinable public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {
         guard let k = slots.slot(of: port) else { return }
         // Re-aim the port at the new VP; connections name the port id and keep working.
         _ = target.deletePort(in: partition, port: PortID(port))
@@ -496,7 +496,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     }
 
     /// Reprograms `vcpu`'s event SINTs on its new upcall vector (the bootstrap vector when it has none); `.invalidArgument` when the target refuses the vector.
-    public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome {
+    @inlinable public func upcallVectorChanged(_ domain: XenDomain<Memory>, vcpu: Int) -> LayerOutcome {
         programSINTs(vcpu, vector: domain.upcallVector(vcpu) ?? layer.bootstrapVector) ? .ok : .invalidArgument
     }
 }
@@ -504,7 +504,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
 extension XenViridianDomain {
     /// Where the target signals Xen `port`: the VP, SINT and flag of its Viridian event port,
     /// or nil when the port has none (not unbound or interdomain).
-    public func eventFlag(of port: UInt32) -> (vp: Int, sint: Int, flag: Int)? {
+    @inlinable public func eventFlag(of port: UInt32) -> (vp: Int, sint: Int, flag: Int)? {
         guard port <= domain.maxPort, let k = slots.slot(of: port) else { return nil }
         return (Int(domain.channel(port).notifyVCPU), Int(EventFlagSlots.sint(of: k)), Int(EventFlagSlots.flag(of: k)))
     }
@@ -512,35 +512,35 @@ extension XenViridianDomain {
     /// Whether `frame` of the partition's memory is one of the layer's own frames: what an
     /// embedder offering the guest Viridian (`.xenWithViridian`) checks before it hands the
     /// guest's Viridian hypercalls and SynIC MSR writes to the target.
-    public func isLayerFrame(_ frame: GuestFrameNumber) -> Bool {
+    @inlinable public func isLayerFrame(_ frame: GuestFrameNumber) -> Bool {
         let first = layer.layerFrames.rawValue
         return frame.rawValue >= first && frame.rawValue - first < UInt64(LayerConfiguration.layerFrameCount(vcpuCount: domain.vcpuCount))
     }
 
     /// The synthetic MSRs the layer programs on every VP of its partition: a guest offered
     /// Viridian must not write them (the embedder keeps such writes from the target).
-    public static func isLayerMSR(_ msr: HVMSR) -> Bool {
+    @inlinable public static func isLayerMSR(_ msr: HVMSR) -> Bool {
         msr == .guestOsId || msr == .simp || msr == .siefp || msr == .scontrol || msr == .eom || msr == .referenceTsc
             || (msr.rawValue >= HVMSR.sint0.rawValue && msr.rawValue <= HVMSR.sint0.rawValue + 15)
     }
 
     /// Bindable ports the layer can hold at once (the flag slots of SINTs 1-15).
-    public static var bindablePortCapacity: Int { EventFlagSlots.capacity }
+    @inlinable public static var bindablePortCapacity: Int { EventFlagSlots.capacity }
 }
 
 /// Who drains a VP's SynIC: RUNNING while a caller of `interrupt` does, AGAIN when another
 /// call came meanwhile (the drainer goes round once more). One 64-byte line per VP.
-enum DrainState {
-    static var running: UInt32 { 1 }
-    static var again: UInt32 { 2 }
-    static var stride: Int { 16 }
+@usableFromInline enum DrainState {
+    @inlinable static var running: UInt32 { 1 }
+    @inlinable static var again: UInt32 { 2 }
+    @inlinable static var stride: Int { 16 }
 }
 
 extension XenViridianDomain: XenGrantGranter {
     /// The root asks this layer about its own domain's grants.
-    public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition {
+    @inlinable public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition {
         domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use, fabric: self)
     }
     /// Drops a pin of this domain's own grant `ref`, for the root.
-    public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable, fabric: self) }
+    @inlinable public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable, fabric: self) }
 }

@@ -27,14 +27,14 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// registered (`chunks[id / chunkSize]`, published with a release store and never freed
     /// before the root), so the root's size follows the domains it has, not the 32,752 ids
     /// there could be. Each domain has `RootSlot.words` words (`slot`).
-    private let chunks: UnsafeMutablePointer<UInt64>
+    @usableFromInline let chunks: UnsafeMutablePointer<UInt64>
     /// The registered domains, in order of registration (under the root lock).
-    private var registered: [DomainID] = []
-    private let rootLock: UnsafeMutablePointer<UInt32>
-    static var noOffer: UInt32 { 0xFFFF }
-    static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
-    static var chunkSize: Int { 256 }
-    static var chunkCount: Int { (domainSlots + chunkSize - 1) / chunkSize }
+    @usableFromInline @exclusivity(unchecked) var registered: [DomainID] = []
+    @usableFromInline let rootLock: UnsafeMutablePointer<UInt32>
+    @inlinable static var noOffer: UInt32 { 0xFFFF }
+    @inlinable static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
+    @inlinable static var chunkSize: Int { 256 }
+    @inlinable static var chunkCount: Int { (domainSlots + chunkSize - 1) / chunkSize }
 
     /// An empty root (no domains registered) over `target`.
     public init(target: Target) {
@@ -63,13 +63,13 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     }
 
     @inline(__always)
-    static func table<T>(_ bits: UInt64, _: T.Type) -> UnsafeMutablePointer<T>? {
+    @inlinable static func table<T>(_ bits: UInt64, _: T.Type) -> UnsafeMutablePointer<T>? {
         UnsafeMutablePointer<T>(bitPattern: UInt(bits))
     }
 
     /// `domain`'s words, when its chunk exists (a domain never registered reads as zeros).
     @inline(__always)
-    func slot(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
+    @inlinable func slot(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
         guard domain < DomainID.firstReserved else { return nil }
         let d = Int(domain.rawValue)
         guard let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(chunks + d / Self.chunkSize))) else { return nil }
@@ -77,7 +77,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     }
 
     /// `domain`'s words, allocating its chunk. Under the root lock.
-    func slotCreating(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
+    @inlinable func slotCreating(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
         guard domain < DomainID.firstReserved else { return nil }
         if let s = slot(domain) { return s }
         let d = Int(domain.rawValue)
@@ -89,7 +89,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// Runs a change of the records under the root lock.
     @inline(__always)
-    func withRootLock<R>(_ body: () -> R) -> R {
+    @inlinable func withRootLock<R>(_ body: () -> R) -> R {
         xv_spin_lock(rootLock)
         defer { xv_spin_unlock(rootLock) }
         return body()
@@ -97,7 +97,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// Records that `domain` runs in `partition`, with ports up to `maxPort`; false when the id
     /// is reserved or taken, or the partition already hosts a domain.
-    func register(_ domain: DomainID, partition: PartitionID, maxPort: UInt32) -> Bool {
+    @inlinable func register(_ domain: DomainID, partition: PartitionID, maxPort: UInt32) -> Bool {
         withRootLock {
             guard domain < DomainID.firstReserved, self.partition(of: domain) == nil, partition.rawValue != 0,
                   domainLocked(in: partition) == nil, let w = slotCreating(domain) else { return false }
@@ -116,41 +116,41 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// The partition hosting `domain`, if any.
     @inline(__always)
-    public func partition(of domain: DomainID) -> PartitionID? {
+    @inlinable public func partition(of domain: DomainID) -> PartitionID? {
         guard let w = slot(domain) else { return nil }
         let p = xv_load_acquire_u64(w + RootSlot.partition)
         return p == 0 ? nil : PartitionID(p)
     }
 
     /// The domain `partition` hosts, if any.
-    public func domain(in partition: PartitionID) -> DomainID? {
+    @inlinable public func domain(in partition: PartitionID) -> DomainID? {
         withRootLock { domainLocked(in: partition) }
     }
 
-    private func domainLocked(in partition: PartitionID) -> DomainID? {
+    @inlinable func domainLocked(in partition: PartitionID) -> DomainID? {
         guard partition.rawValue != 0 else { return nil }
         for d in registered where self.partition(of: d) == partition { return d }
         return nil
     }
 
     /// The domains registered so far.
-    public var domainCount: Int { withRootLock { registered.count } }
+    @inlinable public var domainCount: Int { withRootLock { registered.count } }
 
     /// Chunks of records allocated: one per 256 domain ids in use, not per id possible.
-    public var allocatedChunks: Int {
+    @inlinable public var allocatedChunks: Int {
         withRootLock { (0..<Self.chunkCount).reduce(0) { $0 + (chunks[$1] != 0 ? 1 : 0) } }
     }
 
     /// The offer word of `port` of `domain`, when both exist.
     @inline(__always)
-    func offerWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt32>? {
+    @inlinable func offerWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt32>? {
         guard let w = slot(domain), let t = Self.table(xv_load_acquire_u64(w + RootSlot.offers), UInt32.self),
               UInt64(port) <= w[RootSlot.maxPort] else { return nil }
         return t + Int(port)
     }
 
     @inline(__always)
-    func linkWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt64>? {
+    @inlinable func linkWord(_ domain: DomainID, _ port: UInt32) -> UnsafeMutablePointer<UInt64>? {
         guard let w = slot(domain), let t = Self.table(xv_load_acquire_u64(w + RootSlot.links), UInt64.self),
               UInt64(port) <= w[RootSlot.maxPort] else { return nil }
         return t + Int(port)
@@ -158,19 +158,19 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     // MARK: - The offer directory
 
-    func offer(_ owner: DomainID, port: UInt32, to remote: DomainID) {
+    @inlinable func offer(_ owner: DomainID, port: UInt32, to remote: DomainID) {
         withRootLock { if let w = offerWord(owner, port) { xv_store_release_u32(w, UInt32(remote.rawValue)) } }
     }
 
     /// Whether `port` of `owner` is offered to `claimant`.
-    public func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
+    @inlinable public func isOffered(_ owner: DomainID, port: UInt32, to claimant: DomainID) -> Bool {
         offerWord(owner, port).map { xv_load_acquire_u32($0) == UInt32(claimant.rawValue) } ?? false
     }
 
     // MARK: - Links
 
     /// The other end of the interdomain link the root made for `port` of `domain`, or nil.
-    public func link(of domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+    @inlinable public func link(of domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
         linkWord(domain, port).flatMap { RootLink.decode(xv_load_acquire_u64($0)) }
     }
 
@@ -179,7 +179,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// own directory: a connection each way (connection N of a partition is its Xen port N),
     /// the offer withdrawn, the link recorded at both ends. `.portInvalid` when not offered,
     /// `.portsExhausted` when the target refuses a connection (nothing is left behind).
-    func bind(_ binder: DomainID, port: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
+    @inlinable func bind(_ binder: DomainID, port: UInt32, to remote: DomainID, remotePort: UInt32) -> LayerOutcome {
         withRootLock {
             guard let theirs = offerWord(remote, remotePort), xv_load_acquire_u32(theirs) == UInt32(binder.rawValue),
                   let myLink = linkWord(binder, port), let theirLink = linkWord(remote, remotePort),
@@ -204,14 +204,14 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// leaves the peer's port unbound for the closer. Returns the other end, whose layer must
     /// be told; nil, removing nothing, when the root holds no link for the port, whatever the
     /// closing domain believes.
-    func unbind(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+    @inlinable func unbind(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
         withRootLock { unbindLocked(domain, port: port) }
     }
 
     /// Closing `port` of `domain`, whatever its layer believes it is: the link the root holds
     /// for it removed (`unbind`), and any offer of it withdrawn, in one hold of the root lock,
     /// so a peer's bind cannot slip in between and leave a link to a freed port.
-    func close(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+    @inlinable func close(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
         withRootLock {
             let other = unbindLocked(domain, port: port)
             if let w = offerWord(domain, port) { xv_store_release_u32(w, Self.noOffer) }
@@ -219,7 +219,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         }
     }
 
-    private func unbindLocked(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
+    @inlinable func unbindLocked(_ domain: DomainID, port: UInt32) -> (domain: DomainID, port: UInt32)? {
         guard let myLink = linkWord(domain, port), let other = RootLink.decode(xv_load_acquire_u64(myLink)),
               let here = partition(of: domain) else { return nil }
         _ = target.disconnectPort(from: here, connection: ConnectionID(port))
@@ -241,13 +241,13 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// (Specs/translation/control.tbl). Both ids are above every Xen port (below 2^17) and fit
     /// the 24 bits of HV_PORT_ID and HV_CONNECTION_ID.
     @inline(__always)
-    static func controlPort(from sender: DomainID) -> PortID { PortID(ControlIDs.idBase | UInt32(sender.rawValue)) }
+    @inlinable static func controlPort(from sender: DomainID) -> PortID { PortID(ControlIDs.idBase | UInt32(sender.rawValue)) }
     @inline(__always)
-    static func controlConnection(to domain: DomainID) -> ConnectionID { ConnectionID(ControlIDs.idBase | UInt32(domain.rawValue)) }
+    @inlinable static func controlConnection(to domain: DomainID) -> ConnectionID { ConnectionID(ControlIDs.idBase | UInt32(domain.rawValue)) }
 
     /// The sending domain a control port id stands for, when it is one of a registered domain.
     @inline(__always)
-    func sender(ofControlPort port: UInt32) -> DomainID? {
+    @inlinable func sender(ofControlPort port: UInt32) -> DomainID? {
         guard port & ~ControlIDs.idDomainMask == ControlIDs.idBase else { return nil }
         let d = DomainID(UInt16(port & ControlIDs.idDomainMask))
         return partition(of: d) == nil ? nil : d
@@ -256,11 +256,11 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// Gives the new domain a control port for every registered domain (itself included, for
     /// loopback binds) and every other domain a control port for it, with the connections
     /// that lead there.
-    func linkControl(_ domain: DomainID) -> Bool {
+    @inlinable func linkControl(_ domain: DomainID) -> Bool {
         withRootLock { linkControlLocked(domain) }
     }
 
-    private func linkControlLocked(_ domain: DomainID) -> Bool {
+    @inlinable func linkControlLocked(_ domain: DomainID) -> Bool {
         guard let p = partition(of: domain) else { return false }
         let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
         for other in registered {
@@ -279,29 +279,29 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 }
 
 /// A link as the root stores it: bit 63 set, the other domain in bits 47:32, its port in 31:0.
-enum RootLink {
+@usableFromInline enum RootLink {
     @inline(__always)
-    static func encode(_ domain: DomainID, _ port: UInt32) -> UInt64 { 1 << 63 | UInt64(domain.rawValue) << 32 | UInt64(port) }
+    @inlinable static func encode(_ domain: DomainID, _ port: UInt32) -> UInt64 { 1 << 63 | UInt64(domain.rawValue) << 32 | UInt64(port) }
     @inline(__always)
-    static func decode(_ value: UInt64) -> (domain: DomainID, port: UInt32)? {
+    @inlinable static func decode(_ value: UInt64) -> (domain: DomainID, port: UInt32)? {
         value >> 63 == 0 ? nil : (DomainID(UInt16(truncatingIfNeeded: value >> 32)), UInt32(truncatingIfNeeded: value))
     }
 }
 
 /// The words the root keeps per domain (`XenViridianRoot.slot`).
-enum RootSlot {
+@usableFromInline enum RootSlot {
     /// The partition hosting the domain, 0 when none.
-    static var partition: Int { 0 }
+    @inlinable static var partition: Int { 0 }
     /// The address of its offer table (per port, the domain an unbound port is offered to,
     /// `noOffer` when none).
-    static var offers: Int { 1 }
+    @inlinable static var offers: Int { 1 }
     /// The address of its link table (per port, the interdomain link the root made, `RootLink`
     /// encoding, 0 when none).
-    static var links: Int { 2 }
-    static var maxPort: Int { 3 }
+    @inlinable static var links: Int { 2 }
+    @inlinable static var maxPort: Int { 3 }
     /// Its layer's `GrantGranterBox` (retained), its layer (unretained) and the layer's type.
-    static var granterBox: Int { 4 }
-    static var granterObject: Int { 5 }
-    static var granterType: Int { 6 }
-    static var words: Int { 8 }
+    @inlinable static var granterBox: Int { 4 }
+    @inlinable static var granterObject: Int { 5 }
+    @inlinable static var granterType: Int { 6 }
+    @inlinable static var words: Int { 8 }
 }
