@@ -54,6 +54,10 @@ let package = Package(
         // calls, and the benchmark operations: shared by the tests, `xv bench` and Benchmarks/.
         .target(name: "XVScenarios", dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian", "CBlkifRing"]),
 
+        // Conformance vectors (Specs/README.md): the format's parser and the runner that plays
+        // them on both sides.
+        .target(name: "XVConformance", dependencies: ["GuestABI", "XenABI", "XenCore", "XVScenarios", "XVSpecCatalog"]),
+
         // Every spec row as data, for `xv specs` and the conformance tests (generated).
         .target(name: "XVSpecCatalog"),
 
@@ -68,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "xv",
             dependencies: [
-                "XVSpecCatalog", "XVScenarios", "CMallocCounter", "CBenchClock",
+                "XVSpecCatalog", "XVScenarios", "XVConformance", "CMallocCounter", "CBenchClock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,7 +88,7 @@ let package = Package(
         .target(name: "XVTestSupport", path: "Tests/Support/XVTestSupport"),
 
         .testTarget(name: "XVSpecGenTests", dependencies: ["XVSpecGen"], exclude: ["Fixtures", "Golden"]),
-        .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog", "XVScenarios"]),
+        .testTarget(name: "XVTests", dependencies: ["xv", "XVSpecCatalog", "XVScenarios", "XVConformance"]),
         .testTarget(name: "ABITests", dependencies: ["GuestABI", "XenABI", "ViridianABI", "XenCore", "XVSpecCatalog"]),
         .testTarget(
             name: "ViridianReferenceTests",
