@@ -181,11 +181,15 @@ public final class UpcallRecorder: XenNativeSink {
 
     /// Upcalls recorded for `vcpu` of `domain` (a relaxed load). Unchecked: `domain` must be 1 ... maxDomains and `vcpu` below maxVCPUs.
     public func count(domain: DomainID, vcpu: Int) -> Int {
-        Int(xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride))
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return 0 }
+        return Int(xv_load_relaxed_u64(counts + (d * Self.maxVCPUs + vcpu) * Self.stride))
     }
     /// The vector of the last upcall recorded for `vcpu` of `domain` (0 before any). Unchecked, as `count`.
     public func lastVector(domain: DomainID, vcpu: Int) -> UInt8 {
-        UInt8(truncatingIfNeeded: xv_load_relaxed_u64(counts + ((Int(domain.rawValue) - 1) * Self.maxVCPUs + vcpu) * Self.stride + 1))
+        let d = Int(domain.rawValue) - 1
+        guard d >= 0, d < Self.maxDomains, vcpu >= 0, vcpu < Self.maxVCPUs else { return 0 }
+        return UInt8(truncatingIfNeeded: xv_load_relaxed_u64(counts + (d * Self.maxVCPUs + vcpu) * Self.stride + 1))
     }
 
     /// Every count and vector, in order: what the differential test compares.

@@ -201,7 +201,7 @@ public final class LayerInterruptRouter: ViridianHost {
     /// HVMOP_flush_tlbs asks for), and the others apart.
     public func flushTLB(_ request: TLBFlushRequest) {
         let i = Int(request.partition.rawValue) - 1
-        guard i >= 0, i < UpcallRecorder.maxDomains else { return }
+        guard i >= 0, i < UpcallRecorder.maxDomains, i < layers.count else { return }
         let complete = request.flags.contains(.allVirtualAddressSpaces) && request.processors == ProcessorSet.first(layers[i]._withUnsafeGuaranteedRef { $0.domain.vcpuCount })
         _ = xv_atomic_fetch_add_u64(flushCounts + (complete ? 2 * i : 2 * i + 1) * 8, 1)
     }
@@ -227,7 +227,7 @@ public final class LayerInterruptRouter: ViridianHost {
         let i = Int(partition.rawValue) - 1
         guard i >= 0, i < memories.count else { return }
         memories[i]._withUnsafeGuaranteedRef { ram in
-            if let page { ram.map(page, at: frame) } else { ram.unmap(frame, releasing: false) }
+            if let page { _ = ram.map(page, at: frame) } else { _ = ram.unmap(frame, releasing: false) }
         }
     }
 
