@@ -466,8 +466,34 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     @inlinable public func send(_ domain: XenDomain<Memory>, port: UInt32, channel: EventChannel, from vcpu: Int) -> LayerOutcome? {
         let status = fastCall(.signalEvent, vp: vcpu, rdx: UInt64(port), r8: 0)
         if status == .success { return .ok }
-        return status == .invalidConnectionId || status == .invalidPortId ? .ok : .targetFailed
+        if status == .invalidPortId { return resignal(port, peer: channel.remoteDomain, from: vcpu) }
+        return status == .invalidConnectionId ? .ok : .targetFailed
     }
+
+    /// The peer's port was missing. Either the peer closed it (the close reaches this side as a
+    /// control message, and Xen drops a send to a closed end too), or the peer's layer is
+    /// re-aiming it for EVTCHNOP_bind_vcpu, which Xen does without losing an event. So signal
+    /// again, each try bracketed by the peer's re-aim sequence: the event is dropped only when
+    /// a signal found no port while no re-aim overlapped it. A peer that re-aims without end
+    /// loses its own event after `resignalAttempts` tries, never the sender's vCPU.
+    @inline(never)
+    @inlinable func resignal(_ port: UInt32, peer: DomainID, from vcpu: Int) -> LayerOutcome {
+        for _ in 0..<Self.resignalAttempts {
+            var before = root.retargetSequence(of: peer)
+            while before & 1 != 0 {
+                xv_cpu_relax()
+                before = root.retargetSequence(of: peer)
+            }
+            let status = fastCall(.signalEvent, vp: vcpu, rdx: UInt64(port), r8: 0)
+            if status == .success { return .ok }
+            guard status == .invalidPortId else { return status == .invalidConnectionId ? .ok : .targetFailed }
+            if root.retargetSequence(of: peer) == before { return .ok }
+        }
+        return .ok
+    }
+
+    /// How many re-aims of the peer's port one send waits out.
+    @inlinable static var resignalAttempts: Int { 64 }
 
     /// The upcall of `vcpu`: injected directly when it is the calling vCPU, otherwise requested with one fast HvCallSendSyntheticClusterIpi on the guest's upcall vector, which the target VP's `interrupt` turns into the injection. Nothing when `vcpu` has no upcall vector.
     @inline(__always)
@@ -490,9 +516,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
     /// EVTCHNOP_bind_vcpu on a bindable port: its Viridian port is deleted and created again aimed at the new VP; connections name the port id and keep working.
     @inlinable public func notifyVCPUChanged(_ domain: XenDomain<Memory>, port: UInt32) {
         guard let k = slots.slot(of: port) else { return }
-        // Re-aim the port at the new VP; connections name the port id and keep working.
+        // Re-aim the port at the new VP; connections name the port id and keep working. A
+        // peer's signal in between finds no port and retries (`resignal`).
+        root.beginRetarget(domain.id)
         _ = target.deletePort(in: partition, port: PortID(port))
         _ = createEventPort(port, slot: k)
+        root.endRetarget(domain.id)
     }
 
     /// Reprograms `vcpu`'s event SINTs on its new upcall vector (the bootstrap vector when it has none); `.invalidArgument` when the target refuses the vector.

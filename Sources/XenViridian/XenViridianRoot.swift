@@ -303,5 +303,31 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     @inlinable static var granterBox: Int { 4 }
     @inlinable static var granterObject: Int { 5 }
     @inlinable static var granterType: Int { 6 }
+    /// The sequence of the domain's port re-aims (EVTCHNOP_bind_vcpu): odd while one is in
+    /// progress. Re-aims are serialised by the domain's event lock.
+    @inlinable static var retargets: Int { 7 }
     @inlinable static var words: Int { 8 }
+}
+
+extension XenViridianRoot {
+    /// `domain`'s layer is about to delete and re-create one of its event ports (TLFS has no
+    /// call that re-aims a port at another VP): the sequence goes odd, so a peer whose signal
+    /// finds no port retries instead of dropping the event. Under the domain's event lock.
+    @inlinable public func beginRetarget(_ domain: DomainID) {
+        guard let w = slot(domain) else { return }
+        _ = xv_atomic_fetch_add_u64(w + RootSlot.retargets, 1)
+    }
+
+    /// The re-aim is done: the port exists again, and the sequence goes even.
+    @inlinable public func endRetarget(_ domain: DomainID) {
+        guard let w = slot(domain) else { return }
+        _ = xv_atomic_fetch_add_u64(w + RootSlot.retargets, 1)
+    }
+
+    /// `domain`'s re-aim sequence (0 for a domain never registered).
+    @inline(__always)
+    @inlinable public func retargetSequence(of domain: DomainID) -> UInt64 {
+        guard let w = slot(domain) else { return 0 }
+        return xv_atomic_load_u64(w + RootSlot.retargets)
+    }
 }
