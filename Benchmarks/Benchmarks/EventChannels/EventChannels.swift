@@ -32,4 +32,18 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.measurement(.custom("viridian_calls"), pair.viridianHypercalls - before)
         }
     }
+    // The blkif ring (a C frontend and backend on libxen-dev's ring.h and blkif.h, between two
+    // domains): one iteration is one write and its read-back, two ring requests. Registered
+    // only when the ring was built (libxen-dev's headers present at build time).
+    if BlkifRingExchange.isAvailable {
+        for native in [true, false] {
+            nonisolated(unsafe) let ring = BlkifRingExchange(native: native)
+            guard ring.setUp() == 0 else { continue }
+            Benchmark("blkif_ring_exchange \(native ? "native" : "translated")") { benchmark in
+                for _ in benchmark.scaledIterations {
+                    blackHole(ring.exchange(1))
+                }
+            }
+        }
+    }
 }
