@@ -44,6 +44,7 @@ extern "C" {
 /* xv_system_config.side */
 #define XV_SIDE_NATIVE 0u      /* the native baseline: Xen's own handling */
 #define XV_SIDE_TRANSLATED 1u  /* the translation layer over the bundled reference Viridian hypervisor */
+#define XV_SIDE_TARGET 2u      /* the translation layer over the embedder's own Viridian target (xv_viridian_target) */
 
 /* xv_domain_config.flags */
 #define XV_DOMAIN_VIRIDIAN_DUAL 1u  /* Xen's CPUID leaves at 0x40000100 with Viridian's at 0x40000000 */
@@ -145,11 +146,59 @@ typedef struct xv_callbacks {
     void *reserved[8];
 } xv_callbacks;
 
+/* A port the layer asks the target's root services to create (TLFS HvCallCreatePort's
+ * HV_PORT_INFO): a message port (kind 0) on `sint` of `vp`, or an event port (kind 1) that sets
+ * `flag_count` flags from `base_flag` in `sint`'s event flags of `vp`. */
+typedef struct xv_port_info {
+    uint32_t kind;
+    uint32_t vp;
+    uint8_t sint;
+    uint8_t reserved0;
+    uint16_t base_flag;
+    uint16_t flag_count;
+    uint16_t reserved1;
+    uint64_t reserved[2];
+} xv_port_info;
+
+/*
+ * The embedder's own Viridian hypervisor (XV_SIDE_TARGET): the partition interface the layer
+ * uses (hypercalls, synthetic MSRs, CPUID) and the root services a parent partition has
+ * (ports, connections, GPA mappings). Every entry is required. Status results are HV_STATUS
+ * codes (0 is HV_STATUS_SUCCESS). Any thread may call them, one call per VP at a time for the
+ * per-VP ones, as the layer's vCPUs run; the target raises its interrupts back through
+ * xv_deliver_interrupt, on any thread.
+ */
+typedef struct xv_viridian_target {
+    void *context;
+    /* A hypercall from `vp` of `partition`: the control word (RCX), then RDX and R8 (input
+     * and output GPAs, or a fast call's data). Returns the result value (RAX). */
+    uint64_t (*hypercall)(void *context, uint64_t partition, uint32_t vp, uint64_t control, uint64_t rdx, uint64_t r8);
+    /* A synthetic MSR: 0 and *value, or non-zero for #GP. */
+    int32_t (*rdmsr)(void *context, uint64_t partition, uint32_t vp, uint32_t msr, uint64_t *value);
+    int32_t (*wrmsr)(void *context, uint64_t partition, uint32_t vp, uint32_t msr, uint64_t value);
+    /* A hypervisor CPUID leaf (0x40000000 and up) as the partition sees it. */
+    void (*cpuid)(void *context, uint64_t partition, uint32_t leaf, xv_cpuid_result *out);
+    /* Root services: HvCallCreatePort, DeletePort, ConnectPort, DisconnectPort, MapGpaPages,
+     * UnmapGpaPages. `info` is borrowed for the call. */
+    uint16_t (*create_port)(void *context, uint64_t partition, uint32_t port, const xv_port_info *info);
+    uint16_t (*delete_port)(void *context, uint64_t partition, uint32_t port);
+    uint16_t (*connect_port)(void *context, uint64_t partition, uint32_t connection, uint64_t target_partition, uint32_t port);
+    uint16_t (*disconnect_port)(void *context, uint64_t partition, uint32_t connection);
+    uint16_t (*map_gpa_pages)(void *context, uint64_t target_partition, uint64_t target_gfn, uint64_t source_partition,
+                              uint64_t source_gfn, uint64_t count, uint32_t flags, uint64_t *mapped);
+    uint16_t (*unmap_gpa_pages)(void *context, uint64_t partition, uint64_t gfn, uint64_t count, uint64_t *unmapped);
+    /* Where the target shows `gfn` of `partition` (its own page or a mapped one), for the
+     * access asked (`write` = 1), or NULL when that access is not allowed. */
+    void *(*host_address)(void *context, uint64_t partition, uint64_t gfn, uint32_t write);
+    void *reserved[8];
+} xv_viridian_target;
+
 typedef struct xv_system_config {
-    uint32_t side;          /* XV_SIDE_NATIVE or XV_SIDE_TRANSLATED */
+    uint32_t side;          /* XV_SIDE_NATIVE, XV_SIDE_TRANSLATED or XV_SIDE_TARGET */
     uint32_t reserved0;
-    uint64_t tsc_hz;        /* the guests' TSC frequency (0: 2.5 GHz) */
-    uint64_t reserved[6];
+    uint64_t tsc_hz;        /* the guests' TSC frequency (0: 2.5 GHz; the bundled reference's) */
+    const xv_viridian_target *target;  /* XV_SIDE_TARGET only (copied), else NULL */
+    uint64_t reserved[5];
 } xv_system_config;
 
 /*
@@ -174,7 +223,9 @@ typedef struct xv_domain_config {
     uint64_t frames;        /* guest-visible frames, 0 ... frames - 1 */
     uint64_t max_pages;     /* what XENMEM_maximum_reservation reports (0: frames) */
     uint64_t shared_info_gfn; /* a backed frame the domain's shared_info starts in */
-    uint64_t reserved[6];
+    uint64_t partition;     /* XV_SIDE_TARGET: the target's partition for the domain (its
+                             * memory shown by the same page table); else 0 */
+    uint64_t reserved[5];
 } xv_domain_config;
 
 /* The library's ABI version (XV_ABI_VERSION of the header it was built with). */
@@ -213,7 +264,8 @@ int32_t xv_park_request(xv_system *system, uint16_t domain, uint32_t vcpu, uint6
 int32_t xv_resume(xv_system *system, uint16_t domain, uint32_t vcpu);
 
 /* The guests' TSC moved forward to `tsc` (ignored if not later): due Xen timers fire (their
- * upcalls arrive through the upcall callback, on this thread). Any one thread at a time. */
+ * upcalls arrive through the upcall callback, on this thread). Any one thread at a time.
+ * XV_SIDE_TARGET: nothing; the embedder's target keeps its own clock and timers. */
 void xv_set_guest_tsc(xv_system *system, uint64_t tsc);
 /* Xen system time of the domain now (ns), or UINT64_MAX when it has no time source yet. */
 uint64_t xv_system_time(xv_system *system, uint16_t domain);
@@ -222,6 +274,12 @@ uint64_t xv_system_time(xv_system *system, uint16_t domain);
 int32_t xv_refresh_time(xv_system *system, uint16_t domain, uint32_t vcpu);
 /* The embedder started (INIT/SIPI) or stopped a vCPU itself. */
 int32_t xv_set_vcpu_up(xv_system *system, uint16_t domain, uint32_t vcpu, uint32_t up);
+
+/* XV_SIDE_TARGET: the target raised `vector` on VP `vcpu` of the domain's partition (a SINT,
+ * a synthetic timer or a synthetic IPI); the layer turns what the SynIC holds into the
+ * guest's upcall. XV_ESRCH for an unknown domain or vCPU, XV_EINVAL on the other sides (the
+ * bundled reference delivers its own). Any thread. */
+int32_t xv_deliver_interrupt(xv_system *system, uint16_t domain, uint32_t vcpu, uint8_t vector);
 
 /* Viridian hypercalls the translated side issued so far (0 on the native side). */
 uint64_t xv_viridian_hypercalls(xv_system *system);

@@ -13,6 +13,8 @@ public typealias NativeSystem = XenNativeSystem<GuestRAMRegion, EmbedderSink>
 public typealias BundledReference = ViridianReference<GuestRAMRegion, ReferenceHostAdapter>
 /// The translated side's layer type: XenViridian over the bundled reference, on the embedder's page tables, calling the embedder back.
 public typealias TranslatedLayer = XenViridianDomain<BundledReference, GuestRAMRegion, EmbedderSink>
+/// The layer over the embedder's own Viridian target (XV_SIDE_TARGET).
+public typealias TargetLayer = XenViridianDomain<CallbackTarget, GuestRAMRegion, EmbedderSink>
 
 /// What the system keeps per domain beyond the core's own state: its vCPU count, the native
 /// side's timer words, the translated side's layer, and the objects the domain's hooks point at.
@@ -25,14 +27,17 @@ public final class DomainRecord {
     let timers: UnsafeMutablePointer<UInt64>
     /// The translated side's layer (nil on the native side), owned by the record.
     let layer: TranslatedLayer?
+    /// The layer over the embedder's target (nil on the other sides), owned by the record.
+    let targetLayer: TargetLayer?
     /// The translated partition's second-level map (guest and layer frames), which the
     /// reference changes for grant maps and copy windows.
     let secondLevel: EmbedderPhysmap
 
-    init(id: DomainID, vcpuCount: Int, layer: TranslatedLayer?, secondLevel: EmbedderPhysmap) {
+    init(id: DomainID, vcpuCount: Int, layer: TranslatedLayer?, targetLayer: TargetLayer? = nil, secondLevel: EmbedderPhysmap) {
         self.id = id
         self.vcpuCount = vcpuCount
         self.layer = layer
+        self.targetLayer = targetLayer
         self.secondLevel = secondLevel
         timers = .allocate(capacity: vcpuCount)
         timers.initialize(repeating: 0, count: vcpuCount)

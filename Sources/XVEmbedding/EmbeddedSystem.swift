@@ -17,7 +17,7 @@ import XenViridian
 /// lookups are loads, with no lock and no reference counting.
 public final class EmbeddedSystem {
     /// Which side a system runs: the native baseline, or the translation layer over the bundled reference (`XV_SIDE_*`).
-    public enum Side { case native, translated }
+    public enum Side { case native, translated, target }
     /// The side chosen at creation.
     public let side: Side
     let callbacks: xv_callbacks
@@ -31,6 +31,8 @@ public final class EmbeddedSystem {
     let reference: BundledReference?
     let host: ReferenceHostAdapter?
     let root: XenViridianRoot<BundledReference>?
+    /// XV_SIDE_TARGET's root over the embedder's target (nil on the other sides).
+    let targetRoot: XenViridianRoot<CallbackTarget>?
     /// Serialises domain creation (the partition and the layer are made together).
     let creationLock: UnsafeMutablePointer<UInt32>
 
@@ -42,7 +44,12 @@ public final class EmbeddedSystem {
     public init?(config: xv_system_config, callbacks table: xv_callbacks) {
         var reserved = config.reserved
         let clear = config.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
-        guard clear, let checked = EmbedderCallbacks(table) else { return nil }
+        guard clear, let checked = EmbedderCallbacks(table), (config.target != nil) == (config.side == XV_SIDE_TARGET) else { return nil }
+        var callbackTarget: CallbackTarget?
+        if let t = config.target {
+            guard let checkedTarget = CallbackTarget(t.pointee) else { return nil }
+            callbackTarget = checkedTarget
+        }
         callbacks = checked.table
         let hz = config.tsc_hz == 0 ? 2_500_000_000 : config.tsc_hz
         sink = EmbedderSink(callbacks: callbacks, tscHz: hz)
@@ -54,7 +61,7 @@ public final class EmbeddedSystem {
         case XV_SIDE_NATIVE:
             side = .native
             native = NativeSystem(sink: sink)
-            reference = nil; host = nil; root = nil
+            reference = nil; host = nil; root = nil; targetRoot = nil
         case XV_SIDE_TRANSLATED:
             side = .translated
             native = nil
@@ -63,6 +70,11 @@ public final class EmbeddedSystem {
             self.host = host
             self.reference = reference
             root = XenViridianRoot(target: reference)
+            targetRoot = nil
+        case XV_SIDE_TARGET:
+            side = .target
+            native = nil; reference = nil; host = nil; root = nil
+            targetRoot = XenViridianRoot(target: callbackTarget!)
         default:
             creationLock.deallocate()
             return nil
@@ -85,7 +97,8 @@ public final class EmbeddedSystem {
         let clear = c.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
         guard clear, c.flags & ~UInt32(XV_DOMAIN_VIRIDIAN_DUAL) == 0, let table = c.page_table,
               c.vcpu_count >= 1, c.vcpu_count <= 32, c.frames > 0, c.frames <= UInt64(Int.max) >> guestPageShift,
-              c.domain >= 1, DomainID(c.domain) < DomainID.firstReserved, c.max_port <= 131_071 else { return XV_EINVAL }
+              c.domain >= 1, DomainID(c.domain) < DomainID.firstReserved, c.max_port <= 131_071,
+              (c.partition != 0) == (side == .target) else { return XV_EINVAL }
         let id = DomainID(c.domain)
         let vcpus = Int(c.vcpu_count)
         let maxPages = c.max_pages == 0 ? c.frames : c.max_pages
@@ -104,6 +117,25 @@ public final class EmbeddedSystem {
             guard let domain = try? native.createDomain(config, memory: guestView) else { return XV_EINVAL }
             attach(domain, physmap)
             guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: nil, secondLevel: physmap)) else { return XV_EEXIST }
+            return XV_OK
+        }
+        if let targetRoot {
+            let layerFrames = UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus))
+            let partitionMemory = GuestRAMRegion(table: table, frameCount: c.frames + layerFrames)
+            let layer: TargetLayer
+            do {
+                layer = try TargetLayer(config, layer: LayerConfiguration(partition: PartitionID(c.partition), layerFrames: GuestFrameNumber(c.frames)),
+                                        memory: guestView, partitionMemory: partitionMemory, root: targetRoot, sink: sink)
+            } catch {
+                switch error {
+                case .invalidDomainID: return XV_EEXIST
+                case .targetRefused, .layerFramesNotBacked, .layerFramesVisibleToGuest: return XV_ENODEV
+                default: return XV_EINVAL
+                }
+            }
+            attach(layer.domain, physmap)
+            let secondLevel = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: c.frames + layerFrames)
+            guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: nil, targetLayer: layer, secondLevel: secondLevel)) else { return XV_EEXIST }
             return XV_OK
         }
         guard let reference, let root, let host else { return XV_EINVAL }
@@ -142,6 +174,7 @@ public final class EmbeddedSystem {
     func withDomain<R>(_ id: UInt16, _ body: (XenDomain<GuestRAMRegion>) -> R) -> R? {
         directory.withRecord(DomainID(id)) { r in
             if let layer = r.layer { return body(layer.domain) }
+            if let layer = r.targetLayer { return body(layer.domain) }
             return native!.withDomain(r.id, body)
         } ?? nil
     }
@@ -153,6 +186,7 @@ public final class EmbeddedSystem {
         directory.withRecord(DomainID(id)) { r in
             guard Int(vcpu) < r.vcpuCount else { return XenErrno.einval.hypercallReturnValue }
             if let layer = r.layer { return layer.hypercall(vcpu: Int(vcpu), registers) }
+            if let layer = r.targetLayer { return layer.hypercall(vcpu: Int(vcpu), registers) }
             return native!.hypercall(domain: r.id, vcpu: Int(vcpu), registers)
         } ?? XenErrno.esrch.hypercallReturnValue
     }
@@ -232,6 +266,7 @@ public final class EmbeddedSystem {
     /// which fires the synthetic timers.
     public func setGuestTSC(_ tsc: UInt64) {
         if let reference { reference.advance(toTSC: tsc); return }
+        guard native != nil else { return }
         if tsc > sink.guestTSC() { xv_store_release_u64(sink.tsc, tsc) }
         let now = sink.systemTimeNow()
         directory.forEach { r in
@@ -247,6 +282,7 @@ public final class EmbeddedSystem {
     public func systemTime(domain id: UInt16) -> UInt64? {
         directory.withRecord(DomainID(id)) { r in
             if let layer = r.layer { return layer.domain.systemTime(fabric: layer) }
+            if let layer = r.targetLayer { return layer.domain.systemTime(fabric: layer) }
             return native!.withDomain(r.id) { $0.systemTime(fabric: native!) } ?? nil
         } ?? nil
     }
@@ -258,6 +294,7 @@ public final class EmbeddedSystem {
             guard Int(vcpu) < r.vcpuCount else { return XV_ESRCH }
             let done: Bool
             if let layer = r.layer { done = layer.domain.refreshTime(vcpu: Int(vcpu), fabric: layer) }
+            else if let layer = r.targetLayer { done = layer.domain.refreshTime(vcpu: Int(vcpu), fabric: layer) }
             else { done = native!.withDomain(r.id) { $0.refreshTime(vcpu: Int(vcpu), fabric: native!) } ?? false }
             return done ? XV_OK : XV_EINVAL
         } ?? XV_ESRCH
@@ -268,6 +305,7 @@ public final class EmbeddedSystem {
         directory.withRecord(DomainID(id)) { r in
             guard Int(vcpu) < r.vcpuCount else { return false }
             if let layer = r.layer { layer.domain.setVCPUUp(Int(vcpu), up, fabric: layer); return true }
+            if let layer = r.targetLayer { layer.domain.setVCPUUp(Int(vcpu), up, fabric: layer); return true }
             native!.withDomain(r.id) { $0.setVCPUUp(Int(vcpu), up, fabric: native!) }
             return true
         } ?? false
@@ -276,7 +314,19 @@ public final class EmbeddedSystem {
     /// Viridian hypercalls every layer issued (0 native).
     public var viridianHypercalls: UInt64 {
         var total: UInt64 = 0
-        directory.forEach { r in total &+= UInt64(r.layer?.viridianHypercalls ?? 0) }
+        directory.forEach { r in total &+= UInt64(r.layer?.viridianHypercalls ?? r.targetLayer?.viridianHypercalls ?? 0) }
         return total
+    }
+
+    /// XV_SIDE_TARGET: the embedder's target raised `vector` on the domain's VP `vcpu`: XV_OK,
+    /// XV_ESRCH (no such domain or vCPU) or XV_EINVAL (another side: the bundled reference
+    /// delivers its own interrupts).
+    public func deliverInterrupt(domain id: UInt16, vcpu: UInt32, vector: UInt8) -> Int32 {
+        guard side == .target else { return XV_EINVAL }
+        return directory.withRecord(DomainID(id)) { r in
+            guard Int(vcpu) < r.vcpuCount, let layer = r.targetLayer else { return XV_ESRCH }
+            layer.interrupt(vp: Int(vcpu), vector: vector)
+            return XV_OK
+        } ?? XV_ESRCH
     }
 }

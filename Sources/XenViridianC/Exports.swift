@@ -138,3 +138,9 @@ public func xv_set_vcpu_up(_ system: OpaquePointer?, _ domain: UInt16, _ vcpu: U
 public func xv_viridian_hypercalls(_ system: OpaquePointer?) -> UInt64 {
     withSystem(system, 0) { $0.viridianHypercalls }
 }
+
+/// `xv_deliver_interrupt`: `EmbeddedSystem.deliverInterrupt`.
+@c @implementation
+public func xv_deliver_interrupt(_ system: OpaquePointer?, _ domain: UInt16, _ vcpu: UInt32, _ vector: UInt8) -> Int32 {
+    withSystem(system, XV_ESRCH) { $0.deliverInterrupt(domain: domain, vcpu: vcpu, vector: vector) }
+}

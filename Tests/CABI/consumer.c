@@ -172,7 +172,7 @@ static int run(uint32_t side, struct outcome *out) {
         xv_domain_config bad;
         memset(&bad, 0, sizeof bad);
         bad.domain = 3; bad.vcpu_count = 1; bad.page_table = e.guests[0].table; bad.frames = FRAMES;
-        bad.reserved[5] = 1;
+        bad.reserved[4] = 1;
         CHECK(xv_domain_create(s, &bad) == XV_EINVAL, 7);
     }
     CHECK(call(s, 9, HC_xen_version, 0, 0, 0) == -3, 8); /* no such domain: -ESRCH */

@@ -27,9 +27,9 @@ import XenViridianC
         config.side = 7
         #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
         config.side = XV_SIDE_NATIVE
-        config.reserved.5 = 1
+        config.reserved.4 = 1
         #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
-        config.reserved.5 = 0
+        config.reserved.4 = 0
         config.reserved0 = 1
         #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
         config.reserved0 = 0
@@ -223,5 +223,75 @@ import XenViridianC
         #expect(mine.first { $0.1 == 50 }?.2 == false)
         #expect(mine.first { $0.1 == 51 }?.2 == true)
         #expect(e.tables[1]![50] == e.tables[2]![41] && e.tables[1]![51] == e.tables[2]![42])
+    }
+
+    /// XV_SIDE_TARGET: the layer over an embedder's own Viridian hypervisor, reached only
+    /// through `xv_viridian_target` and answering with `xv_deliver_interrupt`. The same guest
+    /// steps give the same results as over the bundled reference: an interdomain send raises
+    /// the peer's upcall, and a grant map shows the granter's page.
+    @Test func embedderTargetGivesTheSameResults() throws {
+        let foreign = ForeignTarget()
+        var table = foreign.table
+        var config = xv_system_config()
+        config.side = XV_SIDE_TARGET
+        var results: [[Int64]] = []
+        for side in [XV_SIDE_TRANSLATED, XV_SIDE_TARGET] {
+            let e = CEmbedder(side: side, target: side == XV_SIDE_TARGET ? withUnsafePointer(to: &table) { $0 } : nil)
+            foreign.system = e.system
+            for d in UInt16(1)...2 {
+                if side == XV_SIDE_TARGET {
+                    let t = e.makeTable(vcpus: 1)
+                    e.tables[d] = t
+                    var c = e.config(d, table: t)
+                    c.partition = foreign.createPartition(domain: d, vcpus: 1, table: t, frames: CEmbedder.frames + xv_layer_frame_count(1))
+                    #expect(xv_domain_create(e.system, &c) == XV_OK)
+                } else {
+                    #expect(e.addDomain(d) == XV_OK)
+                }
+            }
+            var r: [Int64] = [e.setCallbackVector(1), e.setCallbackVector(2)]
+            let (local, _) = try #require(e.connect(1, 2))
+            e.acknowledge(1); e.acknowledge(2)
+            e.resetUpcalls()
+            e.page(1, CEmbedder.argGFN).storeBytes(of: local, toByteOffset: 512, as: UInt32.self)
+            r.append(e.call(1, 32, 4, e.arg + 512))
+            r.append(Int64(e.upcalls(2)))
+            // A grant of domain 2's frame 41, mapped by domain 1 at frame 42.
+            let a2 = e.page(2, CEmbedder.argGFN)
+            a2.storeBytes(of: UInt16(0x7FF0), toByteOffset: 0, as: UInt16.self)
+            a2.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self)
+            a2.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
+            a2.storeBytes(of: UInt64(40), toByteOffset: 16, as: UInt64.self)
+            r.append(e.call(2, 12, 7, e.arg))
+            let grants = e.page(2, 40)
+            grants.storeBytes(of: UInt16(1), toByteOffset: 8 * 8 + 2, as: UInt16.self)
+            grants.storeBytes(of: UInt32(41), toByteOffset: 8 * 8 + 4, as: UInt32.self)
+            grants.storeBytes(of: UInt16(1), toByteOffset: 8 * 8, as: UInt16.self)
+            e.page(2, 41).storeBytes(of: UInt64(0x5566), as: UInt64.self)
+            let a1 = e.page(1, CEmbedder.argGFN)
+            a1.storeBytes(of: UInt64(42) << 12, toByteOffset: 0, as: UInt64.self)
+            a1.storeBytes(of: UInt32(2), toByteOffset: 8, as: UInt32.self)
+            a1.storeBytes(of: UInt32(8), toByteOffset: 12, as: UInt32.self)
+            a1.storeBytes(of: UInt16(2), toByteOffset: 16, as: UInt16.self)
+            r.append(e.call(1, 20, 0, e.arg, 1))
+            r.append(Int64(a1.load(fromByteOffset: 18, as: Int16.self)))
+            r.append(Int64(e.page(1, 42).load(as: UInt64.self)))
+            r.append(xv_viridian_hypercalls(e.system) > 0 ? 1 : 0)
+            results.append(r)
+        }
+        #expect(results[0] == results[1])
+        #expect(results[1] == [0, 0, 0, 1, 0, 0, 0, 0x5566, 1])
+        #expect(foreign.calls > 0)
+        // The other sides refuse xv_deliver_interrupt, and a target system needs its table.
+        let bundled = CEmbedder(side: XV_SIDE_TRANSLATED)
+        #expect(bundled.addDomain(1) == XV_OK)
+        #expect(xv_deliver_interrupt(bundled.system, 1, 0, 0x40) == XV_EINVAL)
+        var callbacks = CEmbedder.callbacks(for: nil)
+        var out: OpaquePointer?
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
+        var incomplete = table
+        incomplete.host_address = nil
+        config.target = withUnsafePointer(to: &incomplete) { $0 }
+        #expect(xv_system_create(&config, &callbacks, &out) == XV_EINVAL)
     }
 }

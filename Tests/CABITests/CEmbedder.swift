@@ -19,11 +19,12 @@ final class CEmbedder {
     /// Every physmap_map call: (domain, gfn, writable).
     var mappings: [(UInt16, UInt64, Bool)] = []
 
-    init(side: UInt32) {
+    init(side: UInt32, target: UnsafePointer<xv_viridian_target>? = nil) {
         self.side = side
         upcallCounts.initialize(repeating: 0, count: 16)
         var config = xv_system_config()
         config.side = side
+        config.target = target
         var callbacks = Self.callbacks(for: self)
         let rc = xv_system_create(&config, &callbacks, &system)
         precondition(rc == XV_OK, "xv_system_create: \(rc)")
