@@ -34,11 +34,11 @@ public enum InstructionProbe {
     public static let layerReentrySymbol = "xv_cg_layer_from_reference"
     public static let dumpSymbol = "xv_cg_dump"
 
-    /// Runs every phase of `operation` (set up on fresh worlds, warmed up on both sides), and
+    /// Runs every phase of `operation` (set up on fresh worlds of `shape`, warmed up on both sides), and
     /// reports each phase after its closing dump: (mode, iterations). `counts` are the N
     /// values whose difference gives the per-operation figure.
-    public static func run(_ operation: BenchOperation, counts: [Int], warmup: Int, phase: (Mode, Int) -> Void) {
-        let pair = BenchPair(operation)
+    public static func run(_ operation: BenchOperation, shape: BenchWorldShape = .standard, counts: [Int], warmup: Int, phase: (Mode, Int) -> Void) {
+        let pair = BenchPair(operation, shape: shape)
         for _ in 0..<warmup {
             pair.resetNative(); precondition(nativeOp(pair) == 0)
             pair.resetTranslated(); precondition(translatedLayerOp(pair) == 0)

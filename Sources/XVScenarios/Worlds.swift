@@ -89,16 +89,17 @@ public final class NativeWorld: XenWorld {
     public let vcpuCount: Int
     @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
-    /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `WorldLayout.frames` frames of RAM, its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity()) {
+    /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `frames` frames of RAM (at least `WorldLayout.frames`), its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames, identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
         vcpuCount = vcpus
         system = XenNativeSystem(sink: recorder)
+        let frames = max(frames, WorldLayout.frames)
         for i in 0..<domains {
-            let ram = GuestRAM(frameCount: WorldLayout.frames)
+            let ram = GuestRAM(frameCount: frames)
             rams.append(ram)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
-                                             identity: identity, memory: WorldLayout.memory(frames: WorldLayout.frames))
+                                             identity: identity, memory: WorldLayout.memory(frames: frames))
             try! system.createDomain(config, memory: ram.region)
             system.domain(config.id)!.consoleSink = console
             system.domain(config.id)!.physmap = GuestRAMPhysmap(ram)

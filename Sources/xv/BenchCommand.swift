@@ -50,9 +50,26 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Calls per side in the smaller callgrind phase (the larger has twice as many; their difference gives the figure).")
     var instructionIterations = 500
 
+    @Option(help: "Scaling runs (event sends, upcall delivery and the TLB flush with 16 to 131,071 FIFO ports, 2 to 64 domains, 1 to 32 vCPUs; world creation with 2 and 64 domains): on or off.")
+    var scaling: ScalingMode = .on
+
+    @Option(help: "Samples per side for each operation at each scaling point.")
+    var scalingIterations = 2_000
+
+    @Option(help: "Create-and-destroy rounds per side for each world size (the median is reported).")
+    var creationRounds = 5
+
     /// What `--instructions` runs under callgrind (InstructionProbe).
     @Flag(help: .hidden)
     var instructionProbe = false
+
+    /// The probe's worlds (the scaling points' instruction counts).
+    @Option(help: .hidden)
+    var probeDomains = 2
+    @Option(help: .hidden)
+    var probeVcpus = 2
+    @Option(help: .hidden)
+    var probeFifoPorts: Int?
 
     func run() throws {
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
@@ -91,6 +108,8 @@ struct BenchCommand: ParsableCommand {
         guard instructionIterations > 0 else { throw ValidationError("--instruction-iterations must be positive") }
         let counted = try measureInstructions(chosen)
         printInstructions(counted, chosen)
+        let scaled = try runScaling(instructions: counted)
+        if let scaled { printScaling(scaled) }
         guard throughputSends >= 0, rounds > 0 else { throw ValidationError("--throughput-sends must not be negative, --rounds must be positive") }
         var throughput: [ThroughputRunner.Result] = []
         if throughputSends > 0 {
@@ -111,13 +130,13 @@ struct BenchCommand: ParsableCommand {
         }
         if let json {
             var out = ""
-            report(results, throughput: throughput, ring: ring, instructions: counted, build: build, clock: runner.clockName, overhead: runner.timerOverhead,
+            report(results, throughput: throughput, ring: ring, instructions: counted, scaling: scaled, build: build, clock: runner.clockName, overhead: runner.timerOverhead,
                    timerMean: runner.timerOverheadMean, counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
         if let svg {
-            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring)
+            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring, scaling: scaled)
             try chart.svg.write(toFile: svg, atomically: true, encoding: .utf8)
             print("wrote \(svg)")
         }
@@ -236,7 +255,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result? = nil,
-                instructions: InstructionReport = .skipped, build: String, clock: String, overhead: Double,
+                instructions: InstructionReport = .skipped, scaling: ScalingReport? = nil, build: String, clock: String, overhead: Double,
                 timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
@@ -268,6 +287,7 @@ struct BenchCommand: ParsableCommand {
                 ] + instructions.keys(r.operation))
             })),
             ("instructions", instructions.json),
+            ("scaling", Self.scalingJSON(scaling)),
             ("blkif_ring", ring.map { r in .object([
                 ("exchanges", .int(r.exchanges)),
                 ("native_requests_per_s", .number(r.native.requestsPerSecond)),

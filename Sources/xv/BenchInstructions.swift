@@ -19,8 +19,10 @@ struct InstructionReport {
     var tool: String?
     var iterations: [Int]
     var counts: [BenchOperation: InstructionCounter.Counts]
+    /// What counted them, for the scaling points (nil when they were not counted).
+    var counter: (InstructionCounter, InstructionCounter.Workspace)? = nil
 
-    static let skipped = InstructionReport(status: "skipped", reason: "--instructions off", tool: nil, iterations: [], counts: [:])
+    static var skipped: InstructionReport { InstructionReport(status: "skipped", reason: "--instructions off", tool: nil, iterations: [], counts: [:]) }
 
     /// The per-operation JSON keys (null where the operation was not counted).
     func keys(_ op: BenchOperation) -> [(String, JSONValue)] {
@@ -56,10 +58,11 @@ extension BenchCommand {
     /// The hidden probe mode (`--instruction-probe`), which `InstructionCounter` runs under
     /// callgrind: the phases of each chosen operation, one line per phase on stdout.
     func runInstructionProbe(_ operations: [BenchOperation]) {
+        let shape = BenchWorldShape(domains: probeDomains, vcpus: probeVcpus, fifoPorts: probeFifoPorts)
         for op in operations {
-            InstructionProbe.run(op, counts: [instructionIterations, 2 * instructionIterations], warmup: warmup) { mode, n in
+            InstructionProbe.run(op, shape: shape, counts: [instructionIterations, 2 * instructionIterations], warmup: warmup) { mode, n in
                 // Unbuffered, so the line is out before the next phase starts.
-                FileHandle.standardOutput.write(Data("phase \(mode.rawValue) \(n)\n".utf8))
+                FileHandle.standardOutput.write(Data("phase \(op.rawValue) \(mode.rawValue) \(n)\n".utf8))
             }
         }
     }
@@ -82,10 +85,12 @@ extension BenchCommand {
             return InstructionReport(status: "skipped", reason: why.description, tool: nil, iterations: [], counts: [:])
         }
         do {
-            let counts = try counter.measure(operations) { i, op in
-                FileHandle.standardError.write(Data("[instructions \(i + 1)/\(operations.count)] \(op.rawValue) under callgrind\n".utf8))
-            }
-            return InstructionReport(status: "measured", reason: nil, tool: counter.version, iterations: counter.counts, counts: counts)
+            let space = try counter.workspace()
+            FileHandle.standardError.write(Data("[instructions] \(operations.count) operations under callgrind\n".utf8))
+            let counts = try counter.measure(operations, in: space)
+            var report = InstructionReport(status: "measured", reason: nil, tool: counter.version, iterations: counter.counts, counts: counts)
+            report.counter = (counter, space)
+            return report
         } catch {
             if instructions == .on { throw error }
             print("instructions: not counted (\(error))")

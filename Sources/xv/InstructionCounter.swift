@@ -83,21 +83,71 @@ struct InstructionCounter {
         return (process.terminationStatus, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "", (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
     }
 
-    /// Counts every operation in `operations`; `progress` is told of each as it starts.
-    func measure(_ operations: [BenchOperation], progress: (Int, BenchOperation) -> Void) throws -> [BenchOperation: Counts] {
+    /// A stripped copy of this binary in a scratch folder, checked for the boundary symbols.
+    final class Workspace {
+        let directory: URL
+        let binary: String
+        init(directory: URL, binary: String) { self.directory = directory; self.binary = binary }
+        deinit { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    func workspace() throws -> Workspace {
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("xv-callgrind-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let stripped = dir.appendingPathComponent("xv-stripped").path
-        let copy = try Self.capture(objcopy, ["--strip-debug", exe, stripped])
+        let space = Workspace(directory: dir, binary: dir.appendingPathComponent("xv-stripped").path)
+        let copy = try Self.capture(objcopy, ["--strip-debug", exe, space.binary])
         guard copy.status == 0 else { throw Failure.probe("objcopy --strip-debug failed: \(copy.stderr)") }
-        try checkBoundary(stripped)
+        try checkBoundary(space.binary)
+        return space
+    }
+
+    /// Counts every operation in `operations` on worlds of `shape`, in one callgrind run.
+    func measure(_ operations: [BenchOperation], shape: BenchWorldShape = .standard, in space: Workspace) throws -> [BenchOperation: Counts] {
+        let tag = "\(shape.domains)-\(shape.vcpus)-\(shape.fifoPorts ?? 0)"
+        let out = space.directory.appendingPathComponent("cg-\(tag).out")
+        let arguments = [
+            "--tool=callgrind", "--callgrind-out-file=\(out.path)", "--demangle=no", "--dump-instr=no", "--collect-jumps=no",
+            "--collect-atstart=no",
+            "--toggle-collect=\(InstructionProbe.nativeSymbol)", "--toggle-collect=\(InstructionProbe.layerSymbol)",
+            "--toggle-collect=\(InstructionProbe.referenceSymbols)", "--toggle-collect=\(InstructionProbe.layerReentrySymbol)",
+            "--dump-before=\(InstructionProbe.dumpSymbol)",
+            space.binary, "bench", "--instruction-probe",
+            "--instruction-iterations", "\(iterations)", "--warmup", "\(warmup)",
+            "--probe-domains", "\(shape.domains)", "--probe-vcpus", "\(shape.vcpus)",
+        ] + (shape.fifoPorts.map { ["--probe-fifo-ports", "\($0)"] } ?? []) + operations.flatMap { ["--operation", $0.rawValue] }
+        let run = try Self.capture(valgrind, arguments, in: space.directory)
+        guard run.status == 0 else { throw Failure.probe("the probe under callgrind exited with \(run.status): \(run.stderr.suffix(2000))") }
+        // The probe prints one line per phase, in the order of the dumps: "phase OPERATION MODE N".
+        let phases = run.stdout.split(separator: "\n").compactMap { line -> (BenchOperation, InstructionProbe.Mode, Int)? in
+            let f = line.split(separator: " ")
+            guard f.count == 4, f[0] == "phase", let op = BenchOperation(rawValue: String(f[1])),
+                  let mode = InstructionProbe.Mode(rawValue: String(f[2])), let n = Int(f[3]) else { return nil }
+            return (op, mode, n)
+        }
+        guard phases.count == operations.count * InstructionProbe.Mode.allCases.count * counts.count else {
+            throw Failure.probe("the probe reported \(phases.count) phases: \(run.stdout.suffix(500))")
+        }
+        // Dump k (1-based) holds what ran since dump k - 1: each phase opens with a dump
+        // (what ran before it, the set-up and warm-up included, discarded) and closes with one
+        // (the phase).
+        var totals: [BenchOperation: [InstructionProbe.Mode: [Int: Double]]] = [:]
+        for (j, (op, mode, n)) in phases.enumerated() {
+            totals[op, default: [:]][mode, default: [:]][n] = try Self.total(of: "\(out.path).\(2 * j + 2)")
+        }
+        let (n1, n2) = (counts[0], counts[1])
         var results: [BenchOperation: Counts] = [:]
-        for (i, op) in operations.enumerated() {
-            progress(i, op)
-            results[op] = try measure(op, binary: stripped, in: dir)
+        for op in operations {
+            func perOp(_ mode: InstructionProbe.Mode) throws -> Double {
+                guard let a = totals[op]?[mode]?[n1], let b = totals[op]?[mode]?[n2] else { throw Failure.probe("\(op.rawValue): no \(mode.rawValue) phase") }
+                return (b - a) / Double(n2 - n1)
+            }
+            let stray = totals[op]?[.resetOnly]?.values.reduce(0, +) ?? 0
+            guard stray == 0 else {
+                throw Failure.probe("\(op.rawValue): \(Int(stray)) instructions counted outside the measured calls (a reset reached the reference boundary), so the split is not sound")
+            }
+            results[op] = Counts(native: try perOp(.native), layer: try perOp(.layer), reference: try perOp(.reference))
         }
         return results
     }
@@ -115,47 +165,6 @@ struct InstructionCounter {
                      "xv_cg_reference_hypercall", "xv_cg_reference_read_msr", "xv_cg_reference_write_msr"] where !symbols.contains(name) {
             throw Failure.probe("\(name) is not in the binary's symbol table")
         }
-    }
-
-    func measure(_ op: BenchOperation, binary: String, in dir: URL) throws -> Counts {
-        let out = dir.appendingPathComponent("cg-\(op.rawValue).out")
-        let arguments = [
-            "--tool=callgrind", "--callgrind-out-file=\(out.path)", "--demangle=no", "--dump-instr=no", "--collect-jumps=no",
-            "--collect-atstart=no",
-            "--toggle-collect=\(InstructionProbe.nativeSymbol)", "--toggle-collect=\(InstructionProbe.layerSymbol)",
-            "--toggle-collect=\(InstructionProbe.referenceSymbols)", "--toggle-collect=\(InstructionProbe.layerReentrySymbol)",
-            "--dump-before=\(InstructionProbe.dumpSymbol)",
-            binary, "bench", "--instruction-probe", "--operation", op.rawValue,
-            "--instruction-iterations", "\(iterations)", "--warmup", "\(warmup)",
-        ]
-        let run = try Self.capture(valgrind, arguments, in: dir)
-        guard run.status == 0 else { throw Failure.probe("\(op.rawValue): the probe under callgrind exited with \(run.status): \(run.stderr.suffix(2000))") }
-        // The probe prints one line per phase, in the order of the dumps: "phase MODE N".
-        let phases = run.stdout.split(separator: "\n").compactMap { line -> (InstructionProbe.Mode, Int)? in
-            let f = line.split(separator: " ")
-            guard f.count == 3, f[0] == "phase", let mode = InstructionProbe.Mode(rawValue: String(f[1])), let n = Int(f[2]) else { return nil }
-            return (mode, n)
-        }
-        guard phases.count == InstructionProbe.Mode.allCases.count * counts.count else {
-            throw Failure.probe("\(op.rawValue): the probe reported \(phases.count) phases: \(run.stdout.suffix(500))")
-        }
-        // Dump k (1-based) holds what ran since dump k - 1: each phase opens with a dump
-        // (the set-up before it, discarded) and closes with one (the phase).
-        var totals: [InstructionProbe.Mode: [Int: Double]] = [:]
-        for (j, (mode, n)) in phases.enumerated() {
-            let file = "\(out.path).\(2 * j + 2)"
-            totals[mode, default: [:]][n] = try Self.total(of: file)
-        }
-        let (n1, n2) = (counts[0], counts[1])
-        func perOp(_ mode: InstructionProbe.Mode) throws -> Double {
-            guard let a = totals[mode]?[n1], let b = totals[mode]?[n2] else { throw Failure.probe("\(op.rawValue): no \(mode.rawValue) phase") }
-            return (b - a) / Double(n2 - n1)
-        }
-        let stray = (totals[.resetOnly]?.values.reduce(0, +)) ?? 0
-        guard stray == 0 else {
-            throw Failure.probe("\(op.rawValue): \(Int(stray)) instructions counted outside the measured calls (a reset reached the reference boundary), so the split is not sound")
-        }
-        return Counts(native: try perOp(.native), layer: try perOp(.layer), reference: try perOp(.reference))
     }
 
     /// The instruction total of one callgrind dump (its `totals:` line, else `summary:`).
