@@ -8,7 +8,9 @@ import XenCore
 /// The operations always run between domains 1 and 2; the other domains exist (each a
 /// partition on the translated side, with the layer's control channels to every other).
 public struct BenchWorldShape: Sendable, Hashable {
+    /// Domains in each world (ids 1 ... `domains`), two at least.
     public var domains: Int
+    /// vCPUs of every domain, 1 ... `UpcallRecorder.maxVCPUs`.
     public var vcpus: Int
     /// FIFO event channels with ports 1 ... `fifoPorts` in use in domains 1 and 2: a control
     /// block for every vCPU, the event-array pages the ports need, every port but the last
@@ -17,6 +19,8 @@ public struct BenchWorldShape: Sendable, Hashable {
     /// ports up to 1023, the operation's channel on the lowest free port.
     public var fifoPorts: Int?
 
+    /// A shape; traps on fewer than two domains, a vCPU count outside 1 ... 32, or a FIFO port
+    /// count outside 2 ... 2^17 - 1.
     public init(domains: Int = 2, vcpus: Int = 2, fifoPorts: Int? = nil) {
         precondition(domains >= 2 && vcpus >= 1 && vcpus <= UpcallRecorder.maxVCPUs, "two domains at least, vCPUs within the recorder's")
         precondition(fifoPorts.map { $0 >= 2 && $0 < Int(EventChannelFIFO.nrChannels) } ?? true, "FIFO ports: 2 ... 2^17 - 1")
@@ -25,6 +29,7 @@ public struct BenchWorldShape: Sendable, Hashable {
         self.fifoPorts = fifoPorts
     }
 
+    /// Two domains of two vCPUs, 2-level event channels: the worlds of `xv bench`'s operations.
     public static let standard = BenchWorldShape()
 
     var maxPort: UInt32 { fifoPorts.map { UInt32($0) } ?? 1023 }
@@ -39,7 +44,9 @@ public struct BenchWorldShape: Sendable, Hashable {
     /// The vCPU an IPI goes to: the last (vCPU 0 itself with one vCPU).
     public var ipiVCPU: Int { vcpus - 1 }
 
+    /// A native world of this shape, before `prepare`.
     public func makeNative() -> NativeWorld { NativeWorld(domains: domains, vcpus: vcpus, maxPort: maxPort, frames: guestFrames) }
+    /// A translated world of this shape, before `prepare`.
     public func makeTranslated() -> TranslatedWorld { TranslatedWorld(domains: domains, vcpus: vcpus, maxPort: maxPort, frames: guestFrames) }
 
     /// FIFO: the control blocks, the event-array pages and the bound ports, in domains 1 and 2

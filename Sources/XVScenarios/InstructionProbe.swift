@@ -21,17 +21,25 @@ import CGuestAtomics
 public enum InstructionProbe {
     /// The phases a probe runs, in order; each is one dump of callgrind's.
     public enum Mode: String, CaseIterable, Sendable {
+        /// The native call, all of it.
         case native
+        /// The translated call, the layer's own instructions.
         case layer
+        /// The translated call, the reference hypervisor's instructions.
         case reference
         /// Resets only, with the boundary toggles armed: must count nothing.
         case resetOnly = "reset_only"
     }
 
+    /// The native side's measured call (toggled).
     public static let nativeSymbol = "xv_cg_native_op"
+    /// The translated side's measured call in the layer mode (toggled).
     public static let layerSymbol = "xv_cg_translated_layer_op"
+    /// Every entry into the reference (`ReferenceBoundary`), as a callgrind pattern (toggled).
     public static let referenceSymbols = "xv_cg_reference_*"
+    /// The reference's interrupt reaching the layer (toggled).
     public static let layerReentrySymbol = "xv_cg_layer_from_reference"
+    /// Where callgrind dumps (`--dump-before`).
     public static let dumpSymbol = "xv_cg_dump"
 
     /// Runs every phase of `operation` (set up on fresh worlds of `shape`, warmed up on both sides), and

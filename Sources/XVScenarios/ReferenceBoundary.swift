@@ -13,46 +13,59 @@ import ViridianReference
 /// which a real target has anyway (a hypercall is a VM exit), and which the timing figures
 /// include as well.
 public struct ReferenceBoundary: ViridianTarget, ViridianRootServices {
+    /// The reference hypervisor of the translated world.
     public typealias Reference = ViridianReference<GuestRAMRegion, LayerInterruptRouter>
     /// The world owns the reference; the boundary is stored in every layer and in the root.
     public let reference: Reference
 
+    /// The boundary in front of `reference`.
     public init(_ reference: Reference) { self.reference = reference }
 
+    /// `ViridianReference.hypercall`, through `xv_cg_reference_hypercall`.
     @inline(__always)
     public func hypercall(partition: PartitionID, vp: VPIndex, input: HVHypercallInput, rdx: UInt64, r8: UInt64) -> HypercallCompletion {
         referenceHypercall(reference, partition, vp, input, rdx, r8)
     }
+    /// `ViridianReference.readMSR`, through `xv_cg_reference_read_msr`.
     @inline(__always)
     public func readMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR) -> MSRRead { referenceReadMSR(reference, partition, vp, msr) }
+    /// `ViridianReference.writeMSR`, through `xv_cg_reference_write_msr`.
     @inline(__always)
     public func writeMSR(partition: PartitionID, vp: VPIndex, msr: HVMSR, value: UInt64) -> MSRWrite {
         referenceWriteMSR(reference, partition, vp, msr, value)
     }
+    /// `ViridianReference.cpuid`, through `xv_cg_reference_cpuid`.
     @inline(__always)
     public func cpuid(partition: PartitionID, leaf: UInt32) -> CPUIDResult { referenceCPUID(reference, partition, leaf) }
 
+    /// `ViridianReference.createPort`, through `xv_cg_reference_create_port`.
     @inline(__always)
     public func createPort(in partition: PartitionID, port: PortID, kind: PortKind) -> HVStatus { referenceCreatePort(reference, partition, port, kind) }
+    /// `ViridianReference.deletePort`, through `xv_cg_reference_delete_port`.
     @inline(__always)
     public func deletePort(in partition: PartitionID, port: PortID) -> HVStatus { referenceDeletePort(reference, partition, port) }
+    /// `ViridianReference.connectPort`, through `xv_cg_reference_connect_port`.
     @inline(__always)
     public func connectPort(from partition: PartitionID, connection: ConnectionID, to target: PartitionID, port: PortID) -> HVStatus {
         referenceConnectPort(reference, partition, connection, target, port)
     }
+    /// `ViridianReference.disconnectPort`, through `xv_cg_reference_disconnect_port`.
     @inline(__always)
     public func disconnectPort(from partition: PartitionID, connection: ConnectionID) -> HVStatus {
         referenceDisconnectPort(reference, partition, connection)
     }
+    /// `ViridianReference.mapGPAPages`, through `xv_cg_reference_map_gpa_pages`.
     @inline(__always)
     public func mapGPAPages(into target: PartitionID, at targetBase: GuestFrameNumber, from source: PartitionID,
                             sourceBase: GuestFrameNumber, count: Int, flags: HVMapGPAFlags) -> (status: HVStatus, mapped: Int) {
         referenceMapGPAPages(reference, target, targetBase, source, sourceBase, count, flags)
     }
+    /// `ViridianReference.unmapGPAPages`, through `xv_cg_reference_unmap_gpa_pages`.
     @inline(__always)
     public func unmapGPAPages(from target: PartitionID, at targetBase: GuestFrameNumber, count: Int) -> (status: HVStatus, unmapped: Int) {
         referenceUnmapGPAPages(reference, target, targetBase, count)
     }
+    /// `ViridianReference.hostAddress`, through `xv_cg_reference_host_address`.
     @inline(__always)
     public func hostAddress(partition: PartitionID, frame: GuestFrameNumber, write: Bool) -> UnsafeMutableRawPointer? {
         referenceHostAddress(reference, partition, frame, write)
