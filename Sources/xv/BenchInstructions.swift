@@ -80,7 +80,8 @@ extension BenchCommand {
         switch InstructionCounter.locate(iterations: instructionIterations, warmup: min(warmup, 200)) {
         case .success(let c): counter = c
         case .failure(let why):
-            if instructions == .on { throw ValidationError("--instructions on: \(why)") }
+            // A missing tool is not a usage error: no usage text after it.
+            if instructions == .on { throw InstructionCounter.Failure.unavailable("--instructions on: \(why)") }
             print("instructions: not counted (\(why); install valgrind, or pass --instructions off)")
             return InstructionReport(status: "skipped", reason: why.description, tool: nil, iterations: [], counts: [:])
         }
