@@ -93,7 +93,9 @@ public enum BenchOperation: String, CaseIterable, Sendable {
 public final class BenchPair {
     /// The operation this pair measures.
     public let operation: BenchOperation
-    /// The native world: two domains of two vCPUs, set up for `operation`.
+    /// The worlds' domains, vCPUs and event-channel ABI (`xv bench`'s scaling runs).
+    public let shape: BenchWorldShape
+    /// The native world: `shape`'s domains and vCPUs (two of each by default), set up for `operation`.
     public let native: NativeWorld
     /// The translated world, set up exactly as `native`.
     public let translated: TranslatedWorld
@@ -112,11 +114,12 @@ public final class BenchPair {
     /// Wakes of parked vCPUs on each side (pollWakeup).
     public let nativeWakes = WakeCounter(), translatedWakes = WakeCounter()
 
-    /// Builds both worlds and prepares them identically for `operation`: callback vectors, the channel or grant entries it uses, the clock advanced to TSC 2,500,000,000 (one second), the argument structures and the hypercall registers; then both sides are reset.
-    public init(_ operation: BenchOperation) {
+    /// Builds both worlds of `shape` (the standard two domains of two vCPUs by default) and prepares them identically for `operation`: callback vectors, FIFO event channels when the shape has them, the channel or grant entries it uses, the clock advanced to TSC 2,500,000,000 (one second), the argument structures and the hypercall registers; then both sides are reset.
+    public init(_ operation: BenchOperation, shape: BenchWorldShape = .standard) {
         self.operation = operation
-        native = NativeWorld(domains: 2, vcpus: 2)
-        translated = TranslatedWorld(domains: 2, vcpus: 2)
+        self.shape = shape
+        native = shape.makeNative()
+        translated = shape.makeTranslated()
         nativeSystem = .passUnretained(native.system)
         senderLayer = .passUnretained(translated.layer(DomainID(1)))
         receiverLayer = .passUnretained(translated.layer(DomainID(2)))
@@ -127,6 +130,7 @@ public final class BenchPair {
         for w in [native as any XenWorld, translated] {
             _ = w.setCallbackVector(DomainID(1), 0x40)
             _ = w.setCallbackVector(DomainID(2), 0x41)
+            shape.prepare(w)
             switch operation {
             case .sendInterdomain, .upcallDelivery:
                 let remote = w.allocUnbound(DomainID(2), remote: DomainID(1))
@@ -134,12 +138,12 @@ public final class BenchPair {
                 w.acknowledgeEvents(DomainID(1), vcpu: 0)
                 port = operation == .sendInterdomain ? UInt32(local) : UInt32(remote)
             case .sendIPI, .multicall8, .pollWakeup:
-                port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
-                target = DomainID(1); targetVCPU = 1
+                port = UInt32(w.bindIPI(DomainID(1), vcpu: shape.ipiVCPU))
+                target = DomainID(1); targetVCPU = shape.ipiVCPU
             case .unmaskPending:
-                port = UInt32(w.bindIPI(DomainID(1), vcpu: 1))
+                port = UInt32(w.bindIPI(DomainID(1), vcpu: shape.ipiVCPU))
                 cmd = .unmask
-                target = DomainID(1); targetVCPU = 1
+                target = DomainID(1); targetVCPU = shape.ipiVCPU
             case .singleshotTimerDelivery:
                 port = UInt32(w.bindVIRQ(DomainID(1), virq: VIRQ.timer.rawValue, vcpu: 0))
                 target = DomainID(1); targetVCPU = 0
@@ -214,7 +218,7 @@ public final class BenchPair {
             registers = XenHypercallRegisters(rax: XenHypercall.eventChannelOp.rawValue, rdi: UInt64(cmd.rawValue), rsi: argument)
         }
         if operation == .upcallDelivery, let (vp, sint, flag) = translated.layer(DomainID(2)).eventFlag(of: port) {
-            let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames().rawValue + UInt64(3 * vp + 1)))!
+            let sief = translated.ram(DomainID(2)).region.hostAddress(of: GuestFrameNumber(WorldLayout.layerFrames(guestFrames: shape.guestFrames).rawValue + UInt64(3 * vp + 1)))!
             flagWord = sief + sint * 256 + (flag / 64) * 8
             flagBit = 1 << UInt64(flag % 64)
         } else {
@@ -275,7 +279,7 @@ public final class BenchPair {
     public func resetTranslated() { reset(translated) }
 
     func reset(_ w: any XenWorld) {
-        w.acknowledgeEvents(target, vcpu: targetVCPU)
+        acknowledge(w)
         if operation == .pollWakeup {
             // The port's event is taken, and vCPU 1 polls it again (it parks: nothing pending).
             let at = SharedInfoLayout.evtchnPending.offset(ofElement: Int(port / 64))

@@ -89,16 +89,17 @@ public final class NativeWorld: XenWorld {
     public let vcpuCount: Int
     @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
-    /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `WorldLayout.frames` frames of RAM, its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, identity: XenGuestIdentity = XenGuestIdentity()) {
+    /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `frames` frames of RAM (at least `WorldLayout.frames`), its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames, identity: XenGuestIdentity = XenGuestIdentity()) {
         domainCount = domains
         vcpuCount = vcpus
         system = XenNativeSystem(sink: recorder)
+        let frames = max(frames, WorldLayout.frames)
         for i in 0..<domains {
-            let ram = GuestRAM(frameCount: WorldLayout.frames)
+            let ram = GuestRAM(frameCount: frames)
             rams.append(ram)
             let config = DomainConfiguration(id: DomainID(UInt16(i + 1)), vcpuCount: vcpus, maxPort: maxPort, sharedInfoFrame: WorldLayout.sharedInfo,
-                                             identity: identity, memory: WorldLayout.memory(frames: WorldLayout.frames))
+                                             identity: identity, memory: WorldLayout.memory(frames: frames))
             try! system.createDomain(config, memory: ram.region)
             system.domain(config.id)!.consoleSink = console
             system.domain(config.id)!.physmap = GuestRAMPhysmap(ram)
@@ -140,8 +141,10 @@ public final class NativeWorld: XenWorld {
 public final class LayerInterruptRouter: ViridianHost {
     /// The reference hypervisor the translated world runs on, with this router as its host.
     public typealias Reference = ViridianReference<GuestRAMRegion, LayerInterruptRouter>
-    /// The layer type of the translated world: XenViridian over that reference, reporting to an `UpcallRecorder`.
-    public typealias Layer = XenViridianDomain<Reference, GuestRAMRegion, UpcallRecorder>
+    /// The layer type of the translated world: XenViridian over that reference, reporting to an
+    /// `UpcallRecorder`. It reaches the reference through `ReferenceBoundary` (the call boundary
+    /// that `xv bench --instructions` splits the translated side at).
+    public typealias Layer = XenViridianDomain<ReferenceBoundary, GuestRAMRegion, UpcallRecorder>
     /// Layers by partition id - 1; unowned: the world owns them.
     @exclusivity(unchecked) var layers: [Unmanaged<Layer>] = []
     /// Per partition: interrupts are held back (a vCPU that does not run), and the VPs that
@@ -181,7 +184,7 @@ public final class LayerInterruptRouter: ViridianHost {
         held[i] = false
         let vps = waiting[i].sorted()
         waiting[i] = []
-        for vp in vps { layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp), vector: 0) } }
+        for vp in vps { layerFromReference(layers[i], Int(vp), 0) }
     }
 
     /// Counts the interrupt, then hands it to the target partition's layer (`XenViridianDomain.interrupt`), or records it as waiting while the partition is held. Ignores unknown partitions.
@@ -195,7 +198,7 @@ public final class LayerInterruptRouter: ViridianHost {
         }
         // Guaranteed for the call: the world owns its layers (a retain here would be a
         // reference-count operation on every delivery).
-        layers[i]._withUnsafeGuaranteedRef { $0.interrupt(vp: Int(vp.rawValue), vector: vector) }
+        layerFromReference(layers[i], Int(vp.rawValue), vector)
     }
     /// Counts, per partition, the flushes that cover every VP and every address space (what
     /// HVMOP_flush_tlbs asks for), and the others apart.
@@ -249,8 +252,9 @@ public final class TranslatedWorld: XenWorld {
     public let router = LayerInterruptRouter()
     /// The reference Viridian hypervisor, one partition per domain.
     public let reference: LayerInterruptRouter.Reference
-    /// The root (parent-partition control plane) every layer registered with.
-    public let root: XenViridianRoot<LayerInterruptRouter.Reference>
+    /// The root (parent-partition control plane) every layer registered with, over the
+    /// reference behind `ReferenceBoundary`.
+    public let root: XenViridianRoot<ReferenceBoundary>
     /// The layers, by domain id - 1; the world owns them.
     @exclusivity(unchecked) public private(set) var layers: [LayerInterruptRouter.Layer] = []
     /// Number of domains (ids 1 ... `domainCount`; partition ids alike).
@@ -265,7 +269,7 @@ public final class TranslatedWorld: XenWorld {
         domainCount = domains
         vcpuCount = vcpus
         reference = LayerInterruptRouter.Reference(host: router)!
-        root = XenViridianRoot(target: reference)
+        root = XenViridianRoot(target: ReferenceBoundary(reference))
         // Ports: one per bindable Xen port plus a control port from every domain; connections:
         // one per interdomain port plus a control connection to every domain.
         let capacity = Int(maxPort) + 2 + domains

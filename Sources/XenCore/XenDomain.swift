@@ -198,8 +198,10 @@ public final class XenDomain<Memory: GuestMemory> {
         xv_store_release_u32(vcpuWords + VCPUWords.initialised, 1)
         initialiseRunstates()
         setWallclock(seconds: config.wallclockAtBoot.seconds, nanoseconds: config.wallclockAtBoot.nanoseconds)
-        // evtchn_init: port 0 is allocated and reserved.
-        xv_store_release_u32(words + DomainWords.validPorts, Self.portsPerBucket)
+        // evtchn_init: port 0 is allocated and reserved. The first bucket, cut at maxPort as
+        // later buckets are: the port records end there, and a valid port past them would be
+        // read and locked out of bounds (EVTCHNOP_init_control locks every valid port).
+        xv_store_release_u32(words + DomainWords.validPorts, min(Self.portsPerBucket, config.maxPort + 1))
         channelPointer(0).pointee.state = .reserved
         publishBinding(0)
         allocated[0] = true

@@ -3,8 +3,9 @@ import XVScenarios
 
 /// `xv bench --svg`: a chart a person can open. The first panel has one row per operation, with
 /// native and translated p50 as bars on a shared logarithmic scale, their values, and the ratio.
-/// The second panel has the throughput scenarios (sends per second on each side), and the third
-/// the blkif ring's request rate, when they ran. The SVG has no scripts and no external
+/// The second panel has the scaling runs (each operation's mean at each setting) and the world
+/// creation times, then the throughput scenarios (sends per second on each side) and the blkif
+/// ring's request rate, when they ran. The SVG has no scripts and no external
 /// references.
 struct BenchChart {
     struct Bar {
@@ -18,10 +19,15 @@ struct BenchChart {
     var operations: [Bar]
     var throughput: [Bar]
     var ring: Bar?
+    /// The scaling runs: each operation's mean at each setting, and world creation.
+    var scaling: [Bar] = []
+    var creation: [Bar] = []
+    /// The scaling panel's note when a figure did not stay flat.
+    var notFlat = 0
 
     static let width = 960.0, rowHeight = 34.0, labelWidth = 230.0, barArea = 560.0
 
-    init(title: String, results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result?) {
+    init(title: String, results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result?, scaling report: ScalingReport? = nil) {
         self.title = title
         operations = results.map {
             Bar(label: $0.operation.rawValue, native: BenchRunner.percentile($0.native, 0.5), translated: BenchRunner.percentile($0.translated, 0.5), unit: "ns")
@@ -30,6 +36,13 @@ struct BenchChart {
             Bar(label: $0.scenario.rawValue, native: $0.native.opsPerSecond / 1e6, translated: $0.translated.opsPerSecond / 1e6, unit: "M/s")
         }
         self.ring = ring.map { Bar(label: "blkif ring", native: $0.native.requestsPerSecond / 1e6, translated: $0.translated.requestsPerSecond / 1e6, unit: "M req/s") }
+        if let report {
+            scaling = report.points.flatMap { p in
+                p.results.map { Bar(label: "\(p.dimension.rawValue)=\(p.value) \($0.operation.rawValue)", native: $0.nativeMean, translated: $0.translatedMean, unit: "ns") }
+            }
+            creation = report.creation.map { Bar(label: "world of \($0.domains) domains", native: $0.nativeNs / 1e6, translated: $0.translatedNs / 1e6, unit: "ms") }
+            notFlat = report.notFlat.count
+        }
     }
 
     static func escape(_ s: String) -> String {
@@ -68,6 +81,16 @@ struct BenchChart {
         let (ops, afterOps) = Self.panel("p50 per operation (ns, logarithmic)", operations, top: y, logarithmic: true, higherIsBetter: false)
         body += ops
         y = afterOps + 16
+        if !scaling.isEmpty {
+            let heading = "scaling: mean per operation (ns, logarithmic) by FIFO ports, domains, vCPUs"
+                + (notFlat == 0 ? ", flat" : ", \(notFlat) figures not flat (see the table)")
+            let (sp, after) = Self.panel(heading, scaling, top: y, logarithmic: true, higherIsBetter: false)
+            body += sp
+            y = after + 16
+            let (cp, afterCreation) = Self.panel("create and destroy a world (ms)", creation, top: y, logarithmic: false, higherIsBetter: false)
+            body += cp
+            y = afterCreation + 16
+        }
         if !throughput.isEmpty {
             let (tp, after) = Self.panel("throughput, threads at once (million sends per second)", throughput, top: y, logarithmic: false, higherIsBetter: true)
             body += tp

@@ -44,6 +44,33 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Throughput rounds per side (the median is reported).")
     var rounds = 3
 
+    @Option(help: "Instructions per operation under valgrind's callgrind, native, translated, and the translated side split into the layer and the reference: auto (when valgrind is on PATH), on (fail unless counted), off.")
+    var instructions: InstructionMode = .auto
+
+    @Option(help: "Calls per side in the smaller callgrind phase (the larger has twice as many; their difference gives the figure).")
+    var instructionIterations = 500
+
+    @Option(help: "Scaling runs (event sends, upcall delivery and the TLB flush with 16 to 131,071 FIFO ports, 2 to 64 domains, 1 to 32 vCPUs; world creation with 2 and 64 domains): on or off.")
+    var scaling: ScalingMode = .on
+
+    @Option(help: "Samples per side for each operation at each scaling point.")
+    var scalingIterations = 2_000
+
+    @Option(help: "Create-and-destroy rounds per side for each world size (the median is reported).")
+    var creationRounds = 5
+
+    /// What `--instructions` runs under callgrind (InstructionProbe).
+    @Flag(help: .hidden)
+    var instructionProbe = false
+
+    /// The probe's worlds (the scaling points' instruction counts).
+    @Option(help: .hidden)
+    var probeDomains = 2
+    @Option(help: .hidden)
+    var probeVcpus = 2
+    @Option(help: .hidden)
+    var probeFifoPorts: Int?
+
     func run() throws {
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup not negative") }
         var chosen = BenchOperation.allCases
@@ -54,6 +81,11 @@ struct BenchCommand: ParsableCommand {
                 }
                 return op
             }
+        }
+        if instructionProbe {
+            guard instructionIterations > 0 else { throw ValidationError("--instruction-iterations must be positive") }
+            runInstructionProbe(chosen)
+            return
         }
         #if DEBUG
         let build = "debug"
@@ -73,6 +105,11 @@ struct BenchCommand: ParsableCommand {
             results.append(r)
         }
         printTable(results, build: build, clock: runner.clockName, overhead: runner.timerOverhead, counting: counting)
+        guard instructionIterations > 0 else { throw ValidationError("--instruction-iterations must be positive") }
+        let counted = try measureInstructions(chosen)
+        printInstructions(counted, chosen)
+        let scaled = try runScaling(instructions: counted)
+        if let scaled { printScaling(scaled) }
         guard throughputSends >= 0, rounds > 0 else { throw ValidationError("--throughput-sends must not be negative, --rounds must be positive") }
         var throughput: [ThroughputRunner.Result] = []
         if throughputSends > 0 {
@@ -93,13 +130,13 @@ struct BenchCommand: ParsableCommand {
         }
         if let json {
             var out = ""
-            report(results, throughput: throughput, ring: ring, build: build, clock: runner.clockName, overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean,
-                   counting: counting).write(into: &out)
+            report(results, throughput: throughput, ring: ring, instructions: counted, scaling: scaled, build: build, clock: runner.clockName, overhead: runner.timerOverhead,
+                   timerMean: runner.timerOverheadMean, counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
         if let svg {
-            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring)
+            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring, scaling: scaled)
             try chart.svg.write(toFile: svg, atomically: true, encoding: .utf8)
             print("wrote \(svg)")
         }
@@ -217,7 +254,8 @@ struct BenchCommand: ParsableCommand {
                      ring.translated.requestsPerSecond / ring.native.requestsPerSecond))
     }
 
-    func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result? = nil, build: String, clock: String, overhead: Double,
+    func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result? = nil,
+                instructions: InstructionReport = .skipped, scaling: ScalingReport? = nil, build: String, clock: String, overhead: Double,
                 timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
@@ -246,8 +284,10 @@ struct BenchCommand: ParsableCommand {
                     ("translated_refcount_ops_per_op", r.translatedRefcountOpsPerOp.map(JSONValue.number) ?? .null),
                     ("native_upcalls_per_op", .number(r.nativeUpcallsPerOp)),
                     ("translated_upcalls_per_op", .number(r.translatedUpcallsPerOp)),
-                ])
+                ] + instructions.keys(r.operation))
             })),
+            ("instructions", instructions.json),
+            ("scaling", Self.scalingJSON(scaling)),
             ("blkif_ring", ring.map { r in .object([
                 ("exchanges", .int(r.exchanges)),
                 ("native_requests_per_s", .number(r.native.requestsPerSecond)),

@@ -89,8 +89,8 @@ struct BenchRunner {
 
     /// `countReferences: false` leaves the Swift runtime's reference-counting hooks alone (a
     /// process running other threads, such as the parallel test runner, should not swap them).
-    func measure(_ operation: BenchOperation, countReferences: Bool = true, progress: (Int) -> Void) -> Result {
-        let pair = BenchPair(operation)
+    func measure(_ operation: BenchOperation, shape: BenchWorldShape = .standard, countReferences: Bool = true, progress: (Int) -> Void) -> Result {
+        let pair = BenchPair(operation, shape: shape)
         for _ in 0..<warmup {
             pair.resetNative(); _ = pair.runNative()
             pair.resetTranslated(); _ = pair.runTranslated()

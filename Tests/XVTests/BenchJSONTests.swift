@@ -14,7 +14,10 @@ struct BenchJSONTests {
     static let keys = ["name", "description", "native_ns_p50", "translated_ns_p50", "native_ns_p99", "translated_ns_p99",
                        "ratio_p50", "native_ns_mean", "translated_ns_mean", "ratio_mean", "viridian_calls_per_op",
                        "native_allocs_per_op", "translated_allocs_per_op", "native_refcount_ops_per_op",
-                       "translated_refcount_ops_per_op", "native_upcalls_per_op", "translated_upcalls_per_op"]
+                       "translated_refcount_ops_per_op", "native_upcalls_per_op", "translated_upcalls_per_op",
+                       "native_instructions_per_op", "translated_instructions_per_op", "translated_layer_instructions_per_op",
+                       "translated_reference_instructions_per_op", "layer_native_instruction_ratio", "translated_native_instruction_ratio",
+                       "layer_meets_aim", "translated_meets_aim"]
 
     @Test("the JSON has the documented keys, one object per operation, with the counted figures")
     func jsonShape() throws {
@@ -55,6 +58,11 @@ struct BenchJSONTests {
             #expect((op["native_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
             #expect((op["translated_allocs_per_op"] as? NSNumber)?.doubleValue == 0)
         }
+        // Not counted here (no callgrind in the test): the keys are there, null, and the run says why.
+        #expect(operations.allSatisfy { $0["native_instructions_per_op"] is NSNull })
+        let instructions = try #require(object["instructions"] as? [String: Any])
+        #expect(instructions["status"] as? String == "skipped" && instructions["reason"] is String)
+        #expect(object["scaling"] is NSNull, "no scaling report given")
         let threaded = try #require(object["throughput"] as? [String: Any])
         #expect((threaded["sends_per_thread"] as? NSNumber)?.intValue == 200_000, "the option's default")
         let scenarios = try #require(threaded["scenarios"] as? [[String: Any]])
@@ -114,7 +122,8 @@ struct BenchChartTests {
         let results = [BenchOperation.sendIPI, .grantCopy].map { runner.measure($0, countReferences: false) { _ in } }
         let throughput = [ThroughputRunner(sendsPerThread: 200, rounds: 1).measure(.oneSender)]
         let ring = RingRunner(exchanges: 10, rounds: 1).measure()
-        let svg = BenchChart(title: "test", results: results, throughput: throughput, ring: ring).svg
+        let scaling = BenchScalingTests.smallReport()
+        let svg = BenchChart(title: "test", results: results, throughput: throughput, ring: ring, scaling: scaling).svg
         #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
         #expect(!svg.contains("<script") && !svg.contains("href="), "no scripts, no external references")
         for r in results {
@@ -122,7 +131,19 @@ struct BenchChartTests {
             #expect(svg.contains("native \(BenchChart.format(BenchRunner.percentile(r.native, 0.5))) ns"))
             #expect(svg.contains("translated \(BenchChart.format(BenchRunner.percentile(r.translated, 0.5))) ns"))
         }
-        #expect(svg.components(separatedBy: "fill=\"#f58518\"><title>translated").count - 1 == results.count + throughput.count + (ring == nil ? 0 : 1))
+        let scalingBars = scaling.points.reduce(0) { $0 + $1.results.count } + scaling.creation.count
+        #expect(svg.components(separatedBy: "fill=\"#f58518\"><title>translated").count - 1 == results.count + throughput.count + (ring == nil ? 0 : 1) + scalingBars)
+        // The scaling panel: a row per operation and setting with both sides' means, then world creation.
+        #expect(svg.contains(">scaling: mean per operation"))
+        for p in scaling.points {
+            for r in p.results {
+                #expect(svg.contains(">\(p.dimension.rawValue)=\(p.value) \(r.operation.rawValue)<"))
+                #expect(svg.contains("native \(BenchChart.format(r.nativeMean)) ns") && svg.contains("translated \(BenchChart.format(r.translatedMean)) ns"))
+            }
+        }
+        for c in scaling.creation {
+            #expect(svg.contains(">world of \(c.domains) domains<") && svg.contains("translated \(BenchChart.format(c.translatedNs / 1e6)) ms"))
+        }
         #expect(svg.contains(">interdomain_1_sender<"))
         #expect(svg.contains("blkif ring") == (ring != nil))
         // Well-formed XML.

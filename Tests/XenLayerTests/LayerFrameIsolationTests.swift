@@ -187,7 +187,7 @@ struct LayerFrameIsolationTests {
     func layerFramesMustBeOutsideTheGuestView() {
         let router = LayerInterruptRouter()
         let reference = LayerInterruptRouter.Reference(host: router)!
-        let root = XenViridianRoot(target: reference)
+        let root = XenViridianRoot(target: ReferenceBoundary(reference))
         let ram = GuestRAM(frameCount: 64)
         let partition = try! reference.createPartition(PartitionConfiguration(vpCount: 1), memory: ram.region)
         let config = DomainConfiguration(id: DomainID(1), vcpuCount: 1, sharedInfoFrame: GuestFrameNumber(0))
