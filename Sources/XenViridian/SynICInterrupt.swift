@@ -26,19 +26,17 @@ extension XenViridianDomain {
         }
     }
 
-    /// Whether a message slot the layer uses holds a message (TLFS "SynIC Message Page": a slot
-    /// is free while its message type is HvMessageTypeNone). A child partition receives
-    /// messages only through its message ports and message-mode synthetic timers (TLFS
-    /// "Inter-Partition Communication", "Synthetic Timers"), and the layer's are on
-    /// `ControlIDs.sint` and `ControlIDs.timerSint` only, so those two slots are all the
-    /// interrupt path reads. The target writes a slot before it raises the interrupt, so the
-    /// call that interrupt causes sees it. A drain, once started, still frees every slot.
+    /// Whether any SINT's message slot holds a message (TLFS "SynIC Message Page": a slot is
+    /// free while its message type is HvMessageTypeNone). The target writes a slot before it
+    /// raises the interrupt, so the call that interrupt causes sees it.
     @inline(__always)
     @inlinable func messageWaiting(_ vp: Int) -> Bool {
         let sim = page(vp, 0)
-        let control = xv_load_acquire_u32(sim + HvMessagePageLayout.sintMessage.offset(ofElement: Int(ControlIDs.sint)) + HvMessageLayout.headerMessageType.offset)
-        let timer = xv_load_acquire_u32(sim + HvMessagePageLayout.sintMessage.offset(ofElement: Int(ControlIDs.timerSint)) + HvMessageLayout.headerMessageType.offset)
-        return control | timer != 0
+        var types: UInt32 = 0
+        for sint in 0..<Int(SynICLimits.sintCount) {
+            types |= xv_load_acquire_u32(sim + HvMessagePageLayout.sintMessage.offset(ofElement: sint) + HvMessageLayout.headerMessageType.offset)
+        }
+        return types != 0
     }
 
     /// Drains the SIM page, one caller at a time: a caller that finds another draining leaves
