@@ -99,7 +99,7 @@ let package = Package(
             dependencies: ["CGuestAtomics", "GuestABI", "XenABI", "ViridianABI", "ViridianReference", "XenCore", "XenNative", "XenViridian",
                            "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport", "CBlkifRing"]
         ),
-        .testTarget(name: "CABITests", dependencies: ["CXenViridian", "XenViridianC", "CMallocCounter", "GuestABI", "ViridianABI", "ViridianReference"]),
+        .testTarget(name: "CABITests", dependencies: ["CXenViridian", "XenViridianC", "CMallocCounter", "CGuestAtomics", "XVTestSupport", "GuestABI", "ViridianABI", "ViridianReference"]),
         .testTarget(
             name: "XenABIConformanceTests",
             dependencies: ["GuestABI", "XenABI", "ViridianABI", "XVSpecCatalog", "CXenProbe"]

@@ -1,23 +1,28 @@
+import CGuestAtomics
+import Foundation
 import CXenViridian
 import XenViridianC
 
 /// A Swift stand-in for a C embedder: page tables and pages per domain, and the callbacks the
 /// C ABI calls, recording what they were told. Everything crosses through include/xen_viridian.h
 /// alone, as a C program's calls would.
-final class CEmbedder {
+final class CEmbedder: @unchecked Sendable {
     static let frames: UInt64 = 64
     let side: UInt32
     var system: OpaquePointer?
     var tables: [UInt16: UnsafeMutablePointer<UInt64>] = [:]
     var pages: [UnsafeMutableRawPointer] = []
     /// Upcalls per domain id (0 ..< 16), in fixed storage so the callback allocates nothing.
-    let upcallCounts = UnsafeMutablePointer<Int>.allocate(capacity: 16)
-    func upcalls(_ domain: UInt16) -> Int { upcallCounts[Int(domain)] }
+    let upcallCounts = UnsafeMutablePointer<UInt64>.allocate(capacity: 16)
+    func upcalls(_ domain: UInt16) -> Int { Int(xv_atomic_load_u64(upcallCounts + Int(domain))) }
     func resetUpcalls() { upcallCounts.initialize(repeating: 0, count: 16) }
     var wakes = 0
     var shutdowns: [UInt8] = []
     /// Every physmap_map call: (domain, gfn, writable).
     var mappings: [(UInt16, UInt64, Bool)] = []
+
+    /// Serialises `addDomainConcurrently`'s changes to the embedder's own dictionaries.
+    let lock = NSLock()
 
     init(side: UInt32, target: UnsafePointer<xv_viridian_target>? = nil) {
         self.side = side
@@ -42,7 +47,8 @@ final class CEmbedder {
         c.context = embedder.map { Unmanaged.passUnretained($0).toOpaque() }
         c.upcall = { context, domain, _, _ in
             let e = Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue()
-            if domain < 16 { e.upcallCounts[Int(domain)] += 1 }
+            // Atomic: upcalls come from any vCPU's thread.
+            if domain < 16 { _ = xv_atomic_fetch_add_u64(e.upcallCounts + Int(domain), 1) }
         }
         c.wake = { context, _, _ in Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue().wakes += 1 }
         c.shutdown = { context, _, reason in Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue().shutdowns.append(reason) }
@@ -90,6 +96,17 @@ final class CEmbedder {
         tables[domain] = table
         var c = config(domain, vcpus: vcpus, table: table)
         c.flags = flags
+        return xv_domain_create(system, &c)
+    }
+
+    /// `addDomain` from another thread while vCPUs run: the table is made and recorded under
+    /// the embedder's lock; the creation itself is the library's to serialise.
+    func addDomainConcurrently(_ domain: UInt16) -> Int32 {
+        lock.lock()
+        let table = makeTable(vcpus: 1)
+        tables[domain] = table
+        var c = config(domain, vcpus: 1, table: table)
+        lock.unlock()
         return xv_domain_create(system, &c)
     }
 
