@@ -98,7 +98,7 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         copyWindowsMapped.initialize(repeating: 0, count: config.vcpuCount)
         counters = .allocate(capacity: 1 + ControlMessageCounts.verdicts)
         counters.initialize(repeating: 0, count: 1 + ControlMessageCounts.verdicts)
-        guard setUpSynIC(), root.linkControl(config.id) else { throw .targetRefused }
+        guard setUpSynIC() else { throw .targetRefused }
         root.registerGranter(config.id, self)
     }
 

@@ -30,6 +30,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     @usableFromInline let chunks: UnsafeMutablePointer<UInt64>
     /// The registered domains, in order of registration (under the root lock).
     @usableFromInline @exclusivity(unchecked) var registered: [DomainID] = []
+    /// The pairs of domains whose control channel exists, lower id in the high half (under
+    /// the root lock).
+    @usableFromInline @exclusivity(unchecked) var controlPairs: Set<UInt32> = []
     @usableFromInline let rootLock: UnsafeMutablePointer<UInt32>
     @inlinable static var noOffer: UInt32 { 0xFFFF }
     @inlinable static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
@@ -185,6 +188,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
                   let myLink = linkWord(binder, port), let theirLink = linkWord(remote, remotePort),
                   let here = partition(of: binder), let peer = partition(of: remote) else { return .portInvalid }
             guard xv_load_acquire_u64(myLink) == 0, xv_load_acquire_u64(theirLink) == 0 else { return .portInvalid }
+            // The pair's control channel, made at its first bind (the control messages that
+            // follow, `bound` and `closed`, travel only between linked domains).
+            guard linkControlPairLocked(binder, remote) else { return .portsExhausted }
             let out = target.connectPort(from: here, connection: ConnectionID(port), to: peer, port: PortID(remotePort))
             let back = out == .success
                 ? target.connectPort(from: peer, connection: ConnectionID(remotePort), to: here, port: PortID(port)) : out
@@ -253,28 +259,47 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
         return partition(of: d) == nil ? nil : d
     }
 
-    /// Gives the new domain a control port for every registered domain (itself included, for
-    /// loopback binds) and every other domain a control port for it, with the connections
-    /// that lead there.
-    @inlinable func linkControl(_ domain: DomainID) -> Bool {
-        withRootLock { linkControlLocked(domain) }
-    }
-
-    @inlinable func linkControlLocked(_ domain: DomainID) -> Bool {
-        guard let p = partition(of: domain) else { return false }
+    /// The control channel between `a` and `b` (one domain twice for loopback binds), made when
+    /// they are first linked: each gets a control port for the other, and a connection that
+    /// leads there. Made once per pair, so creating a domain costs the same whatever the number
+    /// of domains, and the ports and connections follow the pairs that bind. Under the root lock.
+    @inlinable func linkControlPairLocked(_ a: DomainID, _ b: DomainID) -> Bool {
+        let key = UInt32(min(a.rawValue, b.rawValue)) << 16 | UInt32(max(a.rawValue, b.rawValue))
+        if controlPairs.contains(key) { return true }
+        guard let p = partition(of: a), let q = partition(of: b) else { return false }
         let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
-        for other in registered {
-            guard let q = partition(of: other) else { continue }
-            guard target.createPort(in: p, port: Self.controlPort(from: other), kind: message) == .success,
-                  target.connectPort(from: q, connection: Self.controlConnection(to: domain), to: p, port: Self.controlPort(from: other)) == .success
-            else { return false }
-            if other != domain {
-                guard target.createPort(in: q, port: Self.controlPort(from: domain), kind: message) == .success,
-                      target.connectPort(from: p, connection: Self.controlConnection(to: other), to: q, port: Self.controlPort(from: domain)) == .success
-                else { return false }
+        guard target.createPort(in: p, port: Self.controlPort(from: b), kind: message) == .success else { return false }
+        guard target.connectPort(from: q, connection: Self.controlConnection(to: a), to: p, port: Self.controlPort(from: b)) == .success else {
+            _ = target.deletePort(in: p, port: Self.controlPort(from: b))
+            return false
+        }
+        if a != b {
+            guard target.createPort(in: q, port: Self.controlPort(from: a), kind: message) == .success else {
+                _ = target.disconnectPort(from: q, connection: Self.controlConnection(to: a))
+                _ = target.deletePort(in: p, port: Self.controlPort(from: b))
+                return false
+            }
+            guard target.connectPort(from: p, connection: Self.controlConnection(to: b), to: q, port: Self.controlPort(from: a)) == .success else {
+                _ = target.deletePort(in: q, port: Self.controlPort(from: a))
+                _ = target.disconnectPort(from: q, connection: Self.controlConnection(to: a))
+                _ = target.deletePort(in: p, port: Self.controlPort(from: b))
+                return false
             }
         }
+        controlPairs.insert(key)
         return true
+    }
+
+    /// Makes the control channel between `a` and `b` now rather than at their first bind (an
+    /// embedder that wants every pair ready, or a test that forges messages between domains
+    /// that never bound). False when either is not registered or the target refuses.
+    @inlinable public func linkControlChannel(_ a: DomainID, _ b: DomainID) -> Bool {
+        withRootLock { linkControlPairLocked(a, b) }
+    }
+
+    /// Whether `a` and `b` have their control channel (made at their first bind).
+    @inlinable public func hasControlChannel(_ a: DomainID, _ b: DomainID) -> Bool {
+        withRootLock { controlPairs.contains(UInt32(min(a.rawValue, b.rawValue)) << 16 | UInt32(max(a.rawValue, b.rawValue))) }
     }
 }
 

@@ -16,9 +16,12 @@ import XVSpecCatalog
 struct ControlMessageTests {
     static let d1 = DomainID(1), d2 = DomainID(2), d3 = DomainID(3)
 
-    /// Three domains; d2's port `p2` is interdomain with d3's port `p3`.
+    /// Three domains; d2's port `p2` is interdomain with d3's port `p3`. Every pair's control
+    /// channel is made up front, so a forger can post to a domain it never bound with (the
+    /// root otherwise makes a pair's channel at its first bind).
     static func world() -> (TranslatedWorld, p2: UInt32, p3: UInt32) {
         let w = TranslatedWorld(domains: 3, vcpus: 2)
+        for a in 1...3 { for b in a...3 { #expect(w.root.linkControlChannel(DomainID(UInt16(a)), DomainID(UInt16(b)))) } }
         for d in 0..<3 { #expect(w.setCallbackVector(w.domainID(d), 0x40 + UInt8(d)) == 0) }
         let p3 = w.allocUnbound(d3, remote: d2)
         let p2 = w.bindInterdomain(d2, remote: d3, remotePort: UInt32(p3))
@@ -59,6 +62,25 @@ struct ControlMessageTests {
     static func channelWorks(_ w: TranslatedWorld, _ p2: UInt32, _ p3: UInt32) -> Bool {
         w.acknowledgeEvents(d3, vcpu: 0)
         return w.send(d2, port: p2) == 0 && w.isPending(d3, port: p3)
+    }
+
+    @Test("a pair's control channel is made at its first bind: none when domains are created, so a domain that never bound with another cannot post to it at all; the bind makes it, loopback included")
+    func controlChannelsFollowBinds() {
+        let w = TranslatedWorld(domains: 3, vcpus: 1)
+        for a in 1...3 { for b in 1...3 { #expect(!w.root.hasControlChannel(DomainID(UInt16(a)), DomainID(UInt16(b)))) } }
+        #expect(Self.post(w, from: Self.d1, connection: Self.control(to: Self.d2), type: ControlMessageType.closed.rawValue,
+                          port: 1, fromDomain: 1, fromPort: 1) == .invalidConnectionId)
+        let p3 = w.allocUnbound(Self.d3, remote: Self.d2)
+        #expect(w.bindInterdomain(Self.d2, remote: Self.d3, remotePort: UInt32(p3)) > 0)
+        #expect(w.root.hasControlChannel(Self.d2, Self.d3) && w.root.hasControlChannel(Self.d3, Self.d2))
+        #expect(!w.root.hasControlChannel(Self.d1, Self.d2) && !w.root.hasControlChannel(Self.d1, Self.d3))
+        let loop = w.allocUnbound(Self.d1, remote: Self.d1)
+        #expect(w.bindInterdomain(Self.d1, remote: Self.d1, remotePort: UInt32(loop)) > 0)
+        #expect(w.root.hasControlChannel(Self.d1, Self.d1))
+        // A second bind between the same pair reuses the channel.
+        let again = w.allocUnbound(Self.d3, remote: Self.d2)
+        #expect(w.bindInterdomain(Self.d2, remote: Self.d3, remotePort: UInt32(again)) > 0)
+        #expect(w.send(Self.d2, port: UInt32(w.bindInterdomain(Self.d2, remote: Self.d3, remotePort: UInt32(w.allocUnbound(Self.d3, remote: Self.d2))))) == 0)
     }
 
     @Test("the layer's reproducer 2: no write-back reaches the SIM page, a forged 'bound' is dropped, closing it takes nothing of d2's, d2's channel to d3 stays")
