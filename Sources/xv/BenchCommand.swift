@@ -136,7 +136,7 @@ struct BenchCommand: ParsableCommand {
             print("wrote \(json)")
         }
         if let svg {
-            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring, scaling: scaled)
+            let chart = BenchChart(title: "xv bench: native against translated (\(build) build, \(runner.clockName))", results: results, throughput: throughput, ring: ring, scaling: scaled, instructions: counted.counts)
             try chart.svg.write(toFile: svg, atomically: true, encoding: .utf8)
             print("wrote \(svg)")
         }

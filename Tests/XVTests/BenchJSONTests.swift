@@ -146,7 +146,20 @@ struct BenchChartTests {
         }
         #expect(svg.contains(">interdomain_1_sender<"))
         #expect(svg.contains("blkif ring") == (ring != nil))
+        #expect(!svg.contains(">instructions per operation"), "no instruction panel without counts")
         // Well-formed XML.
+        #expect(XMLParser(data: Data(svg.utf8)).parse())
+    }
+
+    @Test("with instruction counts, a panel draws native against translated split into the layer's part and the reference's, with both ratios")
+    func instructionPanel() throws {
+        let runner = BenchRunner(iterations: 20, warmup: 2)
+        let results = [BenchOperation.sendIPI].map { runner.measure($0, countReferences: false) { _ in } }
+        let counts: [BenchOperation: InstructionCounter.Counts] = [.sendIPI: .init(native: 285, layer: 419, reference: 701)]
+        let svg = BenchChart(title: "test", results: results, throughput: [], ring: nil, instructions: counts).svg
+        #expect(svg.contains(">instructions per operation"))
+        #expect(svg.contains("native 285 instr") && svg.contains("layer 419 instr") && svg.contains("reference 701 instr"))
+        #expect(svg.contains("ratio 3.93, layer 1.47"))
         #expect(XMLParser(data: Data(svg.utf8)).parse())
     }
 }
