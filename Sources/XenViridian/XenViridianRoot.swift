@@ -30,9 +30,10 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     @usableFromInline let chunks: UnsafeMutablePointer<UInt64>
     /// The registered domains, in order of registration (under the root lock).
     @usableFromInline @exclusivity(unchecked) var registered: [DomainID] = []
-    /// The pairs of domains whose control channel exists, lower id in the high half (under
-    /// the root lock).
-    @usableFromInline @exclusivity(unchecked) var controlPairs: Set<UInt32> = []
+    /// The pairs of domains whose control channel exists, lower id in the high half, sorted
+    /// (under the root lock). A sorted array, not a Set: the core links with libc alone, and
+    /// hashing would bring libm's ceil into an Embedded build.
+    @usableFromInline @exclusivity(unchecked) var controlPairs: [UInt32] = []
     @usableFromInline let rootLock: UnsafeMutablePointer<UInt32>
     @inlinable static var noOffer: UInt32 { 0xFFFF }
     @inlinable static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
@@ -264,8 +265,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     /// leads there. Made once per pair, so creating a domain costs the same whatever the number
     /// of domains, and the ports and connections follow the pairs that bind. Under the root lock.
     @inlinable func linkControlPairLocked(_ a: DomainID, _ b: DomainID) -> Bool {
-        let key = UInt32(min(a.rawValue, b.rawValue)) << 16 | UInt32(max(a.rawValue, b.rawValue))
-        if controlPairs.contains(key) { return true }
+        let key = Self.pairKey(a, b)
+        let at = controlPairIndex(key)
+        if at < controlPairs.count && controlPairs[at] == key { return true }
         guard let p = partition(of: a), let q = partition(of: b) else { return false }
         let message = PortKind.message(vp: VPIndex(0), sint: UInt8(ControlIDs.sint))
         guard target.createPort(in: p, port: Self.controlPort(from: b), kind: message) == .success else { return false }
@@ -286,8 +288,23 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
                 return false
             }
         }
-        controlPairs.insert(key)
+        controlPairs.insert(key, at: at)
         return true
+    }
+
+    /// A pair's key: the lower id in the high half.
+    @inlinable static func pairKey(_ a: DomainID, _ b: DomainID) -> UInt32 {
+        UInt32(min(a.rawValue, b.rawValue)) << 16 | UInt32(max(a.rawValue, b.rawValue))
+    }
+
+    /// Where `key` is or would go in `controlPairs` (binary search). Under the root lock.
+    @inlinable func controlPairIndex(_ key: UInt32) -> Int {
+        var lo = 0, hi = controlPairs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if controlPairs[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 
     /// Makes the control channel between `a` and `b` now rather than at their first bind (an
@@ -299,7 +316,10 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// Whether `a` and `b` have their control channel (made at their first bind).
     @inlinable public func hasControlChannel(_ a: DomainID, _ b: DomainID) -> Bool {
-        withRootLock { controlPairs.contains(UInt32(min(a.rawValue, b.rawValue)) << 16 | UInt32(max(a.rawValue, b.rawValue))) }
+        withRootLock {
+            let key = Self.pairKey(a, b), at = controlPairIndex(key)
+            return at < controlPairs.count && controlPairs[at] == key
+        }
     }
 }
 
