@@ -1,0 +1,2 @@
+/* CKVM is a header; this file gives the target a source. */
+#include "xv_kvm.h"
