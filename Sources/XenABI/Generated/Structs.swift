@@ -3,7 +3,7 @@
 import GuestABI
 
 /// Spec table `xen.struct.shared_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct shared_info` on x86_64: 3136 bytes. Offsets are from the start of the structure.
 public enum SharedInfoLayout {
     /// `sizeof(struct shared_info)`
@@ -39,7 +39,7 @@ public enum SharedInfoLayout {
 }
 
 /// Spec table `xen.struct.arch_shared_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct arch_shared_info` on x86_64: 48 bytes. Offsets are from the start of the structure.
 public enum ArchSharedInfoLayout {
     /// `sizeof(struct arch_shared_info)`
@@ -59,7 +59,7 @@ public enum ArchSharedInfoLayout {
 }
 
 /// Spec table `xen.struct.vcpu_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_info` on x86_64: 64 bytes. Offsets are from the start of the structure.
 public enum VcpuInfoLayout {
     /// `sizeof(struct vcpu_info)`
@@ -97,7 +97,7 @@ public enum VcpuInfoLayout {
 }
 
 /// Spec table `xen.struct.arch_vcpu_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct arch_vcpu_info` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum ArchVcpuInfoLayout {
     /// `sizeof(struct arch_vcpu_info)`
@@ -109,7 +109,7 @@ public enum ArchVcpuInfoLayout {
 }
 
 /// Spec table `xen.struct.vcpu_time_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_time_info` on x86_64: 32 bytes. Offsets are from the start of the structure.
 public enum VcpuTimeInfoLayout {
     /// `sizeof(struct vcpu_time_info)`
@@ -133,7 +133,7 @@ public enum VcpuTimeInfoLayout {
 }
 
 /// Spec table `xen.struct.vcpu_runstate_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_runstate_info` on x86_64: 48 bytes. Offsets are from the start of the structure.
 public enum VcpuRunstateInfoLayout {
     /// `sizeof(struct vcpu_runstate_info)`
@@ -147,7 +147,7 @@ public enum VcpuRunstateInfoLayout {
 }
 
 /// Spec table `xen.struct.evtchn_alloc_unbound` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_alloc_unbound` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum EvtchnAllocUnboundLayout {
     /// `sizeof(struct evtchn_alloc_unbound)`
@@ -161,7 +161,7 @@ public enum EvtchnAllocUnboundLayout {
 }
 
 /// Spec table `xen.struct.evtchn_bind_interdomain` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_bind_interdomain` on x86_64: 12 bytes. Offsets are from the start of the structure.
 public enum EvtchnBindInterdomainLayout {
     /// `sizeof(struct evtchn_bind_interdomain)`
@@ -175,7 +175,7 @@ public enum EvtchnBindInterdomainLayout {
 }
 
 /// Spec table `xen.struct.evtchn_bind_virq` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_bind_virq` on x86_64: 12 bytes. Offsets are from the start of the structure.
 public enum EvtchnBindVirqLayout {
     /// `sizeof(struct evtchn_bind_virq)`
@@ -189,7 +189,7 @@ public enum EvtchnBindVirqLayout {
 }
 
 /// Spec table `xen.struct.evtchn_bind_pirq` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_bind_pirq` on x86_64: 12 bytes. Offsets are from the start of the structure.
 public enum EvtchnBindPirqLayout {
     /// `sizeof(struct evtchn_bind_pirq)`
@@ -203,7 +203,7 @@ public enum EvtchnBindPirqLayout {
 }
 
 /// Spec table `xen.struct.evtchn_bind_ipi` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_bind_ipi` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum EvtchnBindIpiLayout {
     /// `sizeof(struct evtchn_bind_ipi)`
@@ -215,7 +215,7 @@ public enum EvtchnBindIpiLayout {
 }
 
 /// Spec table `xen.struct.evtchn_close` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_close` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum EvtchnCloseLayout {
     /// `sizeof(struct evtchn_close)`
@@ -225,7 +225,7 @@ public enum EvtchnCloseLayout {
 }
 
 /// Spec table `xen.struct.evtchn_send` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_send` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum EvtchnSendLayout {
     /// `sizeof(struct evtchn_send)`
@@ -235,7 +235,7 @@ public enum EvtchnSendLayout {
 }
 
 /// Spec table `xen.struct.evtchn_status` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_status` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum EvtchnStatusLayout {
     /// `sizeof(struct evtchn_status)`
@@ -267,7 +267,7 @@ public enum EvtchnStatusLayout {
 }
 
 /// Spec table `xen.struct.evtchn_bind_vcpu` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_bind_vcpu` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum EvtchnBindVcpuLayout {
     /// `sizeof(struct evtchn_bind_vcpu)`
@@ -279,7 +279,7 @@ public enum EvtchnBindVcpuLayout {
 }
 
 /// Spec table `xen.struct.evtchn_unmask` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_unmask` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum EvtchnUnmaskLayout {
     /// `sizeof(struct evtchn_unmask)`
@@ -289,7 +289,7 @@ public enum EvtchnUnmaskLayout {
 }
 
 /// Spec table `xen.struct.evtchn_reset` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_reset` on x86_64: 2 bytes. Offsets are from the start of the structure.
 public enum EvtchnResetLayout {
     /// `sizeof(struct evtchn_reset)`
@@ -299,7 +299,7 @@ public enum EvtchnResetLayout {
 }
 
 /// Spec table `xen.struct.evtchn_init_control` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_init_control` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum EvtchnInitControlLayout {
     /// `sizeof(struct evtchn_init_control)`
@@ -317,7 +317,7 @@ public enum EvtchnInitControlLayout {
 }
 
 /// Spec table `xen.struct.evtchn_expand_array` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_expand_array` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum EvtchnExpandArrayLayout {
     /// `sizeof(struct evtchn_expand_array)`
@@ -327,7 +327,7 @@ public enum EvtchnExpandArrayLayout {
 }
 
 /// Spec table `xen.struct.evtchn_set_priority` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_set_priority` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum EvtchnSetPriorityLayout {
     /// `sizeof(struct evtchn_set_priority)`
@@ -339,7 +339,7 @@ public enum EvtchnSetPriorityLayout {
 }
 
 /// Spec table `xen.struct.evtchn_op` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_op` on x86_64: 28 bytes. Offsets are from the start of the structure.
 public enum EvtchnOpLayout {
     /// `sizeof(struct evtchn_op)`
@@ -433,7 +433,7 @@ public enum EvtchnOpLayout {
 }
 
 /// Spec table `xen.struct.evtchn_fifo_control_block` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct evtchn_fifo_control_block` on x86_64: 72 bytes. Offsets are from the start of the structure.
 public enum EvtchnFifoControlBlockLayout {
     /// `sizeof(struct evtchn_fifo_control_block)`
@@ -447,7 +447,7 @@ public enum EvtchnFifoControlBlockLayout {
 }
 
 /// Spec table `xen.struct.gnttab_map_grant_ref` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_map_grant_ref` on x86_64: 32 bytes. Offsets are from the start of the structure.
 public enum GnttabMapGrantRefLayout {
     /// `sizeof(struct gnttab_map_grant_ref)`
@@ -469,7 +469,7 @@ public enum GnttabMapGrantRefLayout {
 }
 
 /// Spec table `xen.struct.gnttab_unmap_grant_ref` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_unmap_grant_ref` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum GnttabUnmapGrantRefLayout {
     /// `sizeof(struct gnttab_unmap_grant_ref)`
@@ -485,7 +485,7 @@ public enum GnttabUnmapGrantRefLayout {
 }
 
 /// Spec table `xen.struct.gnttab_setup_table` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_setup_table` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum GnttabSetupTableLayout {
     /// `sizeof(struct gnttab_setup_table)`
@@ -501,7 +501,7 @@ public enum GnttabSetupTableLayout {
 }
 
 /// Spec table `xen.struct.gnttab_dump_table` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_dump_table` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum GnttabDumpTableLayout {
     /// `sizeof(struct gnttab_dump_table)`
@@ -513,7 +513,7 @@ public enum GnttabDumpTableLayout {
 }
 
 /// Spec table `xen.struct.gnttab_transfer` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_transfer` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum GnttabTransferLayout {
     /// `sizeof(struct gnttab_transfer)`
@@ -529,7 +529,7 @@ public enum GnttabTransferLayout {
 }
 
 /// Spec table `xen.struct.gnttab_copy` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_copy` on x86_64: 40 bytes. Offsets are from the start of the structure.
 public enum GnttabCopyLayout {
     /// `sizeof(struct gnttab_copy)`
@@ -567,7 +567,7 @@ public enum GnttabCopyLayout {
 }
 
 /// Spec table `xen.struct.gnttab_query_size` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_query_size` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum GnttabQuerySizeLayout {
     /// `sizeof(struct gnttab_query_size)`
@@ -583,7 +583,7 @@ public enum GnttabQuerySizeLayout {
 }
 
 /// Spec table `xen.struct.gnttab_unmap_and_replace` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_unmap_and_replace` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum GnttabUnmapAndReplaceLayout {
     /// `sizeof(struct gnttab_unmap_and_replace)`
@@ -599,7 +599,7 @@ public enum GnttabUnmapAndReplaceLayout {
 }
 
 /// Spec table `xen.struct.gnttab_set_version` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_set_version` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum GnttabSetVersionLayout {
     /// `sizeof(struct gnttab_set_version)`
@@ -609,7 +609,7 @@ public enum GnttabSetVersionLayout {
 }
 
 /// Spec table `xen.struct.gnttab_get_status_frames` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_get_status_frames` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum GnttabGetStatusFramesLayout {
     /// `sizeof(struct gnttab_get_status_frames)`
@@ -625,7 +625,7 @@ public enum GnttabGetStatusFramesLayout {
 }
 
 /// Spec table `xen.struct.gnttab_get_version` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_get_version` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum GnttabGetVersionLayout {
     /// `sizeof(struct gnttab_get_version)`
@@ -639,7 +639,7 @@ public enum GnttabGetVersionLayout {
 }
 
 /// Spec table `xen.struct.gnttab_swap_grant_ref` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_swap_grant_ref` on x86_64: 12 bytes. Offsets are from the start of the structure.
 public enum GnttabSwapGrantRefLayout {
     /// `sizeof(struct gnttab_swap_grant_ref)`
@@ -653,7 +653,7 @@ public enum GnttabSwapGrantRefLayout {
 }
 
 /// Spec table `xen.struct.gnttab_cache_flush` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct gnttab_cache_flush` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum GnttabCacheFlushLayout {
     /// `sizeof(struct gnttab_cache_flush)`
@@ -673,7 +673,7 @@ public enum GnttabCacheFlushLayout {
 }
 
 /// Spec table `xen.struct.grant_entry_v1` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct grant_entry_v1` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum GrantEntryV1Layout {
     /// `sizeof(struct grant_entry_v1)`
@@ -687,7 +687,7 @@ public enum GrantEntryV1Layout {
 }
 
 /// Spec table `xen.struct.grant_entry_v2` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `union grant_entry_v2` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum GrantEntryV2Layout {
     /// `sizeof(union grant_entry_v2)`
@@ -743,7 +743,7 @@ public enum GrantEntryV2Layout {
 }
 
 /// Spec table `xen.struct.grant_entry_header` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct grant_entry_header` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum GrantEntryHeaderLayout {
     /// `sizeof(struct grant_entry_header)`
@@ -755,7 +755,7 @@ public enum GrantEntryHeaderLayout {
 }
 
 /// Spec table `xen.struct.sched_shutdown` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_shutdown` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum SchedShutdownLayout {
     /// `sizeof(struct sched_shutdown)`
@@ -765,7 +765,7 @@ public enum SchedShutdownLayout {
 }
 
 /// Spec table `xen.struct.sched_poll` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_poll` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum SchedPollLayout {
     /// `sizeof(struct sched_poll)`
@@ -779,7 +779,7 @@ public enum SchedPollLayout {
 }
 
 /// Spec table `xen.struct.sched_remote_shutdown` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_remote_shutdown` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum SchedRemoteShutdownLayout {
     /// `sizeof(struct sched_remote_shutdown)`
@@ -791,7 +791,7 @@ public enum SchedRemoteShutdownLayout {
 }
 
 /// Spec table `xen.struct.sched_watchdog` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_watchdog` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum SchedWatchdogLayout {
     /// `sizeof(struct sched_watchdog)`
@@ -803,7 +803,7 @@ public enum SchedWatchdogLayout {
 }
 
 /// Spec table `xen.struct.sched_pin_override` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct sched_pin_override` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum SchedPinOverrideLayout {
     /// `sizeof(struct sched_pin_override)`
@@ -813,7 +813,7 @@ public enum SchedPinOverrideLayout {
 }
 
 /// Spec table `xen.struct.vcpu_set_singleshot_timer` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_set_singleshot_timer` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum VcpuSetSingleshotTimerLayout {
     /// `sizeof(struct vcpu_set_singleshot_timer)`
@@ -825,7 +825,7 @@ public enum VcpuSetSingleshotTimerLayout {
 }
 
 /// Spec table `xen.struct.vcpu_set_periodic_timer` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_set_periodic_timer` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum VcpuSetPeriodicTimerLayout {
     /// `sizeof(struct vcpu_set_periodic_timer)`
@@ -835,7 +835,7 @@ public enum VcpuSetPeriodicTimerLayout {
 }
 
 /// Spec table `xen.struct.vcpu_hvm_context` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_hvm_context` on x86_64: 128 bytes. Offsets are from the start of the structure.
 public enum VcpuHvmContextLayout {
     /// `sizeof(struct vcpu_hvm_context)`
@@ -943,7 +943,7 @@ public enum VcpuHvmContextLayout {
 }
 
 /// Spec table `xen.struct.vcpu_hvm_x86_32` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_hvm_x86_32` on x86_64: 120 bytes. Offsets are from the start of the structure.
 public enum VcpuHvmX8632Layout {
     /// `sizeof(struct vcpu_hvm_x86_32)`
@@ -1013,7 +1013,7 @@ public enum VcpuHvmX8632Layout {
 }
 
 /// Spec table `xen.struct.vcpu_hvm_x86_64` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_hvm_x86_64` on x86_64: 112 bytes. Offsets are from the start of the structure.
 public enum VcpuHvmX8664Layout {
     /// `sizeof(struct vcpu_hvm_x86_64)`
@@ -1049,7 +1049,7 @@ public enum VcpuHvmX8664Layout {
 }
 
 /// Spec table `xen.struct.vcpu_register_vcpu_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_register_vcpu_info` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum VcpuRegisterVcpuInfoLayout {
     /// `sizeof(struct vcpu_register_vcpu_info)`
@@ -1063,7 +1063,7 @@ public enum VcpuRegisterVcpuInfoLayout {
 }
 
 /// Spec table `xen.struct.vcpu_register_runstate_memory_area` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_register_runstate_memory_area` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum VcpuRegisterRunstateMemoryAreaLayout {
     /// `sizeof(struct vcpu_register_runstate_memory_area)`
@@ -1077,7 +1077,7 @@ public enum VcpuRegisterRunstateMemoryAreaLayout {
 }
 
 /// Spec table `xen.struct.vcpu_register_time_memory_area` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct vcpu_register_time_memory_area` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum VcpuRegisterTimeMemoryAreaLayout {
     /// `sizeof(struct vcpu_register_time_memory_area)`
@@ -1091,7 +1091,7 @@ public enum VcpuRegisterTimeMemoryAreaLayout {
 }
 
 /// Spec table `xen.struct.xen_add_to_physmap` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_add_to_physmap` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum XenAddToPhysmapLayout {
     /// `sizeof(struct xen_add_to_physmap)`
@@ -1109,7 +1109,7 @@ public enum XenAddToPhysmapLayout {
 }
 
 /// Spec table `xen.struct.xen_add_to_physmap_batch` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_add_to_physmap_batch` on x86_64: 32 bytes. Offsets are from the start of the structure.
 public enum XenAddToPhysmapBatchLayout {
     /// `sizeof(struct xen_add_to_physmap_batch)`
@@ -1135,7 +1135,7 @@ public enum XenAddToPhysmapBatchLayout {
 }
 
 /// Spec table `xen.struct.xen_memory_domain` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_memory_domain` on x86_64: 2 bytes. Offsets are from the start of the structure.
 public enum XenMemoryDomainLayout {
     /// `sizeof(struct xen_memory_domain)`
@@ -1145,7 +1145,7 @@ public enum XenMemoryDomainLayout {
 }
 
 /// Spec table `xen.struct.xen_memory_map` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_memory_map` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum XenMemoryMapLayout {
     /// `sizeof(struct xen_memory_map)`
@@ -1157,7 +1157,7 @@ public enum XenMemoryMapLayout {
 }
 
 /// Spec table `xen.struct.xen_remove_from_physmap` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_remove_from_physmap` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum XenRemoveFromPhysmapLayout {
     /// `sizeof(struct xen_remove_from_physmap)`
@@ -1169,7 +1169,7 @@ public enum XenRemoveFromPhysmapLayout {
 }
 
 /// Spec table `xen.struct.xen_memory_reservation` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_memory_reservation` on x86_64: 32 bytes. Offsets are from the start of the structure.
 public enum XenMemoryReservationLayout {
     /// `sizeof(struct xen_memory_reservation)`
@@ -1187,7 +1187,7 @@ public enum XenMemoryReservationLayout {
 }
 
 /// Spec table `xen.struct.xen_hvm_param` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_param` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum XenHvmParamLayout {
     /// `sizeof(struct xen_hvm_param)`
@@ -1203,7 +1203,7 @@ public enum XenHvmParamLayout {
 }
 
 /// Spec table `xen.struct.xen_hvm_evtchn_upcall_vector` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_evtchn_upcall_vector` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum XenHvmEvtchnUpcallVectorLayout {
     /// `sizeof(struct xen_hvm_evtchn_upcall_vector)`
@@ -1215,7 +1215,7 @@ public enum XenHvmEvtchnUpcallVectorLayout {
 }
 
 /// Spec table `xen.struct.xen_hvm_pagetable_dying` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_pagetable_dying` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum XenHvmPagetableDyingLayout {
     /// `sizeof(struct xen_hvm_pagetable_dying)`
@@ -1229,7 +1229,7 @@ public enum XenHvmPagetableDyingLayout {
 }
 
 /// Spec table `xen.struct.xen_hvm_get_mem_type` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_get_mem_type` on x86_64: 16 bytes. Offsets are from the start of the structure.
 public enum XenHvmGetMemTypeLayout {
     /// `sizeof(struct xen_hvm_get_mem_type)`
@@ -1245,7 +1245,7 @@ public enum XenHvmGetMemTypeLayout {
 }
 
 /// Spec table `xen.struct.xen_hvm_get_time` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_hvm_get_time` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum XenHvmGetTimeLayout {
     /// `sizeof(struct xen_hvm_get_time)`
@@ -1255,7 +1255,7 @@ public enum XenHvmGetTimeLayout {
 }
 
 /// Spec table `xen.struct.multicall_entry` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct multicall_entry` on x86_64: 64 bytes. Offsets are from the start of the structure.
 public enum MulticallEntryLayout {
     /// `sizeof(struct multicall_entry)`
@@ -1269,7 +1269,7 @@ public enum MulticallEntryLayout {
 }
 
 /// Spec table `xen.struct.mmuext_op` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct mmuext_op` on x86_64: 24 bytes. Offsets are from the start of the structure.
 public enum MmuextOpLayout {
     /// `sizeof(struct mmuext_op)`
@@ -1293,7 +1293,7 @@ public enum MmuextOpLayout {
 }
 
 /// Spec table `xen.struct.xen_compile_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_compile_info` on x86_64: 144 bytes. Offsets are from the start of the structure.
 public enum XenCompileInfoLayout {
     /// `sizeof(struct xen_compile_info)`
@@ -1309,7 +1309,7 @@ public enum XenCompileInfoLayout {
 }
 
 /// Spec table `xen.struct.xen_platform_parameters` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_platform_parameters` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum XenPlatformParametersLayout {
     /// `sizeof(struct xen_platform_parameters)`
@@ -1319,7 +1319,7 @@ public enum XenPlatformParametersLayout {
 }
 
 /// Spec table `xen.struct.xen_feature_info` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct xen_feature_info` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum XenFeatureInfoLayout {
     /// `sizeof(struct xen_feature_info)`
@@ -1331,7 +1331,7 @@ public enum XenFeatureInfoLayout {
 }
 
 /// Spec table `xen.struct.physdev_eoi` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct physdev_eoi` on x86_64: 4 bytes. Offsets are from the start of the structure.
 public enum PhysdevEoiLayout {
     /// `sizeof(struct physdev_eoi)`
@@ -1341,7 +1341,7 @@ public enum PhysdevEoiLayout {
 }
 
 /// Spec table `xen.struct.physdev_irq_status_query` (Specs/xen/structs.tbl); family `-`.
-/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
 /// Layout of `struct physdev_irq_status_query` on x86_64: 8 bytes. Offsets are from the start of the structure.
 public enum PhysdevIrqStatusQueryLayout {
     /// `sizeof(struct physdev_irq_status_query)`
@@ -1350,4 +1350,48 @@ public enum PhysdevIrqStatusQueryLayout {
     @inlinable public static var irq: ABIField { ABIField(offset: 0, size: 4) }
     /// `flags`: bytes 4 ..< 8 (4 bytes)
     @inlinable public static var flags: ABIField { ABIField(offset: 4, size: 4) }
+}
+
+/// Spec table `xen.struct.hvm_start_info` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct hvm_start_info` on x86_64: 56 bytes. Offsets are from the start of the structure.
+public enum HvmStartInfoLayout {
+    /// `sizeof(struct hvm_start_info)`
+    @inlinable public static var size: Int { 56 }
+    /// `magic`: bytes 0 ..< 4 (4 bytes)
+    @inlinable public static var magic: ABIField { ABIField(offset: 0, size: 4) }
+    /// `version`: bytes 4 ..< 8 (4 bytes)
+    @inlinable public static var version: ABIField { ABIField(offset: 4, size: 4) }
+    /// `flags`: bytes 8 ..< 12 (4 bytes)
+    @inlinable public static var flags: ABIField { ABIField(offset: 8, size: 4) }
+    /// `nr_modules`: bytes 12 ..< 16 (4 bytes)
+    @inlinable public static var nrModules: ABIField { ABIField(offset: 12, size: 4) }
+    /// `modlist_paddr`: bytes 16 ..< 24 (8 bytes)
+    @inlinable public static var modlistPaddr: ABIField { ABIField(offset: 16, size: 8) }
+    /// `cmdline_paddr`: bytes 24 ..< 32 (8 bytes)
+    @inlinable public static var cmdlinePaddr: ABIField { ABIField(offset: 24, size: 8) }
+    /// `rsdp_paddr`: bytes 32 ..< 40 (8 bytes)
+    @inlinable public static var rsdpPaddr: ABIField { ABIField(offset: 32, size: 8) }
+    /// `memmap_paddr`: bytes 40 ..< 48 (8 bytes)
+    @inlinable public static var memmapPaddr: ABIField { ABIField(offset: 40, size: 8) }
+    /// `memmap_entries`: bytes 48 ..< 52 (4 bytes)
+    @inlinable public static var memmapEntries: ABIField { ABIField(offset: 48, size: 4) }
+    /// `reserved`: bytes 52 ..< 56 (4 bytes)
+    @inlinable public static var reserved: ABIField { ABIField(offset: 52, size: 4) }
+}
+
+/// Spec table `xen.struct.hvm_memmap_table_entry` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct hvm_memmap_table_entry` on x86_64: 24 bytes. Offsets are from the start of the structure.
+public enum HvmMemmapTableEntryLayout {
+    /// `sizeof(struct hvm_memmap_table_entry)`
+    @inlinable public static var size: Int { 24 }
+    /// `addr`: bytes 0 ..< 8 (8 bytes)
+    @inlinable public static var addr: ABIField { ABIField(offset: 0, size: 8) }
+    /// `size`: bytes 8 ..< 16 (8 bytes)
+    @inlinable public static var length: ABIField { ABIField(offset: 8, size: 8) }
+    /// `type`: bytes 16 ..< 20 (4 bytes)
+    @inlinable public static var type: ABIField { ABIField(offset: 16, size: 4) }
+    /// `reserved`: bytes 20 ..< 24 (4 bytes)
+    @inlinable public static var reserved: ABIField { ABIField(offset: 20, size: 4) }
 }

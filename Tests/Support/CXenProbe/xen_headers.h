@@ -25,6 +25,8 @@
 #include <xen/hvm/params.h>
 #include <xen/hvm/hvm_vcpu.h>
 #include <xen/arch-x86/cpuid.h>
+#include <xen/elfnote.h>
+#include <xen/arch-x86/hvm/start_info.h>
 #else
 #define XV_HAVE_XEN_HEADERS 0
 #endif
