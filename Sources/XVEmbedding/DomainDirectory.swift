@@ -46,54 +46,36 @@ public final class DomainRecord {
     deinit { timers.deallocate() }
 }
 
-/// Domain records by id, in chunks of 256 ids allocated when a domain first needs one, so a
-/// system costs what its domains use, not the 32,752 possible ids. Readers find a record with
-/// two acquire loads and no retain; records are published once and live as long as the
-/// directory (domains are never destroyed before their system).
+/// Domain records by id, one word each in a `DomainChunks` table (chunks of 256 ids allocated
+/// when a domain first needs one, so a system costs what its domains use, not the 32,752
+/// possible ids). Readers find a record with two acquire loads and no retain; records are
+/// published once and live as long as the directory (domains are never destroyed before their
+/// system).
 public final class DomainDirectory {
-    static var chunkShift: Int { 8 }
-    static var chunkSize: Int { 1 << chunkShift }
-    static var chunkCount: Int { (Int(DomainID.firstReserved.rawValue) + chunkSize - 1) >> chunkShift }
-
-    /// Per chunk: the address of its 256 record words, 0 until allocated.
-    let chunks: UnsafeMutablePointer<UInt64>
+    /// One word per id: the record's opaque pointer (retained once), 0 for none.
+    enum RecordWord: DomainChunkLayout { static var wordsPerDomain: Int { 1 } }
+    let table = DomainChunks<RecordWord>()
     /// Serialises insertion.
     let lock: UnsafeMutablePointer<UInt32>
 
     init() {
-        chunks = .allocate(capacity: Self.chunkCount)
-        chunks.initialize(repeating: 0, count: Self.chunkCount)
         lock = .allocate(capacity: 1)
         lock.initialize(to: 0)
     }
 
     deinit {
-        for c in 0..<Self.chunkCount where chunks[c] != 0 {
-            let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(chunks[c]))!
-            for i in 0..<Self.chunkSize where words[i] != 0 {
-                Unmanaged<DomainRecord>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(words[i]))!).release()
-            }
-            words.deallocate()
+        table.forEachAllocated { _, word in
+            if word.pointee != 0 { Unmanaged<DomainRecord>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(word.pointee))!).release() }
         }
-        chunks.deallocate()
+        table.deallocate()
         lock.deallocate()
     }
 
     /// Adds a record; false when its id is reserved or taken.
     func insert(_ record: DomainRecord) -> Bool {
-        let id = Int(record.id.rawValue)
-        guard record.id < DomainID.firstReserved else { return false }
         xv_spin_lock(lock)
         defer { xv_spin_unlock(lock) }
-        var words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(chunks[id >> Self.chunkShift]))
-        if words == nil {
-            let fresh = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.chunkSize)
-            fresh.initialize(repeating: 0, count: Self.chunkSize)
-            xv_store_release_u64(chunks + (id >> Self.chunkShift), UInt64(UInt(bitPattern: fresh)))
-            words = fresh
-        }
-        let slot = words! + (id & (Self.chunkSize - 1))
-        guard slot.pointee == 0 else { return false }
+        guard let slot = table.wordsCreating(record.id), slot.pointee == 0 else { return false }
         xv_store_release_u64(slot, UInt64(UInt(bitPattern: Unmanaged.passRetained(record).toOpaque())))
         return true
     }
@@ -103,10 +85,7 @@ public final class DomainDirectory {
 
     @inline(__always)
     func entry(_ id: DomainID) -> Unmanaged<DomainRecord>? {
-        guard id < DomainID.firstReserved else { return nil }
-        let i = Int(id.rawValue)
-        guard let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(chunks + (i >> Self.chunkShift)))),
-              let opaque = UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(words + (i & (Self.chunkSize - 1))))) else { return nil }
+        guard let slot = table.words(id), let opaque = UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(slot))) else { return nil }
         return Unmanaged<DomainRecord>.fromOpaque(opaque)
     }
 
@@ -123,12 +102,9 @@ public final class DomainDirectory {
 
     /// Calls `body` with every record, in id order.
     func forEach(_ body: (DomainRecord) -> Void) {
-        for c in 0..<Self.chunkCount {
-            guard let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(chunks + c))) else { continue }
-            for i in 0..<Self.chunkSize {
-                guard let opaque = UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(words + i))) else { continue }
-                Unmanaged<DomainRecord>.fromOpaque(opaque)._withUnsafeGuaranteedRef(body)
-            }
+        table.forEachAllocated { _, word in
+            guard let opaque = UnsafeRawPointer(bitPattern: UInt(xv_load_acquire_u64(word))) else { return }
+            Unmanaged<DomainRecord>.fromOpaque(opaque)._withUnsafeGuaranteedRef(body)
         }
     }
 }

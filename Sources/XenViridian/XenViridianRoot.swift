@@ -23,11 +23,10 @@ import ViridianABI
 public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices> {
     /// The Viridian hypervisor whose root services (ports, connections, GPA mappings) the root calls; retained for the root's life.
     public let target: Target
-    /// The records, by domain id, in chunks of `chunkSize` domains allocated as ids are first
-    /// registered (`chunks[id / chunkSize]`, published with a release store and never freed
-    /// before the root), so the root's size follows the domains it has, not the 32,752 ids
+    /// The records, by domain id, in chunks allocated as ids are first registered
+    /// (`DomainChunks`), so the root's size follows the domains it has, not the 32,752 ids
     /// there could be. Each domain has `RootSlot.words` words (`slot`).
-    @usableFromInline let chunks: UnsafeMutablePointer<UInt64>
+    @usableFromInline let records: DomainChunks<RootSlot>
     /// The registered domains, in order of registration (under the root lock).
     @usableFromInline @exclusivity(unchecked) var registered: [DomainID] = []
     /// The pairs of domains whose control channel exists, lower id in the high half, sorted
@@ -36,33 +35,24 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
     @usableFromInline @exclusivity(unchecked) var controlPairs: [UInt32] = []
     @usableFromInline let rootLock: UnsafeMutablePointer<UInt32>
     @inlinable static var noOffer: UInt32 { 0xFFFF }
-    @inlinable static var domainSlots: Int { Int(DomainID.firstReserved.rawValue) }
-    @inlinable static var chunkSize: Int { 256 }
-    @inlinable static var chunkCount: Int { (domainSlots + chunkSize - 1) / chunkSize }
 
     /// An empty root (no domains registered) over `target`.
     public init(target: Target) {
         self.target = target
-        chunks = .allocate(capacity: Self.chunkCount)
-        chunks.initialize(repeating: 0, count: Self.chunkCount)
+        records = DomainChunks()
         rootLock = .allocate(capacity: 1)
         rootLock.initialize(to: 0)
     }
 
     deinit {
-        for c in 0..<Self.chunkCount where chunks[c] != 0 {
-            let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(chunks[c]))!
-            for d in 0..<Self.chunkSize {
-                let w = chunk + d * RootSlot.words
-                Self.table(w[RootSlot.offers], UInt32.self)?.deallocate()
-                Self.table(w[RootSlot.links], UInt64.self)?.deallocate()
-                if w[RootSlot.granterBox] != 0 {
-                    Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(w[RootSlot.granterBox]))!).release()
-                }
+        records.forEachAllocated { _, w in
+            Self.table(w[RootSlot.offers], UInt32.self)?.deallocate()
+            Self.table(w[RootSlot.links], UInt64.self)?.deallocate()
+            if w[RootSlot.granterBox] != 0 {
+                Unmanaged<GrantGranterBox>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(w[RootSlot.granterBox]))!).release()
             }
-            chunk.deallocate()
         }
-        chunks.deallocate()
+        records.deallocate()
         rootLock.deallocate()
     }
 
@@ -73,23 +63,10 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// `domain`'s words, when its chunk exists (a domain never registered reads as zeros).
     @inline(__always)
-    @inlinable func slot(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
-        guard domain < DomainID.firstReserved else { return nil }
-        let d = Int(domain.rawValue)
-        guard let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(xv_load_acquire_u64(chunks + d / Self.chunkSize))) else { return nil }
-        return chunk + (d % Self.chunkSize) * RootSlot.words
-    }
+    @inlinable func slot(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? { records.words(domain) }
 
     /// `domain`'s words, allocating its chunk. Under the root lock.
-    @inlinable func slotCreating(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? {
-        guard domain < DomainID.firstReserved else { return nil }
-        if let s = slot(domain) { return s }
-        let d = Int(domain.rawValue)
-        let chunk = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.chunkSize * RootSlot.words)
-        chunk.initialize(repeating: 0, count: Self.chunkSize * RootSlot.words)
-        xv_store_release_u64(chunks + d / Self.chunkSize, UInt64(UInt(bitPattern: chunk)))
-        return chunk + (d % Self.chunkSize) * RootSlot.words
-    }
+    @inlinable func slotCreating(_ domain: DomainID) -> UnsafeMutablePointer<UInt64>? { records.wordsCreating(domain) }
 
     /// Runs a change of the records under the root lock.
     @inline(__always)
@@ -142,7 +119,7 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 
     /// Chunks of records allocated: one per 256 domain ids in use, not per id possible.
     @inlinable public var allocatedChunks: Int {
-        withRootLock { (0..<Self.chunkCount).reduce(0) { $0 + (chunks[$1] != 0 ? 1 : 0) } }
+        withRootLock { records.allocatedChunks }
     }
 
     /// The offer word of `port` of `domain`, when both exist.
@@ -334,7 +311,9 @@ public final class XenViridianRoot<Target: ViridianTarget & ViridianRootServices
 }
 
 /// The words the root keeps per domain (`XenViridianRoot.slot`).
-@usableFromInline enum RootSlot {
+@usableFromInline enum RootSlot: DomainChunkLayout {
+    /// `DomainChunks`' words per domain: `words`.
+    @inlinable static var wordsPerDomain: Int { words }
     /// The partition hosting the domain, 0 when none.
     @inlinable static var partition: Int { 0 }
     /// The address of its offer table (per port, the domain an unbound port is offered to,
