@@ -14,8 +14,7 @@ public struct CallbackTarget: ViridianTarget, ViridianRootServices {
         guard table.hypercall != nil, table.rdmsr != nil, table.wrmsr != nil, table.cpuid != nil,
               table.create_port != nil, table.delete_port != nil, table.connect_port != nil, table.disconnect_port != nil,
               table.map_gpa_pages != nil, table.unmap_gpa_pages != nil, table.host_address != nil else { return nil }
-        var reserved = table.reserved
-        guard withUnsafeBytes(of: &reserved, { $0.allSatisfy { $0 == 0 } }) else { return nil }
+        guard reservedFieldsClear(table.reserved) else { return nil }
         self.table = table
     }
 

@@ -42,9 +42,7 @@ public final class EmbeddedSystem {
     /// A system, or nil when the configuration is not one this ABI version accepts (an unknown
     /// side, non-zero reserved fields) or the callbacks lack `upcall`.
     public init?(config: xv_system_config, callbacks table: xv_callbacks) {
-        var reserved = config.reserved
-        let clear = config.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
-        guard clear, let checked = EmbedderCallbacks(table), (config.target != nil) == (config.side == XV_SIDE_TARGET) else { return nil }
+        guard config.reserved0 == 0, reservedFieldsClear(config.reserved), let checked = EmbedderCallbacks(table), (config.target != nil) == (config.side == XV_SIDE_TARGET) else { return nil }
         var callbackTarget: CallbackTarget?
         if let t = config.target {
             guard let checkedTarget = CallbackTarget(t.pointee) else { return nil }
@@ -93,9 +91,7 @@ public final class EmbeddedSystem {
 
     /// Creates a domain from the embedder's configuration: 0 or an XV_E* code.
     public func createDomain(_ c: xv_domain_config) -> Int32 {
-        var reserved = c.reserved
-        let clear = c.reserved0 == 0 && withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
-        guard clear, c.flags & ~UInt32(XV_DOMAIN_VIRIDIAN_DUAL) == 0, let table = c.page_table,
+        guard c.reserved0 == 0, reservedFieldsClear(c.reserved), c.flags & ~UInt32(XV_DOMAIN_VIRIDIAN_DUAL) == 0, let table = c.page_table,
               c.vcpu_count >= 1, c.vcpu_count <= 32, c.frames > 0, c.frames <= UInt64(Int.max) >> guestPageShift,
               c.domain >= 1, DomainID(c.domain) < DomainID.firstReserved, c.max_port <= 131_071,
               (c.partition != 0) == (side == .target) else { return XV_EINVAL }
@@ -119,48 +115,42 @@ public final class EmbeddedSystem {
             guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: nil, secondLevel: physmap)) else { return XV_EEXIST }
             return XV_OK
         }
+        // Both layered sides: the partition's memory is the guest's frames and the layer's.
+        let partitionFrames = c.frames + UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus))
+        let partitionMemory = GuestRAMRegion(table: table, frameCount: partitionFrames)
+        let secondLevel = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: partitionFrames)
         if let targetRoot {
-            let layerFrames = UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus))
-            let partitionMemory = GuestRAMRegion(table: table, frameCount: c.frames + layerFrames)
             let layer: TargetLayer
             do {
                 layer = try TargetLayer(config, layer: LayerConfiguration(partition: PartitionID(c.partition), layerFrames: GuestFrameNumber(c.frames)),
                                         memory: guestView, partitionMemory: partitionMemory, root: targetRoot, sink: sink)
-            } catch {
-                switch error {
-                case .invalidDomainID: return XV_EEXIST
-                case .targetRefused, .layerFramesNotBacked, .layerFramesVisibleToGuest: return XV_ENODEV
-                default: return XV_EINVAL
-                }
-            }
+            } catch { return Self.code(error) }
             attach(layer.domain, physmap)
-            let secondLevel = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: c.frames + layerFrames)
             guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: nil, targetLayer: layer, secondLevel: secondLevel)) else { return XV_EEXIST }
             return XV_OK
         }
         guard let reference, let root, let host else { return XV_EINVAL }
-        let layerFrames = UInt64(LayerConfiguration.layerFrameCount(vcpuCount: vcpus))
-        let partitionFrames = c.frames + layerFrames
-        let partitionMemory = GuestRAMRegion(table: table, frameCount: partitionFrames)
         let capacity = Int(config.maxPort) + 2 + Self.maxTranslatedDomains
         guard let partition = try? reference.createPartition(PartitionConfiguration(vpCount: vcpus, maxPorts: capacity, maxConnections: capacity),
                                                              memory: partitionMemory) else { return XV_ENODEV }
-        let secondLevel = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: partitionFrames)
         host.setDomain(id, of: partition)
         let layer: TranslatedLayer
         do {
             layer = try TranslatedLayer(config, layer: LayerConfiguration(partition: partition, layerFrames: GuestFrameNumber(c.frames)),
                                         memory: guestView, partitionMemory: partitionMemory, root: root, sink: sink)
-        } catch {
-            switch error {
-            case .invalidDomainID: return XV_EEXIST
-            case .targetRefused, .layerFramesNotBacked, .layerFramesVisibleToGuest: return XV_ENODEV
-            default: return XV_EINVAL
-            }
-        }
+        } catch { return Self.code(error) }
         attach(layer.domain, physmap)
         guard directory.insert(DomainRecord(id: id, vcpuCount: vcpus, layer: layer, secondLevel: secondLevel)) else { return XV_EEXIST }
         return XV_OK
+    }
+
+    /// The C ABI's code for a layer that could not be made.
+    static func code(_ error: DomainConfigurationError) -> Int32 {
+        switch error {
+        case .invalidDomainID: return XV_EEXIST
+        case .targetRefused, .layerFramesNotBacked, .layerFramesVisibleToGuest: return XV_ENODEV
+        default: return XV_EINVAL
+        }
     }
 
     private func attach(_ domain: XenDomain<GuestRAMRegion>, _ physmap: EmbedderPhysmap) {

@@ -15,11 +15,15 @@ public struct EmbedderCallbacks {
     /// ABI version gives them meaning). Nil otherwise.
     public init?(_ table: xv_callbacks) {
         guard table.upcall != nil else { return nil }
-        var reserved = table.reserved
-        let clear = withUnsafeBytes(of: &reserved) { $0.allSatisfy { $0 == 0 } }
-        guard clear else { return nil }
+        guard reservedFieldsClear(table.reserved) else { return nil }
         self.table = table
     }
+}
+
+/// Whether every byte of a C ABI struct's reserved fields is zero (a later ABI version gives
+/// them meaning, so this one refuses anything else).
+func reservedFieldsClear<T>(_ fields: T) -> Bool {
+    withUnsafeBytes(of: fields) { $0.allSatisfy { $0 == 0 } }
 }
 
 /// The embedder as the core's sink: upcalls, NMIs, shutdown, vCPU state, and on the native

@@ -584,8 +584,6 @@ public final class XenDomain<Memory: GuestMemory> {
     @inlinable static var callbackIrq: Int { 256 }
     /// vm_assist bits (Xen's d->vm_assist), changed with locked bit operations.
     @inlinable static var vmAssist: Int { 320 }
-    /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
-    /// d->pbuf_idx and d->pbuf).
     /// The shutdown code (Xen's d->shutdown_code, ~0 while none) and whether the domain is
     /// shutting down, changed under the event lock.
     @inlinable static var shutdownCode: Int { 320 + 8 }
@@ -597,6 +595,8 @@ public final class XenDomain<Memory: GuestMemory> {
     /// which are in use (bits 0 and 1), under vCPU 0's time lock (they ride on its side timer).
     @inlinable static var watchdogDeadlines: Int { 320 + 24 }
     @inlinable static var watchdogsInUse: Int { 320 + 40 }
+    /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
+    /// d->pbuf_idx and d->pbuf).
     @inlinable static var consoleLock: Int { 384 }
     @inlinable static var consoleFill: Int { 388 }
     @inlinable static var consoleBuffer: Int { 448 }
