@@ -68,7 +68,7 @@ let package = Package(
         // The KVM host (issue: real guests through the layer): KVM's request numbers and
         // structures from <linux/kvm.h>, and the host itself (VM, vCPU, console, watchdog).
         .target(name: "CKVM"),
-        .target(name: "XVKVMHost", dependencies: ["CKVM", "GuestABI", "XenABI"]),
+        .target(name: "XVKVMHost", dependencies: ["CKVM", "CXenViridian", "XenViridianC", "GuestABI", "XenABI"]),
 
         // xv bench's clock: the fenced time-stamp counter where there is one (header-only C).
         .target(name: "CBenchClock"),

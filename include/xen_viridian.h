@@ -275,6 +275,13 @@ int32_t xv_refresh_time(xv_system *system, uint16_t domain, uint32_t vcpu);
 /* The embedder started (INIT/SIPI) or stopped a vCPU itself. */
 int32_t xv_set_vcpu_up(xv_system *system, uint16_t domain, uint32_t vcpu, uint32_t up);
 
+/* The toolstack's HVM parameters (HVM_PARAM_* `index`, below HVM_NR_PARAMS): set without the
+ * guest's checks, as Xen's domain builder sets STORE_PFN, STORE_EVTCHN, CONSOLE_PFN and
+ * CONSOLE_EVTCHN before the guest runs; the guest reads them with HVMOP_get_param. XV_ESRCH
+ * for an unknown domain, XV_EINVAL for an index out of range or a null `value`. */
+int32_t xv_set_hvm_param(xv_system *system, uint16_t domain, uint32_t index, uint64_t value);
+int32_t xv_get_hvm_param(xv_system *system, uint16_t domain, uint32_t index, uint64_t *value);
+
 /* XV_SIDE_TARGET: the target raised `vector` on VP `vcpu` of the domain's partition (a SINT,
  * a synthetic timer or a synthetic IPI); the layer turns what the SynIC holds into the
  * guest's upcall. XV_ESRCH for an unknown domain or vCPU, XV_EINVAL on the other sides (the

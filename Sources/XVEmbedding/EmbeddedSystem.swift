@@ -301,6 +301,20 @@ public final class EmbeddedSystem {
         } ?? false
     }
 
+    /// The toolstack sets HVM parameter `index` (`XenDomain.setHVMParameter`): XV_OK, XV_ESRCH
+    /// (no such domain) or XV_EINVAL (an index at or past HVM_NR_PARAMS).
+    public func setHVMParameter(domain id: UInt16, index: UInt32, value: UInt64) -> Int32 {
+        (withDomain(id) { $0.setHVMParameter(HVMParam(rawValue: index), value) ? XV_OK : XV_EINVAL }) ?? XV_ESRCH
+    }
+
+    /// HVM parameter `index` as the toolstack reads it: XV_OK and the value, or XV_ESRCH /
+    /// XV_EINVAL (and 0) as for `setHVMParameter`.
+    public func hvmParameter(domain id: UInt16, index: UInt32) -> (code: Int32, value: UInt64) {
+        guard let value = withDomain(id, { $0.hvmParameter(HVMParam(rawValue: index)) }) else { return (XV_ESRCH, 0) }
+        guard let value else { return (XV_EINVAL, 0) }
+        return (XV_OK, value)
+    }
+
     /// Viridian hypercalls every layer issued (0 native).
     public var viridianHypercalls: UInt64 {
         var total: UInt64 = 0

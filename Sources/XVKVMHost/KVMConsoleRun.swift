@@ -9,15 +9,20 @@ import Glibc
 public struct KVMConsoleRun {
     /// How the run ended.
     public enum Outcome: Equatable, Sendable {
+        /// The guest executed HLT.
         case halted
+        /// The watchdog stopped the guest at the time limit.
         case timedOut
         /// An exit the host does not handle yet (KVM_EXIT_*), with the port for port I/O.
         case unhandled(String)
     }
 
+    /// The vCPU the run drives.
     public let vcpu: KVMVCPU
+    /// The wall-clock limit of the run.
     public let timeout: Duration
 
+    /// A run of `vcpu` with a wall-clock limit.
     public init(vcpu: KVMVCPU, timeout: Duration = .seconds(10)) {
         self.vcpu = vcpu
         self.timeout = timeout

@@ -3,6 +3,7 @@ import Glibc
 
 /// Why the host cannot run here, or what failed: one line for `xv run` and the tests' skips.
 public struct KVMError: Error, CustomStringConvertible, Sendable {
+    /// The reason, in one line.
     public let description: String
     init(_ what: String, errno code: Int32 = errno) {
         description = code == 0 ? what : "\(what): \(String(cString: strerror(code)))"
@@ -44,10 +45,13 @@ public final class KVMDevice {
 
 /// A VM with one slot of guest RAM at guest-physical 0.
 public final class KVMVirtualMachine {
+    /// The device the VM was created on.
     public let device: KVMDevice
+    /// The VM's file descriptor.
     public let fd: Int32
     /// The guest's RAM, `size` bytes at guest-physical 0, mapped in the host.
     public let memory: UnsafeMutableRawPointer
+    /// The RAM's size in bytes.
     public let size: Int
 
     /// KVM_CREATE_VM, then KVM_SET_USER_MEMORY_REGION for `size` bytes of anonymous memory.

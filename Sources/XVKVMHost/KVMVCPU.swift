@@ -3,7 +3,9 @@ import Glibc
 
 /// One vCPU of a `KVMVirtualMachine` and its kvm_run mapping.
 public final class KVMVCPU {
+    /// The VM the vCPU belongs to.
     public let vm: KVMVirtualMachine
+    /// The vCPU's file descriptor.
     public let fd: Int32
     let run: UnsafeMutablePointer<kvm_run>
     let runSize: Int

@@ -3,6 +3,7 @@ import XenABI
 
 /// Why an image cannot be booted, with the offending part named.
 public struct PVHImageError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What is wrong with the image, in one line.
     public let description: String
     init(_ d: String) { description = d }
 }
@@ -15,11 +16,16 @@ public struct PVHImage: Sendable {
     /// A PT_LOAD segment: `fileSize` bytes from `fileOffset`, then zeros up to `memorySize`,
     /// at guest-physical `physicalAddress`.
     public struct Segment: Sendable, Equatable {
+        /// Where the segment goes in guest-physical memory (p_paddr).
         public let physicalAddress: UInt64
+        /// The segment's bytes in the file (p_offset).
         public let fileOffset: Int
+        /// Bytes taken from the file (p_filesz).
         public let fileSize: Int
+        /// Bytes in memory (p_memsz); the rest after the file bytes is bss, zeroed.
         public let memorySize: UInt64
 
+        /// A segment as its program header gives it.
         public init(physicalAddress: UInt64, fileOffset: Int, fileSize: Int, memorySize: UInt64) {
             self.physicalAddress = physicalAddress
             self.fileOffset = fileOffset
@@ -30,9 +36,11 @@ public struct PVHImage: Sendable {
 
     /// The entry point from XEN_ELFNOTE_PHYS32_ENTRY.
     public let entry: UInt32
+    /// The PT_LOAD segments, in file order.
     public let segments: [Segment]
-    let bytes: [UInt8]
+    var bytes: [UInt8]
 
+    /// Parses an ELF image; every offset and size is checked against the file, and an error names what is wrong.
     public init(elf bytes: [UInt8]) throws(PVHImageError) {
         self.bytes = bytes
         func u16(_ o: Int) throws(PVHImageError) -> UInt64 { try read(o, 2) }

@@ -133,6 +133,23 @@ public func xv_set_vcpu_up(_ system: OpaquePointer?, _ domain: UInt16, _ vcpu: U
     withSystem(system, XV_ESRCH) { $0.setVCPUUp(domain: domain, vcpu: vcpu, up: up != 0) ? XV_OK : XV_ESRCH }
 }
 
+/// `xv_set_hvm_param`: the toolstack sets HVM parameter `index`; XV_OK, XV_ESRCH (unknown domain) or XV_EINVAL (index out of range).
+@c @implementation
+public func xv_set_hvm_param(_ system: OpaquePointer?, _ domain: UInt16, _ index: UInt32, _ value: UInt64) -> Int32 {
+    withSystem(system, XV_ESRCH) { $0.setHVMParameter(domain: domain, index: index, value: value) }
+}
+
+/// `xv_get_hvm_param`: HVM parameter `index` into `*value`; XV_OK, XV_ESRCH or XV_EINVAL (index out of range, null `value`).
+@c @implementation
+public func xv_get_hvm_param(_ system: OpaquePointer?, _ domain: UInt16, _ index: UInt32, _ value: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    guard let value else { return XV_EINVAL }
+    return withSystem(system, XV_ESRCH) {
+        let (code, v) = $0.hvmParameter(domain: domain, index: index)
+        if code == XV_OK { value.pointee = v }
+        return code
+    }
+}
+
 /// `xv_viridian_hypercalls`: Viridian hypercalls the translated side's layers have issued so far (0 on the native side or for a null system).
 @c @implementation
 public func xv_viridian_hypercalls(_ system: OpaquePointer?) -> UInt64 {

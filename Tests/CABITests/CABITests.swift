@@ -98,6 +98,31 @@ import XenViridianC
         #expect(e.call(1, 17) == (4 << 16 | 17))           // XENVER_version still answers
     }
 
+    /// The toolstack's HVM parameters: what xv_set_hvm_param sets, HVMOP_get_param returns to
+    /// the guest and xv_get_hvm_param to the embedder; bad indexes, domains and pointers refused.
+    @Test(arguments: sides) func toolstackParameters(side: UInt32) {
+        let e = CEmbedder(side: side)
+        #expect(e.addDomain(1) == XV_OK)
+        #expect(xv_set_hvm_param(e.system, 1, 1, 0x1234) == XV_OK)        // HVM_PARAM_STORE_PFN
+        #expect(xv_set_hvm_param(e.system, 1, 2, 7) == XV_OK)             // HVM_PARAM_STORE_EVTCHN
+        var value: UInt64 = 0
+        #expect(xv_get_hvm_param(e.system, 1, 1, &value) == XV_OK && value == 0x1234)
+        // The guest's HVMOP_get_param (xen_hvm_param at the argument page) sees the same value.
+        let p = e.page(1, CEmbedder.argGFN)
+        p.storeBytes(of: UInt16(0x7FF0), toByteOffset: 0, as: UInt16.self)
+        p.storeBytes(of: UInt32(2), toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
+        #expect(e.call(1, 34, 1, e.arg) == 0)
+        #expect(p.load(fromByteOffset: 8, as: UInt64.self) == 7)
+        #expect(xv_set_hvm_param(e.system, 1, 39, 1) == XV_EINVAL)        // HVM_NR_PARAMS and past
+        #expect(xv_set_hvm_param(e.system, 1, UInt32.max, 1) == XV_EINVAL)
+        #expect(xv_get_hvm_param(e.system, 1, 39, &value) == XV_EINVAL)
+        #expect(xv_get_hvm_param(e.system, 1, 1, nil) == XV_EINVAL)
+        #expect(xv_set_hvm_param(e.system, 9, 1, 1) == XV_ESRCH)
+        #expect(xv_get_hvm_param(e.system, 9, 1, &value) == XV_ESRCH)
+        #expect(xv_set_hvm_param(nil, 1, 1, 1) == XV_ESRCH)
+    }
+
     @Test(arguments: sides) func identity(side: UInt32) {
         let e = CEmbedder(side: side)
         #expect(e.addDomain(1) == XV_OK)

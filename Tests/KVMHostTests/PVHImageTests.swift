@@ -27,20 +27,20 @@ struct PVHImageTests {
     }
 
     /// An ELF64 PVH image: header, two program headers, the note at 176, the code at 200.
-    static func image(entryNote: UInt32 = entry, noteName: [UInt8] = Array("Xen\0".utf8), memorySize: UInt64 = 0x1000) -> [UInt8] {
+    static func image(entryNote: UInt32 = entry, noteName: [UInt8] = Array("Xen\0".utf8), memorySize: UInt64 = 0x1000, code body: [UInt8] = PVHImageTests.code) -> [UInt8] {
         var f = [UInt8](repeating: 0, count: 200)
         func put(_ v: UInt64, at o: Int, _ n: Int) { for i in 0..<n { f[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
         f[0] = 0x7F; f[1] = 0x45; f[2] = 0x4C; f[3] = 0x46; f[4] = 2; f[5] = 1; f[6] = 1
         put(2, at: 16, 2); put(62, at: 18, 2); put(1, at: 20, 4); put(64, at: 32, 8); put(64, at: 52, 2); put(56, at: 54, 2); put(2, at: 56, 2)
         // PT_LOAD: the code at file offset 200, physical `entry`, a bss after it.
         put(1, at: 64, 4); put(5, at: 68, 4); put(200, at: 72, 8); put(0xFFFF_FFFF_8100_0000, at: 80, 8); put(UInt64(entry), at: 88, 8)
-        put(UInt64(code.count), at: 96, 8); put(memorySize, at: 104, 8)
+        put(UInt64(body.count), at: 96, 8); put(memorySize, at: 104, 8)
         // PT_NOTE at 176: namesz 4, descsz 4, type XEN_ELFNOTE_PHYS32_ENTRY, "Xen\0", the entry.
         put(4, at: 120, 4); put(176, at: 128, 8); put(20, at: 152, 8); put(20, at: 160, 8)
         put(UInt64(noteName.count), at: 176, 4); put(4, at: 180, 4); put(18, at: 184, 4)
         for (i, c) in noteName.prefix(4).enumerated() { f[188 + i] = c }
         put(UInt64(entryNote), at: 192, 4)
-        return f + code
+        return f + body
     }
 
     @Test("parsed: the note's entry and the PT_LOAD segment with its bss")

@@ -18,7 +18,7 @@ struct PublicDocCommentTests {
     /// the embedding behind them included).
     static let modules = [
         "GuestABI", "XenABI", "ViridianABI", "XenCore", "XenNative", "XenViridian", "ViridianReference", "XVScenarios",
-        "XenViridianC", "XVEmbedding", "XVConformance",
+        "XenViridianC", "XVEmbedding", "XVConformance", "XVKVMHost",
     ]
 
     static let repositoryRoot = URL(fileURLWithPath: #filePath)

@@ -1395,3 +1395,45 @@ public enum HvmMemmapTableEntryLayout {
     /// `reserved`: bytes 20 ..< 24 (4 bytes)
     @inlinable public static var reserved: ABIField { ABIField(offset: 20, size: 4) }
 }
+
+/// Spec table `xen.struct.xsd_sockmsg` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xsd_sockmsg` on x86_64: 16 bytes. Offsets are from the start of the structure.
+public enum XsdSockmsgLayout {
+    /// `sizeof(struct xsd_sockmsg)`
+    @inlinable public static var size: Int { 16 }
+    /// `type`: bytes 0 ..< 4 (4 bytes)
+    @inlinable public static var type: ABIField { ABIField(offset: 0, size: 4) }
+    /// `req_id`: bytes 4 ..< 8 (4 bytes)
+    @inlinable public static var reqId: ABIField { ABIField(offset: 4, size: 4) }
+    /// `tx_id`: bytes 8 ..< 12 (4 bytes)
+    @inlinable public static var txId: ABIField { ABIField(offset: 8, size: 4) }
+    /// `len`: bytes 12 ..< 16 (4 bytes)
+    @inlinable public static var length: ABIField { ABIField(offset: 12, size: 4) }
+}
+
+/// Spec table `xen.struct.xenstore_domain_interface` (Specs/xen/structs.tbl); family `-`.
+/// Source: Xen 4.17 public headers (Debian libxen-dev 4.17.7): xen/xen.h, xen/arch-x86/xen.h, xen/arch-x86/xen-x86_64.h, xen/event_channel.h, xen/grant_table.h, xen/sched.h, xen/vcpu.h, xen/memory.h, xen/version.h, xen/physdev.h, xen/hvm/hvm_op.h, xen/hvm/params.h, xen/hvm/hvm_vcpu.h, xen/arch-x86/hvm/start_info.h; __XEN_INTERFACE_VERSION__ 0x00040e00
+/// Layout of `struct xenstore_domain_interface` on x86_64: 2076 bytes. Offsets are from the start of the structure.
+public enum XenstoreDomainInterfaceLayout {
+    /// `sizeof(struct xenstore_domain_interface)`
+    @inlinable public static var size: Int { 2076 }
+    /// `req`: bytes 0 ..< 1024 (1024 bytes)
+    @inlinable public static var req: ABIField { ABIField(offset: 0, size: 1024) }
+    /// `rsp`: bytes 1024 ..< 2048 (1024 bytes)
+    @inlinable public static var rsp: ABIField { ABIField(offset: 1024, size: 1024) }
+    /// `req_cons`: bytes 2048 ..< 2052 (4 bytes)
+    @inlinable public static var reqCons: ABIField { ABIField(offset: 2048, size: 4) }
+    /// `req_prod`: bytes 2052 ..< 2056 (4 bytes)
+    @inlinable public static var reqProd: ABIField { ABIField(offset: 2052, size: 4) }
+    /// `rsp_cons`: bytes 2056 ..< 2060 (4 bytes)
+    @inlinable public static var rspCons: ABIField { ABIField(offset: 2056, size: 4) }
+    /// `rsp_prod`: bytes 2060 ..< 2064 (4 bytes)
+    @inlinable public static var rspProd: ABIField { ABIField(offset: 2060, size: 4) }
+    /// `server_features`: bytes 2064 ..< 2068 (4 bytes)
+    @inlinable public static var serverFeatures: ABIField { ABIField(offset: 2064, size: 4) }
+    /// `connection`: bytes 2068 ..< 2072 (4 bytes)
+    @inlinable public static var connection: ABIField { ABIField(offset: 2068, size: 4) }
+    /// `error`: bytes 2072 ..< 2076 (4 bytes)
+    @inlinable public static var error: ABIField { ABIField(offset: 2072, size: 4) }
+}

@@ -27,6 +27,7 @@
 #include <xen/arch-x86/cpuid.h>
 #include <xen/elfnote.h>
 #include <xen/arch-x86/hvm/start_info.h>
+#include <xen/io/xs_wire.h>
 #else
 #define XV_HAVE_XEN_HEADERS 0
 #endif
