@@ -59,6 +59,18 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Create-and-destroy rounds per side for each world size (the median is reported).")
     var creationRounds = 5
 
+    @Option(help: "End-to-end figures on KVM: the tiny guest (Guests/tiny) times each hot hypercall with rdtsc, exits included, native and translated in one run, and the exits per Xen call are counted: auto (when /dev/kvm opens and the guest builds), on (fail unless measured), off.")
+    var kvm: KVMBenchMode = .auto
+
+    @Option(help: "Calls of each operation the guest times in one boot.")
+    var kvmCalls = 2000
+
+    @Option(help: "Boots per side (alternating; the median is reported).")
+    var kvmRounds = 3
+
+    @Option(help: "A prebuilt tiny guest ELF (default: build Guests/tiny into .build/tiny-guest).")
+    var kvmGuest: String?
+
     /// What `--instructions` runs under callgrind (InstructionProbe).
     @Flag(help: .hidden)
     var instructionProbe = false
@@ -128,10 +140,13 @@ struct BenchCommand: ParsableCommand {
             ringRan = true
             printRing(ring)
         }
+        guard kvmCalls > 0, kvmRounds > 0 else { throw ValidationError("--kvm-calls and --kvm-rounds must be positive") }
+        let kvmReport = try runKVMBench()
+        printKVM(kvmReport)
         if let json {
             var out = ""
-            report(results, throughput: throughput, ring: ring, instructions: counted, scaling: scaled, build: build, clock: runner.clockName, overhead: runner.timerOverhead,
-                   timerMean: runner.timerOverheadMean, counting: counting).write(into: &out)
+            report(results, throughput: throughput, ring: ring, instructions: counted, scaling: scaled, kvm: kvmReport, build: build, clock: runner.clockName,
+                   overhead: runner.timerOverhead, timerMean: runner.timerOverheadMean, counting: counting).write(into: &out)
             try (out + "\n").write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
@@ -255,7 +270,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func report(_ results: [BenchRunner.Result], throughput: [ThroughputRunner.Result], ring: RingRunner.Result? = nil,
-                instructions: InstructionReport = .skipped, scaling: ScalingReport? = nil, build: String, clock: String, overhead: Double,
+                instructions: InstructionReport = .skipped, scaling: ScalingReport? = nil, kvm: KVMBenchReport = .skipped("not run"), build: String, clock: String, overhead: Double,
                 timerMean: Double, counting: Bool) -> JSONValue {
         .object([
             ("tool", .string("xv bench")),
@@ -288,6 +303,7 @@ struct BenchCommand: ParsableCommand {
             })),
             ("instructions", instructions.json),
             ("scaling", Self.scalingJSON(scaling)),
+            ("kvm_end_to_end", kvm.json),
             ("blkif_ring", ring.map { r in .object([
                 ("exchanges", .int(r.exchanges)),
                 ("native_requests_per_s", .number(r.native.requestsPerSecond)),

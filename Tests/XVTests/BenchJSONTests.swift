@@ -163,3 +163,40 @@ struct BenchChartTests {
         #expect(XMLParser(data: Data(svg.utf8)).parse())
     }
 }
+
+/// `xv bench --kvm`: the tiny guest's end-to-end figures on both sides, where KVM is here.
+@Suite("xv bench on KVM")
+struct KVMBenchTests {
+    @Test("kvm_end_to_end: four operations timed on each side, and the same exits per Xen call on both")
+    func endToEnd() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        guard FileManager.default.isReadableFile(atPath: "/dev/kvm"), FileManager.default.fileExists(atPath: "/usr/include/xen/xen.h") else {
+            print("xv bench KVM test skipped: no /dev/kvm or no libxen-dev headers here")
+            return
+        }
+        // Built here (the working directory is process-wide; other tests run beside this one).
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("xv-bench-tiny-\(getpid())")
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/bin/bash")
+        build.arguments = [root.appendingPathComponent("Guests/tiny/build.sh").path, out.path]
+        build.standardOutput = FileHandle.nullDevice
+        try build.run()
+        build.waitUntilExit()
+        try #require(build.terminationStatus == 0, "Guests/tiny/build.sh failed")
+        let command = try BenchCommand.parse(["--kvm", "on", "--kvm-calls", "100", "--kvm-rounds", "1", "--kvm-guest", out.appendingPathComponent("tiny.elf").path])
+        let report = try command.runKVMBench()
+        var text = ""
+        report.json.write(into: &text)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(object["status"] as? String == "measured")
+        let ops = try #require(object["operations"] as? [[String: Any]])
+        #expect(ops.map { $0["name"] as? String } == ["evtchn_send", "xen_version", "hvm_get_param", "set_singleshot_timer"])
+        for op in ops {
+            #expect((op["native_cycles_per_call"] as? Double ?? 0) > 0 && (op["translated_cycles_per_call"] as? Double ?? 0) > 0)
+        }
+        let native = try #require(object["native_exits"] as? [String: Any])
+        let translated = try #require(object["translated_exits"] as? [String: Any])
+        #expect(native["total"] as? Int == translated["total"] as? Int)
+        #expect((native["hypercall_port"] as? Int ?? 0) >= 400, "each timed call is one exit through the hypercall port")
+    }
+}
