@@ -78,6 +78,25 @@ start64:
     hlt
     jmp 3b
 
+/* A secondary vCPU, started by VCPUOP_initialise in 64-bit mode with the stack and the page
+ * tables of its context: its segments have no selectors yet, so it loads the GDT and reloads
+ * CS (a far return) and the data segments before any interrupt can need them. */
+    .globl ap_entry
+ap_entry:
+    lgdt gdt_pointer64(%rip)
+    pushq $0x08
+    leaq 1f(%rip), %rax
+    pushq %rax
+    lretq
+1:  movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    call ap_main
+2:  cli
+    hlt
+    jmp 2b
+
 /* The upcall vector: saves the caller-saved registers (nine pushes keep the stack 16-byte
  * aligned after the CPU's five), calls guest_upcall, returns from the interrupt. */
     .globl upcall_entry
@@ -128,9 +147,14 @@ gdt_end:
 gdt_pointer:
     .word gdt_end - gdt - 1
     .long gdt
+    .balign 8
+gdt_pointer64:
+    .word gdt_end - gdt - 1
+    .quad gdt
 
     .section .bss
     .balign 4096
+    .globl pml4
 pml4: .skip 4096
 pdpt: .skip 4096
 pd:   .skip 4 * 4096

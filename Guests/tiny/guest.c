@@ -27,6 +27,7 @@
 #include <xen/memory.h>
 #include <xen/grant_table.h>
 #include <xen/hvm/hvm_op.h>
+#include <xen/hvm/hvm_vcpu.h>
 #include <xen/hvm/params.h>
 #include <xen/arch-x86/hvm/start_info.h>
 #include <xen/arch-x86/cpuid.h>
@@ -197,11 +198,14 @@ static void set_gate(unsigned vector, void *handler) {
                                      .offset_mid = (uint16_t)(a >> 16), .offset_high = (uint32_t)(a >> 32) };
 }
 
+static void use_idt(void) {
+    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } pointer = { sizeof(idt) - 1, (uint64_t)idt };
+    __asm__ volatile("lidt %0" ::"m"(pointer));
+}
 static void load_idt(void) {
     for (unsigned v = 0; v < 32; v++) set_gate(v, exception_stubs[v]);
     set_gate(UPCALL_VECTOR, upcall_entry);
-    struct __attribute__((packed)) { uint16_t limit; uint64_t base; } pointer = { sizeof(idt) - 1, (uint64_t)idt };
-    __asm__ volatile("lidt %0" ::"m"(pointer));
+    use_idt();
 }
 
 void guest_exception(uint64_t vector, uint64_t *frame) {
@@ -224,8 +228,10 @@ static volatile uint64_t upcalls;
  * xen/include/public/xen.h's shared_info and vcpu_info), acknowledge at the local APIC. */
 void guest_upcall(void) {
     upcalls++;
-    vcpu->evtchn_upcall_pending = 0;
-    xen_ulong_t selector = __atomic_exchange_n(&vcpu->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+    /* vCPU 0 registered its own vcpu_info; vCPU 1 keeps shared_info's (LAPIC ID = vCPU). */
+    struct vcpu_info *v = (lapic_read(0x20) >> 24) == 0 ? vcpu : &shared->vcpu_info[1];
+    v->evtchn_upcall_pending = 0;
+    xen_ulong_t selector = __atomic_exchange_n(&v->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
     while (selector) {
         unsigned word = (unsigned)__builtin_ctzll(selector);
         selector &= selector - 1;
@@ -519,6 +525,45 @@ static void back(unsigned peer) {
     print("tiny: back unmapped the grant and repopulated frame 0x%x\n", (uint64_t)frame);
 }
 
+/* ---- A second vCPU: VCPUOP_initialise, VCPUOP_up, an IPI to it, VCPUOP_down ---- */
+
+extern char ap_entry[];
+extern char pml4[];
+static uint8_t ap_stack[16384] __attribute__((aligned(16)));
+static volatile int ap_state;      /* 1: bound its port; 2: took the upcall */
+static volatile unsigned ap_port;
+
+void ap_main(void) {
+    use_idt();
+    lapic_write(0xF0, lapic_read(0xF0) | 0x1FF);
+    struct evtchn_bind_ipi ipi = { .vcpu = 1 };
+    if (HC(__HYPERVISOR_event_channel_op, EVTCHNOP_bind_ipi, &ipi) < 0) { ap_state = -1; for (;;) { cli(); __asm__ volatile("hlt"); } }
+    ap_port = ipi.port;
+    __atomic_store_n(&ap_state, 1, __ATOMIC_RELEASE);
+    while (port_hits[ap_port] == 0) safe_halt();
+    cli();
+    __atomic_store_n(&ap_state, 2, __ATOMIC_RELEASE);
+    HC3(__HYPERVISOR_vcpu_op, VCPUOP_down, 1, 0);
+    for (;;) { cli(); __asm__ volatile("hlt"); }
+}
+
+static void second_vcpu(void) {
+    struct vcpu_hvm_context ctx = { .mode = VCPU_HVM_MODE_64B };
+    ctx.cpu_regs.x86_64 = (struct vcpu_hvm_x86_64){
+        .rip = (uint64_t)ap_entry, .rsp = (uint64_t)(ap_stack + sizeof(ap_stack)), .rflags = 2,
+        .cr0 = 0x80000011, .cr3 = (uint64_t)pml4, .cr4 = 0x20, .efer = 0x500,   /* PG|ET|PE; PAE; LME|LMA */
+    };
+    CHECK(HC3(__HYPERVISOR_vcpu_op, VCPUOP_initialise, 1, &ctx), "VCPUOP_initialise");
+    CHECK(HC3(__HYPERVISOR_vcpu_op, VCPUOP_up, 1, 0), "VCPUOP_up");
+    while (__atomic_load_n(&ap_state, __ATOMIC_ACQUIRE) == 0) __asm__ volatile("pause");
+    if (ap_state < 0) fail("vCPU 1 bind_ipi", -1);
+    long up = HC3(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 1, 0);
+    CHECK(HC(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &(struct evtchn_send){ .port = ap_port }), "send to vCPU 1");
+    while (__atomic_load_n(&ap_state, __ATOMIC_ACQUIRE) != 2) __asm__ volatile("pause");
+    while (HC3(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 1, 0) != 0) __asm__ volatile("pause");
+    print("tiny: vCPU 1 came up (is_up %d), took its IPI upcall on port %u, and went down\n", up, (uint64_t)ap_port);
+}
+
 /* ---- Timing hot hypercalls from the guest, exits included ---- */
 
 static void bench(uint64_t n, unsigned ipi_port) {
@@ -635,6 +680,8 @@ void guest_main(uint32_t start_info_address) {
     struct xen_add_to_physmap far = { .domid = DOMID_SELF, .space = XENMAPSPACE_shared_info, .idx = 0, .gpfn = 1ull << 52 };
     long far_frame = HC(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &far);
     print("tiny: hostile calls: unknown %d, unmapped argument %d, bad port %d, far frame %d\n", unknown, unmapped, bad_port, far_frame);
+
+    if (option(cmdline, "smp")) second_vcpu();
 
     const char *bench_n = option(cmdline, "bench");
     if (bench_n) bench(parse_unsigned(bench_n), ipi.port);

@@ -70,7 +70,7 @@ public final class KVMVCPU {
     /// One KVM_RUN.
     public func runOnce() throws(KVMError) -> Exit {
         if ioctl(fd, xv_kvm_run, 0) != 0 {
-            if errno == EINTR || errno == EAGAIN { run.pointee.immediate_exit = 0; return .interrupted }
+            if errno == EINTR || errno == EAGAIN { xv_kvm_set_immediate_exit(run, 0); return .interrupted }
             throw KVMError("KVM_RUN")
         }
         switch Int32(run.pointee.exit_reason) {
@@ -97,7 +97,7 @@ public final class KVMVCPU {
 
     /// Asks a KVM_RUN in progress (or the next) to return: immediate_exit, then a signal to the
     /// thread in KVM_RUN (`KVMWatchdog`).
-    func requestExit() { run.pointee.immediate_exit = 1 }
+    func requestExit() { xv_kvm_set_immediate_exit(run, 1) }
 
     /// The vCPU's general registers.
     public func registers() throws(KVMError) -> kvm_regs {

@@ -140,7 +140,9 @@ public final class XenHost: @unchecked Sendable {
     public func run() -> XenHostResult {
         clock.start()
         store.start()
-        for d in domains { d.vcpus[0].start() }
+        // Every vCPU's thread starts now: vCPU 0 at the PVH entry, the others inside KVM_RUN,
+        // where the in-kernel APIC holds them until the guest's INIT/SIPI or VCPUOP_up.
+        for d in domains { for v in d.vcpus { v.start() } }
         let deadline = Date().addingTimeInterval(Double(configuration.timeout.components.seconds) + Double(configuration.timeout.components.attoseconds) / 1e18)
         var timedOut = false
         runLock.lock()

@@ -37,6 +37,14 @@ enum XenHostCallbacks {
             d.vcpus[Int(vcpu)].wake()
         }
         c.yield = { _, _, _ in sched_yield() }
+        c.initialise_vcpu = { context, domain, vcpu, state in
+            guard let d = XenHostCallbacks.host(context).domain(domain), Int(vcpu) < d.vcpus.count, let state else { return 0 }
+            return d.vcpus[Int(vcpu)].initialise(state.pointee) ? 1 : 0
+        }
+        c.vcpu_power = { context, domain, vcpu, up in
+            guard let d = XenHostCallbacks.host(context).domain(domain), Int(vcpu) < d.vcpus.count else { return }
+            d.vcpus[Int(vcpu)].power(up: up != 0)
+        }
         c.timer_changed = { context, domain, vcpu, deadline, armed in
             XenHostCallbacks.host(context).clock.timerChanged(domain: domain, vcpu: vcpu, deadline: armed != 0 ? deadline : nil)
         }

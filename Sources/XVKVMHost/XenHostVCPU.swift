@@ -25,6 +25,10 @@ final class XenHostVCPU: @unchecked Sendable {
     private var started = false
     private let finished = DispatchSemaphore(value: 0)
     private var consoleBytes: [UInt8] = []
+    /// VCPUOP_initialise's state, loaded when VCPUOP_up starts the vCPU.
+    private var pendingContext: xv_vcpu_context?
+    /// VCPUOP_down: the thread waits until VCPUOP_up (or the end of the run).
+    private var down = false
     /// Registers through kvm_run (KVM_CAP_SYNC_REGS) instead of two ioctls per hypercall.
     private let syncRegisters: Bool
 
@@ -70,6 +74,79 @@ final class XenHostVCPU: @unchecked Sendable {
         if running { finished.wait() }
     }
 
+    /// VCPUOP_initialise (the library's initialise_vcpu callback, under the domain's event
+    /// lock): keeps the state for VCPUOP_up. Refused (false) for vCPU 0, which the PVH entry
+    /// starts; the library has already checked the state as Xen checks it.
+    func initialise(_ context: xv_vcpu_context) -> Bool {
+        guard index != 0 else { return false }
+        wakeCondition.withLock { pendingContext = context }
+        return true
+    }
+
+    /// VCPUOP_up and down (the vcpu_power callback): up loads the state VCPUOP_initialise gave
+    /// and starts (or resumes) the thread; down stops running the vCPU until it is up again.
+    func power(up: Bool) {
+        if up {
+            let running: Bool = wakeCondition.withLock {
+                down = false
+                wakeCondition.broadcast()
+                // A thread waiting in KVM_RUN for INIT/SIPI comes out to load the new state.
+                if started, pendingContext != nil {
+                    kvm.requestExit()
+                    if let thread, pthread_equal(thread, pthread_self()) == 0 { pthread_kill(thread, SIGUSR1) }
+                }
+                return started
+            }
+            if !running { start() }
+        } else {
+            wakeCondition.withLock {
+                down = true
+                kvm.requestExit()
+                if let thread, pthread_equal(thread, pthread_self()) == 0 { pthread_kill(thread, SIGUSR1) }
+            }
+        }
+    }
+
+    /// Loads VCPUOP_initialise's state into KVM (on this vCPU's thread, before it runs): the
+    /// general registers, the control registers and the segments (Xen's attribute form
+    /// unpacked into kvm_segment). Segments carry no selector in the state: they are 0, as
+    /// after Xen's hvm_set_segment_register, and the guest loads its own.
+    private func loadPendingContext() {
+        guard let c = wakeCondition.withLock({ () -> xv_vcpu_context? in defer { pendingContext = nil }; return pendingContext }) else { return }
+        do {
+            var sregs = try kvm.specialRegisters()
+            func segment(_ s: xv_segment, system: Bool = false) -> kvm_segment {
+                let a = s.attributes
+                return kvm_segment(base: s.base, limit: s.limit, selector: 0, type: UInt8(a & 0xF), present: UInt8(a >> 7 & 1), dpl: UInt8(a >> 5 & 3),
+                                   db: UInt8(a >> 10 & 1), s: UInt8(a >> 4 & 1), l: UInt8(a >> 9 & 1), g: UInt8(a >> 11 & 1), avl: UInt8(a >> 8 & 1),
+                                   unusable: a & 0x80 == 0 && !system ? 1 : 0, padding: 0)
+            }
+            sregs.cs = segment(c.cs); sregs.ds = segment(c.ds); sregs.ss = segment(c.ss); sregs.es = segment(c.es)
+            sregs.fs = segment(c.ds); sregs.gs = segment(c.ds)
+            sregs.tr = segment(c.tr, system: true)
+            if sregs.tr.present == 0 { sregs.tr = kvm_segment(base: 0, limit: 0xFFFF, selector: 0, type: 11, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0, padding: 0) }
+            sregs.cr0 = c.cr0; sregs.cr3 = c.cr3; sregs.cr4 = c.cr4; sregs.efer = c.efer
+            try kvm.setSpecialRegisters(sregs)
+            var regs = kvm_regs()
+            regs.rax = c.rax; regs.rcx = c.rcx; regs.rdx = c.rdx; regs.rbx = c.rbx; regs.rsp = c.rsp; regs.rbp = c.rbp
+            regs.rsi = c.rsi; regs.rdi = c.rdi; regs.rip = c.rip; regs.rflags = c.rflags | 2
+            try kvm.setRegisters(regs)
+            // An application processor waits for INIT/SIPI in the in-kernel APIC; VCPUOP_up runs it now.
+            var mp = kvm_mp_state(mp_state: UInt32(KVM_MP_STATE_RUNNABLE))
+            _ = ioctl(kvm.fd, xv_kvm_set_mp_state, &mp)
+        } catch {
+            domain.faulted("VCPUOP_up of vCPU \(index): \(error)")
+        }
+    }
+
+    /// Waits while the vCPU is down (VCPUOP_down); false when the run is stopping.
+    private func waitWhileDown() -> Bool {
+        wakeCondition.withLock {
+            while down, !stopRequested { wakeCondition.wait() }
+            return !stopRequested
+        }
+    }
+
     /// The library's wake callback: counts it and signals the parked thread.
     func wake() {
         wakeCondition.withLock {
@@ -82,11 +159,14 @@ final class XenHostVCPU: @unchecked Sendable {
 
     private func runLoop() {
         let run = kvm.runState
+        loadPendingContext()
         while !shouldStop {
+            guard waitWhileDown() else { return }
+            if wakeCondition.withLock({ pendingContext != nil }) { loadPendingContext() }
             if syncRegisters { run.pointee.kvm_valid_regs = UInt64(xv_kvm_sync_x86_regs | xv_kvm_sync_x86_sregs) }
             if ioctl(kvm.fd, xv_kvm_run, 0) != 0 {
                 let e = errno
-                if e == EINTR || e == EAGAIN { run.pointee.immediate_exit = 0; exits.interrupted += 1; continue }
+                if e == EINTR || e == EAGAIN { xv_kvm_set_immediate_exit(run, 0); exits.interrupted += 1; continue }
                 domain.faulted("KVM_RUN: \(String(cString: strerror(e)))")
                 return
             }

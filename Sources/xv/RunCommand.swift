@@ -31,6 +31,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory = 64
 
+    @Option(help: "vCPUs per domain (1 ... 32); vCPU 0 starts at the PVH entry, the others at VCPUOP_up or the guest's INIT/SIPI.")
+    var vcpus = 1
+
     @Option(help: "Wall-clock limit in seconds.")
     var timeout = 60.0
 
@@ -69,7 +72,7 @@ struct RunCommand: ParsableCommand {
                 var image = try PVHImage(elf: bytes)
                 let patched = XenKernelPatch.patch(&image, functions: patchSymbols.split(separator: ",").map(String.init))
                 if patched > 0 { FileHandle.standardError.write(Data("xv run: \(path): \(patched) inline VMCALL/VMMCALL sent to the hypercall port\n".utf8)) }
-                guests.append(XenHostConfiguration.Guest(image: image, commandLine: line, name: name, memoryMiB: memory))
+                guests.append(XenHostConfiguration.Guest(image: image, commandLine: line, name: name, memoryMiB: memory, vcpus: vcpus))
             } catch {
                 print("xv run: \(path): \(error)")
                 throw ExitCode(2)

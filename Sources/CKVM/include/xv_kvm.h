@@ -81,5 +81,8 @@ static inline __u64 xv_kvm_exchange_u64(__u64 *p, __u64 v) { return __atomic_exc
 static inline __u64 xv_kvm_fetch_and_u64(__u64 *p, __u64 v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
 static inline __u32 xv_kvm_load_acquire_u32(const __u32 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void xv_kvm_store_release_u32(__u32 *p, __u32 v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* kvm_run.immediate_exit is set by other threads (the documented way to stop KVM_RUN), so
+ * every access is atomic. */
+static inline void xv_kvm_set_immediate_exit(struct kvm_run *run, __u8 v) { __atomic_store_n(&run->immediate_exit, v, __ATOMIC_SEQ_CST); }
 static inline __u64 xv_kvm_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 #endif
