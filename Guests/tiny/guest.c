@@ -618,6 +618,13 @@ void guest_main(uint32_t start_info_address) {
     print("tiny: Xen leaves at 0x%x, %u hypercall page, MSR 0x%x\n", (uint64_t)base, (uint64_t)a, (uint64_t)b);
     wrmsr(b, (uint64_t)hypercall_page);
     have_hypercalls = 1;
+    if (option(cmdline, "badmsr")) {
+        /* After the real one, a hypercall page past the guest's memory: Xen answers #GP, and so must the host. */
+        print("tiny: writing the hypercall MSR with frame 0x%x\n", (uint64_t)(1ull << 33));  /* 1 << 45 as a frame number */
+        wrmsr(b, 1ull << 45);
+        print("tiny: FAIL no #GP\n");
+        for (;;) { cli(); __asm__ volatile("hlt"); }
+    }
     long version = HC(__HYPERVISOR_xen_version, XENVER_version, 0);
     print("tiny: Xen %u.%u\n", (uint64_t)(version >> 16), (uint64_t)(version & 0xFFFF));
 
@@ -698,6 +705,16 @@ void guest_main(uint32_t start_info_address) {
         unsigned self = (unsigned)parse_unsigned(store_reply);
         if (store_read("name")) fail("read name", -1);
         print("tiny: xenstore says domid %u, name %s\n", (uint64_t)self, store_reply);
+        if (option(cmdline, "xshostile")) {
+            /* A producer index a whole ring ahead of the consumer: the server must refuse the
+             * connection (XENSTORE_ERROR_RINGIDX), not read past its ring. */
+            store->req_prod = store->req_cons + XENSTORE_RING_SIZE + 16;
+            HC(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &(struct evtchn_send){ .port = store_port });
+            uint64_t until = pvclock_ns() + 2000000000ull;
+            while (store->error == XENSTORE_ERROR_NONE && pvclock_ns() < until) __asm__ volatile("pause");
+            print("tiny: hostile store ring: error %u\n", (uint64_t)store->error);
+            shutdown(SHUTDOWN_poweroff);
+        }
         unsigned peer = (unsigned)parse_unsigned(option(cmdline, "peer") ? option(cmdline, "peer") : "0");
         if (!strncmp(role, "front", 5)) front(peer, self);
         else if (!strncmp(role, "back", 4)) back(peer);

@@ -121,6 +121,20 @@ struct TinyGuestTests {
         #expect(calls(native, 1).contains("20 0 => 0"), "GNTTABOP_map_grant_ref succeeded")
     }
 
+    @Test("hostile guests: a hypercall-page MSR past memory gets #GP; a store ring index a ring ahead breaks the connection, on both sides")
+    func hostileGuests() throws {
+        guard let (kvm, image) = try Self.prerequisites() else { return }
+        for side in [XenHostConfiguration.Side.native, .translated] {
+            let msr = try Self.run(kvm, side, [.init(image: image, commandLine: "badmsr=1", name: "badmsr")]).domains[0]
+            #expect(msr.console.contains { $0.hasPrefix("tiny: FAIL exception 13 at rip") }, "\(side): \(msr.console)")
+            #expect(msr.shutdownReason == 3, "the guest's #GP handler crashes the domain")
+            #expect(msr.exits.msr == 2, "the good WRMSR, then the refused one")
+            let store = try Self.run(kvm, side, [.init(image: image, commandLine: "role=none xshostile=1", name: "xs")]).domains[0]
+            #expect(store.console.contains("tiny: hostile store ring: error 2"), "\(side): \(store.console)")   // XENSTORE_ERROR_RINGIDX
+            #expect(store.shutdownReason == 0)
+        }
+    }
+
     @Test("a guest that never shuts down is stopped at the timeout, with status 124")
     func hangingGuestTimesOut() throws {
         guard let kvm = KVMHostTests.device() else { return }
