@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* The ABI version this header describes; xv_abi_version() returns the library's. */
-#define XV_ABI_VERSION 1u
+#define XV_ABI_VERSION 2u
 
 /* Return codes. */
 #define XV_OK 0
@@ -143,7 +143,17 @@ typedef struct xv_callbacks {
     int32_t (*physmap_map)(void *context, uint16_t domain, uint64_t gfn, void *page, uint32_t writable);
     void (*physmap_unmap)(void *context, uint16_t domain, uint64_t gfn, uint32_t release);
     int32_t (*physmap_populate)(void *context, uint16_t domain, uint64_t gfn);
-    void *reserved[8];
+    /* ABI 2. A paging guest's hypercall pointers are guest-linear addresses, as Xen reads an
+     * HVM guest's (through the calling vCPU's page tables). For an argument address whose page
+     * number `page` is no guest frame (at or past the domain's `frames`: a kernel's addresses
+     * lie far above its RAM), the library asks for the guest frame that linear page maps to in
+     * the page tables of the vCPU whose hypercall is running; the call is made on that vCPU's
+     * thread. Return UINT64_MAX when it is not mapped (the guest gets -EFAULT); a frame at or
+     * past `frames` is refused the same way. Asked only for the calling domain, never for
+     * frame numbers the guest passes as values. NULL: every argument address is
+     * guest-physical (an identity-mapped guest, or paging off). */
+    uint64_t (*translate_linear)(void *context, uint16_t domain, uint64_t page);
+    void *reserved[7];
 } xv_callbacks;
 
 /* A port the layer asks the target's root services to create (TLFS HvCallCreatePort's

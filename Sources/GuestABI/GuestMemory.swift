@@ -9,6 +9,21 @@ public protocol GuestMemory {
     /// The host address of the first byte of `frame`, or nil when no memory backs it. The page
     /// behind the address stays valid while the memory it belongs to exists.
     func hostAddress(of frame: GuestFrameNumber) -> UnsafeMutableRawPointer?
+
+    /// The host address of the page a hypercall argument's address lands in, `frame` being
+    /// that address's page number. For an HVM guest Xen reads pointer arguments as guest-linear
+    /// addresses, through the calling vCPU's page tables (xen-project/xen
+    /// xen/arch/x86/hvm/hvm.c hvm_copy_from_guest_linear). A memory whose embedder can walk
+    /// them answers here for a page number that is no guest frame (a paging guest's kernel
+    /// addresses lie far above its RAM); the default is `hostAddress(of:)`, which treats every
+    /// argument address as guest-physical, as identity-mapped guests and the tests have it.
+    func argumentPage(_ frame: GuestFrameNumber) -> UnsafeMutableRawPointer?
+}
+
+extension GuestMemory {
+    /// Every argument address is guest-physical.
+    @inlinable
+    public func argumentPage(_ frame: GuestFrameNumber) -> UnsafeMutableRawPointer? { hostAddress(of: frame) }
 }
 
 extension GuestMemory {
@@ -16,7 +31,7 @@ extension GuestMemory {
     /// page; nil otherwise (a hostile address or length never reaches past its page).
     @inlinable
     public func hostAddress(of address: GuestPhysicalAddress, length: UInt64) -> UnsafeMutableRawPointer? {
-        guard address.rangeStaysInOnePage(length: length), let page = hostAddress(of: address.frame) else { return nil }
+        guard address.rangeStaysInOnePage(length: length), let page = argumentPage(address.frame) else { return nil }
         return page + Int(address.offsetInPage)
     }
 
@@ -45,7 +60,7 @@ extension GuestMemory {
     func forEachPageChunk(at address: GuestPhysicalAddress, count: Int, _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) -> Bool {
         var done = 0
         while done < count {
-            guard let at = address.advanced(by: UInt64(done)), let page = hostAddress(of: at.frame) else { return false }
+            guard let at = address.advanced(by: UInt64(done)), let page = argumentPage(at.frame) else { return false }
             let chunk = min(count - done, Int(guestPageSize - at.offsetInPage))
             body(page + Int(at.offsetInPage), done, chunk)
             done += chunk

@@ -114,17 +114,59 @@ public struct GuestRAMRegion: GuestMemory {
     public let table: UnsafeMutablePointer<UInt64>
     /// Number of frames the view covers; frames at or past it are never backed.
     public let frameCount: UInt64
+    /// The embedder's walk of the calling vCPU's page tables, for argument addresses that are
+    /// no guest frame (`argumentPage`); nil: argument addresses are guest-physical.
+    public let linear: GuestLinearTranslator?
 
     /// A view of the first `frameCount` entries of `table`; does not take ownership (normally made by `GuestRAM.region` or `GuestRAM.view(frames:)`).
     @inlinable
-    public init(table: UnsafeMutablePointer<UInt64>, frameCount: UInt64) {
+    public init(table: UnsafeMutablePointer<UInt64>, frameCount: UInt64, linear: GuestLinearTranslator? = nil) {
         self.table = table
         self.frameCount = frameCount
+        self.linear = linear
+    }
+
+    /// An argument address's page: its frame when it is one of the view's, otherwise the
+    /// frame the embedder's walk of the calling vCPU's page tables gives for it, which must be
+    /// one of the view's too (so no linear address reaches past the guest's frames).
+    @inlinable
+    public func argumentPage(_ frame: GuestFrameNumber) -> UnsafeMutableRawPointer? {
+        if frame.rawValue < frameCount { return hostAddress(of: frame) }
+        guard let linear, let physical = linear.frame(ofLinearPage: frame.rawValue) else { return nil }
+        return hostAddress(of: GuestFrameNumber(physical))
     }
 
     /// The host address of `frame`'s page (one acquire load of its table entry), or nil for a hole or a frame past `frameCount`. Safe from any thread.
     @inlinable
     public func hostAddress(of frame: GuestFrameNumber) -> UnsafeMutableRawPointer? {
         frame.rawValue < frameCount ? UnsafeMutableRawPointer(bitPattern: UInt(xv_load_acquire_u64(table + Int(frame.rawValue)))) : nil
+    }
+}
+
+/// The embedder's walk of a guest's page tables: a C function that gives the guest frame a
+/// linear page maps to, as the vCPU whose hypercall is running sees it (the call is made on that
+/// vCPU's thread), or UINT64_MAX when the page is not mapped. `context` and `domain` are passed
+/// back as they are.
+public struct GuestLinearTranslator {
+    /// The walk: (context, domain, linear page number) -> guest frame number or UINT64_MAX.
+    public let translate: @convention(c) (UnsafeMutableRawPointer?, UInt16, UInt64) -> UInt64
+    /// The embedder's context pointer.
+    public let context: UnsafeMutableRawPointer?
+    /// The domain whose vCPU is asking.
+    public let domain: UInt16
+
+    /// A translator calling `translate` with `context` and `domain`.
+    @inlinable
+    public init(translate: @convention(c) (UnsafeMutableRawPointer?, UInt16, UInt64) -> UInt64, context: UnsafeMutableRawPointer?, domain: UInt16) {
+        self.translate = translate
+        self.context = context
+        self.domain = domain
+    }
+
+    /// The guest frame `page` maps to, or nil.
+    @inlinable
+    public func frame(ofLinearPage page: UInt64) -> UInt64? {
+        let f = translate(context, domain, page)
+        return f == UInt64.max ? nil : f
     }
 }

@@ -103,7 +103,9 @@ public final class EmbeddedSystem {
         let config = DomainConfiguration(id: id, vcpuCount: vcpus, maxPort: c.max_port == 0 ? 1023 : c.max_port,
                                          sharedInfoFrame: GuestFrameNumber(c.shared_info_gfn), identity: identity,
                                          memory: .flat(frames: c.frames, maxPages: maxPages))
-        let guestView = GuestRAMRegion(table: table, frameCount: c.frames)
+        // Argument addresses past the guest's frames are linear ones, walked by the embedder.
+        let linear = callbacks.translate_linear.map { GuestLinearTranslator(translate: $0, context: callbacks.context, domain: c.domain) }
+        let guestView = GuestRAMRegion(table: table, frameCount: c.frames, linear: linear)
         let physmap = EmbedderPhysmap(callbacks, domain: c.domain, table: table, frames: c.frames)
         xv_spin_lock(creationLock)
         defer { xv_spin_unlock(creationLock) }

@@ -99,7 +99,18 @@ public final class XenHost: @unchecked Sendable {
         c.shared_info_gfn = d.reservedFrame(.sharedInfo)
         let rc = xv_domain_create(system, &c)
         guard rc == XV_OK else { throw KVMError("xv_domain_create(\(d.id)): \(rc)", errno: 0) }
-        let supported = try device.supportedCPUID().filter { $0.function < 0x4000_0000 || $0.function > 0x4FFF_FFFF }
+        var supported = try device.supportedCPUID().filter { $0.function < 0x4000_0000 || $0.function > 0x4FFF_FFFF }
+        for f in configuration.hiddenFeatures {
+            for i in supported.indices where supported[i].function == f.leaf && supported[i].index == f.subleaf {
+                let mask = ~(UInt32(1) << UInt32(f.bit))
+                switch f.register {
+                case 0: supported[i].eax &= mask
+                case 1: supported[i].ebx &= mask
+                case 2: supported[i].ecx &= mask
+                default: supported[i].edx &= mask
+                }
+            }
+        }
         let tsc = xv_kvm_rdtsc()
         for v in d.vcpus {
             try v.kvm.setCPUID(supported + xenLeaves(domain: d.id, vcpu: v.index))

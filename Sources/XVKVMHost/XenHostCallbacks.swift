@@ -63,6 +63,14 @@ enum XenHostCallbacks {
             guard let d = XenHostCallbacks.host(context).domain(domain) else { return 0 }
             return d.physmap.populate(gfn) ? 1 : 0
         }
+        // Hypercall pointers of a paging guest: walked in the calling vCPU's page tables. Only
+        // for the vCPU's own domain: any other thread, or another domain's question, gets none.
+        c.translate_linear = { _, domain, page in
+            guard let raw = pthread_getspecific(XenHostVCPU.current) else { return UInt64.max }
+            let vcpu = Unmanaged<XenHostVCPU>.fromOpaque(raw).takeUnretainedValue()
+            guard vcpu.domain.id == domain else { return UInt64.max }
+            return vcpu.translateLinear(page) ?? UInt64.max
+        }
         return c
     }
 }

@@ -46,6 +46,10 @@ public struct XenHostConfiguration: Sendable {
     public var echo: Bool
     /// Record every hypercall (number, arguments, result) for a conformance vector.
     public var recordHypercalls: Bool
+    /// CPU features to hide from the guests' CPUID, for a KVM that cannot run them (a software
+    /// KVM may not emulate every instruction: this development machine's does not emulate
+    /// CMPXCHG16B, which Linux uses when CPUID offers it).
+    public var hiddenFeatures: [XenHostCPUFeature] = []
 
     /// A run of `guests` on `side`.
     public init(side: Side, guests: [Guest], timeout: Duration = .seconds(60), tick: Duration = .microseconds(500), echo: Bool = false,
@@ -149,4 +153,25 @@ public struct XenHostExits: Sendable {
         mmio += other.mmio
         interrupted += other.interrupted
     }
+}
+
+/// A CPUID feature bit the host can hide from a guest (Intel SDM vol. 2, CPUID).
+public struct XenHostCPUFeature: Sendable, Hashable {
+    /// The leaf, subleaf, register (0 EAX, 1 EBX, 2 ECX, 3 EDX) and bit.
+    public let leaf: UInt32, subleaf: UInt32, register: Int, bit: Int
+    /// Its name for `xv run --hide`.
+    public let name: String
+
+    /// The features `xv run --hide` knows by name.
+    public static let known: [XenHostCPUFeature] = [
+        XenHostCPUFeature(leaf: 1, subleaf: 0, register: 2, bit: 13, name: "cx16"),
+        XenHostCPUFeature(leaf: 1, subleaf: 0, register: 2, bit: 26, name: "xsave"),
+        XenHostCPUFeature(leaf: 1, subleaf: 0, register: 2, bit: 28, name: "avx"),
+        XenHostCPUFeature(leaf: 1, subleaf: 0, register: 2, bit: 30, name: "rdrand"),
+        XenHostCPUFeature(leaf: 7, subleaf: 0, register: 1, bit: 18, name: "rdseed"),
+        XenHostCPUFeature(leaf: 1, subleaf: 0, register: 2, bit: 21, name: "x2apic"),
+    ]
+
+    /// The known feature called `name`, or nil.
+    public static func named(_ name: String) -> XenHostCPUFeature? { known.first { $0.name == name } }
 }

@@ -157,9 +157,42 @@ final class XenHostVCPU: @unchecked Sendable {
 
     private var shouldStop: Bool { wakeCondition.withLock { stopRequested } }
 
+    /// The vCPU whose thread this is (set when the thread starts), for `translate_linear`,
+    /// which the library calls on the thread of the vCPU whose hypercall is running.
+    static let current: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// translate_linear: the guest frame linear page `page` maps to in this vCPU's page tables
+    /// now (KVM_TRANSLATE walks them as the vCPU's MMU would), or nil when it is not mapped.
+    func translateLinear(_ page: UInt64) -> UInt64? {
+        var t = kvm_translation()
+        t.linear_address = page << 12
+        guard ioctl(kvm.fd, xv_kvm_translate, &t) == 0, t.valid != 0 else { return nil }
+        return t.physical_address >> 12
+    }
+
+    /// When this thread last re-anchored the vCPU's vcpu_time_info (host TSC).
+    private var lastTimeRefresh: UInt64 = 0
+
+    /// Re-anchors the vCPU's pvclock (xv_refresh_time), as Xen does each time it schedules a
+    /// vCPU in: on the thread's first run, after the calls that place shared_info, vcpu_info
+    /// or time areas, after a park, and at least every 100 ms of the vCPU's exits.
+    private func refreshTime(force: Bool) {
+        let now = xv_kvm_rdtsc()
+        guard force || now &- lastTimeRefresh > host.tscHz / 10 else { return }
+        lastTimeRefresh = now
+        _ = xv_refresh_time(host.system, domain.id, index)
+    }
+
     private func runLoop() {
+        pthread_setspecific(Self.current, Unmanaged.passUnretained(self).toOpaque())
+        defer { pthread_setspecific(Self.current, nil) }
         let run = kvm.runState
         loadPendingContext()
+        refreshTime(force: true)
         while !shouldStop {
             guard waitWhileDown() else { return }
             if wakeCondition.withLock({ pendingContext != nil }) { loadPendingContext() }
@@ -171,6 +204,7 @@ final class XenHostVCPU: @unchecked Sendable {
                 return
             }
             run.pointee.kvm_dirty_regs = 0
+            refreshTime(force: false)
             switch Int32(run.pointee.exit_reason) {
             case KVM_EXIT_IO: portIO(run)
             case KVM_EXIT_MMIO: mmio(run)
@@ -282,6 +316,8 @@ final class XenHostVCPU: @unchecked Sendable {
         default: result = -38   // -ENOSYS: no Viridian interface here
         }
         exits.hypercalls[regs.rax, default: 0] += 1
+        // memory_op, vcpu_op and hvm_op place shared_info, vcpu_info and the time areas.
+        if result == 0, regs.rax == 12 || regs.rax == 24 || regs.rax == 34 { refreshTime(force: true) }
         if host.configuration.recordHypercalls {
             log.append(XenHostHypercall(vcpu: index, number: regs.rax, arguments: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8], result: result))
         }
@@ -301,6 +337,7 @@ final class XenHostVCPU: @unchecked Sendable {
         var deadline: UInt64 = 0
         let kind = xv_park_request(host.system, domain.id, index, &deadline)
         guard kind == XV_PARK_BLOCK || kind == XV_PARK_POLL else { return }
+        defer { refreshTime(force: true) }
         wakeCondition.lock()
         defer { wakeCondition.unlock() }
         while wakes == 0, !stopRequested {

@@ -33,7 +33,7 @@ extension GuestMemory {
     @inlinable func argumentReadable(at base: UInt64, size: Int) -> Bool {
         guard size > 0 else { return true }
         let (last, overflow) = base.addingReportingOverflow(UInt64(size - 1))
-        guard !overflow, hostAddress(of: GuestPhysicalAddress(base).frame) != nil else { return false }
-        return GuestPhysicalAddress(last).frame == GuestPhysicalAddress(base).frame || hostAddress(of: GuestPhysicalAddress(last).frame) != nil
+        guard !overflow, argumentPage(GuestPhysicalAddress(base).frame) != nil else { return false }
+        return GuestPhysicalAddress(last).frame == GuestPhysicalAddress(base).frame || argumentPage(GuestPhysicalAddress(last).frame) != nil
     }
 }

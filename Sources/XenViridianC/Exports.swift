@@ -6,7 +6,7 @@ import XVEmbedding
 // `EmbeddedSystem`, with no logic of its own. `@c @implementation` makes the compiler check
 // every signature against the header's declaration.
 
-/// `xv_abi_version`: the ABI version the library was built with (`XV_ABI_VERSION`, 1), for the embedder to compare with its header's.
+/// `xv_abi_version`: the ABI version the library was built with (`XV_ABI_VERSION`, 2), for the embedder to compare with its header's.
 @c @implementation
 public func xv_abi_version() -> UInt32 { XV_ABI_VERSION }
 

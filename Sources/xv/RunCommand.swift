@@ -46,6 +46,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Patch the inline VMCALL/VMMCALL of these functions of the kernel's symbol table (comma-separated; default: Linux's Xen hypercall entry points).")
     var patchSymbols = XenKernelPatch.linuxHypercallFunctions.joined(separator: ",")
 
+    @Option(help: "CPU features to hide from the guest's CPUID, comma-separated (\(XenHostCPUFeature.known.map(\.name).joined(separator: ", "))): for a KVM that cannot run them.")
+    var hide = ""
+
     @Flag(help: "Print the exits by kind when the run ends.")
     var exits = false
 
@@ -78,8 +81,12 @@ struct RunCommand: ParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let configuration = XenHostConfiguration(side: native ? .native : .translated, guests: guests, timeout: .milliseconds(Int(timeout * 1000)),
+        var configuration = XenHostConfiguration(side: native ? .native : .translated, guests: guests, timeout: .milliseconds(Int(timeout * 1000)),
                                                  echo: true, recordHypercalls: vector != nil)
+        for name in hide.split(separator: ",") {
+            guard let f = XenHostCPUFeature.named(String(name)) else { throw ValidationError("--hide: unknown feature \(name)") }
+            configuration.hiddenFeatures.append(f)
+        }
         let result: XenHostResult
         do { result = try XenHost(device: kvm, configuration: configuration).run() } catch {
             print("xv run: \(error)")

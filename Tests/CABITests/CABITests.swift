@@ -123,6 +123,42 @@ import XenViridianC
         #expect(xv_set_hvm_param(nil, 1, 1, 1) == XV_ESRCH)
     }
 
+    /// ABI 2's translate_linear: an argument address past the guest's frames is a linear one,
+    /// walked by the embedder; an unmapped page, or one that maps past the guest's frames (the
+    /// translated side's layer frames), gets -EFAULT; frame numbers passed as values are never
+    /// translated.
+    @Test(arguments: sides) func linearArguments(side: UInt32) {
+        let e = CEmbedder(side: side, translating: true)
+        #expect(e.addDomain(1) == XV_OK && e.addDomain(2) == XV_OK)
+        let kernel: UInt64 = 0xFFFF_FFFF_82A0_3   // a kernel stack page, as Linux passes it
+        e.linearPages[kernel] = CEmbedder.argGFN
+        // XENVER_extraversion writes 16 bytes through the linear address.
+        #expect(e.call(1, 17, 1, kernel << 12 | 0x40) == 0)
+        #expect(e.page(1, CEmbedder.argGFN).load(fromByteOffset: 0x40, as: UInt8.self) != 0)
+        #expect(e.linearAsks.contains { $0 == (1, kernel) })
+        // HVMOP_get_param through the linear address reads and writes frame 16.
+        let p = e.page(1, CEmbedder.argGFN)
+        p.storeBytes(of: UInt16(0x7FF0), toByteOffset: 0x100, as: UInt16.self)
+        p.storeBytes(of: UInt32(0), toByteOffset: 0x104, as: UInt32.self)
+        #expect(e.call(1, 34, 1, kernel << 12 | 0x100) == 0)
+        // Unmapped: -EFAULT.
+        #expect(e.call(1, 17, 1, (kernel + 1) << 12) == -14)
+        // A linear page that maps past the guest's frames (onto the layer's, translated) is refused.
+        e.linearPages[kernel + 2] = CEmbedder.frames + 1
+        #expect(e.call(1, 17, 1, (kernel + 2) << 12) == -14)
+        if side == XV_SIDE_TRANSLATED { #expect(e.page(1, CEmbedder.frames + 1).load(fromByteOffset: 0, as: UInt64.self) == 0) }
+        // A frame number passed as a value (XENMEM_add_to_physmap's gpfn far past memory) is
+        // refused as a frame, not walked.
+        e.linearAsks.removeAll()
+        p.storeBytes(of: UInt16(0x7FF0), toByteOffset: 0x200, as: UInt16.self)           // domid
+        p.storeBytes(of: UInt16(0), toByteOffset: 0x202, as: UInt16.self)                // size
+        p.storeBytes(of: UInt32(0), toByteOffset: 0x204, as: UInt32.self)                // space: shared_info
+        p.storeBytes(of: UInt64(0), toByteOffset: 0x208, as: UInt64.self)                // idx
+        p.storeBytes(of: kernel, toByteOffset: 0x210, as: UInt64.self)                   // gpfn
+        #expect(e.call(1, 12, 7, e.arg + 0x200) == -22)
+        #expect(!e.linearAsks.contains { $0.1 == kernel }, "the gpfn was not walked")
+    }
+
     @Test(arguments: sides) func identity(side: UInt32) {
         let e = CEmbedder(side: side)
         #expect(e.addDomain(1) == XV_OK)

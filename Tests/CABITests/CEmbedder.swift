@@ -24,13 +24,24 @@ final class CEmbedder: @unchecked Sendable {
     /// Serialises `addDomainConcurrently`'s changes to the embedder's own dictionaries.
     let lock = NSLock()
 
-    init(side: UInt32, target: UnsafePointer<xv_viridian_target>? = nil) {
+    /// translate_linear's answers: linear page -> guest frame (with `translating`), and every page asked.
+    var linearPages: [UInt64: UInt64] = [:]
+    var linearAsks: [(UInt16, UInt64)] = []
+
+    init(side: UInt32, target: UnsafePointer<xv_viridian_target>? = nil, translating: Bool = false) {
         self.side = side
         upcallCounts.initialize(repeating: 0, count: 16)
         var config = xv_system_config()
         config.side = side
         config.target = target
         var callbacks = Self.callbacks(for: self)
+        if translating {
+            callbacks.translate_linear = { context, domain, page in
+                let e = Unmanaged<CEmbedder>.fromOpaque(context!).takeUnretainedValue()
+                e.linearAsks.append((domain, page))
+                return e.linearPages[page] ?? UInt64.max
+            }
+        }
         let rc = xv_system_create(&config, &callbacks, &system)
         precondition(rc == XV_OK, "xv_system_create: \(rc)")
     }

@@ -27,6 +27,7 @@ static const unsigned long xv_kvm_get_tsc_khz = KVM_GET_TSC_KHZ;
 static const unsigned long xv_kvm_set_msrs = KVM_SET_MSRS;
 static const unsigned long xv_kvm_get_msrs = KVM_GET_MSRS;
 static const unsigned long xv_kvm_get_mp_state = KVM_GET_MP_STATE;
+static const unsigned long xv_kvm_translate = KVM_TRANSLATE;
 static const unsigned long xv_kvm_set_mp_state = KVM_SET_MP_STATE;
 
 static const int xv_kvm_cap_xen_hvm = KVM_CAP_XEN_HVM;
