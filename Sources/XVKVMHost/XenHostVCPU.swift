@@ -305,6 +305,10 @@ final class XenHostVCPU: @unchecked Sendable {
             cpl = s.cs.dpl
         }
         let system = host.system
+        // A wake counted before this call belongs to an earlier park (the library may wake a
+        // vCPU twice for one event, once after its thread has already resumed); only wakes from
+        // here on can end a park this call asks for.
+        wakeCondition.withLock { wakes = 0 }
         var refused: Int64 = 0
         let result: Int64
         switch xv_classify_hypercall(system, domain.id, regs.rax, cpl, &refused) {

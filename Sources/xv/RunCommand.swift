@@ -74,7 +74,12 @@ struct RunCommand: ParsableCommand {
                 let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
                 var image = try PVHImage(elf: bytes)
                 let patched = XenKernelPatch.patch(&image, functions: patchSymbols.split(separator: ",").map(String.init))
-                if patched > 0 { FileHandle.standardError.write(Data("xv run: \(path): \(patched) inline VMCALL/VMMCALL sent to the hypercall port\n".utf8)) }
+                if patched > 0 {
+                    FileHandle.standardError.write(Data("xv run: \(path): \(patched) inline VMCALL/VMMCALL sent to the hypercall port\n".utf8))
+                } else if !patchSymbols.isEmpty {
+                    // A stripped image, or none of the functions: say so, since its inline VMCALLs then never reach the library.
+                    FileHandle.standardError.write(Data("xv run: \(path): no inline VMCALL/VMMCALL patched (no symbol table, or none of --patch-symbols in it); inline ones go to KVM, which answers them itself, and only calls through the hypercall page reach the library\n".utf8))
+                }
                 guests.append(XenHostConfiguration.Guest(image: image, commandLine: line, name: name, memoryMiB: memory, vcpus: vcpus))
             } catch {
                 print("xv run: \(path): \(error)")
