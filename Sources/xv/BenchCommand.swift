@@ -65,8 +65,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Calls of each operation the guest times in one boot.")
     var kvmCalls = 2000
 
-    @Option(help: "Boots per side (alternating; the median is reported).")
-    var kvmRounds = 3
+    @Option(help: "Measured boots per side (alternating which side boots first, after one unmeasured boot of each; the median is reported).")
+    var kvmRounds = 4
 
     @Option(help: "A prebuilt tiny guest ELF (default: build Guests/tiny into .build/tiny-guest).")
     var kvmGuest: String?

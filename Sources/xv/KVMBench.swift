@@ -14,7 +14,7 @@ enum KVMBenchMode: String, ExpressibleByArgument, CaseIterable {
 /// The end-to-end figures: the tiny guest (Guests/tiny) times N calls of each hot hypercall
 /// with rdtsc, from the guest, so each figure includes the exit to the host, the host's
 /// decoding, the library and the return; native and translated alternate in one run, each
-/// booting first in every other round. Also
+/// booting first in every other round, after one unmeasured boot of each. Also
 /// the exits per Xen call, by kind, on each side.
 struct KVMBenchReport {
     var status: String
@@ -93,8 +93,15 @@ extension BenchCommand {
         var order: [String] = []
         var exits: [XenHostConfiguration.Side: XenHostExits] = [:]
         var tscHz: UInt64 = 0
+        // One unmeasured boot of each side first: the first boots of a process run on a cold
+        // host (page faults on fresh guest RAM, cold caches) and cost more per exit.
+        for side in [XenHostConfiguration.Side.native, .translated] {
+            FileHandle.standardError.write(Data("[kvm warm-up] \(side.rawValue)\n".utf8))
+            let guest = XenHostConfiguration.Guest(image: image, commandLine: "bench=\(min(kvmCalls, 200))", name: "warmup")
+            _ = try XenHost(device: device, configuration: XenHostConfiguration(side: side, guests: [guest], timeout: .seconds(600))).run()
+        }
         for round in 0..<kvmRounds {
-            // Alternate which side boots first, so neither always runs on a cold or warm host.
+            // Alternate which side boots first, so neither always runs on a colder or warmer host.
             let sides: [XenHostConfiguration.Side] = round % 2 == 0 ? [.native, .translated] : [.translated, .native]
             for side in sides {
                 FileHandle.standardError.write(Data("[kvm \(round + 1)/\(kvmRounds)] \(side.rawValue): the tiny guest times \(kvmCalls) of each call\n".utf8))
