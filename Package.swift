@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "XenViridian", type: .static, targets: ["XenViridian"]),
         .library(name: "XenNative", type: .static, targets: ["XenNative"]),
         .library(name: "XVScenarios", targets: ["XVScenarios"]),
+        .library(name: "XVConformance", targets: ["XVConformance"]),
         .library(name: "ViridianReference", type: .static, targets: ["ViridianReference"]),
         // The C ABI (include/xen_viridian.h) as a static library: the layer, the native
         // baseline and the reference hypervisor behind thin `@c` exports.
@@ -105,7 +106,7 @@ let package = Package(
                            "XVScenarios", "XVSpecCatalog", "CMallocCounter", "XVTestSupport", "CBlkifRing"]
         ),
         .testTarget(name: "KVMHostTests", dependencies: ["XVKVMHost", "CKVM"]),
-        .testTarget(name: "CABITests", dependencies: ["CXenViridian", "XenViridianC", "CMallocCounter", "CGuestAtomics", "XVTestSupport", "GuestABI", "ViridianABI", "ViridianReference"]),
+        .testTarget(name: "CABITests", dependencies: ["CXenViridian", "XenViridianC", "XVEmbedding", "CMallocCounter", "CGuestAtomics", "XVTestSupport", "GuestABI", "ViridianABI", "ViridianReference"]),
         .testTarget(
             name: "XenABIConformanceTests",
             dependencies: ["GuestABI", "XenABI", "ViridianABI", "XVSpecCatalog", "CXenProbe"]

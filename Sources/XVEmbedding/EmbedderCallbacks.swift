@@ -36,8 +36,10 @@ public final class EmbedderSink: XenNativeSink {
     /// The guests' TSC frequency.
     public let guestTSCHz: UInt64
     /// Where the native side's armed timers live (the system sets it): per domain, one word
-    /// per vCPU, deadline + 1 in Xen system time ns, 0 while disarmed.
-    @exclusivity(unchecked) var timers: DomainDirectory?
+    /// per vCPU, deadline + 1 in Xen system time ns, 0 while disarmed. Unowned: the system owns
+    /// the directory, whose records own the layers, which own this sink (a strong reference
+    /// here was a cycle that leaked every translated domain at xv_system_destroy).
+    @exclusivity(unchecked) unowned(unsafe) var timers: DomainDirectory?
     /// The native system whose timers fire (the system sets it), unowned: the system owns
     /// the sink.
     @exclusivity(unchecked) unowned(unsafe) var native: NativeSystem?

@@ -1,0 +1,16 @@
+// swift-tools-version: 6.1
+//
+// libFuzzer targets (a separate package, as Benchmarks/ is: built with the fuzzer and address
+// sanitizers, which the library itself must not carry). Build and run with .ci/fuzz; each
+// target is an executable whose entry point is libFuzzer's LLVMFuzzerTestOneInput.
+import PackageDescription
+
+let package = Package(
+    name: "XenViridianFuzz",
+    dependencies: [.package(name: "XenViridian", path: "..")],
+    targets: [
+        .target(name: "CFuzzDriver"),
+        .executableTarget(name: "fuzz-vector-parser", dependencies: ["CFuzzDriver", .product(name: "XVConformance", package: "XenViridian")]),
+        .executableTarget(name: "fuzz-hypercall", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
+    ]
+)
