@@ -11,6 +11,8 @@ let package = Package(
     targets: [
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "fuzz-vector-parser", dependencies: ["CFuzzDriver", .product(name: "XVConformance", package: "XenViridian")]),
+        .executableTarget(name: "fuzz-reference", dependencies: ["CFuzzDriver", .product(name: "ViridianReference", package: "XenViridian"),
+                                                              .product(name: "GuestABI", package: "XenViridian"), .product(name: "ViridianABI", package: "XenViridian")]),
         .executableTarget(name: "fuzz-hypercall", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
     ]
 )

@@ -715,6 +715,29 @@ void guest_main(uint32_t start_info_address) {
             print("tiny: hostile store ring: error %u\n", (uint64_t)store->error);
             shutdown(SHUTDOWN_poweroff);
         }
+        if (option(cmdline, "xsflood")) {
+            /* Requests without ever reading a reply: the server must stop reading them (its
+             * replies would otherwise pile up in the host), leaving requests on the ring. */
+            struct xsd_sockmsg msg = { .type = XS_READ, .len = 6 };
+            uint64_t until = pvclock_ns() + 3000000000ull;
+            unsigned sent = 0;
+            while (pvclock_ns() < until && sent < 100000) {
+                if (XENSTORE_RING_SIZE - (store->req_prod - store->req_cons) >= sizeof(msg) + 6) {
+                    msg.req_id = ++store_req_id;
+                    const uint8_t *m = (const uint8_t *)&msg;
+                    for (unsigned i = 0; i < sizeof(msg); i++) store->req[MASK_XENSTORE_IDX(store->req_prod + i)] = (char)m[i];
+                    for (unsigned i = 0; i < 6; i++) store->req[MASK_XENSTORE_IDX(store->req_prod + sizeof(msg) + i)] = "domid"[i];
+                    __atomic_thread_fence(__ATOMIC_RELEASE);
+                    store->req_prod += sizeof(msg) + 6;
+                    sent++;
+                    HC(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &(struct evtchn_send){ .port = store_port });
+                } else {
+                    __asm__ volatile("pause");
+                }
+            }
+            print("tiny: store flood: the server stopped reading: %s\n", store->req_prod != store->req_cons && sent < 100000 ? "yes" : "no");
+            shutdown(SHUTDOWN_poweroff);
+        }
         unsigned peer = (unsigned)parse_unsigned(option(cmdline, "peer") ? option(cmdline, "peer") : "0");
         if (!strncmp(role, "front", 5)) front(peer, self);
         else if (!strncmp(role, "back", 4)) back(peer);

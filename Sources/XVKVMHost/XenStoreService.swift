@@ -215,6 +215,12 @@ final class XenStoreService: @unchecked Sendable {
     /// reads it.
     private func serve(_ c: Connection) {
         var notifyGuest = flush(c)
+        // Backpressure, as xenstored has: a guest that does not read its replies is read no
+        // further until it does, so neither buffer grows past a few messages.
+        guard c.outbox.count < Self.outboxLimit / 4, c.inbox.count <= XsdSockmsgLayout.size + Int(XenStoreLimits.payloadMax) else {
+            if notifyGuest { notify(c) }
+            return
+        }
         let cons = xv_kvm_load_acquire_u32(index(c, XenstoreDomainInterfaceLayout.reqCons))
         let prod = xv_kvm_load_acquire_u32(index(c, XenstoreDomainInterfaceLayout.reqProd))
         let available = prod &- cons
@@ -359,7 +365,16 @@ final class XenStoreService: @unchecked Sendable {
         }
     }
 
+    /// Replies and watch events queued for a guest beyond this break its connection
+    /// (XENSTORE_ERROR_PROTO): a watcher that never reads cannot make the host's memory grow.
+    static let outboxLimit = 256 * 1024
+
     private func event(_ c: Connection, path: String, token: String, relative: Bool) {
+        guard c.outbox.count < Self.outboxLimit else {
+            c.broken = true
+            xv_kvm_store_release_u32(index(c, XenstoreDomainInterfaceLayout.error), 3)   // XENSTORE_ERROR_PROTO
+            return
+        }
         let home = "/local/domain/\(c.domain)/"
         let shown = relative && path.hasPrefix(home) ? String(path.dropFirst(home.count)) : path
         var head = [UInt8](repeating: 0, count: XsdSockmsgLayout.size)

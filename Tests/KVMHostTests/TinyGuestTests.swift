@@ -121,7 +121,7 @@ struct TinyGuestTests {
         #expect(calls(native, 1).contains("20 0 => 0"), "GNTTABOP_map_grant_ref succeeded")
     }
 
-    @Test("hostile guests: a hypercall-page MSR past memory gets #GP; a store ring index a ring ahead breaks the connection, on both sides")
+    @Test("hostile guests: a hypercall-page MSR past memory gets #GP; a store ring index a ring ahead breaks the connection; a guest that never reads its store replies is read no further, on both sides")
     func hostileGuests() throws {
         guard let (kvm, image) = try Self.prerequisites() else { return }
         for side in [XenHostConfiguration.Side.native, .translated] {
@@ -132,6 +132,8 @@ struct TinyGuestTests {
             let store = try Self.run(kvm, side, [.init(image: image, commandLine: "role=none xshostile=1", name: "xs")]).domains[0]
             #expect(store.console.contains("tiny: hostile store ring: error 2"), "\(side): \(store.console)")   // XENSTORE_ERROR_RINGIDX
             #expect(store.shutdownReason == 0)
+            let flood = try Self.run(kvm, side, [.init(image: image, commandLine: "role=none xsflood=1", name: "flood")]).domains[0]
+            #expect(flood.console.contains("tiny: store flood: the server stopped reading: yes"), "\(side): \(flood.console)")
         }
     }
 
