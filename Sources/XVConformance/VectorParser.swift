@@ -70,7 +70,10 @@ public enum VectorParser {
             // call dN[.V] HYPERCALL ARG... (=> RESULT) (as NAME)
             guard w.count >= 3 else { throw fail("`call dN[.V] HYPERCALL [ARG...] => RESULT`") }
             let (d, vcpu) = try domain(w[1], v, fail)
-            let end = w.firstIndex(where: { $0 == "=>" || $0 == "as" }) ?? w.count
+            // The hypercall comes first: `=>` or `as` in its place is a syntax error (a trapped
+            // range before the fuzzer found it: fuzz-vector-parser).
+            guard w[2] != "=>", w[2] != "as" else { throw fail("`call dN[.V] HYPERCALL [ARG...] => RESULT`: the hypercall is missing") }
+            let end = w[3...].firstIndex(where: { $0 == "=>" || $0 == "as" }) ?? w.count
             guard end - 3 <= 5 else { throw fail("a hypercall takes at most five arguments") }
             var args: [VectorExpression] = []
             for a in w[3..<end] { args.append(try expression(a, fail)) }

@@ -101,6 +101,9 @@ import XVSpecCatalog
         ("vector a\n  call d1 xen_version 0 0\nend\n", "t.vec:2: a step needs `=> VALUE`"),
         ("  upcalls d1 0\n", "t.vec:1: `upcalls` outside a vector"),
         ("vector a\nend\nvector a\nend\n", "t.vec:3: vector name `a`"),
+        // fuzz-vector-parser's first find: a `call` whose hypercall is `=>` trapped on a range.
+        ("vector a\n  call d1 => 0\nend\n", "t.vec:2: `call dN[.V] HYPERCALL [ARG...] => RESULT`: the hypercall is missing"),
+        ("vector a\n  call d1 as x\nend\n", "t.vec:2: `call dN[.V] HYPERCALL [ARG...] => RESULT`: the hypercall is missing"),
     ])
     func malformedVectorsNameTheirLine(text: String, message: String) {
         #expect(throws: VectorSyntaxError.self) { try VectorParser.parse(text, file: "t.vec") }
