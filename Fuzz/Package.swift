@@ -14,5 +14,6 @@ let package = Package(
         .executableTarget(name: "fuzz-reference", dependencies: ["CFuzzDriver", .product(name: "ViridianReference", package: "XenViridian"),
                                                               .product(name: "GuestABI", package: "XenViridian"), .product(name: "ViridianABI", package: "XenViridian")]),
         .executableTarget(name: "fuzz-hypercall", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
+        .executableTarget(name: "fuzz-image", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
     ]
 )

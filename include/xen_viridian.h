@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* The ABI version this header describes; xv_abi_version() returns the library's. */
-#define XV_ABI_VERSION 2u
+#define XV_ABI_VERSION 3u
 
 /* Return codes. */
 #define XV_OK 0
@@ -40,6 +40,18 @@ extern "C" {
 #define XV_ENOMEM (-12)   /* the library could not allocate its state */
 #define XV_ESRCH  (-3)    /* no such domain */
 #define XV_ENODEV (-19)   /* the Viridian target refused to set the domain up */
+#define XV_ENOSPC (-28)   /* the buffer is too small: the size needed is returned */
+#define XV_EIMAGE (-74)   /* a domain image was refused (EBADMSG); the reason is an XV_IMAGE_REFUSED_* */
+
+/* Why xv_domain_restore refused an image (Specs/translation/save-image.tbl); nothing changed. */
+#define XV_IMAGE_REFUSED_MAGIC 1u      /* not a domain image */
+#define XV_IMAGE_REFUSED_VERSION 2u    /* a format version this library does not read */
+#define XV_IMAGE_REFUSED_TRUNCATED 3u  /* shorter than its header says */
+#define XV_IMAGE_REFUSED_CHECKSUM 4u   /* a byte changed */
+#define XV_IMAGE_REFUSED_MALFORMED 5u  /* a section or field out of range */
+#define XV_IMAGE_REFUSED_SHAPE 6u      /* saved from a domain of another id or shape */
+#define XV_IMAGE_REFUSED_NOT_FRESH 7u  /* the domain has run already */
+#define XV_IMAGE_REFUSED_CAPACITY 8u   /* more unbound and interdomain ports than this side carries */
 
 /* xv_system_config.side */
 #define XV_SIDE_NATIVE 0u      /* the native baseline: Xen's own handling */
@@ -297,6 +309,23 @@ int32_t xv_get_hvm_param(xv_system *system, uint16_t domain, uint32_t index, uin
  * guest's upcall. XV_ESRCH for an unknown domain or vCPU, XV_EINVAL on the other sides (the
  * bundled reference delivers its own). Any thread. */
 int32_t xv_deliver_interrupt(xv_system *system, uint16_t domain, uint32_t vcpu, uint8_t vector);
+
+/* Save and restore (ABI 3; Docs/SaveRestore.md). An image is the domain's Xen state outside
+ * guest memory, the same format on either side: a domain saved from a native system restores
+ * into a translated one and the other way round.
+ *  - xv_domain_save: the domain's vCPUs are stopped. Writes the image into `buffer` (the
+ *    caller's, `capacity` bytes) and its size into `*size` (required); with a null or too
+ *    small buffer, XV_ENOSPC and the size needed. XV_ESRCH for an unknown domain.
+ *  - xv_domain_restore: into a domain created with the same configuration that has made no
+ *    hypercall yet, after the embedder copied the guest's memory into it. The image is read
+ *    whole (borrowed for the call). XV_EIMAGE with `*refusal` (optional) set to an
+ *    XV_IMAGE_REFUSED_* when the image is refused, which changes nothing.
+ *  - xv_domain_finish_restore: once every domain that moves is restored, shows their grant
+ *    mappings again (checked against their granters' restored tables). XV_ESRCH for an
+ *    unknown domain. */
+int32_t xv_domain_save(xv_system *system, uint16_t domain, uint8_t *buffer, uint64_t capacity, uint64_t *size);
+int32_t xv_domain_restore(xv_system *system, uint16_t domain, const uint8_t *image, uint64_t size, uint32_t *refusal);
+int32_t xv_domain_finish_restore(xv_system *system, uint16_t domain);
 
 /* Viridian hypercalls the translated side issued so far (0 on the native side). */
 uint64_t xv_viridian_hypercalls(xv_system *system);

@@ -98,6 +98,24 @@ public final class GuestRAM {
     /// Own pages no frame shows.
     @inlinable public var freePages: Int { (0..<Int(frameCount)).reduce(0) { $0 + (pageInUse[$1] ? 0 : 1) } }
 
+    /// Makes frames and own pages 0 ..< `frames` what they are in `source`: the contents of
+    /// every own page, which own page each frame shows, the holes and the free pages. A frame
+    /// that shows a page not `source`'s own (a grant mapping, a layer page) becomes a hole
+    /// here: restoring the domain's image shows that page again. What an embedder does with a
+    /// domain's memory when it migrates it (Docs/SaveRestore.md).
+    public func mirror(_ source: GuestRAM, frames: UInt64) {
+        let n = Int(min(frames, frameCount, source.frameCount))
+        for i in 0..<n {
+            (base + i * Int(guestPageSize)).copyMemory(from: source.base + i * Int(guestPageSize), byteCount: Int(guestPageSize))
+            pageInUse[i] = source.pageInUse[i]
+        }
+        for f in 0..<n {
+            let shown = xv_load_acquire_u64(source.table + f)
+            let page = source.ownIndex(shown).flatMap { $0 < n ? UInt64(UInt(bitPattern: base + $0 * Int(guestPageSize))) : nil } ?? 0
+            xv_store_release_u64(table + f, page)
+        }
+    }
+
     @inlinable func ownIndex(_ address: UInt64) -> Int? {
         let start = UInt64(UInt(bitPattern: base))
         guard address >= start, address < start + frameCount * guestPageSize else { return nil }

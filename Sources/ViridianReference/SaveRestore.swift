@@ -19,43 +19,6 @@ public enum ViridianSaveFormat {
     @inlinable public static var version: UInt32 { 1 }
 }
 
-@usableFromInline struct ByteWriter {
-    @usableFromInline var bytes: [UInt8] = []
-    @inlinable mutating func u8(_ v: UInt8) { bytes.append(v) }
-    @inlinable mutating func u16(_ v: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    @inlinable mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    @inlinable mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
-    @inlinable mutating func optional(_ v: UInt64?) { u8(v == nil ? 0 : 1); u64(v ?? 0) }
-    @inlinable init(bytes: [UInt8] = []) { self.bytes = bytes }
-}
-
-@usableFromInline struct ByteReader {
-    @usableFromInline let bytes: [UInt8]
-    @usableFromInline var at = 0
-    @inlinable var isAtEnd: Bool { at == bytes.count }
-    @inlinable mutating func take(_ n: Int) -> UInt64? {
-        guard n <= bytes.count - at else { return nil }
-        var v: UInt64 = 0
-        for i in 0..<n { v |= UInt64(bytes[at + i]) << UInt64(8 * i) }
-        at += n
-        return v
-    }
-    @inlinable mutating func u8() -> UInt8? { take(1).map { UInt8($0) } }
-    @inlinable mutating func u16() -> UInt16? { take(2).map { UInt16($0) } }
-    @inlinable mutating func u32() -> UInt32? { take(4).map { UInt32($0) } }
-    @inlinable mutating func u64() -> UInt64? { take(8) }
-    @inlinable mutating func optional() -> UInt64?? {
-        guard let flag = u8(), flag <= 1, let v = u64() else { return nil }
-        return .some(flag == 1 ? v : nil)
-    }
-    @inlinable mutating func bytes(_ n: Int) -> ArraySlice<UInt8>? {
-        guard n <= bytes.count - at else { return nil }
-        defer { at += n }
-        return bytes[at..<at + n]
-    }
-    @inlinable init(bytes: [UInt8]) { self.bytes = bytes }
-}
-
 extension ViridianReference {
     /// The saved state of `partition`, or nil for an unknown partition.
     @inlinable public func saveState(of partition: PartitionID) -> [UInt8]? {
@@ -63,7 +26,7 @@ extension ViridianReference {
         defer { unlockEntry() }
         guard let p = index(of: partition) else { return nil }
         let s = partitions[p]
-        var w = ByteWriter()
+        var w = SaveImageWriter()
         w.u32(ViridianSaveFormat.magic)
         w.u32(ViridianSaveFormat.version)
         w.u32(UInt32(s.vps.count))
@@ -156,7 +119,7 @@ extension ViridianReference {
 
     @inlinable func decodeState(_ p: Int, _ bytes: [UInt8]) -> DecodedState? {
         let config = partitions[p].config
-        var r = ByteReader(bytes: bytes)
+        var r = SaveImageReader(bytes: bytes)
         guard r.u32() == ViridianSaveFormat.magic, r.u32() == ViridianSaveFormat.version,
               let vpCount = r.u32(), Int(vpCount) == config.vpCount,
               let guestOSID = r.u64(), let hypercall = r.u64(), let referenceTSC = r.u64(),

@@ -309,6 +309,40 @@ public final class EmbeddedSystem {
         (withDomain(id) { $0.setHVMParameter(HVMParam(rawValue: index), value) ? XV_OK : XV_EINVAL }) ?? XV_ESRCH
     }
 
+    /// The domain's image (`XenDomain.saveImage`, the translated side's SynIC drained first); nil for an unknown domain.
+    public func saveImage(domain id: UInt16) -> [UInt8]? {
+        directory.withRecord(DomainID(id)) { r -> [UInt8]? in
+            if let layer = r.layer { return layer.saveImage() }
+            if let layer = r.targetLayer { return layer.saveImage() }
+            return native!.saveImage(of: r.id)
+        } ?? nil
+    }
+
+    /// Restores an image into a fresh domain: XV_OK; XV_ESRCH for an unknown domain; XV_EIMAGE
+    /// and the refusal's XV_IMAGE_REFUSED_* number when refused.
+    public func restoreImage(domain id: UInt16, _ bytes: [UInt8]) -> (code: Int32, refusal: UInt32?) {
+        directory.withRecord(DomainID(id)) { r -> (code: Int32, refusal: UInt32?) in
+            do throws(DomainImageRefusal) {
+                if let layer = r.layer { try layer.restoreImage(bytes) }
+                else if let layer = r.targetLayer { try layer.restoreImage(bytes) }
+                else { _ = try native!.restoreImage(of: r.id, from: bytes) }
+                return (XV_OK, nil)
+            } catch {
+                return (XV_EIMAGE, error.rawValue)
+            }
+        } ?? (XV_ESRCH, nil)
+    }
+
+    /// The restore's second step (`XenDomain.finishRestore`): XV_OK or XV_ESRCH.
+    public func finishRestore(domain id: UInt16) -> Int32 {
+        directory.withRecord(DomainID(id)) { r -> Int32 in
+            if let layer = r.layer { layer.finishRestore() }
+            else if let layer = r.targetLayer { layer.finishRestore() }
+            else { native!.finishRestore(of: r.id) }
+            return XV_OK
+        } ?? XV_ESRCH
+    }
+
     /// HVM parameter `index` as the toolstack reads it: XV_OK and the value, or XV_ESRCH /
     /// XV_EINVAL (and 0) as for `setHVMParameter`.
     public func hvmParameter(domain id: UInt16, index: UInt32) -> (code: Int32, value: UInt64) {

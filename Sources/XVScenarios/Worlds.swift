@@ -68,6 +68,29 @@ public protocol XenWorld: AnyObject {
     func hypercall(domain: DomainID, vcpu: Int, _ registers: XenHypercallRegisters) -> Int64
     /// The XenCore state of `domain` (traps when there is no such domain).
     func xenDomain(_ domain: DomainID) -> XenDomain<GuestRAMRegion>
+    /// The guests' TSC now (native: the embedder's; translated: the reference hypervisor's clock).
+    var guestTSC: UInt64 { get }
+    /// `domain`'s image, saved as this side saves it (Docs/SaveRestore.md).
+    func saveImage(_ domain: DomainID) -> [UInt8]
+    /// Restores an image from either side into `domain`, which must be fresh.
+    func restoreImage(_ domain: DomainID, _ image: [UInt8]) throws(DomainImageRefusal)
+    /// The restore's second step (`XenDomain.finishRestore`), once every moving domain is restored.
+    func finishRestore(_ domain: DomainID)
+}
+
+extension XenWorld {
+    /// Moves every domain of `source` into this world, which was just built with the same
+    /// shape (on either side): every image is saved first (the guests are stopped), then each
+    /// domain's memory is copied (`GuestRAM.mirror`) and its image restored, in id order. With
+    /// `sameClock`, this world's TSC is first moved to the source's (a host sharing its clock);
+    /// without, the restore continues Xen time on whatever clock this world has.
+    public func migrate(from source: any XenWorld, sameClock: Bool = true) throws(DomainImageRefusal) {
+        let images = (0..<source.domainCount).map { source.saveImage(source.domainID($0)) }
+        if sameClock { advanceTime(toTSC: source.guestTSC) }
+        for i in 0..<domainCount { ram(domainID(i)).mirror(source.ram(domainID(i)), frames: WorldLayout.frames) }
+        for i in 0..<domainCount { try restoreImage(domainID(i), images[i]) }
+        for i in 0..<domainCount { finishRestore(domainID(i)) }
+    }
 }
 
 extension XenWorld {
@@ -78,9 +101,9 @@ extension XenWorld {
 /// XenNative over in-process RAM.
 public final class NativeWorld: XenWorld {
     /// Upcalls, timers and the other embedder hooks of the native side.
-    public let recorder = UpcallRecorder()
+    public let recorder: UpcallRecorder
     /// Every domain's console lines.
-    public let console = ConsoleRecorder()
+    public let console: ConsoleRecorder
     /// The native system holding every domain.
     public let system: XenNativeSystem<GuestRAMRegion, UpcallRecorder>
     /// Number of domains (ids 1 ... `domainCount`).
@@ -90,7 +113,12 @@ public final class NativeWorld: XenWorld {
     @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
     /// `domains` native domains of `vcpus` vCPUs each, ports 0 ... `maxPort`, each with its own `frames` frames of RAM (at least `WorldLayout.frames`), its console and physmap attached, and its timers routed back to the system. Traps if a domain cannot be created.
-    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames, identity: XenGuestIdentity = XenGuestIdentity()) {
+    /// `recorder` and `console` may come from another world (a migration's destination that
+    /// goes on counting where its source left off).
+    public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames, identity: XenGuestIdentity = XenGuestIdentity(),
+                recorder: UpcallRecorder = UpcallRecorder(), console: ConsoleRecorder = ConsoleRecorder()) {
+        self.recorder = recorder
+        self.console = console
         domainCount = domains
         vcpuCount = vcpus
         system = XenNativeSystem(sink: recorder)
@@ -134,6 +162,14 @@ public final class NativeWorld: XenWorld {
     public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { xenDomain(domain).setVCPUUp(vcpu, up, fabric: system) }
     /// `XenDomain.setRunstate` on the native fabric.
     public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { xenDomain(domain).setRunstate(vcpu, state, fabric: system) }
+    /// The recorder's guest TSC.
+    public var guestTSC: UInt64 { recorder.guestTSC() }
+    /// `XenNativeSystem.saveImage(of:)` (traps for an unknown id).
+    public func saveImage(_ domain: DomainID) -> [UInt8] { system.saveImage(of: domain)! }
+    /// `XenNativeSystem.restoreImage(of:from:)`.
+    public func restoreImage(_ domain: DomainID, _ image: [UInt8]) throws(DomainImageRefusal) { _ = try system.restoreImage(of: domain, from: image) }
+    /// `XenNativeSystem.finishRestore(of:)`.
+    public func finishRestore(_ domain: DomainID) { system.finishRestore(of: domain) }
 }
 
 /// Routes the reference hypervisor's interrupts to the layer of the partition they target,
@@ -245,9 +281,9 @@ public final class LayerInterruptRouter: ViridianHost {
 /// XenViridian over ViridianReference: one partition per domain.
 public final class TranslatedWorld: XenWorld {
     /// Upcalls and the other embedder hooks of the translated side.
-    public let recorder = UpcallRecorder()
+    public let recorder: UpcallRecorder
     /// Every domain's console lines.
-    public let console = ConsoleRecorder()
+    public let console: ConsoleRecorder
     /// The reference hypervisor's host: routes its interrupts to the layers and counts flushes and spin waits.
     public let router = LayerInterruptRouter()
     /// The reference Viridian hypervisor, one partition per domain.
@@ -264,11 +300,15 @@ public final class TranslatedWorld: XenWorld {
     @exclusivity(unchecked) private var rams: [GuestRAM] = []
 
     /// `domains` translated domains of `vcpus` vCPUs each: one reference partition per domain, whose memory is `frames` guest frames (at least `WorldLayout.frames`) followed by the layer frames, and a layer placed on it with the guest's view limited to the guest frames. Traps if a partition or layer cannot be created.
+    /// The reference's TSC runs at `tscHz`; `recorder` and `console` may come from another world.
     public init(domains: Int, vcpus: Int, maxPort: UInt32 = 1023, frames: UInt64 = WorldLayout.frames,
-                identity: XenGuestIdentity = XenGuestIdentity()) {
+                identity: XenGuestIdentity = XenGuestIdentity(), tscHz: UInt64 = 2_500_000_000,
+                recorder: UpcallRecorder = UpcallRecorder(), console: ConsoleRecorder = ConsoleRecorder()) {
+        self.recorder = recorder
+        self.console = console
         domainCount = domains
         vcpuCount = vcpus
-        reference = LayerInterruptRouter.Reference(host: router)!
+        reference = LayerInterruptRouter.Reference(host: router, tscFrequency: tscHz)!
         root = XenViridianRoot(target: ReferenceBoundary(reference))
         // Ports: one per bindable Xen port plus a control port from every domain; connections:
         // one per interdomain port plus a control connection to every domain.
@@ -322,6 +362,14 @@ public final class TranslatedWorld: XenWorld {
     public func setVCPUUp(_ domain: DomainID, vcpu: Int, _ up: Bool) { layer(domain).domain.setVCPUUp(vcpu, up, fabric: layer(domain)) }
     /// `XenDomain.setRunstate` on the layer's fabric.
     public func setRunstate(_ domain: DomainID, vcpu: Int, _ state: VCPURunstate) { layer(domain).domain.setRunstate(vcpu, state, fabric: layer(domain)) }
+    /// The reference hypervisor's TSC.
+    public var guestTSC: UInt64 { reference.clock.tsc }
+    /// `XenViridianDomain.saveImage` of the domain's layer (its SynIC drained first).
+    public func saveImage(_ domain: DomainID) -> [UInt8] { layer(domain).saveImage() }
+    /// `XenViridianDomain.restoreImage` of the domain's layer.
+    public func restoreImage(_ domain: DomainID, _ image: [UInt8]) throws(DomainImageRefusal) { try layer(domain).restoreImage(image) }
+    /// `XenViridianDomain.finishRestore` of the domain's layer.
+    public func finishRestore(_ domain: DomainID) { layer(domain).finishRestore() }
     /// Viridian hypercalls issued by every layer so far.
     public var viridianHypercalls: Int { layers.reduce(0) { $0 + $1.viridianHypercalls } }
 }

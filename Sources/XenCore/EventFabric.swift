@@ -108,6 +108,10 @@ public protocol EventFabric: AnyObject {
     func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer?
     /// Ends every copy window `grantedPage` opened for `vcpu` (translated: unmaps them from its layer frames); called after each GNTTABOP_copy entry, once its bytes are copied or it failed.
     func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int)
+    /// Whether `granter`'s table holds a pin of `ref` by `domain` on `granterFrame` (writable:
+    /// a write pin): what a restore checks before it shows a saved grant mapping again, so an
+    /// image can show no page its granter did not grant.
+    func grantHeld(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, granterFrame: UInt64, writable: Bool) -> Bool
 }
 
 /// The clock a domain's Xen time derives from (`PVClock`): the page form, and a TSC near now.

@@ -100,7 +100,7 @@ extension XenDomain {
         body()
         let deadline = earliestDeadline(v)
         xv_spin_unlock(lock)
-        fabric.armTimer(self, vcpu: v, deadline: deadline)
+        fabric.armTimer(self, vcpu: v, deadline: deadline.map { sideDeadline($0) })
     }
 
     @inlinable func earliestDeadline(_ v: Int) -> UInt64? {

@@ -15,7 +15,7 @@ extension XenDomain {
     /// valid clock (nothing is written then).
     @discardableResult
     @inlinable public func refreshTime<F: EventFabric>(vcpu: Int, fabric: F) -> Bool where F.Memory == Memory {
-        guard vcpu >= 0, vcpu < vcpuCount, let base = fabric.timeBase(self) else { return false }
+        guard vcpu >= 0, vcpu < vcpuCount, let base = clock(fabric) else { return false }
         let info = PVClock.timeInfo(anchorTSC: base.tsc, page: base.page)
         let lock = vcpuWords + vcpu * VCPUWords.stride + VCPUWords.timeLock
         xv_spin_lock(lock)
@@ -40,9 +40,29 @@ extension XenDomain {
         return true
     }
 
+    /// The domain's clock: the side's time base with the domain's offset added to the page's
+    /// (0 until a restore moves it, `DomainWords.clockOffset`), so Xen system time, pvclock and
+    /// every deadline count on from a saved image whatever the destination's TSC.
+    @inline(__always)
+    @inlinable public func clock<F: EventFabric>(_ fabric: F) -> XenTimeBase? where F.Memory == Memory {
+        guard var base = fabric.timeBase(self) else { return nil }
+        base.page.offset &+= Int64(bitPattern: xv_load_acquire_u64(words + DomainWords.clockOffset))
+        return base
+    }
+
+    /// A deadline in the domain's system time as the side's clock counts it (what the side's
+    /// timer is armed with): the domain's offset taken off, never below 1 ns.
+    @inline(__always)
+    @inlinable func sideDeadline(_ deadline: UInt64) -> UInt64 {
+        let offset = Int64(bitPattern: xv_load_acquire_u64(words + DomainWords.clockOffset))
+        if offset == 0 { return deadline }
+        let shifted = Int64(bitPattern: deadline) &- offset &* 100
+        return shifted <= 0 ? 1 : UInt64(shifted)
+    }
+
     /// Xen system time now (NOW(), ns), from the side's clock; nil without one.
     @inlinable public func systemTime<F: EventFabric>(fabric: F) -> UInt64? where F.Memory == Memory {
-        fabric.timeBase(self).map { $0.page.nanoseconds(atTSC: $0.tsc) }
+        clock(fabric).map { $0.page.nanoseconds(atTSC: $0.tsc) }
     }
 
     /// Where VCPUOP_register_vcpu_time_memory_area asked for the second copy, if it did.

@@ -103,6 +103,9 @@ public final class XenDomain<Memory: GuestMemory> {
     @usableFromInline @exclusivity(unchecked) var mappedFrameCapacity = 0
     /// Xen's max_maptrack_frames.
     public let maxMaptrackFrames: Int
+    /// Handles of grant mappings a restore brought back and `finishRestore` has not shown yet.
+    /// Under the grant lock.
+    @usableFromInline @exclusivity(unchecked) var restoringMappings: [UInt32] = []
 
     /// Port records, `PortRecords.stride` bytes each: the channel, then its lock word.
     @usableFromInline let records: UnsafeMutableRawPointer
@@ -595,6 +598,10 @@ public final class XenDomain<Memory: GuestMemory> {
     /// which are in use (bits 0 and 1), under vCPU 0's time lock (they ride on its side timer).
     @inlinable static var watchdogDeadlines: Int { 320 + 24 }
     @inlinable static var watchdogsInUse: Int { 320 + 40 }
+    /// What the domain's clock adds to the side's reference time, in 100 ns units (Int64): 0
+    /// from creation; a restore sets it so that Xen system time goes on from the saved value
+    /// on a clock of another frequency or origin (`XenDomain.clock`).
+    @inlinable static var clockOffset: Int { 320 + 48 }
     /// The console line buffer's lock, its fill, then the buffer (Xen's d->pbuf_lock,
     /// d->pbuf_idx and d->pbuf).
     @inlinable static var consoleLock: Int { 384 }

@@ -190,6 +190,10 @@ public final class XenNativeSystem<Memory: GuestMemory, Sink: XenNativeSink>: Ev
     @inlinable public func grantedPage(_ domain: XenDomain<Memory>, vcpu: Int, window: Int, granter: DomainID, granterFrame: UInt64, writable: Bool) -> UnsafeMutableRawPointer? {
         withDomain(granter) { $0.memory.hostAddress(of: GuestFrameNumber(granterFrame)) } ?? nil
     }
+    /// The granter's table, read directly (`XenDomain.holdsPin`); false when the granter is gone.
+    @inlinable public func grantHeld(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, granterFrame: UInt64, writable: Bool) -> Bool {
+        withDomain(granter) { $0.holdsPin(ref: ref, grantee: domain.id, frame: granterFrame, writable: writable) } ?? false
+    }
     /// Nothing to release natively: `grantedPage` maps nothing.
     @inlinable public func releaseGrantedPages(_ domain: XenDomain<Memory>, vcpu: Int) {}
 
@@ -230,4 +234,24 @@ extension XenNativeSystem {
     @inlinable public func raise(_ domain: XenDomain<Memory>, port: UInt32) {
         if let target = domain.deliver(port, if: { _ in true }).upcall { inject(domain, vcpu: target) }
     }
+}
+
+extension XenNativeSystem {
+    /// The image of domain `id` (`XenDomain.saveImage`; Docs/SaveRestore.md), or nil when there
+    /// is no such domain. The embedder has stopped the domain's vCPUs.
+    public func saveImage(of id: DomainID) -> [UInt8]? {
+        withDomain(id) { $0.saveImage(fabric: self) }
+    }
+
+    /// Restores `bytes` (from either side) into domain `id`, which no hypercall has changed
+    /// yet; false when there is no such domain. Throws, changing nothing, when the image is refused.
+    public func restoreImage(of id: DomainID, from bytes: [UInt8]) throws(DomainImageRefusal) -> Bool {
+        guard let d = domain(id) else { return false }
+        try d.restoreImage(bytes, fabric: self)
+        return true
+    }
+
+    /// `XenDomain.finishRestore` of domain `id`, once every moving domain is restored; the grant mappings shown (0 for an unknown domain).
+    @discardableResult
+    public func finishRestore(of id: DomainID) -> Int { withDomain(id) { $0.finishRestore(fabric: self) } ?? 0 }
 }

@@ -11,6 +11,8 @@ public protocol XenGrantGranter: AnyObject {
     func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition
     /// Drops one pin of `ref` that `acquireGrant` took (read-only or writable, as it was taken).
     func releaseGrant(ref: UInt32, writable: Bool)
+    /// Whether the layer's own table holds `grantee`'s pin of `ref` on `frame` (`XenDomain.holdsPin`).
+    func holdsPin(ref: UInt32, grantee: DomainID, frame: UInt64, writable: Bool) -> Bool
 }
 
 /// Holds a layer for the root, unretained (the embedder owns its layers, which outlive their
@@ -69,6 +71,12 @@ extension XenViridianRoot {
     @inlinable public func releaseGrant<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, writable: Bool, as type: Layer.Type) {
         if withLayer(granter, as: type, { $0.releaseGrant(ref: ref, writable: writable) }) != nil { return }
         _ = withGranter(granter) { $0.releaseGrant(ref: ref, writable: writable) }
+    }
+
+    /// Asks `granter`'s layer whether its table holds `grantee`'s pin of `ref` on `frame`; false when no layer answers.
+    @inlinable public func grantHeld<Layer: XenGrantGranter>(granter: DomainID, ref: UInt32, grantee: DomainID, frame: UInt64, writable: Bool, as type: Layer.Type) -> Bool {
+        if let typed = withLayer(granter, as: type, { $0.holdsPin(ref: ref, grantee: grantee, frame: frame, writable: writable) }) { return typed }
+        return withGranter(granter) { $0.holdsPin(ref: ref, grantee: grantee, frame: frame, writable: writable) } ?? false
     }
 
     /// HvCallMapGpaPages: `granter`'s frame at `grantee`'s, readable and, for a writable grant,

@@ -261,6 +261,12 @@ public final class XenViridianDomain<Target: ViridianTarget & ViridianRootServic
         return root.mapGrantedFrame(into: domain.id, at: frame, from: granter, granterFrame: granterFrame, writable: writable)
     }
 
+    /// Asks the granter (this domain's own table for a self-grant, else through the root) whether it holds the pin.
+    @inlinable public func grantHeld(_ domain: XenDomain<Memory>, granter: DomainID, ref: UInt32, granterFrame: UInt64, writable: Bool) -> Bool {
+        if granter == domain.id { return domain.holdsPin(ref: ref, grantee: granter, frame: granterFrame, writable: writable) }
+        return root.grantHeld(granter: granter, ref: ref, grantee: domain.id, frame: granterFrame, writable: writable, as: XenViridianDomain<Target, Memory, Sink>.self)
+    }
+
     /// Unmaps the grant at `frame` through the root (one Viridian unmap, counted as a hypercall): the frame becomes a hole in this partition.
     @inlinable public func unmapGrantedFrame(_ domain: XenDomain<Memory>, at frame: GuestFrameNumber, granter: DomainID, granterFrame: UInt64) {
         countHypercall()
@@ -569,6 +575,10 @@ extension XenViridianDomain: XenGrantGranter {
     /// The root asks this layer about its own domain's grants.
     @inlinable public func acquireGrant(ref: UInt32, grantee: DomainID, writable: Bool, use: GrantUse) -> GrantAcquisition {
         domain.acquireGrant(ref: ref, grantee: grantee, writable: writable, use: use, fabric: self)
+    }
+    /// Whether this domain's own table holds `grantee`'s pin of `ref`, for the root.
+    @inlinable public func holdsPin(ref: UInt32, grantee: DomainID, frame: UInt64, writable: Bool) -> Bool {
+        domain.holdsPin(ref: ref, grantee: grantee, frame: frame, writable: writable)
     }
     /// Drops a pin of this domain's own grant `ref`, for the root.
     @inlinable public func releaseGrant(ref: UInt32, writable: Bool) { domain.releaseGrant(ref: ref, writable: writable, fabric: self) }

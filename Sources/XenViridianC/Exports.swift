@@ -6,7 +6,7 @@ import XVEmbedding
 // `EmbeddedSystem`, with no logic of its own. `@c @implementation` makes the compiler check
 // every signature against the header's declaration.
 
-/// `xv_abi_version`: the ABI version the library was built with (`XV_ABI_VERSION`, 2), for the embedder to compare with its header's.
+/// `xv_abi_version`: the ABI version the library was built with (`XV_ABI_VERSION`, 3), for the embedder to compare with its header's.
 @c @implementation
 public func xv_abi_version() -> UInt32 { XV_ABI_VERSION }
 
@@ -160,4 +160,37 @@ public func xv_viridian_hypercalls(_ system: OpaquePointer?) -> UInt64 {
 @c @implementation
 public func xv_deliver_interrupt(_ system: OpaquePointer?, _ domain: UInt16, _ vcpu: UInt32, _ vector: UInt8) -> Int32 {
     withSystem(system, XV_ESRCH) { $0.deliverInterrupt(domain: domain, vcpu: vcpu, vector: vector) }
+}
+
+/// `xv_domain_save`: the domain's image into `buffer` and its size into `*size`; XV_OK, XV_ENOSPC (null or short buffer: `*size` is the size needed), XV_ESRCH or XV_EINVAL (null `size`).
+@c @implementation
+public func xv_domain_save(_ system: OpaquePointer?, _ domain: UInt16, _ buffer: UnsafeMutablePointer<UInt8>?, _ capacity: UInt64,
+                           _ size: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    guard let size else { return XV_EINVAL }
+    return withSystem(system, XV_ESRCH) {
+        guard let image = $0.saveImage(domain: domain) else { return XV_ESRCH }
+        size.pointee = UInt64(image.count)
+        guard let buffer, capacity >= UInt64(image.count) else { return XV_ENOSPC }
+        image.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: image.count) }
+        return XV_OK
+    }
+}
+
+/// `xv_domain_restore`: `EmbeddedSystem.restoreImage`; XV_OK, XV_ESRCH, XV_EINVAL (null image with a size) or XV_EIMAGE with `*refusal`.
+@c @implementation
+public func xv_domain_restore(_ system: OpaquePointer?, _ domain: UInt16, _ image: UnsafePointer<UInt8>?, _ size: UInt64,
+                              _ refusal: UnsafeMutablePointer<UInt32>?) -> Int32 {
+    guard image != nil || size == 0, size <= UInt64(Int.max) else { return XV_EINVAL }
+    let bytes = image.map { Array(UnsafeBufferPointer(start: $0, count: Int(size))) } ?? []
+    return withSystem(system, XV_ESRCH) {
+        let (code, why) = $0.restoreImage(domain: domain, bytes)
+        if let why { refusal?.pointee = why }
+        return code
+    }
+}
+
+/// `xv_domain_finish_restore`: `EmbeddedSystem.finishRestore`; XV_OK or XV_ESRCH.
+@c @implementation
+public func xv_domain_finish_restore(_ system: OpaquePointer?, _ domain: UInt16) -> Int32 {
+    withSystem(system, XV_ESRCH) { $0.finishRestore(domain: domain) }
 }

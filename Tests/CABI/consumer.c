@@ -4,7 +4,8 @@
  * each side, native and translated, it runs two guests through the C ABI alone:
  *   callback vectors, an interdomain channel and a send, a grant of one page mapped by the
  *   other domain (the bytes checked through both), a one-shot timer to VIRQ_TIMER, a multicall
- *   of two calls, a console line, and the shutdown;
+ *   of two calls, a migration to the other side (save, a new system, restore, the channel
+ *   used again there), a console line, and the shutdown;
  * then checks that both sides gave the same guest-visible results.
  * The Xen numbers and layouts are the public interface's (xen/include/public: xen.h,
  * event_channel.h, grant_table.h, memory.h, hvm/hvm_op.h, hvm/params.h, sched.h), written
@@ -265,6 +266,55 @@ static int run(uint32_t side, struct outcome *out) {
     CHECK(out->results[11] == 0 && out->results[12] == ((4 << 16) | 17) && out->results[13] == 0, 19);
     CHECK(e.guests[1].upcalls == 2, 19);   /* the multicall's send */
 
+    out->viridian_calls = xv_viridian_hypercalls(s);
+
+    /* Migration to the other side (ABI 3): both domains saved, the system destroyed, a system
+     * of the other side created over the same guest memory (the embedder's copy), the images
+     * restored; then the channel, the callback vector and Xen time carry on there. */
+    {
+        uint8_t *images[2];
+        uint64_t sizes[2];
+        uint32_t refusal = 0;
+        uint64_t before = xv_system_time(s, 1);
+        for (d = 0; d < 2; d++) {
+            CHECK(xv_domain_save(s, (uint16_t)(d + 1), NULL, 0, &sizes[d]) == XV_ENOSPC && sizes[d] > 0, 30);
+            images[d] = (uint8_t *)malloc((size_t)sizes[d]);
+            CHECK(images[d] != NULL, 31);
+            CHECK(xv_domain_save(s, (uint16_t)(d + 1), images[d], sizes[d], &sizes[d]) == XV_OK, 32);
+        }
+        xv_system_destroy(s);
+        s = NULL;
+        for (d = 0; d < 2; d++)   /* a fresh partition's own frames (the layer's, past the guest's) */
+            for (f = FRAMES; f < FRAMES + layer; f++) memset(e.guests[d].pages[f], 0, PAGE);
+        config.side = side == XV_SIDE_NATIVE ? XV_SIDE_TRANSLATED : XV_SIDE_NATIVE;
+        CHECK(xv_system_create(&config, &callbacks, &s) == XV_OK && s != NULL, 33);
+        for (d = 0; d < 2; d++) {
+            xv_domain_config dc;
+            memset(&dc, 0, sizeof dc);
+            dc.domain = (uint16_t)(d + 1);
+            dc.vcpu_count = 1;
+            dc.page_table = e.guests[d].table;
+            dc.frames = FRAMES;
+            CHECK(xv_domain_create(s, &dc) == XV_OK, 34);
+        }
+        images[0][sizes[0] / 2] ^= 1;   /* a changed byte is refused, and changes nothing */
+        CHECK(xv_domain_restore(s, 1, images[0], sizes[0], &refusal) == XV_EIMAGE && refusal == XV_IMAGE_REFUSED_CHECKSUM, 35);
+        images[0][sizes[0] / 2] ^= 1;
+        CHECK(xv_domain_restore(s, 1, images[1], sizes[1], &refusal) == XV_EIMAGE && refusal == XV_IMAGE_REFUSED_SHAPE, 36);
+        for (d = 0; d < 2; d++) CHECK(xv_domain_restore(s, (uint16_t)(d + 1), images[d], sizes[d], &refusal) == XV_OK, 37);
+        for (d = 0; d < 2; d++) CHECK(xv_domain_finish_restore(s, (uint16_t)(d + 1)) == XV_OK, 38);
+        CHECK(xv_domain_restore(s, 1, images[0], sizes[0], &refusal) == XV_EIMAGE && refusal == XV_IMAGE_REFUSED_NOT_FRESH, 39);
+        for (d = 0; d < 2; d++) free(images[d]);
+        /* Xen time goes on from the saved value on the new system's clock (TSC 0 there). */
+        CHECK(xv_system_time(s, 1) >= before && xv_system_time(s, 1) - before < 100, 40);
+        /* The channel: domain 1 sends on its port, domain 2 gets the event and its upcall. */
+        acknowledge(&e.guests[1]);
+        put32(&e.guests[0], ARG_GFN, 0, local_port);
+        CHECK(call(s, 1, HC_event_channel_op, 4 /* send */, arg, 0) == 0, 41);
+        CHECK((get64(&e.guests[1], 0, 2048) >> remote_port) & 1, 42);
+        CHECK(e.guests[1].upcalls == 3, 43);
+    }
+
     /* Domain 2: a console line, then SCHEDOP_shutdown(poweroff). */
     memcpy((uint8_t *)page_of(&e.guests[1], ARG_GFN) + 512, "hello from domain 2\n", 20);
     out->results[14] = call(s, 2, HC_console_io, 0 /* CONSOLEIO_write */, 20, arg + 512);
@@ -279,7 +329,6 @@ static int run(uint32_t side, struct outcome *out) {
     memcpy(out->console, e.console, sizeof out->console);
     out->shutdown_reason = e.shutdown_reason;
     out->shutdowns = e.shutdowns;
-    out->viridian_calls = xv_viridian_hypercalls(s);
     xv_system_destroy(s);
     for (d = 0; d < 2; d++)
         for (f = 0; f < FRAMES + layer; f++) free(e.guests[d].pages[f]);
@@ -309,7 +358,7 @@ int main(void) {
                 (unsigned long long)translated.viridian_calls);
         return 1;
     }
-    printf("c consumer: ABI %u; native and translated agree: upcalls %u/%u, grant map read 0x%08x and wrote 0x%08x, "
+    printf("c consumer: ABI %u; native and translated agree, each migrated to the other side: upcalls %u/%u, grant map read 0x%08x and wrote 0x%08x, "
            "console \"hello from domain 2\", shutdown %u; translated issued %llu Viridian calls\n",
            xv_abi_version(), native.upcalls[0], native.upcalls[1], native.mapped_word, native.granter_word,
            native.shutdown_reason, (unsigned long long)translated.viridian_calls);

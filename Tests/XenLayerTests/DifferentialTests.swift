@@ -52,6 +52,10 @@ struct DifferentialTests {
         case vcpuUp(DomainID, vcpu: Int, Bool)
         /// The guest puts `bytes` at RDX (where backed), then makes the call.
         case console(DomainID, vcpu: Int, [UInt8], XenHypercallRegisters)
+        /// Save here, restore on the other side, go on: every domain of each world is saved and
+        /// restored, with its memory, into a fresh world of the other side (native's into a new
+        /// translated world, translated's into a new native one), and the run continues there.
+        case migrate
 
         var description: String {
             switch self {
@@ -75,6 +79,7 @@ struct DifferentialTests {
             case .gnttab(let d, let v, let cmd, let count, let f): return "d\(d.rawValue)v\(v) grant_table_op \(cmd) count \(count) \(f.map { $0.1 })"
             case .memory(let d, let v, let cmd, let f, let list): return "d\(d.rawValue)v\(v) memory_op \(cmd & 0x3F) start \(cmd >> 6) \(f.map { $0.1 }) list \(list)"
             case .console(let d, let v, let b, let r): return "d\(d.rawValue)v\(v) writes \(b.count) bytes at \(String(r.rdx, radix: 16)), console_io cmd \(r.rdi) count \(r.rsi)"
+            case .migrate: return "every domain migrates to the other side"
             }
         }
     }
@@ -356,6 +361,7 @@ struct DifferentialTests {
 
     static func apply(_ step: Step, to w: any XenWorld) -> Int64 {
         switch step {
+        case .migrate: return 0  // both worlds at once: `firstDivergence`
         case .vcpu(let d, let v, let op, let target, let f):
             w.writeArguments(d, size: VcpuHvmContextLayout.size, f)
             return w.hypercall(domain: d, vcpu: v, XenHypercallRegisters(rax: XenHypercall.vcpuOp.rawValue, rdi: UInt64(op.rawValue),
@@ -422,54 +428,91 @@ struct DifferentialTests {
     }
 
     /// The first step at which the worlds differ, with what differed; nil when they never do.
+    /// With `.migrate` steps a third world runs too, a native one that never migrates: both
+    /// migrating worlds must also stay identical to it, so a state that migration loses on
+    /// both sides alike still shows.
     static func firstDivergence(_ steps: [Step]) -> (index: Int, what: String)? {
-        let native = NativeWorld(domains: domains, vcpus: vcpus)
-        let translated = TranslatedWorld(domains: domains, vcpus: vcpus)
+        var native: any XenWorld = NativeWorld(domains: domains, vcpus: vcpus)
+        var translated: any XenWorld = TranslatedWorld(domains: domains, vcpus: vcpus)
+        let oracle: (any XenWorld)? = steps.contains { if case .migrate = $0 { return true } else { return false } }
+            ? NativeWorld(domains: domains, vcpus: vcpus) : nil
         for (i, step) in steps.enumerated() {
+            if case .migrate = step {
+                // Each side's state crosses to the other, with its embedder's records: what the
+                // guests saw must not change.
+                let toTranslated = TranslatedWorld(domains: domains, vcpus: vcpus, recorder: native.recorder, console: native.console)
+                let toNative = NativeWorld(domains: domains, vcpus: vcpus, recorder: translated.recorder, console: translated.console)
+                do {
+                    try toTranslated.migrate(from: native)
+                    try toNative.migrate(from: translated)
+                } catch {
+                    return (i, "an image was refused: \(error.specName.map { "\($0)" } ?? "\(error.rawValue)")")
+                }
+                (native, translated) = (toNative, toTranslated)
+                // A restore re-anchors every vCPU's pvclock (as Xen does); the world that never
+                // migrates gets the same re-anchoring from its embedder's tick.
+                if let oracle {
+                    for d in 0..<domains { for v in 0..<vcpus { _ = oracle.refreshTime(oracle.domainID(d), vcpu: v) } }
+                }
+            }
             let a = apply(step, to: native), b = apply(step, to: translated)
             if a != b { return (i, "returned \(a) native, \(b) translated") }
-            for d in 0..<domains {
-                let id = DomainID(UInt16(d + 1))
-                for f in WorldLayout.comparedFrames {
-                    let ma = native.ram(id).region.hostAddress(of: GuestFrameNumber(f))
-                    let mb = translated.ram(id).region.hostAddress(of: GuestFrameNumber(f))
-                    guard let pa = ma, let pb = mb else {
-                        if (ma == nil) != (mb == nil) { return (i, "domain \(id.rawValue) frame \(f) is a hole on one side only") }
-                        continue
-                    }
-                    if memcmp(pa, pb, 4096) != 0 {
-                        let at = (0..<4096).first { pa.load(fromByteOffset: $0, as: UInt8.self) != pb.load(fromByteOffset: $0, as: UInt8.self) }!
-                        return (i, "domain \(id.rawValue) frame \(f) byte \(at) differs")
-                    }
+            // Each world keeps its own yield and flush counts, which migrations start again.
+            if let what = differences(native, translated, counters: oracle == nil) { return (i, what) }
+            if let oracle {
+                let c = apply(step, to: oracle)
+                if a != c { return (i, "returned \(a) after migrations, \(c) without") }
+                if let what = differences(oracle, native, counters: false) { return (i, "after migrations (native against never migrated): \(what)") }
+            }
+        }
+        return nil
+    }
+
+    /// What differs between two worlds' guest-visible state and embedder records, if anything.
+    /// `counters`: compare the yield and TLB-flush counts too, which each world keeps for itself
+    /// (a migrated world starts them again).
+    static func differences(_ native: any XenWorld, _ translated: any XenWorld, counters: Bool = true) -> String? {
+        for d in 0..<domains {
+            let id = DomainID(UInt16(d + 1))
+            for f in WorldLayout.comparedFrames {
+                let ma = native.ram(id).region.hostAddress(of: GuestFrameNumber(f))
+                let mb = translated.ram(id).region.hostAddress(of: GuestFrameNumber(f))
+                guard let pa = ma, let pb = mb else {
+                    if (ma == nil) != (mb == nil) { return "domain \(id.rawValue) frame \(f) is a hole on one side only" }
+                    continue
+                }
+                if memcmp(pa, pb, 4096) != 0 {
+                    let at = (0..<4096).first { pa.load(fromByteOffset: $0, as: UInt8.self) != pb.load(fromByteOffset: $0, as: UInt8.self) }!
+                    return "domain \(id.rawValue) frame \(f) byte \(at) differs"
                 }
             }
-            for d in 0..<domains where native.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) != translated.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) {
-                return (i, "domain \(d + 1): NMIs differ")
+        }
+        for d in 0..<domains where native.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) != translated.recorder.nmiCount(domain: DomainID(UInt16(d + 1))) {
+            return "domain \(d + 1): NMIs differ"
+        }
+        for d in 0..<domains {
+            let id = DomainID(UInt16(d + 1))
+            if counters, native.yields(id) != translated.yields(id) { return "domain \(d + 1): yields differ" }
+            if native.recorder.shutdowns(domain: id) != translated.recorder.shutdowns(domain: id) { return "domain \(d + 1): shutdowns differ" }
+            if native.recorder.powerChanges(domain: id) != translated.recorder.powerChanges(domain: id) { return "domain \(d + 1): vCPU starts and stops differ" }
+            let (gn, gt) = (native.xenDomain(id), translated.xenDomain(id))
+            if gn.grantMappingCount != gt.grantMappingCount || gn.grantTableVersion != gt.grantTableVersion { return "domain \(d + 1): grant mappings or version differ" }
+            for ref in UInt32(0)..<12 {
+                if gn.grantPins(ref) != gt.grantPins(ref) { return "domain \(d + 1): pins of grant \(ref) differ" }
             }
-            for d in 0..<domains {
-                let id = DomainID(UInt16(d + 1))
-                if native.yields(id) != translated.yields(id) { return (i, "domain \(d + 1): yields differ") }
-                if native.recorder.shutdowns(domain: id) != translated.recorder.shutdowns(domain: id) { return (i, "domain \(d + 1): shutdowns differ") }
-                if native.recorder.powerChanges(domain: id) != translated.recorder.powerChanges(domain: id) { return (i, "domain \(d + 1): vCPU starts and stops differ") }
-                let (gn, gt) = (native.xenDomain(id), translated.xenDomain(id))
-                if gn.grantMappingCount != gt.grantMappingCount || gn.grantTableVersion != gt.grantTableVersion { return (i, "domain \(d + 1): grant mappings or version differ") }
-                for ref in UInt32(0)..<12 {
-                    if gn.grantPins(ref) != gt.grantPins(ref) { return (i, "domain \(d + 1): pins of grant \(ref) differ") }
-                }
-                if memcmp(gn.grantFramePage(0)!, gt.grantFramePage(0)!, 4096) != 0 { return (i, "domain \(d + 1): grant frame 0 differs") }
-                for v in 0..<vcpus where native.recorder.context(domain: id, vcpu: v) != translated.recorder.context(domain: id, vcpu: v) {
-                    return (i, "domain \(d + 1) vCPU \(v): initial contexts differ")
-                }
+            if memcmp(gn.grantFramePage(0)!, gt.grantFramePage(0)!, 4096) != 0 { return "domain \(d + 1): grant frame 0 differs" }
+            for v in 0..<vcpus where native.recorder.context(domain: id, vcpu: v) != translated.recorder.context(domain: id, vcpu: v) {
+                return "domain \(d + 1) vCPU \(v): initial contexts differ"
             }
-            for d in 0..<domains where native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
-                return (i, "domain \(d + 1): TLB flushes differ")
-            }
-            if native.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) != translated.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) {
-                return (i, "console lines differ")
-            }
-            if native.recorder.snapshot(domains: domains, vcpus: vcpus) != translated.recorder.snapshot(domains: domains, vcpus: vcpus) {
-                return (i, "upcalls differ: native \(native.recorder.snapshot(domains: domains, vcpus: vcpus)), translated \(translated.recorder.snapshot(domains: domains, vcpus: vcpus))")
-            }
+        }
+        for d in 0..<domains where counters && native.tlbFlushes(DomainID(UInt16(d + 1))) != translated.tlbFlushes(DomainID(UInt16(d + 1))) {
+            return "domain \(d + 1): TLB flushes differ"
+        }
+        if native.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) != translated.console.lines.map({ [UInt64($0.0.rawValue)] + $0.1.map(UInt64.init) }) {
+            return "console lines differ"
+        }
+        if native.recorder.snapshot(domains: domains, vcpus: vcpus) != translated.recorder.snapshot(domains: domains, vcpus: vcpus) {
+            return "upcalls differ: native \(native.recorder.snapshot(domains: domains, vcpus: vcpus)), translated \(translated.recorder.snapshot(domains: domains, vcpus: vcpus))"
         }
         return nil
     }
@@ -525,22 +568,28 @@ struct DifferentialTests {
                 "lines \(lines), xen_version \(versionOK), vm_assist \(assistOK), TLB flushes \(flushes), time refreshes \(ticks), add_to_physmap \(placed), balloon \(ballooned), holes \(holes), VCPUOP_initialise \(initialised), grant v2 switches \(v2), grant maps \(grantMaps), grant copies \(grantCopies)")
     }
 
-    @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")
-    func randomSequences() {
-        let base: UInt64 = 0x5856_4456_4946_4600
-        for n in 0..<2_000 {
+    /// Runs `count` seeded sequences of 40 steps from `base` (a migration every 8th step when
+    /// `migrating`) and records the first that diverges, shrunk.
+    static func runSequences(base: UInt64, count: Int, migrating: Bool) {
+        for n in 0..<count {
             let seed = base &+ UInt64(n)
             var r = SplitMix(seed: seed)
-            let steps = (0..<40).map { _ in Self.randomStep(&r) }
-            guard let (index, what) = Self.firstDivergence(Array(steps)) else { continue }
+            let steps = (0..<40).map { k in migrating && k % 8 == 7 ? Step.migrate : Self.randomStep(&r) }
+            guard let (index, what) = Self.firstDivergence(steps) else { continue }
             let shortest = Self.shrink(Array(steps[...index]))
             let failure = Self.firstDivergence(shortest)
             Issue.record("""
-                seed \(String(seed, radix: 16)): step \(index) diverged (\(what)).
+                seed \(String(seed, radix: 16))\(migrating ? " with migrations" : ""): step \(index) diverged (\(what)).
                 shortest reproducer (\(shortest.count) steps, diverges at \(failure.map { "\($0.index): \($0.what)" } ?? "?")):
                 \(shortest.map { "  \($0)" }.joined(separator: "\n"))
                 """)
             return
         }
     }
+
+    @Test("200 seeded random sequences of 40 operations with a migration to the other side every 8: identical returns, guest frames, console lines and upcalls throughout, and identical to a world that never migrates")
+    func randomSequencesWithMigrations() { Self.runSequences(base: 0x5856_4d49_4752_4100, count: 200, migrating: true) }
+
+    @Test("2,000 seeded random sequences of 40 operations: identical returns, guest frames, console lines and upcalls")
+    func randomSequences() { Self.runSequences(base: 0x5856_4456_4946_4600, count: 2_000, migrating: false) }
 }
