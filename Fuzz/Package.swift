@@ -10,10 +10,12 @@ let package = Package(
     dependencies: [.package(name: "XenViridian", path: "..")],
     targets: [
         .target(name: "CFuzzDriver"),
+        .target(name: "FuzzSystems", dependencies: [.product(name: "XenViridianC", package: "XenViridian")]),
         .executableTarget(name: "fuzz-vector-parser", dependencies: ["CFuzzDriver", .product(name: "XVConformance", package: "XenViridian")]),
         .executableTarget(name: "fuzz-reference", dependencies: ["CFuzzDriver", .product(name: "ViridianReference", package: "XenViridian"),
                                                               .product(name: "GuestABI", package: "XenViridian"), .product(name: "ViridianABI", package: "XenViridian")]),
-        .executableTarget(name: "fuzz-hypercall", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
-        .executableTarget(name: "fuzz-image", dependencies: ["CFuzzDriver", .product(name: "XenViridianC", package: "XenViridian")]),
+        .executableTarget(name: "fuzz-hypercall", dependencies: ["CFuzzDriver", "FuzzSystems", .product(name: "XenViridianC", package: "XenViridian")]),
+        .executableTarget(name: "fuzz-image", dependencies: ["CFuzzDriver", "FuzzSystems", .product(name: "XenViridianC", package: "XenViridian"),
+                                                          .product(name: "GuestABI", package: "XenViridian")]),
     ]
 )

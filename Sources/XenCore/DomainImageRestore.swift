@@ -130,14 +130,8 @@ extension XenDomain {
     /// The maptrack's pages, its free list in the saved order, and the mappings in use with the
     /// frames they occupy. Under the grant lock.
     func restoreMaptrackLocked(_ image: DomainImageContents) {
-        let perPage = Int(GrantTableLimits.maptrackPerFrame)
-        while maptrackPageCount < image.maptrackPages {
-            let page = UnsafeMutablePointer<GrantMapping>.allocate(capacity: perPage)
-            page.initialize(repeating: GrantMapping(), count: perPage)
-            maptrackPages[maptrackPageCount] = page
-            maptrackPageCount += 1
-        }
-        if maptrackPageCount > 0 { growMappedFrames(pages: maptrackPageCount) }
+        // The pages' own links are replaced below by the saved free list.
+        while maptrackPageCount < image.maptrackPages { _ = appendMaptrackPage() }
         for m in image.maptrack {
             mapping(m.handle)!.pointee = m.mapping
             insertMappedFrame(m.mapping.hostFrame)

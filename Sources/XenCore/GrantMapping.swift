@@ -39,20 +39,27 @@ extension XenDomain {
         return base + Int(handle) % perPage
     }
 
+    /// Adds a maptrack page of unused mappings, linked to each other in handle order (the last
+    /// to `GrantMapping.none`), and grows the mapped-frame set for it; returns its first
+    /// handle. The caller checked `maptrackPageCount < maxMaptrackFrames`. Under the grant lock.
+    @inlinable func appendMaptrackPage() -> UInt32 {
+        let perPage = Int(GrantTableLimits.maptrackPerFrame)
+        let page = UnsafeMutablePointer<GrantMapping>.allocate(capacity: perPage)
+        page.initialize(repeating: GrantMapping(), count: perPage)
+        let first = UInt32(maptrackPageCount * perPage)
+        for k in 0..<perPage { page[k].next = k + 1 < perPage ? first + UInt32(k + 1) : GrantMapping.none }
+        maptrackPages[maptrackPageCount] = page
+        maptrackPageCount += 1
+        growMappedFrames(pages: maptrackPageCount)
+        return first
+    }
+
     /// A free handle (get_maptrack_handle), growing the maptrack by a page when none is free;
     /// nil when it has reached `maxMaptrackFrames`. Under the grant lock.
     @inlinable func allocateHandle() -> UInt32? {
         if maptrackFree == GrantMapping.none {
             guard maptrackPageCount < maxMaptrackFrames else { return nil }
-            let perPage = Int(GrantTableLimits.maptrackPerFrame)
-            let page = UnsafeMutablePointer<GrantMapping>.allocate(capacity: perPage)
-            page.initialize(repeating: GrantMapping(), count: perPage)
-            let first = UInt32(maptrackPageCount * perPage)
-            for k in 0..<perPage { page[k].next = k + 1 < perPage ? first + UInt32(k + 1) : GrantMapping.none }
-            maptrackPages[maptrackPageCount] = page
-            maptrackPageCount += 1
-            growMappedFrames(pages: maptrackPageCount)
-            maptrackFree = first
+            maptrackFree = appendMaptrackPage()
         }
         let h = maptrackFree
         let m = mapping(h)!

@@ -100,6 +100,18 @@ static void acknowledge(struct guest *g) {
     memset(shared + 2048, 0, 64 * 8);
 }
 
+/* Domain `id` (1 or 2) of the scenario: one vCPU on the embedder's page table, shared_info at frame 0. */
+static xv_domain_config domain_config(struct embedder *e, uint16_t id) {
+    xv_domain_config dc;
+    memset(&dc, 0, sizeof dc);
+    dc.domain = id;
+    dc.vcpu_count = 1;
+    dc.page_table = e->guests[id - 1].table;
+    dc.frames = FRAMES;
+    dc.shared_info_gfn = 0;
+    return dc;
+}
+
 static int64_t call(xv_system *s, uint16_t domain, uint64_t rax, uint64_t rdi, uint64_t rsi, uint64_t rdx) {
     xv_hypercall_regs r;
     memset(&r, 0, sizeof r);
@@ -159,13 +171,7 @@ static int run(uint32_t side, struct outcome *out) {
     CHECK(xv_system_create(&config, &callbacks, &s) == XV_OK && s != NULL, 4);
 
     for (d = 0; d < 2; d++) {
-        xv_domain_config dc;
-        memset(&dc, 0, sizeof dc);
-        dc.domain = (uint16_t)(d + 1);
-        dc.vcpu_count = 1;
-        dc.page_table = e.guests[d].table;
-        dc.frames = FRAMES;
-        dc.shared_info_gfn = 0;
+        xv_domain_config dc = domain_config(&e, (uint16_t)(d + 1));
         CHECK(xv_domain_create(s, &dc) == XV_OK, 5);
         CHECK(xv_domain_create(s, &dc) == XV_EEXIST, 6);
     }
@@ -289,12 +295,7 @@ static int run(uint32_t side, struct outcome *out) {
         config.side = side == XV_SIDE_NATIVE ? XV_SIDE_TRANSLATED : XV_SIDE_NATIVE;
         CHECK(xv_system_create(&config, &callbacks, &s) == XV_OK && s != NULL, 33);
         for (d = 0; d < 2; d++) {
-            xv_domain_config dc;
-            memset(&dc, 0, sizeof dc);
-            dc.domain = (uint16_t)(d + 1);
-            dc.vcpu_count = 1;
-            dc.page_table = e.guests[d].table;
-            dc.frames = FRAMES;
+            xv_domain_config dc = domain_config(&e, (uint16_t)(d + 1));
             CHECK(xv_domain_create(s, &dc) == XV_OK, 34);
         }
         images[0][sizes[0] / 2] ^= 1;   /* a changed byte is refused, and changes nothing */

@@ -1,63 +1,16 @@
 import CFuzzDriver
 import CXenViridian
 import Glibc
+import FuzzSystems
 import XenViridianC
 
-/// libFuzzer's entry: the hypercall entry of both sides through the C ABI, differentially.
-/// The input is a little program: each 64-byte record is one hypercall from domain 1 or 2 —
-/// the registers (RAX and the five arguments, bounded to the guest's frames or left wild) and
-/// 16 bytes stored first into the domain's argument page at an offset. Native and translated
-/// run the same program from the same state; every return value, every guest frame and every
-/// upcall count must agree (or the process aborts, which libFuzzer reports as a crash).
-/// Calls that park the vCPU (SCHEDOP_block, poll) or shut the domain down are part of it.
-final class Side {
-    static let frames: UInt64 = 32
-    var system: OpaquePointer?
-    var tables: [UnsafeMutablePointer<UInt64>] = []
-    var pages: [UnsafeMutableRawPointer] = []
-    var upcalls: [Int] = [0, 0, 0]
-
-    init(_ side: UInt32) {
-        var config = xv_system_config()
-        config.side = side
-        var callbacks = xv_callbacks()
-        callbacks.context = Unmanaged.passUnretained(self).toOpaque()
-        callbacks.upcall = { context, domain, _, _ in
-            let s = Unmanaged<Side>.fromOpaque(context!).takeUnretainedValue()
-            if Int(domain) < s.upcalls.count { s.upcalls[Int(domain)] += 1 }
-        }
-        precondition(xv_system_create(&config, &callbacks, &system) == XV_OK)
-        let layer = side == XV_SIDE_TRANSLATED ? xv_layer_frame_count(1) : 0
-        for d in UInt16(1)...2 {
-            let count = Int(Self.frames + layer)
-            let table = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
-            for f in 0..<count {
-                let p = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-                p.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
-                pages.append(p)
-                table[f] = UInt64(UInt(bitPattern: p))
-            }
-            tables.append(table)
-            var c = xv_domain_config()
-            c.domain = d
-            c.vcpu_count = 1
-            c.page_table = table
-            c.frames = Self.frames
-            precondition(xv_domain_create(system, &c) == XV_OK)
-        }
-    }
-
-    deinit {
-        xv_system_destroy(system)
-        for p in pages { p.deallocate() }
-        for t in tables { t.deallocate() }
-    }
-
-    /// A guest frame of a domain (0 ..< frames), as the guest sees it now.
-    func frame(_ domain: Int, _ gfn: Int) -> UnsafeMutableRawPointer? {
-        UnsafeMutableRawPointer(bitPattern: UInt(tables[domain - 1][gfn]))
-    }
-}
+// libFuzzer's entry: the hypercall entry of both sides through the C ABI, differentially.
+// The input is a little program: each 64-byte record is one hypercall from domain 1 or 2 —
+// the registers (RAX and the five arguments, bounded to the guest's frames or left wild) and
+// 16 bytes stored first into the domain's argument page at an offset. Native and translated
+// run the same program from the same state; every return value, every guest frame and every
+// upcall count must agree (or the process aborts, which libFuzzer reports as a crash).
+// Calls that park the vCPU (SCHEDOP_block, poll) or shut the domain down are part of it.
 
 /// The executable's entry (SwiftPM names it `fuzz_hypercall_main`): libFuzzer's driver over `fuzzHypercall`.
 @_cdecl("fuzz_hypercall_main")
@@ -69,7 +22,7 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHypercall(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    let native = Side(XV_SIDE_NATIVE), translated = Side(XV_SIDE_TRANSLATED)
+    let native = FuzzSide(XV_SIDE_NATIVE), translated = FuzzSide(XV_SIDE_TRANSLATED)
     func word(_ o: Int) -> UInt64 { UnsafeRawPointer(data + o).loadUnaligned(as: UInt64.self) }
     var at = 0
     var step = 0
@@ -101,7 +54,7 @@ public func fuzzHypercall(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     }
     // Every guest-visible frame alike (a hole on one side only is a difference too).
     for d in 1...2 {
-        for f in 0..<Int(Side.frames) {
+        for f in 0..<Int(FuzzSide.frames) {
             let a = native.frame(d, f), b = translated.frame(d, f)
             precondition((a == nil) == (b == nil), "domain \(d) frame \(f): a hole on one side only")
             if let a, let b { precondition(memcmp(a, b, 4096) == 0, "domain \(d) frame \(f) differs after \(step) steps") }

@@ -1,58 +1,22 @@
 import CFuzzDriver
 import CXenViridian
 import Glibc
+import FuzzSystems
+import GuestABI
 import XenViridianC
 
-/// libFuzzer's entry: the domain-image decoder (`xv_domain_restore`) of both sides,
-/// differentially. The first input byte chooses the mode: bit 0 reseals the image's checksum
-/// (so the decoder's field checks are reached, not only the checksum), bit 1 takes the rest of
-/// the input as (offset: u16, xor: u8) edits of a real image (a domain with a channel, a VIRQ,
-/// a timer and a callback vector) rather than as the image itself. The bytes are restored into
-/// a fresh domain of a native and of a translated system: both must refuse them for the same
-/// reason or accept them both; accepted, both must save the same image again and answer
-/// EVTCHNOP_status alike on the first ports.
-final class Side {
-    static let frames: UInt64 = 32
-    var system: OpaquePointer?
-    var tables: [UnsafeMutablePointer<UInt64>] = []
-    var pages: [UnsafeMutableRawPointer] = []
+// libFuzzer's entry: the domain-image decoder (`xv_domain_restore`) of both sides,
+// differentially. The first input byte chooses the mode: bit 0 reseals the image's checksum
+// (so the decoder's field checks are reached, not only the checksum), bit 1 takes the rest of
+// the input as (offset: u16, xor: u8) edits of a real image (a domain with a channel, a VIRQ,
+// a timer and a callback vector) rather than as the image itself. The bytes are restored into
+// a fresh domain of a native and of a translated system: both must refuse them for the same
+// reason or accept them both; accepted, both must save the same image again and answer
+// EVTCHNOP_status alike on the first ports.
 
-    init(_ side: UInt32) {
-        var config = xv_system_config()
-        config.side = side
-        var callbacks = xv_callbacks()
-        callbacks.context = Unmanaged.passUnretained(self).toOpaque()
-        callbacks.upcall = { _, _, _, _ in }  // required; this target compares no upcalls
-        let created = xv_system_create(&config, &callbacks, &system)
-        precondition(created == XV_OK, "xv_system_create: \(created)")
-        let layer = side == XV_SIDE_TRANSLATED ? xv_layer_frame_count(1) : 0
-        for d in UInt16(1)...2 {
-            let count = Int(Self.frames + layer)
-            let table = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
-            for f in 0..<count {
-                let p = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
-                p.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
-                pages.append(p)
-                table[f] = UInt64(UInt(bitPattern: p))
-            }
-            tables.append(table)
-            var c = xv_domain_config()
-            c.domain = d
-            c.vcpu_count = 1
-            c.page_table = table
-            c.frames = Self.frames
-            precondition(xv_domain_create(system, &c) == XV_OK)
-        }
-    }
-
-    deinit {
-        xv_system_destroy(system)
-        for p in pages { p.deallocate() }
-        for t in tables { t.deallocate() }
-    }
-
+extension FuzzSide {
     /// The argument page (frame 16) of `domain`.
-    func argument(_ domain: UInt16) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: UInt(tables[Int(domain) - 1][16]))! }
+    func argument(_ domain: UInt16) -> UnsafeMutableRawPointer { frame(Int(domain), 16)! }
 
     func call(_ domain: UInt16, _ rax: UInt64, _ rdi: UInt64, _ rsi: UInt64) -> Int64 {
         var regs = xv_hypercall_regs()
@@ -88,7 +52,7 @@ final class Side {
 /// Domain 1's image after a channel to domain 2, a VIRQ_TIMER binding, a one-shot timer and a
 /// callback vector: the base the edit mode mutates.
 let baseImage: [UInt8] = {
-    let s = Side(XV_SIDE_NATIVE)
+    let s = FuzzSide(XV_SIDE_NATIVE)
     let a1 = s.argument(1), a2 = s.argument(2)
     a1.storeBytes(of: 0x7FF0, as: UInt16.self); a1.storeBytes(of: 2, toByteOffset: 2, as: UInt16.self)
     precondition(s.call(1, 32, 6, 16 << 12) == 0)  // alloc_unbound for domain 2
@@ -104,11 +68,10 @@ let baseImage: [UInt8] = {
     return s.save(1)
 }()
 
-/// The image's FNV-1a 64 trailer recomputed.
+/// The image's FNV-1a 64 trailer recomputed (`SaveImageChecksum`, as the library writes it).
 func reseal(_ image: inout [UInt8]) {
     guard image.count >= 8 else { return }
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for i in 0..<image.count - 8 { h = (h ^ UInt64(image[i])) &* 0x0000_0100_0000_01b3 }
+    let h = SaveImageChecksum.fnv1a(image, 0..<image.count - 8)
     for i in 0..<8 { image[image.count - 8 + i] = UInt8(truncatingIfNeeded: h >> (8 * UInt64(i))) }
 }
 
@@ -137,7 +100,7 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         image = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     }
     if mode & 1 != 0 { reseal(&image) }
-    let native = Side(XV_SIDE_NATIVE), translated = Side(XV_SIDE_TRANSLATED)
+    let native = FuzzSide(XV_SIDE_NATIVE), translated = FuzzSide(XV_SIDE_TRANSLATED)
     let a = native.restore(1, image), b = translated.restore(1, image)
     precondition(a == b, "restore: \(a) native, \(b) translated")
     guard a.0 == XV_OK else { return 0 }
